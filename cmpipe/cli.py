@@ -1,0 +1,191 @@
+"""The ``cmpipe`` command.
+
+Every subcommand takes the same configuration options::
+
+    cmpipe <subcommand> [--config NAME|PATH] [--set section.key=value ...] [--out DIR] [...]
+
+``--config`` is a shipped name (``demo``, the default, or ``paper``) or a YAML path; ``--set``
+overrides one key (repeatable, applied in order); ``--out`` overrides ``run.out``. Logging is
+configured here, and only here, at ``run.log_level``.
+
+Adding a subcommand
+-------------------
+Add one entry to :data:`SUBCOMMANDS`: ``name -> Subcommand(help, add_arguments, handler)``.
+
+* ``add_arguments(parser)`` adds the subcommand's own options to its
+  :class:`argparse.ArgumentParser` (the common options are already there).
+* ``handler(args, cfg)`` runs it with the parsed :class:`argparse.Namespace` and the resolved
+  :class:`~cmpipe.config.Config` and returns the exit status (``None`` counts as 0). A handler
+  that writes artifacts calls :func:`cmpipe.config.save_resolved_config` on its output
+  directory (``cfg.run.out``).
+* Handlers import heavy modules (numpy, numba, ray, torch) *inside* their body, so that
+  ``cmpipe --help`` stays fast; a test checks that importing this module loads none of them.
+* A :class:`ValueError` subclass defined in cmpipe (``ConfigError``, ``HaloError``, ...) raised
+  by a handler is printed as ``cmpipe: error: <message>`` with exit status 2; any other
+  exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from cmpipe import __version__
+from cmpipe.config import Config, config_fingerprint, config_to_yaml, load_config
+
+__all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Exit status for a usage or configuration error (as argparse uses).
+EXIT_USAGE = 2
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Subcommand(NamedTuple):
+    """One ``cmpipe`` subcommand.
+
+    Attributes
+    ----------
+    help : str
+        One line shown by ``cmpipe --help``.
+    add_arguments : callable
+        ``add_arguments(parser: argparse.ArgumentParser) -> None``: the subcommand's own
+        options (the common ``--config``, ``--set`` and ``--out`` are added already).
+    handler : callable
+        ``handler(args: argparse.Namespace, cfg: Config) -> int | None``: runs the
+        subcommand, returns its exit status.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace, Config], int | None]
+
+
+# --------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cmpipe config`` has only the common options."""
+
+
+def _run_config(args: argparse.Namespace, cfg: Config) -> int:
+    """Print the resolved configuration as YAML (loadable with ``--config``) and its fingerprint."""
+    sys.stdout.write(config_to_yaml(cfg))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The registry: name -> Subcommand(help, add_arguments, handler)
+# --------------------------------------------------------------------------------------------
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "config": Subcommand(
+        "print the resolved configuration as YAML, with its fingerprint",
+        _add_config_arguments,
+        _run_config,
+    ),
+    # "render-halo": Subcommand("project one halo to maps and plots", ..., ...),
+    # "demo": Subcommand("the CPU demo, end to end", ..., ...),
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("configuration")
+    group.add_argument(
+        "--config",
+        default="demo",
+        metavar="NAME|PATH",
+        help="shipped config name (demo, paper) or YAML file (default: %(default)s)",
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one key, value parsed as YAML (repeatable, applied in order)",
+    )
+    group.add_argument("--out", metavar="DIR", help="output directory (overrides run.out)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cmpipe`` argument parser, one subparser per entry of :data:`SUBCOMMANDS`.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(
+        prog="cmpipe",
+        description="Galaxy-cluster gas and dark-matter mass maps from SZ and X-ray images.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    common = _common_options()
+    for name, spec in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(
+            name, help=spec.help, description=spec.help, parents=[common]
+        )
+        spec.add_arguments(sub)
+    return parser
+
+
+def _is_cmpipe_error(exc: BaseException) -> bool:
+    """A ValueError subclass defined in cmpipe, with a message: a user error, not a bug."""
+    module = type(exc).__module__
+    return (
+        isinstance(exc, ValueError)
+        and (module == "cmpipe" or module.startswith("cmpipe."))
+        and bool(str(exc))
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cmpipe`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on a usage or configuration error (printed to stderr
+        as ``cmpipe: error: <message>``), otherwise what the subcommand returned.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.out is not None:
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=args.out))
+        logging.basicConfig(level=cfg.run.log_level, format=LOG_FORMAT)
+        logger.debug(
+            "cmpipe %s %s: config %s, fingerprint %s",
+            __version__, args.command, args.config, config_fingerprint(cfg),
+        )
+        status = SUBCOMMANDS[args.command].handler(args, cfg)
+    except ValueError as exc:
+        if not _is_cmpipe_error(exc):
+            raise
+        print(f"cmpipe: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

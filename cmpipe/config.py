@@ -1,0 +1,810 @@
+"""Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
+
+A configuration file is a YAML mapping of *sections* (``cosmology``, ``maps``, ``sph``,
+``plasma``, ``source``, ``render``, ``run``) to mappings of *keys*. Every section and every key
+may be omitted (the defaults are the paper's values); an unknown section or key is an error
+that names the dotted key and the file. Values are checked and coerced against the dataclass
+annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
+each section validates its own ranges in ``__post_init__``.
+
+Units follow :mod:`cmpipe.physics.halo`: lengths in physical Mpc (no little h), halo masses in
+Msun/h only where the key says ``_msun_h``.
+
+Examples
+--------
+>>> cfg = load_config("demo", ["maps.npix=64"])          # doctest: +SKIP
+>>> cfg.maps.npix, config_fingerprint(cfg)               # doctest: +SKIP
+(64, '3f1c...')
+
+Adding a key: add an annotated field with its default to the section's dataclass, validate it
+in ``_validate``, and document it in the shipped YAML files and the README's table (a test
+checks the README lists every key). Adding a section: a new ``_Section`` subclass with a
+``section`` class attribute, plus a field of that name on :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import hashlib
+import importlib.resources
+import json
+import math
+import numbers
+import os
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from cmpipe import __version__
+
+__all__ = [
+    "MAP_CHANNELS",
+    "PROJECTION_BACKENDS",
+    "SOURCE_KINDS",
+    "Config",
+    "ConfigError",
+    "CosmologyConfig",
+    "MapsConfig",
+    "PlasmaConfig",
+    "RenderConfig",
+    "RunConfig",
+    "SourceConfig",
+    "SphConfig",
+    "config_fingerprint",
+    "config_from_dict",
+    "config_to_dict",
+    "config_to_yaml",
+    "load_config",
+    "save_resolved_config",
+    "shipped_configs",
+]
+
+#: SPH projection backends (the registry itself lives in :mod:`cmpipe.sph`; this copy keeps
+#: ``import cmpipe.config`` free of numba). ``exact`` is the slow reference.
+PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
+#: Map channels cmpipe knows how to make.
+MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
+#: Kinds of halo source (``mock`` arrives with a later issue).
+SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5")
+#: Logging levels accepted by ``run.log_level`` (case-insensitive, stored upper-case).
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Name of the resolved configuration written next to every artifact.
+RESOLVED_CONFIG_NAME = "config.resolved.yaml"
+#: Top-level key holding the fingerprint in a resolved file; ignored when loading.
+FINGERPRINT_KEY = "_fingerprint"
+
+_BARE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# A decimal number as a string. PyYAML (YAML 1.1) reads ``1e10`` and ``1.0e10`` as *strings*
+# (its float pattern needs a dot and a signed exponent), so float keys accept this form too.
+_FLOAT_STRING = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration. The message names the dotted key and where it came from.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the dotted key (``maps.npix``) and, where known, the file or
+        override that set it.
+    keys : sequence of str, optional
+        The dotted keys involved, so that the loader can add where each was set.
+    """
+
+    def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
+# --------------------------------------------------------------------------------------------
+# Type checking and coercion from annotations
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against annotation ``tp`` and return it in canonical form.
+
+    ``int`` accepts integers (not bools, not floats); ``float`` accepts integers, floats and
+    decimal strings such as ``"1e10"``, and must be finite; ``str`` and ``bool`` accept only
+    their own type; ``tuple[X, ...]`` accepts a list or tuple and coerces each element.
+    """
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{key}: unsupported annotation {tp!r} (use tuple[X, ...])")
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        raise ConfigError(
+            f"{key}: expected a list of {args[0].__name__}, got {_describe(value)}", [key]
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected a bool (true/false), got {_describe(value)}", [key])
+    if tp is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise ConfigError(f"{key}: expected an int, got {_describe(value)}", [key])
+    if tp is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str) and _FLOAT_STRING.fullmatch(value.strip()):
+            out = float(value.strip().replace("_", ""))
+        else:
+            raise ConfigError(f"{key}: expected a float, got {_describe(value)}", [key])
+        if not math.isfinite(out):
+            raise ConfigError(f"{key}: expected a finite float, got {out!r}", [key])
+        return out
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(
+            f"{key}: expected a str, got {_describe(value)} (quote it in YAML)", [key]
+        )
+    raise TypeError(f"{key}: unsupported annotation {tp!r}")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass's fields (not its class variables)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _require(condition: bool, message: str, *keys: str) -> None:
+    if not condition:
+        raise ConfigError(message, keys)
+
+
+def _one_of(value: str, allowed: Sequence[str], key: str) -> None:
+    _require(
+        value in allowed,
+        f"{key} must be one of {', '.join(allowed)}; got {value!r}",
+        key,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Base of every section: coerces fields to their annotations, then validates."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for name, tp in _field_types(type(self)).items():
+            value = _coerce(getattr(self, name), tp, f"{self.section}.{name}")
+            object.__setattr__(self, name, value)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check ranges and choices; raise :class:`ConfigError` naming the dotted key."""
+
+    def _key(self, name: str) -> str:
+        return f"{self.section}.{name}"
+
+
+@dataclass(frozen=True)
+class CosmologyConfig(_Section):
+    """Flat LCDM cosmology of the simulations.
+
+    Attributes
+    ----------
+    omega_m : float
+        Total matter density parameter Omega_m at z = 0 [dimensionless].
+    omega_b : float
+        Baryon density parameter Omega_b at z = 0 [dimensionless], ``0 <= omega_b < omega_m``.
+    h : float
+        Dimensionless Hubble parameter, H0 / (100 km s^-1 Mpc^-1).
+    sigma8 : float
+        RMS linear matter fluctuation in spheres of 8 Mpc/h at z = 0 [dimensionless].
+    ns : float
+        Spectral index of the primordial power spectrum [dimensionless].
+    redshift : float
+        Redshift of the clusters (snapshot) [dimensionless], >= 0.
+    """
+
+    section: ClassVar[str] = "cosmology"
+
+    omega_m: float = 0.30
+    omega_b: float = 0.045
+    h: float = 0.70
+    sigma8: float = 0.80
+    ns: float = 0.96
+    redshift: float = 0.0
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            0.0 < self.omega_m <= 1.0, f"{k('omega_m')} must be in (0, 1]; got {self.omega_m}",
+            k("omega_m"),
+        )
+        _require(
+            0.0 <= self.omega_b < self.omega_m,
+            f"{k('omega_b')} must satisfy 0 <= omega_b < omega_m; "
+            f"got omega_b={self.omega_b}, omega_m={self.omega_m}",
+            k("omega_b"), k("omega_m"),
+        )
+        _require(self.h > 0.0, f"{k('h')} must be > 0; got {self.h}", k("h"))
+        _require(self.sigma8 > 0.0, f"{k('sigma8')} must be > 0; got {self.sigma8}", k("sigma8"))
+        _require(self.ns > 0.0, f"{k('ns')} must be > 0; got {self.ns}", k("ns"))
+        _require(
+            self.redshift >= 0.0, f"{k('redshift')} must be >= 0; got {self.redshift}",
+            k("redshift"),
+        )
+
+
+@dataclass(frozen=True)
+class MapsConfig(_Section):
+    """Geometry and content of the projected maps.
+
+    Attributes
+    ----------
+    npix : int
+        Pixels per map side; maps are ``(npix, npix)``.
+    pixel_mpc : float
+        Side of one pixel [physical Mpc]; the map spans ``npix * pixel_mpc``.
+    depth_mpc : float
+        Projection depth along the line of sight [physical Mpc].
+    backend : str
+        SPH projection backend, one of :data:`PROJECTION_BACKENDS` (``exact`` is the slow
+        reference, ``mesh3d`` and ``fast`` the production ones).
+    channels : tuple of str
+        Map channels, in order, each one of :data:`MAP_CHANNELS`, no repeats.
+    """
+
+    section: ClassVar[str] = "maps"
+
+    npix: int = 128
+    pixel_mpc: float = 0.1
+    depth_mpc: float = 12.8
+    backend: str = "fast"
+    channels: tuple[str, ...] = MAP_CHANNELS
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(self.npix > 0, f"{k('npix')} must be > 0; got {self.npix}", k("npix"))
+        _require(
+            self.pixel_mpc > 0.0, f"{k('pixel_mpc')} must be > 0; got {self.pixel_mpc}",
+            k("pixel_mpc"),
+        )
+        _require(
+            self.depth_mpc > 0.0, f"{k('depth_mpc')} must be > 0; got {self.depth_mpc}",
+            k("depth_mpc"),
+        )
+        _one_of(self.backend, PROJECTION_BACKENDS, k("backend"))
+        _require(len(self.channels) > 0, f"{k('channels')} must not be empty", k("channels"))
+        for i, name in enumerate(self.channels):
+            _one_of(name, MAP_CHANNELS, f"{k('channels')}[{i}]")
+        _require(
+            len(set(self.channels)) == len(self.channels),
+            f"{k('channels')} must not repeat a channel; got {list(self.channels)}",
+            k("channels"),
+        )
+
+
+@dataclass(frozen=True)
+class SphConfig(_Section):
+    """SPH smoothing and projection.
+
+    Attributes
+    ----------
+    n_neighbours : int
+        Number of neighbours that sets each particle's smoothing length where the source
+        has none (e.g. dark matter) [count].
+    num_threads : int
+        Threads for the projection kernels [count]; 0 means all cores.
+    """
+
+    section: ClassVar[str] = "sph"
+
+    n_neighbours: int = 32
+    num_threads: int = 0
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            self.n_neighbours > 0, f"{k('n_neighbours')} must be > 0; got {self.n_neighbours}",
+            k("n_neighbours"),
+        )
+        _require(
+            self.num_threads >= 0,
+            f"{k('num_threads')} must be >= 0 (0 = all cores); got {self.num_threads}",
+            k("num_threads"),
+        )
+
+
+@dataclass(frozen=True)
+class PlasmaConfig(_Section):
+    """Plasma constants for the SZ and X-ray channels.
+
+    Attributes
+    ----------
+    hydrogen_mass_fraction : float
+        Hydrogen mass fraction X of the gas [dimensionless], in (0, 1].
+    gaunt_factor : float
+        Frequency-averaged free-free Gaunt factor of the X-ray emissivity [dimensionless].
+    """
+
+    section: ClassVar[str] = "plasma"
+
+    hydrogen_mass_fraction: float = 0.76
+    gaunt_factor: float = 1.2
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            0.0 < self.hydrogen_mass_fraction <= 1.0,
+            f"{k('hydrogen_mass_fraction')} must be in (0, 1]; "
+            f"got {self.hydrogen_mass_fraction}",
+            k("hydrogen_mass_fraction"),
+        )
+        _require(
+            self.gaunt_factor > 0.0, f"{k('gaunt_factor')} must be > 0; got {self.gaunt_factor}",
+            k("gaunt_factor"),
+        )
+
+
+@dataclass(frozen=True)
+class SourceConfig(_Section):
+    """Where halo particles come from.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`SOURCE_KINDS`: ``analytic`` (synthetic halos) or ``hdf5`` (real halos).
+    path : str
+        HDF5 file or directory of files, for ``kind: hdf5`` (required there).
+    analytic_log10_m200m_msun_h : tuple of float
+        log10 of M200m [Msun/h] of each analytic halo; halo ``i`` has the ``i``-th mass.
+    analytic_particle_mass_msun_h : float
+        Particle mass of the analytic halos [Msun/h].
+    seed : int
+        Seed of the analytic halos' random particles, >= 0.
+    """
+
+    section: ClassVar[str] = "source"
+
+    kind: str = "analytic"
+    path: str = ""
+    analytic_log10_m200m_msun_h: tuple[float, ...] = (14.0, 14.5)
+    analytic_particle_mass_msun_h: float = 1e10
+    seed: int = 0
+
+    def _validate(self) -> None:
+        k = self._key
+        _one_of(self.kind, SOURCE_KINDS, k("kind"))
+        if self.kind == "hdf5":
+            _require(
+                bool(self.path.strip()),
+                f"{k('path')} must name an HDF5 file or directory when source.kind is hdf5",
+                k("path"), k("kind"),
+            )
+        _require(
+            len(self.analytic_log10_m200m_msun_h) > 0,
+            f"{k('analytic_log10_m200m_msun_h')} must list at least one mass",
+            k("analytic_log10_m200m_msun_h"),
+        )
+        _require(
+            self.analytic_particle_mass_msun_h > 0.0,
+            f"{k('analytic_particle_mass_msun_h')} must be > 0; "
+            f"got {self.analytic_particle_mass_msun_h}",
+            k("analytic_particle_mass_msun_h"),
+        )
+        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
+
+
+@dataclass(frozen=True)
+class RenderConfig(_Section):
+    """Which halo to render and how (``cmpipe render-halo``).
+
+    Attributes
+    ----------
+    halo_id : int
+        Identifier of the halo within its source, >= 0.
+    axis : int
+        Line-of-sight axis: 0 (x), 1 (y) or 2 (z), applied after the rotation.
+    rotation_seed : int
+        Seed of a uniformly random rotation of the halo; -1 means no rotation (identity).
+    save_npz : bool
+        Also save the maps as a NumPy ``.npz`` next to the figures.
+    """
+
+    section: ClassVar[str] = "render"
+
+    halo_id: int = 0
+    axis: int = 2
+    rotation_seed: int = -1
+    save_npz: bool = True
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            self.halo_id >= 0, f"{k('halo_id')} must be >= 0; got {self.halo_id}", k("halo_id")
+        )
+        _require(
+            self.axis in (0, 1, 2), f"{k('axis')} must be 0, 1 or 2; got {self.axis}", k("axis")
+        )
+        _require(
+            self.rotation_seed >= -1,
+            f"{k('rotation_seed')} must be >= 0, or -1 for no rotation; got {self.rotation_seed}",
+            k("rotation_seed"),
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    """Where a run writes, and how loudly.
+
+    Attributes
+    ----------
+    out : str
+        Output directory of the run (created when the run writes).
+    log_level : str
+        Logging level, one of :data:`LOG_LEVELS` (any case; stored upper-case).
+    """
+
+    section: ClassVar[str] = "run"
+
+    out: str = "runs/default"
+    log_level: str = "INFO"
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(bool(self.out.strip()), f"{k('out')} must not be empty", k("out"))
+        object.__setattr__(self, "log_level", self.log_level.upper())
+        _one_of(self.log_level, LOG_LEVELS, k("log_level"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: one attribute per section.
+
+    Build it with :func:`load_config`; ``Config()`` holds the defaults (the paper's values).
+    Frozen and hashable, so it can be passed to Ray tasks and compared for equality.
+    """
+
+    cosmology: CosmologyConfig = field(default_factory=CosmologyConfig)
+    maps: MapsConfig = field(default_factory=MapsConfig)
+    sph: SphConfig = field(default_factory=SphConfig)
+    plasma: PlasmaConfig = field(default_factory=PlasmaConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in _field_types(Config).items():
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                raise ConfigError(
+                    f"Config.{name} must be a {cls.__name__}, got {type(value).__name__}"
+                )
+
+
+def _sections() -> dict[str, type[_Section]]:
+    """Section name -> section class, in :class:`Config` field order."""
+    return dict(_field_types(Config))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def shipped_configs() -> tuple[str, ...]:
+    """Names of the configurations shipped in ``cmpipe/configs`` (e.g. ``demo``, ``paper``).
+
+    Returns
+    -------
+    tuple of str
+        Sorted names, usable as ``load_config(name)`` and ``cmpipe ... --config name``.
+    """
+    root = importlib.resources.files("cmpipe.configs")
+    return tuple(
+        sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+    )
+
+
+def _read_config_text(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Return ``(source label, YAML text)`` for a shipped name or a file path."""
+    if isinstance(name_or_path, str) and _BARE_NAME.fullmatch(name_or_path):
+        resource = importlib.resources.files("cmpipe.configs") / f"{name_or_path}.yaml"
+        if resource.is_file():
+            return str(resource), resource.read_text(encoding="utf-8")
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return str(path), path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise ConfigError(f"config {str(name_or_path)!r} is a directory, not a YAML file")
+    raise ConfigError(
+        f"no config {str(name_or_path)!r}: not a shipped config name "
+        f"(shipped: {', '.join(shipped_configs())}) and no file at {path}"
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects duplicate keys instead of keeping the last one."""
+
+
+def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # unhashable key: construct_mapping reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r}", key_node.start_mark,
+            )
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {source}:\n{exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source} must hold a mapping of sections, got {type(data).__name__}"
+        )
+    return data
+
+
+def _unknown(what: str, name: str, where: str, known: Sequence[str]) -> ConfigError:
+    close = difflib.get_close_matches(name.rsplit(".", 1)[-1], known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(f"unknown {what} {name!r} {where} ({hint}known: {', '.join(known)})")
+
+
+def _section_class(section: Any, where: str) -> type[_Section]:
+    sections = _sections()
+    if not isinstance(section, str) or section not in sections:
+        raise _unknown("section", str(section), where, list(sections))
+    return sections[section]
+
+
+def _check_key(cls: type[_Section], section: str, key: Any, where: str) -> str:
+    known = list(_field_types(cls))
+    if not isinstance(key, str) or key not in known:
+        raise _unknown("key", f"{section}.{key}", where, known)
+    return key
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value``; parse the value with ``yaml.safe_load``."""
+    where = f"in override {item!r}"
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    dotted, _, text = item.partition("=")
+    section, dot, key = dotted.strip().partition(".")
+    if not dot or not section or not key or "." in key:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    cls = _section_class(section, where)
+    _check_key(cls, section, key, where)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse the value of override {item!r}:\n{exc}") from None
+    if _field_types(cls)[key] is str and not isinstance(value, str):
+        # For a str key the text is the value: --set run.out=2024 or source.path= (empty).
+        value = text.strip()
+    return section, key, value
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]], origins: Mapping[str, str]) -> Config:
+    """Construct every section from raw values, adding where a bad key was set."""
+    sections = {}
+    for name, cls in _sections().items():
+        try:
+            sections[name] = cls(**raw.get(name, {}))
+        except ConfigError as exc:
+            # "maps.channels[1]" was set where "maps.channels" was.
+            bases = (k.split("[", 1)[0] for k in exc.keys)
+            where = [origins[k] for k in bases if k in origins]
+            suffix = f" ({'; '.join(dict.fromkeys(where))})" if where else ""
+            raise ConfigError(f"{exc}{suffix}", exc.keys) from None
+    return Config(**sections)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Build a :class:`Config` from a mapping of sections, as read from YAML.
+
+    Parameters
+    ----------
+    data : mapping
+        ``{section: {key: value}}``; sections and keys may be omitted (defaults apply). A
+        top-level ``_fingerprint`` key (written by :func:`save_resolved_config`) is ignored.
+    source : str
+        Where ``data`` came from, for error messages (a file path).
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        On an unknown section or key (naming the dotted key and ``source``), a value of the
+        wrong type, or a value out of range.
+    """
+    return _load(data, source, ())
+
+
+def _load(data: Mapping[str, Any], source: str, overrides: Sequence[str]) -> Config:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source} must hold a mapping of sections, got {type(data).__name__}")
+    where = f"in {source}"
+    raw: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+    for section, body in data.items():
+        if section == FINGERPRINT_KEY:
+            continue
+        cls = _section_class(section, where)
+        if body is None:  # an empty section: all defaults
+            body = {}
+        if not isinstance(body, Mapping):
+            raise ConfigError(
+                f"section {section!r} {where} must be a mapping of key: value, "
+                f"got {_describe(body)}"
+            )
+        for key, value in body.items():
+            _check_key(cls, section, key, where)
+            raw.setdefault(section, {})[key] = value
+            origins[f"{section}.{key}"] = where
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a sequence of 'section.key=value' strings, not a str")
+    for item in overrides:
+        section, key, value = _parse_override(item)
+        raw.setdefault(section, {})[key] = value
+        origins[f"{section}.{key}"] = f"from override {item!r}"
+    return _build(raw, origins)
+
+
+def load_config(name_or_path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:
+    """Load a configuration by shipped name or path, then apply overrides.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A bare name (letters, digits, ``_``, ``-``) such as ``"demo"`` or ``"paper"`` picks
+        ``cmpipe/configs/<name>.yaml``; anything else is a path to a YAML file.
+    overrides : sequence of str
+        ``"section.key=value"`` strings applied in order after the file. The value is parsed
+        with ``yaml.safe_load`` (``maps.npix=64``, ``maps.channels=[sz_y, gas_sigma]``); for a
+        str key the text itself is the value (``run.out=2024``, ``source.path=`` is empty).
+
+    Returns
+    -------
+    Config
+        The resolved, validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        If the name or file does not exist (listing the shipped names), the YAML is invalid,
+        a section or key is unknown (naming the dotted key and the file or override), or a
+        value has the wrong type or is out of range.
+    """
+    source, text = _read_config_text(name_or_path)
+    return _load(_parse_yaml(text, source), source, overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation
+# --------------------------------------------------------------------------------------------
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dict of a configuration (tuples become lists), in field order.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    dict
+        ``{section: {key: value}}`` of JSON- and YAML-safe builtins.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in _sections():
+        section = getattr(cfg, name)
+        values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+        out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return out
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """Short, stable hash of a configuration: every key, ``run`` included.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+        First 16 hex characters of the SHA-256 of the canonical JSON (sorted keys, no
+        spaces) of :func:`config_to_dict`.
+    """
+    canonical = json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The resolved configuration as YAML text, with its fingerprint.
+
+    The text loads back with :func:`load_config` to an equal :class:`Config` (the
+    ``_fingerprint`` key is ignored by the loader).
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+        A header comment, ``_fingerprint: <hex>``, then every section and key.
+    """
+    fingerprint = config_fingerprint(cfg)
+    header = (
+        f"# cmpipe {__version__} resolved configuration, fingerprint {fingerprint}.\n"
+        "# Load it again with --config <this file>; _fingerprint is ignored when loading.\n"
+    )
+    body = {FINGERPRINT_KEY: fingerprint, **config_to_dict(cfg)}
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+
+
+def save_resolved_config(cfg: Config, directory: str | os.PathLike[str]) -> Path:
+    """Write ``config.resolved.yaml`` (with its fingerprint) into ``directory``.
+
+    Parameters
+    ----------
+    cfg : Config
+    directory : str or path-like
+        Created if missing (with parents), typically ``cfg.run.out``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written. It loads back with :func:`load_config` to a config equal to
+        ``cfg`` with the same fingerprint.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / RESOLVED_CONFIG_NAME
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(config_to_yaml(cfg), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
