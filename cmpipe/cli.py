@@ -83,6 +83,59 @@ def _run_config(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# render-halo
+# --------------------------------------------------------------------------------------------
+
+
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """Shortcuts for the ``render`` and ``source`` keys (also settable with ``--set``)."""
+    parser.add_argument("--input", metavar="HDF5", help="a halo file or directory in cmpipe's HDF5 layout (source.kind=hdf5)")
+    parser.add_argument("--halo-id", type=int, help="halo id within the source (render.halo_id)")
+    parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="line-of-sight axis (render.axis)")
+    parser.add_argument("--rotation-seed", type=int, help="seed of a uniform random rotation, -1 for none (render.rotation_seed)")
+    parser.add_argument("--no-npz", action="store_true", help="do not save the maps as .npz (render.save_npz=false)")
+
+
+def _run_render(args: argparse.Namespace, cfg: Config) -> int:
+    """Project one halo and write its four maps as a PNG (and .npz)."""
+    from cmpipe.render import render_halo
+
+    source = cfg.source
+    if args.input:
+        source = dataclasses.replace(source, kind="hdf5", path=args.input)
+    render = cfg.render
+    updates = {
+        "halo_id": args.halo_id,
+        "axis": args.axis,
+        "rotation_seed": args.rotation_seed,
+        "save_npz": False if args.no_npz else None,
+    }
+    render = dataclasses.replace(render, **{k: v for k, v in updates.items() if v is not None})
+    result = render_halo(dataclasses.replace(cfg, source=source, render=render))
+    print(result.png)
+    if result.npz is not None:
+        print(result.npz)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cmpipe demo`` has only the common options."""
+
+
+def _run_demo(args: argparse.Namespace, cfg: Config) -> int:
+    """Run every stage that exists on the configured (demo) halos."""
+    from cmpipe.demo import run_demo
+
+    run_demo(cfg)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
 
@@ -92,8 +145,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _add_config_arguments,
         _run_config,
     ),
-    # "render-halo": Subcommand("project one halo to maps and plots", ..., ...),
-    # "demo": Subcommand("the CPU demo, end to end", ..., ...),
+    "render-halo": Subcommand(
+        "project one halo into its four maps (y, S_X, gas, DM): a PNG like the paper's Figure 2, and .npz",
+        _add_render_arguments,
+        _run_render,
+    ),
+    "demo": Subcommand(
+        "the CPU demo: every stage that exists, on the demo config, with a summary",
+        _add_demo_arguments,
+        _run_demo,
+    ),
 }
 
 

@@ -375,8 +375,9 @@ class SourceConfig(_Section):
         HDF5 file or directory of files, for ``kind: hdf5`` (required there).
     analytic_log10_m200m_msun_h : tuple of float
         log10 of M200m [Msun/h] of each analytic halo; halo ``i`` has the ``i``-th mass.
-    analytic_particle_mass_msun_h : float
-        Particle mass of the analytic halos [Msun/h].
+    analytic_pair_mass_msun_h : float
+        Mass of one dark-matter plus one gas particle, m_pair [Msun/h]: equal numbers of each,
+        m_DM = (1 - f_b) m_pair and m_gas = f_b m_pair with f_b = omega_b / omega_m.
     seed : int
         Seed of the analytic halos' random particles, >= 0.
     """
@@ -386,7 +387,7 @@ class SourceConfig(_Section):
     kind: str = "analytic"
     path: str = ""
     analytic_log10_m200m_msun_h: tuple[float, ...] = (14.0, 14.5)
-    analytic_particle_mass_msun_h: float = 1e10
+    analytic_pair_mass_msun_h: float = 1e10
     seed: int = 0
 
     def _validate(self) -> None:
@@ -404,10 +405,10 @@ class SourceConfig(_Section):
             k("analytic_log10_m200m_msun_h"),
         )
         _require(
-            self.analytic_particle_mass_msun_h > 0.0,
-            f"{k('analytic_particle_mass_msun_h')} must be > 0; "
-            f"got {self.analytic_particle_mass_msun_h}",
-            k("analytic_particle_mass_msun_h"),
+            self.analytic_pair_mass_msun_h > 0.0,
+            f"{k('analytic_pair_mass_msun_h')} must be > 0; "
+            f"got {self.analytic_pair_mass_msun_h}",
+            k("analytic_pair_mass_msun_h"),
         )
         _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
 

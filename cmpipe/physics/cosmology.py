@@ -1,0 +1,74 @@
+"""Cosmology through colossus: the background densities and halo radii cmpipe needs.
+
+colossus caches tabulated quantities under ``~/.colossus`` unless told otherwise; cmpipe always
+builds its cosmology with ``persistence=""`` so nothing is written outside the run's own folder.
+All densities are *physical* at the configured redshift, in Msun Mpc^-3 (no little h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from colossus.cosmology.cosmology import Cosmology
+
+    from cmpipe.config import CosmologyConfig
+
+__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc"]
+
+#: colossus gives densities in Msun h^2 kpc^-3: times 1e9 h^2 for Msun Mpc^-3.
+_KPC3_TO_MPC3 = 1e9
+
+
+@lru_cache(maxsize=8)
+def _cosmology(omega_m: float, omega_b: float, h: float, sigma8: float, ns: float) -> Cosmology:
+    from colossus.cosmology import cosmology
+
+    params = {"flat": True, "H0": 100.0 * h, "Om0": omega_m, "Ob0": omega_b, "sigma8": sigma8, "ns": ns}
+    name = f"cmpipe_{omega_m}_{omega_b}_{h}_{sigma8}_{ns}"
+    return cosmology.setCosmology(name, params=params, persistence="")
+
+
+def colossus_cosmology(cfg: CosmologyConfig) -> Cosmology:
+    """The colossus ``Cosmology`` of ``cfg`` (flat LCDM), also made colossus' current one.
+
+    Built once per parameter set, with persistence off (nothing written to ``~/.colossus``).
+    """
+    from colossus.cosmology import cosmology
+
+    cosmo = _cosmology(cfg.omega_m, cfg.omega_b, cfg.h, cfg.sigma8, cfg.ns)
+    cosmology.setCurrent(cosmo)
+    return cosmo
+
+
+@dataclass(frozen=True)
+class MeanDensities:
+    """Cosmic mean densities at one redshift [physical Msun Mpc^-3]."""
+
+    matter: float
+    baryon: float
+
+    @property
+    def dark_matter(self) -> float:
+        """Mean dark-matter density ``rho_m - rho_b`` [Msun Mpc^-3]."""
+        return self.matter - self.baryon
+
+
+def mean_densities(cfg: CosmologyConfig) -> MeanDensities:
+    """Mean matter and baryon densities at ``cfg.redshift`` [physical Msun Mpc^-3]."""
+    cosmo = colossus_cosmology(cfg)
+    scale = _KPC3_TO_MPC3 * cfg.h**2
+    return MeanDensities(
+        matter=float(cosmo.rho_m(cfg.redshift)) * scale,
+        baryon=float(cosmo.rho_b(cfg.redshift)) * scale,
+    )
+
+
+def r200m_mpc(m200m_msun: float | np.ndarray, cfg: CosmologyConfig) -> np.ndarray:
+    """R200m [physical Mpc] of halos of mass M200m [Msun]: ``M = 200 rho_m (4 pi / 3) R^3``."""
+    rho_m = mean_densities(cfg).matter
+    return np.cbrt(3.0 * np.asarray(m200m_msun, dtype=np.float64) / (4.0 * np.pi * 200.0 * rho_m))

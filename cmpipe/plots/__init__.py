@@ -1,0 +1,1 @@
+"""matplotlib figures: arrays or tables in, a ``Figure`` out; never ``plt.show()``."""

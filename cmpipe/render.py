@@ -1,0 +1,69 @@
+"""Quick look at one halo: its four maps along one sightline as a PNG and an ``.npz``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.config import Config
+    from cmpipe.maps import HaloMaps
+    from cmpipe.physics.halo import HaloSource
+
+__all__ = ["RenderResult", "render_halo", "rotation_for_seed"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render_halo` wrote, and the maps themselves."""
+
+    maps: HaloMaps
+    png: Path
+    npz: Path | None
+
+
+def rotation_for_seed(seed: int) -> np.ndarray | None:
+    """The rotation of ``render.rotation_seed``: None (identity) for -1, else a seeded uniform one."""
+    from cmpipe.maps import random_rotation
+
+    return None if seed < 0 else random_rotation(seed)
+
+
+def map_stem(halo_id: int, axis: int, rotation_seed: int) -> str:
+    """File stem of one sightline's outputs, e.g. ``halo_000003_rot-1_axis2``."""
+    return f"halo_{halo_id:06d}_rot{rotation_seed}_axis{axis}"
+
+
+def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
+    """Project halo ``cfg.render.halo_id`` of the configured source and save the figure.
+
+    Writes ``<run.out>/<stem>.png`` (the paper's Figure 2 layout), ``<stem>.npz`` when
+    ``render.save_npz`` (maps with channel names, units and pixel size; see
+    :meth:`cmpipe.maps.HaloMaps.save_npz`) and ``config.resolved.yaml``.
+    """
+    from cmpipe.config import save_resolved_config
+    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.physics.sources import open_source
+    from cmpipe.plots.maps import plot_halo_maps
+
+    out = Path(cfg.run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, out)
+    source = open_source(cfg) if source is None else source
+    r = cfg.render
+    halo = source.load(r.halo_id)
+    logger.info("halo %d: %d gas + %d DM particles", r.halo_id, halo.gas.n, halo.dm.n)
+    prepared = prepare_halo_with_config(halo, cfg)
+    maps = sightline_maps_with_config(prepared, cfg, rotation_for_seed(r.rotation_seed), r.axis)
+    stem = map_stem(r.halo_id, r.axis, r.rotation_seed)
+    png = out / f"{stem}.png"
+    plot_halo_maps(maps).savefig(png, dpi=110)
+    npz = maps.save_npz(out / f"{stem}.npz") if r.save_npz else None
+    logger.info("wrote %s%s", png, f" and {npz}" if npz else "")
+    return RenderResult(maps=maps, png=png, npz=npz)
