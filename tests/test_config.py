@@ -154,13 +154,13 @@ def test_int_accepted_for_float_and_lists_become_tuples(tmp_path):
     path = write_yaml(
         tmp_path / "c.yaml",
         "maps:\n  pixel_mpc: 1\nsource:\n  analytic_log10_m200m_msun_h: [14, 15]\n"
-        "  analytic_particle_mass_msun_h: 1e10\n",
+        "  analytic_pair_mass_msun_h: 1e10\n",
     )
     cfg = load_config(path)
     assert cfg.maps.pixel_mpc == 1.0 and isinstance(cfg.maps.pixel_mpc, float)
     assert cfg.source.analytic_log10_m200m_msun_h == (14.0, 15.0)
     # PyYAML reads 1e10 as a string; float keys take it as the number it spells.
-    assert cfg.source.analytic_particle_mass_msun_h == 1e10
+    assert cfg.source.analytic_pair_mass_msun_h == 1e10
     hash(cfg)  # frozen and all-tuple: usable as a dict key and in Ray task arguments
 
 

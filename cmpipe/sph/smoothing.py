@@ -7,7 +7,7 @@ gather estimate ``rho_i = sum_{j != i} m_j W(|r_i - r_j|, H_i)`` over those neig
 (Wendland C2), *without* the particle's own ``m_i W(0, H_i)`` term. For Poisson-sampled
 particles (the mock clusters) that estimate is unbiased: given ``H_i`` the ``k - 2`` others
 inside are uniform in the sphere, so ``E[rho_i] = m (k - 2) E[1 / V_k] = rho`` for a uniform
-density, whereas the self term adds ``14 / (k - 1)`` of the density (+45 % at k = 32). Glass-like
+density, whereas the self term adds ``14 / (k - 2)`` of it (+47 % at k = 32, measured). Glass-like
 simulation particles carry their own ``Density``, which the reader keeps.
 
 The search uses scipy's cKDTree on all cores and queries in the tree's own spatial order
