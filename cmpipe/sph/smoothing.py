@@ -18,10 +18,11 @@ change under rotation: compute them once per halo and reuse them for every sight
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .kernels import wendland_c2_3d
+from .kernels import _C3D
 
 __all__ = ["MIN_SUPPORT_MPC", "smoothing_lengths", "smoothing_lengths_and_density"]
 
@@ -43,6 +44,31 @@ def _workers(num_threads: int) -> int:
     return -1 if num_threads <= 0 else num_threads
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gather_density(dist, nbr, idx, support, mass, out):  # pragma: no cover - compiled
+    """``out[idx[r]] = sum_j m_nbr W(dist, H)`` over row r's neighbours, the particle itself
+    (which the query returns among them, at distance 0) excluded."""
+    for r in numba.prange(dist.shape[0]):
+        i = idx[r]
+        inv_h = 1.0 / support[r]
+        acc = 0.0
+        for c in range(dist.shape[1]):
+            j = nbr[r, c]
+            q = dist[r, c] * inv_h
+            if j != i and q < 1.0:
+                a = 1.0 - q
+                acc += mass[j] * a * a * a * a * (1.0 + 4.0 * q)
+        out[i] = _C3D * acc * inv_h * inv_h * inv_h
+
+
+def _tree_order_chunks(pos: np.ndarray) -> tuple[cKDTree, list[np.ndarray]]:
+    """The tree of ``pos`` and its particle indices in the tree's spatial order, in chunks of
+    at most ``_QUERY_CHUNK`` (querying in this order keeps each worker's walk in cache)."""
+    tree = cKDTree(pos)
+    order = tree.indices
+    return tree, [order[start : start + _QUERY_CHUNK] for start in range(0, order.size, _QUERY_CHUNK)]
+
+
 def smoothing_lengths(pos_mpc: np.ndarray, n_neighbours: int = 32, num_threads: int = 0) -> np.ndarray:
     """Kernel support radius of every particle from its ``n_neighbours`` nearest neighbours.
 
@@ -62,11 +88,9 @@ def smoothing_lengths(pos_mpc: np.ndarray, n_neighbours: int = 32, num_threads: 
     """
     pos = np.ascontiguousarray(pos_mpc, dtype=np.float64)
     k = _effective_k(pos.shape[0], n_neighbours)
-    tree = cKDTree(pos)
-    order = tree.indices
+    tree, chunks = _tree_order_chunks(pos)
     support = np.empty(pos.shape[0])
-    for start in range(0, order.size, _QUERY_CHUNK):
-        idx = order[start : start + _QUERY_CHUNK]
+    for idx in chunks:
         dist, _ = tree.query(pos[idx], k=[k], workers=_workers(num_threads))
         support[idx] = dist[:, 0]
     return np.maximum(support, MIN_SUPPORT_MPC)
@@ -98,17 +122,12 @@ def smoothing_lengths_and_density(
     pos = np.ascontiguousarray(pos_mpc, dtype=np.float64)
     mass = np.asarray(mass_msun, dtype=np.float64)
     k = _effective_k(pos.shape[0], n_neighbours)
-    tree = cKDTree(pos)
-    order = tree.indices
+    tree, chunks = _tree_order_chunks(pos)
     support = np.empty(pos.shape[0])
     density = np.empty(pos.shape[0])
-    for start in range(0, order.size, _QUERY_CHUNK):
-        idx = order[start : start + _QUERY_CHUNK]
+    for idx in chunks:
         dist, nbr = tree.query(pos[idx], k=k, workers=_workers(num_threads))
         h = np.maximum(dist[:, -1], MIN_SUPPORT_MPC)
         support[idx] = h
-        weights = wendland_c2_3d(dist, h[:, None])
-        # the query returns the particle itself first (distance 0): drop its own term
-        is_self = nbr == idx[:, None]
-        density[idx] = np.sum(np.where(is_self, 0.0, mass[nbr] * weights), axis=1)
+        _gather_density(dist, nbr, idx, h, mass, density)
     return support, density
