@@ -119,6 +119,33 @@ def _run_render(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# catalog
+# --------------------------------------------------------------------------------------------
+
+
+def _add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cmpipe catalog`` has only the common options (its keys: ``--set catalog.KEY=...``)."""
+
+
+def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
+    """Write the halo catalog (Parquet), its mass-function figure and the resolved config."""
+    from pathlib import Path
+
+    from cmpipe.config import save_resolved_config
+    from cmpipe.physics.catalog import catalog_summary, make_catalog, write_catalog
+    from cmpipe.plots.catalog import plot_mass_function
+
+    out = Path(cfg.run.out)
+    table = make_catalog(cfg)
+    path = write_catalog(table, out / "catalog.parquet")
+    plot_mass_function(table, cfg).savefig(out / "mass_function.png", dpi=150)
+    save_resolved_config(cfg, out)
+    print(path)
+    print(catalog_summary(table, cfg))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------------
 
@@ -149,6 +176,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "project one halo into its four maps (y, S_X, gas, DM): a PNG like the paper's Figure 2, and .npz",
         _add_render_arguments,
         _run_render,
+    ),
+    "catalog": Subcommand(
+        "draw the halo catalog (masses, concentrations, shapes, mergers) to catalog.parquet, with its mass-function figure",
+        _add_catalog_arguments,
+        _run_catalog,
     ),
     "demo": Subcommand(
         "the CPU demo: every stage that exists, on the demo config, with a summary",

@@ -1,8 +1,8 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
-A configuration file is a YAML mapping of *sections* (``cosmology``, ``maps``, ``sph``,
-``plasma``, ``source``, ``render``, ``run``) to mappings of *keys*. Every section and every key
-may be omitted (the defaults are the paper's values); an unknown section or key is an error
+A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
+``sph``, ``plasma``, ``source``, ``render``, ``run``) to mappings of *keys*. Every section and
+every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
 each section validates its own ranges in ``__post_init__``.
@@ -45,9 +45,11 @@ import yaml
 from cmpipe import __version__
 
 __all__ = [
+    "CATALOG_MODES",
     "MAP_CHANNELS",
     "PROJECTION_BACKENDS",
     "SOURCE_KINDS",
+    "CatalogConfig",
     "Config",
     "ConfigError",
     "CosmologyConfig",
@@ -73,6 +75,9 @@ PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
 MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
 #: Kinds of halo source (``mock`` arrives with a later issue).
 SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5")
+#: How the halo catalog draws masses: ``box`` from the mass function (like a simulation
+#: volume), ``flat`` uniformly in log10 M.
+CATALOG_MODES: tuple[str, ...] = ("box", "flat")
 #: Logging levels accepted by ``run.log_level`` (case-insensitive, stored upper-case).
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -249,6 +254,72 @@ class CosmologyConfig(_Section):
         _require(
             self.redshift >= 0.0, f"{k('redshift')} must be >= 0; got {self.redshift}",
             k("redshift"),
+        )
+
+
+@dataclass(frozen=True)
+class CatalogConfig(_Section):
+    """The halo catalog of the mock clusters (:mod:`cmpipe.physics.catalog`).
+
+    Attributes
+    ----------
+    n_halos : int
+        Number of halos in the catalog [count], > 0.
+    log10_m_min_msun_h : float
+        Lower bound of log10 M200m [log10 Msun/h].
+    log10_m_max_msun_h : float
+        Upper bound of log10 M200m [log10 Msun/h], greater than the lower bound by at least
+        0.01 dex and at most 17.
+    mode : str
+        One of :data:`CATALOG_MODES`: ``box`` draws masses from the Tinker et al. (2008)
+        M200m mass function dn/dlnM between the bounds (a simulation volume); ``flat`` draws
+        them uniformly in log10 M.
+    seed : int
+        Seed of the catalog, >= 0; halo ``i`` draws from ``SeedSequence([seed, i])``.
+    concentration_scatter_dex : float
+        Log-normal scatter of the concentration about the Diemer & Joyce (2019) median
+        [dex], >= 0 (0 switches it off).
+    merger_fraction : float
+        Probability that a halo is an ongoing merger [dimensionless], in [0, 1].
+    """
+
+    section: ClassVar[str] = "catalog"
+
+    n_halos: int = 6233
+    log10_m_min_msun_h: float = 13.5
+    log10_m_max_msun_h: float = 15.5
+    mode: str = "box"
+    seed: int = 0
+    concentration_scatter_dex: float = 0.16
+    merger_fraction: float = 0.3
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(self.n_halos > 0, f"{k('n_halos')} must be > 0; got {self.n_halos}", k("n_halos"))
+        lo, hi = self.log10_m_min_msun_h, self.log10_m_max_msun_h
+        _require(
+            8.0 <= lo <= 17.0,
+            f"{k('log10_m_min_msun_h')} must be in [8, 17]; got {lo}",
+            k("log10_m_min_msun_h"),
+        )
+        _require(
+            lo + 0.01 <= hi <= 17.0,
+            f"{k('log10_m_max_msun_h')} must be at least 0.01 above log10_m_min_msun_h and "
+            f"at most 17; got log10_m_min_msun_h={lo}, log10_m_max_msun_h={hi}",
+            k("log10_m_max_msun_h"), k("log10_m_min_msun_h"),
+        )
+        _one_of(self.mode, CATALOG_MODES, k("mode"))
+        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
+        _require(
+            self.concentration_scatter_dex >= 0.0,
+            f"{k('concentration_scatter_dex')} must be >= 0; "
+            f"got {self.concentration_scatter_dex}",
+            k("concentration_scatter_dex"),
+        )
+        _require(
+            0.0 <= self.merger_fraction <= 1.0,
+            f"{k('merger_fraction')} must be in [0, 1]; got {self.merger_fraction}",
+            k("merger_fraction"),
         )
 
 
@@ -484,6 +555,7 @@ class Config:
     """
 
     cosmology: CosmologyConfig = field(default_factory=CosmologyConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     maps: MapsConfig = field(default_factory=MapsConfig)
     sph: SphConfig = field(default_factory=SphConfig)
     plasma: PlasmaConfig = field(default_factory=PlasmaConfig)

@@ -17,6 +17,7 @@ import yaml
 
 from cmpipe import cli
 from cmpipe.config import (
+    CatalogConfig,
     Config,
     ConfigError,
     MapsConfig,
@@ -34,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "cmpipe" / "configs"
 
 EXPECTED = {
-    "demo": Config(run=RunConfig(out="runs/demo")),
+    "demo": Config(
+        catalog=CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0), run=RunConfig(out="runs/demo")
+    ),
     "paper": Config(sph=SphConfig(n_neighbours=48), run=RunConfig(out="runs/paper")),
 }
 
