@@ -1,7 +1,7 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
 A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
-``sph``, ``plasma``, ``source``, ``render``, ``run``) to mappings of *keys*. Every section and
+``sph``, ``plasma``, ``source``, ``mock``, ``render``, ``run``) to mappings of *keys*. Every section and
 every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
@@ -54,6 +54,7 @@ __all__ = [
     "ConfigError",
     "CosmologyConfig",
     "MapsConfig",
+    "MockConfig",
     "PlasmaConfig",
     "RenderConfig",
     "RunConfig",
@@ -73,8 +74,8 @@ __all__ = [
 PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
 #: Map channels cmpipe knows how to make.
 MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
-#: Kinds of halo source (``mock`` arrives with a later issue).
-SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5")
+#: Kinds of halo source: synthetic NFW halos, real halos in HDF5 files, mock clusters.
+SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5", "mock")
 #: How the halo catalog draws masses: ``box`` from the mass function (like a simulation
 #: volume), ``flat`` uniformly in log10 M.
 CATALOG_MODES: tuple[str, ...] = ("box", "flat")
@@ -441,7 +442,8 @@ class SourceConfig(_Section):
     Attributes
     ----------
     kind : str
-        One of :data:`SOURCE_KINDS`: ``analytic`` (synthetic halos) or ``hdf5`` (real halos).
+        One of :data:`SOURCE_KINDS`: ``analytic`` (synthetic halos), ``hdf5`` (real halos) or
+        ``mock`` (mock clusters over the halo catalog, settings in the ``mock`` section).
     path : str
         HDF5 file or directory of files, for ``kind: hdf5`` (required there).
     analytic_log10_m200m_msun_h : tuple of float
@@ -482,6 +484,91 @@ class SourceConfig(_Section):
             k("analytic_pair_mass_msun_h"),
         )
         _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
+
+
+@dataclass(frozen=True)
+class MockConfig(_Section):
+    """Mock clusters over the halo catalog (:mod:`cmpipe.physics.mock`, ``source.kind: mock``).
+
+    Every realism knob can be switched off (for tests against analytic profiles).
+
+    Attributes
+    ----------
+    pair_mass_msun_h : float
+        Mass of one dark-matter plus one gas particle, m_pair [Msun/h], > 0: fixed across halos,
+        m_DM = (1 - f_b) m_pair, m_gas = f_b m_pair. The paper's scale: 1e9; fast: 1e10.
+    truncation_r200m : float
+        Radius where the NFW dark matter is truncated [R200m], > 0.
+    infall : bool
+        Add an infall shell ``(1 - f_b) rho_bar_m [1 + b xi_mm(r)]`` beyond the truncation.
+    infall_extent_r200m : float
+        Outer radius of the infall shell [R200m], > ``truncation_r200m`` when ``infall``.
+    triaxial : bool
+        Stretch the dark matter by the catalog's axis ratios and orientation.
+    substructure : bool
+        Subhalos (not implemented yet: must be false).
+    gas_from_hse : bool
+        Gas density from hydrostatic equilibrium with the DPP pressure; false: the DM profile
+        times f_b / (1 - f_b).
+    nonthermal_support : bool
+        Non-thermal pressure support (Nelson et al. 2014) in the hydrostatic equilibrium.
+    gas_shape : bool
+        Rounder gas (half the DM's ellipticity) tilted by the catalog's misalignment; false:
+        spherical gas.
+    background : bool
+        Uniform DM and gas at the cosmic mean densities around the halo, filling the
+        projection box.
+    scatter : bool
+        Apply the catalog's gas-fraction and pressure factors.
+    n_neighbours_temperature : int
+        Neighbours of the SPH density that sets each gas particle's temperature [count], >= 2.
+    """
+
+    section: ClassVar[str] = "mock"
+
+    pair_mass_msun_h: float = 1e10
+    truncation_r200m: float = 1.0
+    infall: bool = True
+    infall_extent_r200m: float = 3.0
+    triaxial: bool = True
+    substructure: bool = False
+    gas_from_hse: bool = True
+    nonthermal_support: bool = True
+    gas_shape: bool = True
+    background: bool = True
+    scatter: bool = True
+    n_neighbours_temperature: int = 32
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            self.pair_mass_msun_h > 0.0,
+            f"{k('pair_mass_msun_h')} must be > 0; got {self.pair_mass_msun_h}",
+            k("pair_mass_msun_h"),
+        )
+        _require(
+            self.truncation_r200m > 0.0,
+            f"{k('truncation_r200m')} must be > 0; got {self.truncation_r200m}",
+            k("truncation_r200m"),
+        )
+        if self.infall:
+            _require(
+                self.infall_extent_r200m > self.truncation_r200m,
+                f"{k('infall_extent_r200m')} must exceed truncation_r200m when infall is true; "
+                f"got infall_extent_r200m={self.infall_extent_r200m}, "
+                f"truncation_r200m={self.truncation_r200m}",
+                k("infall_extent_r200m"), k("truncation_r200m"),
+            )
+        _require(
+            not self.substructure,
+            f"{k('substructure')}: subhalos are not implemented yet; set it to false",
+            k("substructure"),
+        )
+        _require(
+            self.n_neighbours_temperature >= 2,
+            f"{k('n_neighbours_temperature')} must be >= 2; got {self.n_neighbours_temperature}",
+            k("n_neighbours_temperature"),
+        )
 
 
 @dataclass(frozen=True)
@@ -560,6 +647,7 @@ class Config:
     sph: SphConfig = field(default_factory=SphConfig)
     plasma: PlasmaConfig = field(default_factory=PlasmaConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    mock: MockConfig = field(default_factory=MockConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

@@ -21,6 +21,7 @@ from cmpipe.config import (
     Config,
     ConfigError,
     MapsConfig,
+    MockConfig,
     RunConfig,
     SphConfig,
     config_fingerprint,
@@ -38,7 +39,9 @@ EXPECTED = {
     "demo": Config(
         catalog=CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0), run=RunConfig(out="runs/demo")
     ),
-    "paper": Config(sph=SphConfig(n_neighbours=48), run=RunConfig(out="runs/paper")),
+    "paper": Config(
+        sph=SphConfig(n_neighbours=48), mock=MockConfig(pair_mass_msun_h=1e9), run=RunConfig(out="runs/paper")
+    ),
 }
 
 

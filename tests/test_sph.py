@@ -36,7 +36,7 @@ from cmpipe.sph.kernels import (
     wendland_c2_projected,
 )
 from cmpipe.sph.projection import BACKENDS, FAST_SEPARABLE_BELOW_PIX, MapGrid, project
-from cmpipe.sph.smoothing import MIN_SUPPORT_MPC, smoothing_lengths, smoothing_lengths_and_density
+from cmpipe.sph.smoothing import MIN_SUPPORT_MPC, knn_volume_density, smoothing_lengths, smoothing_lengths_and_density
 
 BACKEND_NAMES = ("exact", "fast", "mesh3d")
 #: kernel support radii H in pixels for the single-particle tests
@@ -641,3 +641,21 @@ def test_huge_kernel_conserves_mass_fast():
     )[0]
     got = deposited("fast", 0.0, 0.0, 0.0, 5.0, MapGrid(npix=16, pixel_mpc=0.1, depth_mpc=1.0))
     assert got == pytest.approx(4.0 * quarter, abs=1e-6)
+
+
+def test_knn_volume_density_gives_unbiased_volumes():
+    """Oracle: for Poisson particles of density n in a unit cube, the particle volumes
+    m / rho = 4 pi H^3 / (3 (k - 1)) average 1 / n (Gamma(k - 1, n) volumes). Interior particles
+    (0.1 from every face) of 1e5 with k = 32: mean within 1 % (standard error 0.06 %); the
+    gather density's inverse is biased high by > 10 % on the same particles."""
+    rng = np.random.default_rng(31)
+    n = 100_000
+    pos = rng.random((n, 3))
+    mass = np.full(n, 1.0 / n)
+    support, gather = smoothing_lengths_and_density(pos, mass, 32)
+    rho = knn_volume_density(support, mass, 32)
+    inner = np.all((pos > 0.1) & (pos < 0.9), axis=1)
+    assert np.mean(mass[inner] / rho[inner]) * n == pytest.approx(1.0, rel=0.01)
+    assert np.mean(mass[inner] / gather[inner]) * n > 1.10
+    with pytest.raises(ValueError, match="n_neighbours"):
+        knn_volume_density(support, mass, 1)

@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 from .kernels import _C3D
 
-__all__ = ["MIN_SUPPORT_MPC", "smoothing_lengths", "smoothing_lengths_and_density"]
+__all__ = ["MIN_SUPPORT_MPC", "knn_volume_density", "smoothing_lengths", "smoothing_lengths_and_density"]
 
 #: Floor on H [Mpc], so coincident particles never give a zero-size kernel.
 MIN_SUPPORT_MPC = 1e-6
@@ -131,3 +131,33 @@ def smoothing_lengths_and_density(
         support[idx] = h
         _gather_density(dist, nbr, idx, h, mass, density)
     return support, density
+
+
+def knn_volume_density(support_mpc: np.ndarray, mass_msun: np.ndarray | float, n_neighbours: int) -> np.ndarray:
+    """Density whose inverse is an unbiased particle volume: ``(k - 1) m / (4 pi H^3 / 3)``.
+
+    For Poisson-sampled particles the sphere of radius ``H`` (the distance to the k-th nearest
+    neighbour, self counted) holds ``k - 1`` others, so its volume is Gamma(k - 1, n)
+    distributed with mean ``(k - 1) / n``: ``V = m / rho = 4 pi H^3 / (3 (k - 1))`` then has
+    mean ``1 / n`` exactly. The gather density's inverse is biased high by its noise (Jensen:
+    about +20 % at k = 32), which would bias every SPH line-of-sight integral
+    ``sum_j A_j V_j W``; use this density where particles are Poisson samples (the mock).
+
+    Parameters
+    ----------
+    support_mpc : (N,) float64
+        Support radii ``H`` from :func:`smoothing_lengths` with the same ``n_neighbours`` [Mpc].
+    mass_msun : float or (N,) float64
+        Particle mass [Msun] (equal masses, as in the mock).
+    n_neighbours : int
+        ``k`` used for ``H``.
+
+    Returns
+    -------
+    (N,) float64
+        Density [Msun Mpc^-3].
+    """
+    if n_neighbours < 2:
+        raise ValueError(f"n_neighbours must be >= 2, got {n_neighbours}")
+    support = np.asarray(support_mpc, dtype=np.float64)
+    return (n_neighbours - 1) * np.asarray(mass_msun, dtype=np.float64) / (4.0 / 3.0 * np.pi * support**3)
