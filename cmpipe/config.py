@@ -506,7 +506,17 @@ class MockConfig(_Section):
     triaxial : bool
         Stretch the dark matter by the catalog's axis ratios and orientation.
     substructure : bool
-        Subhalos (not implemented yet: must be false).
+        Subhalos from the evolved subhalo mass function (the catalog's ``f_sub``), Einasto
+        radial distribution, truncated NFW, 90 % of their gas stripped; their particles replace
+        host particles, so M200m is kept.
+    clumping : bool
+        Log-normal sub-resolution clumping of the gas density, clumping factor
+        ``C(r) = <rho^2>/<rho>^2 = min(1 + C0 (r/R200m)^2, 3)`` with the catalog's ``clumping_c0``;
+        volumes (hence y and the mass maps) unchanged in expectation, the emission measure
+        raised by C.
+    mergers : bool
+        For the catalog's merging halos, a secondary halo (truncated NFW DM and gas, mass ratio,
+        separation, direction and gas lag from the catalog).
     gas_from_hse : bool
         Gas density from hydrostatic equilibrium with the DPP pressure; false: the DM profile
         times f_b / (1 - f_b).
@@ -532,6 +542,8 @@ class MockConfig(_Section):
     infall_extent_r200m: float = 3.0
     triaxial: bool = True
     substructure: bool = False
+    clumping: bool = True
+    mergers: bool = True
     gas_from_hse: bool = True
     nonthermal_support: bool = True
     gas_shape: bool = True
@@ -559,11 +571,6 @@ class MockConfig(_Section):
                 f"truncation_r200m={self.truncation_r200m}",
                 k("infall_extent_r200m"), k("truncation_r200m"),
             )
-        _require(
-            not self.substructure,
-            f"{k('substructure')}: subhalos are not implemented yet; set it to false",
-            k("substructure"),
-        )
         _require(
             self.n_neighbours_temperature >= 2,
             f"{k('n_neighbours_temperature')} must be >= 2; got {self.n_neighbours_temperature}",

@@ -12,7 +12,7 @@ import pickle
 
 import numpy as np
 import pytest
-from scipy import integrate
+from scipy import integrate, stats
 
 from cmpipe.config import ConfigError, load_config
 from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
@@ -20,14 +20,22 @@ from cmpipe.physics.catalog import halo_parameters, orientation_matrix
 from cmpipe.physics.cosmology import mean_densities
 from cmpipe.physics.halo import HaloSource
 from cmpipe.physics.hdf5io import read_halo_hdf5, write_halo_hdf5
+from cmpipe.physics.analytic import virial_temperature_k
+from cmpipe.physics.catalog import median_concentration
+from cmpipe.physics.cosmology import r200m_mpc
 from cmpipe.physics.mock import (
+    CLUMPING_CAP,
     IGM_TEMPERATURE_FLOOR_K,
+    MERGER_MAX_LAG_MPC,
     MockHaloSource,
+    clumping_factor,
     dpp_electron_pressure_kev_cm3,
     nfw_mass_fraction,
     nonthermal_fraction,
+    subhalo_mass_function,
+    subhalo_mf_normalisation,
 )
-from cmpipe.physics.plasma import Plasma, constants
+from cmpipe.physics.plasma import Plasma, constants, gas_sz_xray_weights
 from cmpipe.physics.sources import open_source
 
 F_B = 0.045 / 0.30
@@ -35,9 +43,13 @@ SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mo
          "catalog.concentration_scatter_dex=0.0", "source.kind=mock"]
 #: Every knob off: a spherical truncated NFW halo, gas following it, nothing else.
 ALL_OFF = ["mock.infall=false", "mock.triaxial=false", "mock.gas_shape=false", "mock.background=false",
-           "mock.scatter=false", "mock.substructure=false", "mock.gas_from_hse=false"]
+           "mock.scatter=false", "mock.substructure=false", "mock.gas_from_hse=false", "mock.clumping=false",
+           "mock.mergers=false"]
 #: Spherical halo with the physical gas: HSE gas, infall to 3 R200m, no background, no scatter.
-SPHERICAL_GAS = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false"]
+SPHERICAL_GAS = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+                 "mock.clumping=false", "mock.mergers=false"]
+#: The knobs added after the first mock (off: the halo is particle for particle the earlier one).
+NEW_OFF = ["mock.clumping=false", "mock.mergers=false", "mock.substructure=false"]
 
 
 def mock_config(lo: float, hi: float, n: int, *extra: str):
@@ -58,8 +70,8 @@ def spherical_gas():
 
 
 def test_config_validation():
-    with pytest.raises(ConfigError, match=r"mock\.substructure.*not implemented yet"):
-        load_config("demo", ["mock.substructure=true"])
+    assert load_config("demo", ["mock.substructure=true"]).mock.substructure
+    assert not load_config("demo").mock.substructure and load_config("demo").mock.clumping
     with pytest.raises(ConfigError, match=r"mock\.infall_extent_r200m must exceed"):
         load_config("demo", ["mock.infall_extent_r200m=0.5"])
     with pytest.raises(ConfigError, match=r"mock\.pair_mass_msun_h must be > 0"):
@@ -217,7 +229,7 @@ def test_triaxial_shape_from_the_inertia_tensor():
     in the ratio 1 : q^2 : s^2 along the catalog orientation's columns. One 10^14.5 halo
     (31,000 DM particles, no infall, no background): q and s within 0.02 (measured 0.003 and
     0.0004), axes within 3 deg where the axis ratios differ by more than 0.05."""
-    cfg = mock_config(14.49, 14.5, 1, "mock.infall=false", "mock.background=false")
+    cfg = mock_config(14.49, 14.5, 1, "mock.infall=false", "mock.background=false", *NEW_OFF)
     src = MockHaloSource.from_config(cfg)
     row = src.parameters(0)
     pos = src.load(0).dm.pos_mpc
@@ -237,7 +249,7 @@ def test_background_is_the_cosmic_mean():
     """Oracle: :func:`mean_densities`; the number of DM and gas particles in the shell
     2-5 Mpc around a 10^13.5 halo (outer radius R200m = 1.1 Mpc, background sphere 5.5 Mpc)
     equals rho_bar V / m within 4 Poisson sigma (measured -0.2 and -0.8 sigma)."""
-    cfg = mock_config(13.5, 13.51, 1, "mock.infall=false")
+    cfg = mock_config(13.5, 13.51, 1, "mock.infall=false", *NEW_OFF)
     src = MockHaloSource.from_config(cfg)
     halo = src.load(0)
     assert src.background_radius_mpc() > 5.0 and src.outer_radius_mpc(src.parameters(0)) < 2.0
@@ -289,3 +301,265 @@ def test_compton_y_map_matches_projected_dpp():
             ring = (rr >= lo) & (rr < hi)
             want = np.mean([y_analytic(r) for r in rr[ring]])
             assert y[ring].mean() == pytest.approx(want, rel=0.05), (hid, lo, hi)
+
+
+# --------------------------------------------------------------------------------------------
+# Newer knobs: clumping and mergers
+# --------------------------------------------------------------------------------------------
+
+
+def test_new_knobs_off_reproduce_the_earlier_mock():
+    """Oracle: the particles of the mock as it was before ``clumping`` and ``mergers`` existed
+    (git HEAD of cmpipe/physics/mock.py, every other knob on), recorded as counts and sums:
+    with the new knobs off the halos are the same particle for particle (checked bit for bit
+    when recorded; here to 1e-12 relative, the sums' rounding)."""
+    recorded = {  # halo id: n_DM, n_gas, sum x_DM, sum z_gas, sum ln T, sum ln rho_gas
+        0: (12574, 9261, -71.45094453566364, 62.25387003828487, 136767.21081375473, 247836.3983188884),
+        1: (16369, 9583, 102.70637764265543, 30.711393611210134, 151092.9663617946, 256651.7829583165),
+        2: (7637, 6359, -246.08391760657312, -61.85923233260049, 87314.96407511015, 166654.8822764411),
+    }
+    src = MockHaloSource.from_config(mock_config(13.5, 14.0, 3, *NEW_OFF))
+    for hid, (n_dm, n_gas, *sums) in recorded.items():
+        halo = src.load(hid)
+        assert (halo.dm.n, halo.gas.n) == (n_dm, n_gas)
+        got = (halo.dm.pos_mpc[:, 0].sum(), halo.gas.pos_mpc[:, 2].sum(), np.log(halo.gas.temperature_k).sum(),
+               np.log(halo.gas.density_msun_mpc3).sum())
+        assert got == pytest.approx(tuple(sums), rel=1e-12, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def merger_pair():
+    """Halos 4 (xi = 0.17, lag capped at 0.3 Mpc) and 7 (xi = 0.32, lag 0.11 Mpc) of an
+    8-halo catalog, spherical HSE gas without background or clumping, mergers on and off."""
+    base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+            "mock.clumping=false"]
+    on = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base))
+    off = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.mergers=false"))
+    return on, {hid: (on.load(hid), off.load(hid)) for hid in (4, 7)}
+
+
+def test_merger_secondary_geometry_and_counts(merger_pair):
+    """Oracles, from the catalog row alone: the secondary's particles are appended after the
+    unchanged primary (exact equality of the first particles); N_DM = N_gas = round(xi M200m /
+    m_pair) exactly (truncated at its R200m); its DM centroid at d = s R200m n and its gas
+    centroid at d - min(lag s R200m, 0.3 Mpc) n, each within 4 sigma of the centroid's shot noise
+    (sigma = rms radius / sqrt(3 N) per axis; measured within 1.6 sigma), so the gas-DM offset
+    too (4 sqrt(2) sigma; measured 0.293 vs 0.300 Mpc and 0.127 vs 0.114 Mpc); every particle
+    within R200m_s = (3 M_s / (800 pi rho_bar_m))^(1/3) of its centre."""
+    src, halos = merger_pair
+    cfg = src.cfg
+    m_pair = cfg.mock.pair_mass_msun_h / cfg.cosmology.h
+    rho_m = mean_densities(cfg.cosmology).matter
+    lags = {}
+    for hid, (on, off) in halos.items():
+        row = src.parameters(hid)
+        assert row["is_merger"]
+        m_s = row["merger_mass_ratio"] * row["m200m_msun_h"] / cfg.cosmology.h
+        r_s = np.cbrt(3.0 * m_s / (800.0 * np.pi * rho_m))
+        n_s = int(round(m_s / m_pair))
+        direction = np.array([row["merger_dir_x"], row["merger_dir_y"], row["merger_dir_z"]])
+        sep = row["merger_separation_r200m"] * row["r200m_mpc"]
+        lag = min(row["merger_gas_lag_fraction"] * sep, 0.3)
+        lags[hid] = lag
+        centres = {"dm": sep * direction, "gas": (sep - lag) * direction}
+        for species in ("dm", "gas"):
+            a, b = getattr(on, species).pos_mpc, getattr(off, species).pos_mpc
+            assert a.shape[0] == b.shape[0] + n_s
+            np.testing.assert_array_equal(a[: b.shape[0]], b)
+            sec = a[b.shape[0]:]
+            offset = sec - centres[species]
+            assert np.linalg.norm(offset, axis=1).max() <= r_s * (1.0 + 1e-9)
+            sigma = np.sqrt(np.mean(np.sum(offset**2, axis=1)) / (3.0 * n_s))
+            np.testing.assert_allclose(sec.mean(axis=0), centres[species], rtol=0.0, atol=4.0 * sigma)
+        dm_c = on.dm.pos_mpc[off.dm.n:].mean(axis=0)
+        gas_c = on.gas.pos_mpc[off.gas.n:].mean(axis=0)
+        assert np.linalg.norm(dm_c - gas_c) == pytest.approx(lag, abs=4.0 * np.sqrt(2.0) * sigma)
+    assert lags[4] == MERGER_MAX_LAG_MPC and lags[7] < MERGER_MAX_LAG_MPC
+
+
+def test_merger_secondary_temperature(merger_pair):
+    """Oracles: :meth:`MockHaloSource.secondary` agrees with the row (R200m_s from
+    :func:`r200m_mpc`, median c from :func:`median_concentration`, T200m_s from
+    :func:`virial_temperature_k`); every gas particle's pressure, 0.518 n k T from its density
+    and temperature, equals the primary's DPP plus the secondary's
+    rho_NFW(r_s) k T200m_s / (mu m_p) to 1e-12 (the module docstring); and the secondary's own
+    particles within 0.5 R200m_s of its gas centre have a median temperature within a factor
+    1.5 of T200m_s (measured 0.99 and 1.05)."""
+    src, halos = merger_pair
+    cfg = src.cfg
+    plasma, k = Plasma(), constants()
+    msun_mpc3_g_cm3 = k.msun_g / k.mpc_cm**3
+    for hid, (on, off) in halos.items():
+        row, sec, prof = src.parameters(hid), src.secondary(hid), src.profiles(hid)
+        m_s = row["merger_mass_ratio"] * row["m200m_msun_h"] / cfg.cosmology.h
+        assert sec.m200m_msun == pytest.approx(m_s, rel=1e-14)
+        assert sec.r200m_mpc == pytest.approx(float(r200m_mpc(m_s, cfg.cosmology)), rel=1e-14)
+        assert sec.concentration == pytest.approx(float(median_concentration(np.log10(m_s * cfg.cosmology.h), cfg.cosmology)))
+        t_vir = virial_temperature_k(m_s, sec.r200m_mpc, plasma.mean_molecular_weight)
+        assert sec.virial_temperature_k == pytest.approx(t_vir, rel=1e-14)
+        gas = on.gas
+        r = np.linalg.norm(gas.pos_mpc, axis=1)
+        r_sec = np.linalg.norm(gas.pos_mpc - sec.gas_centre_mpc, axis=1)
+        rho_cgs = gas.density_msun_mpc3 * msun_mpc3_g_cm3
+        p_e = plasma.electrons_per_proton_mass * rho_cgs / k.proton_mass_g * k.boltzmann_kev_per_k * gas.temperature_k
+        p_sec = (sec.gas_density_msun_mpc3(r_sec) * msun_mpc3_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
+                 * k.boltzmann_kev_per_k * t_vir)
+        expected = prof.electron_pressure_kev_cm3(r) + plasma.electron_pressure_fraction * p_sec
+        hot = gas.temperature_k > IGM_TEMPERATURE_FLOOR_K
+        assert hot.mean() > 0.99
+        np.testing.assert_allclose(p_e[hot], expected[hot], rtol=1e-12)
+        core = np.arange(gas.n) >= off.gas.n
+        core &= r_sec < 0.5 * sec.r200m_mpc
+        assert 1.0 / 1.5 < np.median(gas.temperature_k[core]) / t_vir < 1.5
+
+
+def test_clumping_factor_and_volumes():
+    """Oracles (module docstring, ``Clumping``): with clumping on, positions and smoothing
+    lengths are those of the knob-off halo exactly, and each density is multiplied by a factor
+    f with T f = T_off (isobaric, exact where no floor applies). In radial shells of the gas
+    (0.1-3 R200m) the particle means satisfy <1/f> = 1 (volumes kept) and <f> / <C(r)> = 1
+    (<rho^2>_V / <rho>_V^2 = C), each within 4 sigma of its sample standard error."""
+    extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+             "mock.mergers=false"]
+    on_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra))
+    off_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra, "mock.clumping=false"))
+    on, off = on_src.load(0), off_src.load(0)
+    row = on_src.parameters(0)
+    np.testing.assert_array_equal(on.gas.pos_mpc, off.gas.pos_mpc)
+    np.testing.assert_array_equal(on.gas.smoothing_length_mpc, off.gas.smoothing_length_mpc)
+    np.testing.assert_array_equal(on.dm.pos_mpc, off.dm.pos_mpc)
+    f = on.gas.density_msun_mpc3 / off.gas.density_msun_mpc3
+    hot = on.gas.temperature_k > IGM_TEMPERATURE_FLOOR_K
+    np.testing.assert_allclose((on.gas.temperature_k * f)[hot], off.gas.temperature_k[hot], rtol=1e-12)
+    r = np.linalg.norm(on.gas.pos_mpc, axis=1)
+    c = clumping_factor(r, row["r200m_mpc"], row["clumping_c0"])
+    assert c.max() <= CLUMPING_CAP
+    edges = np.array([0.1, 0.3, 0.6, 1.0, 1.5, 3.0]) * row["r200m_mpc"]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (r >= lo) & (r < hi)
+        n = sel.sum()
+        inv = 1.0 / f[sel]
+        assert abs(inv.mean() - 1.0) < 4.0 * inv.std() / np.sqrt(n), (lo, hi)
+        ratio = f[sel] / c[sel]
+        assert abs(ratio.mean() - 1.0) < 4.0 * ratio.std() / np.sqrt(n), (lo, hi)
+
+
+def test_clumping_raises_xray_not_y():
+    """Oracle: SPEC section 4, clumps raise S_X but barely change y. For a 10^14.4 halo (C0 =
+    1.32) the maps with clumping on, over those of the same halo with it off, in projected
+    annuli of 0-1 R200m: the y ratio is 1 within 3 % (measured 0.991-1.013; E[1/f] = 1), and
+    the S_X ratio equals the particles' expected boost E[f^(1/2)] = C^(3/8) (isobaric clumps,
+    module docstring) weighted by their knob-off S_X weights in the annulus' column, within
+    3 % (measured: S_X up by 0.3 % in the core to 31 % at 0.75-1 R200m, 0.1-1.2 % below the
+    particle expectation, which ignores the kernels' spread across the annulus edges)."""
+    extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+             "mock.mergers=false"]
+    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra))
+    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra, "mock.clumping=false"))
+    cfg = on_src.cfg
+    row = on_src.parameters(0)
+    r200 = row["r200m_mpc"]
+    on, off = on_src.load(0), off_src.load(0)
+    maps_on = sightline_maps_with_config(prepare_halo_with_config(on, cfg), cfg, None, 2)
+    maps_off = sightline_maps_with_config(prepare_halo_with_config(off, cfg), cfg, None, 2)
+    _, sx_w = gas_sz_xray_weights(off.gas.mass_msun, off.gas.density_msun_mpc3, off.gas.temperature_k, Plasma(),
+                                  cfg.cosmology.redshift)
+    boost = clumping_factor(np.linalg.norm(off.gas.pos_mpc, axis=1), r200, row["clumping_c0"]) ** 0.375
+    radius = np.hypot(off.gas.pos_mpc[:, 0], off.gas.pos_mpc[:, 1])
+    in_slab = np.abs(off.gas.pos_mpc[:, 2]) < 0.5 * cfg.maps.depth_mpc
+    centres = (np.arange(cfg.maps.npix) + 0.5) * cfg.maps.pixel_mpc - 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc
+    rr = np.hypot(*np.meshgrid(centres, centres))
+    edges = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 1.0]) * r200
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        ring = (rr >= lo) & (rr < hi)
+        y_ratio = maps_on.channel("sz_y")[ring].sum() / maps_off.channel("sz_y")[ring].sum()
+        assert y_ratio == pytest.approx(1.0, abs=0.03), (lo, hi)
+        sx_ratio = maps_on.channel("xray_sb")[ring].sum() / maps_off.channel("xray_sb")[ring].sum()
+        sel = (radius >= lo) & (radius < hi) & in_slab
+        expected = np.sum(sx_w[sel] * boost[sel]) / np.sum(sx_w[sel])
+        assert sx_ratio == pytest.approx(expected, rel=0.03), (lo, hi)
+    assert sx_ratio > 1.2  # the outermost annulus: clumping is visible
+
+
+
+# --------------------------------------------------------------------------------------------
+# Substructure
+# --------------------------------------------------------------------------------------------
+
+
+def test_subhalo_mass_function_normalisation():
+    """Oracles: SPEC section 4, A = f_sub / 5.05 (the normalisation integral to 1e-3), and the
+    mass fraction int psi dN/dln(psi) dln(psi) over [1e-4, 1], by an independent quadrature in
+    ln(psi), equal to f_sub to 1e-8."""
+    assert subhalo_mf_normalisation() == pytest.approx(5.05, rel=1e-3)
+    f_sub = 0.13
+    mass = integrate.quad(lambda lp: np.exp(lp) * float(subhalo_mass_function(np.exp(lp), f_sub)),
+                          np.log(1e-4), 0.0, limit=200, epsrel=1e-11)[0]
+    assert mass == pytest.approx(f_sub, rel=1e-8)
+
+
+def test_subhalo_masses_and_radii_follow_their_distributions():
+    """Oracles, pooled over 30 independent draws for one 10^14.5 halo at m_pair = 1e9 Msun/h
+    (psi >= 32 m_pair / M200m = 1.0e-4, about 120 subhalos a draw; measured KS p = 0.19 for the
+    masses and 0.64 for the radii): the count against the mean int dN/dln(psi) over [psi_min, 1] (4 Poisson sigma); ln(psi) against the mass
+    function's cumulative, and the centres' radii against the Einasto cumulative (alpha 0.678,
+    r_-2 = 0.81 R200m, inside R200m), both by quadrature, KS p > 1e-3; the truncation radius is
+    the Jacobi radius d [m / (3 M_NFW(<d))]^(1/3) or the isolated R200m(m), whichever is smaller
+    (1e-10)."""
+    src = MockHaloSource.from_config(mock_config(14.49, 14.5, 1, "mock.pair_mass_msun_h=1e9"))
+    row = src.parameters(0)
+    m200m = row["m200m_msun_h"] / src.cfg.cosmology.h
+    r200m, f_sub = row["r200m_mpc"], row["f_sub"]
+    psi_min = 32.0 * 1e9 / row["m200m_msun_h"]
+    draws = [src._subhalos(row, np.ones(3), np.eye(3), np.random.default_rng(i)) for i in range(30)]
+    psi = np.concatenate([d.psi for d in draws])
+    radius = np.concatenate([np.linalg.norm(d.centre_mpc, axis=1) for d in draws])
+    mean_n = integrate.quad(lambda lp: float(subhalo_mass_function(np.exp(lp), f_sub)), np.log(psi_min), 0.0)[0]
+    assert abs(psi.size - 30 * mean_n) < 4.0 * np.sqrt(30 * mean_n)
+
+    def mf_cdf(x):
+        return np.array([integrate.quad(lambda lp: float(subhalo_mass_function(np.exp(lp), f_sub)), np.log(psi_min),
+                                        v)[0] for v in np.atleast_1d(x)]) / mean_n
+
+    assert stats.kstest(np.log(psi), mf_cdf).pvalue > 1e-3
+    alpha, r_2 = 0.678, 0.81 * r200m
+
+    def einasto_cdf(x):
+        f = lambda r: r**2 * np.exp(-(2.0 / alpha) * ((r / r_2) ** alpha - 1.0))  # noqa: E731
+        total = integrate.quad(f, 0.0, r200m)[0]
+        return np.array([integrate.quad(f, 0.0, v)[0] for v in np.atleast_1d(x)]) / total
+
+    assert radius.max() <= r200m
+    assert stats.kstest(radius, einasto_cdf).pvalue > 1e-3
+    for d in draws[:3]:
+        r = np.linalg.norm(d.centre_mpc, axis=1)
+        jacobi = r * np.cbrt(d.mass_msun / (3.0 * m200m * nfw_mass_fraction(r / r200m, row["c200m"])))
+        np.testing.assert_allclose(d.truncation_mpc, np.minimum(jacobi, d.r200m_mpc), rtol=1e-10)
+
+
+def test_substructure_particles_keep_the_halo_mass():
+    """Oracles: with every knob on, the halo with substructure has exactly as many DM and gas
+    particles as without (the subhalos' particles replace host particles: M200m and the gas mass
+    kept); the subhalos' particles come last, round(m / m_pair) DM and round(0.1 m / m_pair)
+    gas particles each (90 % of the gas stripped), every one within the subhalo's truncation
+    radius of its centre, the DM centroid of each subhalo with >= 200 particles at its centre
+    within 4 sigma of shot noise; the other DM particles are particles of the halo without
+    substructure."""
+    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, "mock.substructure=true"))
+    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1))
+    on, off, subs = on_src.load(0), off_src.load(0), on_src.subhalos(0)
+    m_pair = on_src.cfg.mock.pair_mass_msun_h / on_src.cfg.cosmology.h
+    assert subs.psi.size >= 3
+    assert (on.dm.n, on.gas.n) == (off.dm.n, off.gas.n)
+    np.testing.assert_array_equal(subs.n_dm, np.rint(subs.mass_msun / m_pair))
+    np.testing.assert_array_equal(subs.n_gas, np.rint(0.1 * subs.mass_msun / m_pair))
+    n_sub_dm, n_sub_gas = int(subs.n_dm.sum()), int(subs.n_gas.sum())
+    for part, counts, n_tail in ((on.dm, subs.n_dm, n_sub_dm), (on.gas, subs.n_gas, n_sub_gas)):
+        tail = part.pos_mpc[part.n - n_tail:]
+        for i, chunk in enumerate(np.split(tail, np.cumsum(counts)[:-1])):
+            offset = chunk - subs.centre_mpc[i]
+            assert np.linalg.norm(offset, axis=1).max() <= subs.truncation_mpc[i] * (1.0 + 1e-9)
+            if chunk.shape[0] >= 200 and part is on.dm:
+                sigma = np.sqrt(np.mean(np.sum(offset**2, axis=1)) / (3.0 * chunk.shape[0]))
+                np.testing.assert_allclose(chunk.mean(axis=0), subs.centre_mpc[i], rtol=0.0, atol=4.0 * sigma)
+    assert np.all(np.isin(on.dm.pos_mpc[: on.dm.n - n_sub_dm, 0], off.dm.pos_mpc[:, 0]))

@@ -57,8 +57,76 @@ Temperature
     ``T0 = 1e4 K``). The gas particles carry these densities and smoothing lengths, which
     :func:`cmpipe.maps.prepare_halo` then reuses.
 
-Not implemented yet: substructure (``mock.substructure`` is rejected), mergers and clumping
-(their catalog columns are ignored).
+Mergers (``mergers``)
+    For a catalog row with ``is_merger``, a secondary halo of mass ``M_s = xi M200m``
+    (``merger_mass_ratio``; the primary keeps its catalog mass) centred at
+    ``d = merger_separation_r200m R200m n`` along ``n = (merger_dir_x, _y, _z)``. Its DM is a
+    truncated NFW of ``(1 - f_b) M_s`` inside ``truncation_r200m R200m_s``, ``R200m_s`` from
+    ``M_s = 200 rho_bar_m (4 pi / 3) R^3`` (:func:`cmpipe.physics.cosmology.r200m_mpc`) and the
+    Diemer & Joyce (2019) median concentration (:func:`cmpipe.physics.catalog.median_concentration`).
+    Its gas, ``f_b M_s`` in the same truncated NFW shape, sits behind the DM, back toward the
+    primary, by ``lag = min(merger_gas_lag_fraction |d|, 0.3 Mpc)`` (SPEC section 4: after
+    pericentre the gas lags its DM by 10-40 % of the separation, at most 300 kpc), i.e. centred at
+    ``d - lag n``. Same particle masses (so ``round(M_s / m_pair)`` particles of each species),
+    spherical, isotropic. The secondary gas is isothermal at its own virial temperature,
+    ``T200m_s = mu m_p G M_s / (2 k_B R200m_s)`` (:func:`cmpipe.physics.analytic.virial_temperature_k`):
+    its thermal pressure ``P_s(r) = rho_gas,s(r) k_B T200m_s / (mu m_p)`` (zero beyond its
+    truncation) adds to the primary's ``P_th`` wherever a gas particle is, and every gas
+    particle's temperature follows from the sum as below. No shock is modelled.
+Clumping (``clumping``)
+    Sub-resolution clumps: every gas particle ``j`` (the background and the secondary's too) keeps
+    its position, mass and smoothing length, but its density becomes ``rho_j f_j`` (volume
+    ``V_j / f_j``), with ``ln f_j ~ N(sigma_j^2 / 2, sigma_j^2)``, ``sigma_j^2 = ln C(r_j)``,
+    ``C(r) = min(1 + C0 (r / R200m)^2, 3)`` (SPEC section 4; ``C0`` the catalog's
+    ``clumping_c0``, ``r`` the gas ellipsoidal radius from the primary's centre). Derivation:
+    particles are equal-mass (Lagrangian) samples, so a particle average is a mass-weighted one.
+    The volume stays the same in expectation iff ``<1/f> = exp(-mu + sigma^2/2) = 1``, i.e.
+    ``mu = sigma^2 / 2``; the volume-weighted clumping factor is then
+    ``<rho^2>_V / <rho>_V^2 = [sum (V/f) (rho f)^2 / sum (V/f)] / rho^2 = <f> = exp(mu + sigma^2/2)
+    = exp(sigma^2) = C``. (This is the usual log-normal density field: volume-weighted
+    ``ln(rho/<rho>) ~ N(-sigma^2/2, sigma^2)``, mass-weighted shifted by ``+sigma^2``.) Hence y and
+    the gas mass maps, ``sum P_e V`` and ``sum m``, are unchanged in expectation (the particle
+    volumes only gain scatter, ``Var(1/f) = C - 1``); the emission measure
+    ``sum n_e n_i V ~ sum m rho f`` rises by exactly ``C`` in expectation. The clumps are isobaric
+    (the temperature below uses ``rho f``, ``T ~ 1/f``), so the bremsstrahlung emissivity
+    ``~ rho^2 T^(1/2) V ~ f^(1/2)`` and S_X rise by ``<f^(1/2)> = exp(mu/2 + sigma^2/8) = C^(3/8)``
+    (C for a temperature-independent band emissivity).
+Substructure (``substructure``)
+    Evolved subhalo mass function (SPEC section 4), ``dN/dln(psi) = A psi^-0.9 exp(-12.27 psi^3)``,
+    ``psi = m / M200m``, ``A = f_sub / I`` with ``I = int_{1e-4}^{1} psi^0.1 exp(-12.27 psi^3)
+    dln(psi) = 5.0500`` (quadrature, :func:`subhalo_mf_normalisation`): ``f_sub`` (catalog) is
+    the mass fraction in subhalos with ``psi`` in ``[1e-4, 1]``, which is the SPEC's
+    ``A = f_sub / 5.05``; the function is then resolution-independent, and only the resolved
+    subhalos, ``psi >= 32 m_pair / M200m`` (at least 32 DM particles), are made: a Poisson number
+    with mean ``int dN`` over ``[psi_min, 1]``, masses by the inverse cumulative (their resolved
+    mass fraction is ``A int_{psi_min}^1 psi^0.1 e^(-12.27 psi^3) dln psi``, e.g. 0.68 f_sub at
+    ``psi_min = 3.2e-3``). Subhalos beyond a total of 0.5 M200m, in drawn order, are dropped.
+    Centres: Einasto number density ``exp(-(2/alpha) [(r/r_-2)^alpha - 1])``, ``alpha = 0.678``,
+    ``r_-2 = 0.81 R200m``, truncated at R200m, isotropic, then stretched and rotated like the
+    host DM (``triaxial``). Each subhalo is an NFW of the Diemer & Joyce (2019) median
+    concentration of its mass, scale radius ``R200m(m) / c`` (``R200m(m)`` as if isolated),
+    truncated at its Jacobi radius ``r_t = d [m / (3 M_host(<d))]^(1/3)`` (``d`` its host-centric
+    radius before the stretch, ``M_host`` the host's untruncated NFW), at most ``R200m(m)``; the
+    truncated profile holds its whole mass (``psi`` is the bound mass). Its DM is
+    ``round(m / m_pair)`` particles of ``m_DM`` (= ``(1 - f_b) m``); of its gas, 10 % of
+    ``f_b m`` is kept, ``round(0.1 m / m_pair)`` particles in the same truncated NFW around its
+    centre, the rest stripped into the host's ICM. The subhalos' DM and gas particles replace as
+    many host particles (drawn uniformly among the host's profile particles inside the
+    truncation radius), so the host profile is scaled down inside it and the particle counts,
+    M200m and the gas mass, stay those of the halo without substructure. Their gas temperature
+    follows from the host pressure like every particle's (dense and cool, isobaric).
+Random numbers
+    Every draw above the three newer knobs comes from the halo's generator in a fixed order (the
+    tilt axis, DM, gas, background DM, background gas). The newer knobs draw from the children
+    of the halo's seed sequence, ``SeedSequence([catalog.seed, halo_id, 1]).spawn(3)`` (clumping,
+    mergers, substructure), which leave the parent generator's numbers alone: a halo with the
+    newer knobs off is identical to one made before they existed, switching one knob leaves the
+    other knobs' numbers alone, and :meth:`MockHaloSource.subhalos` replays the subhalos without
+    the particles. The clumping normals are drawn in particle order (the primary's gas, the
+    background gas, the secondary's gas; the subhalos' gas last, those of removed host
+    particles dropped), so switching ``mergers`` appends to them without changing the first ones.
+
+Not implemented: the merger shock (SPEC: optional).
 """
 
 from __future__ import annotations
@@ -76,11 +144,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config, CosmologyConfig
 
 __all__ = [
+    "CLUMPING_CAP",
     "DPP_PARAMETERS",
+    "MERGER_MAX_LAG_MPC",
     "IGM_TEMPERATURE_FLOOR_K",
     "NELSON14_PARAMETERS",
     "MockHaloSource",
     "MockProfiles",
+    "MockSecondary",
+    "MockSubhalos",
+    "subhalo_mass_function",
+    "subhalo_mf_normalisation",
+    "clumping_boost",
+    "clumping_factor",
     "dpp_electron_pressure_kev_cm3",
     "nfw_mass_fraction",
     "nonthermal_fraction",
@@ -97,12 +173,126 @@ _N_TABLE = 4096
 _X_MIN = 1e-5
 #: Stream index that SeedSequence([catalog.seed, halo_id, _STREAM]) reserves for the particles.
 _STREAM = 1
+#: Cap on the clumping factor C(r) (SPEC section 4).
+CLUMPING_CAP = 3.0
+#: Largest gas-DM offset of a merger's secondary [Mpc] (SPEC section 4: <= 300 kpc).
+MERGER_MAX_LAG_MPC = 0.3
+#: Evolved subhalo mass function dN/dln(psi) = A psi^-SLOPE exp(-CUTOFF psi^3) (SPEC section 4).
+SUBHALO_MF_SLOPE = 0.9
+SUBHALO_MF_CUTOFF = 12.27
+#: Lower end of the psi range that holds the mass fraction f_sub (A = f_sub / 5.0500).
+SUBHALO_NORM_PSI_MIN = 1e-4
+#: Fewest DM particles of a subhalo (psi >= 32 m_pair / M200m).
+SUBHALO_MIN_PARTICLES = 32
+#: Einasto radial distribution of the subhalos: alpha and r_-2 [R200m].
+SUBHALO_EINASTO = (0.678, 0.81)
+#: Fraction of its baryons f_b m a subhalo keeps as gas (the rest is stripped into the host).
+SUBHALO_GAS_RETAINED = 0.1
+#: Largest total subhalo mass [M200m]; later-drawn subhalos beyond it are dropped.
+SUBHALO_MAX_MASS_FRACTION = 0.5
 
 
 def nfw_mass_fraction(x: np.ndarray, concentration: float) -> np.ndarray:
     """``M(<r) / M200m = m(c x) / m(c)`` of an untruncated NFW profile, ``x = r / R200m``."""
     y = np.asarray(x, dtype=np.float64) * concentration
     return (np.log1p(y) - y / (1.0 + y)) / (np.log1p(concentration) - concentration / (1.0 + concentration))
+
+
+def clumping_factor(r_mpc: np.ndarray, r200m_mpc: float, c0: float) -> np.ndarray:
+    """Clumping factor ``C(r) = <rho^2>/<rho>^2 = min(1 + C0 (r / R200m)^2, 3)`` (SPEC section 4)."""
+    x = np.asarray(r_mpc, dtype=np.float64) / r200m_mpc
+    return np.minimum(1.0 + c0 * x**2, CLUMPING_CAP)
+
+
+def clumping_boost(r_mpc: np.ndarray, r200m_mpc: float, c0: float, normals: np.ndarray) -> np.ndarray:
+    """Per-particle density factors ``f = exp(sigma^2 / 2 + sigma z)``, ``sigma^2 = ln C(r)``, from
+    standard normals ``z``: ``<1/f> = 1`` (volumes kept) and ``<f> = C`` (module docstring)."""
+    sigma2 = np.log(clumping_factor(r_mpc, r200m_mpc, c0))
+    return np.exp(0.5 * sigma2 + np.sqrt(sigma2) * normals)
+
+
+@dataclass(frozen=True)
+class MockSecondary:
+    """The secondary halo of a merger (module docstring, ``Mergers``).
+
+    Attributes
+    ----------
+    m200m_msun, r200m_mpc, concentration : float
+        M_s = xi M200m [Msun], its R200m [Mpc] and median c200m.
+    dm_centre_mpc, gas_centre_mpc : (3,) float64
+        Centres of its DM and of its (lagging) gas [Mpc], relative to the primary's centre.
+    truncation_mpc : float
+        Truncation radius of both [Mpc].
+    virial_temperature_k : float
+        ``T200m_s`` [K], the temperature of its gas.
+    gas_mass_msun : float
+        ``f_b M_s`` [Msun].
+    """
+
+    m200m_msun: float
+    r200m_mpc: float
+    concentration: float
+    dm_centre_mpc: np.ndarray
+    gas_centre_mpc: np.ndarray
+    truncation_mpc: float
+    virial_temperature_k: float
+    gas_mass_msun: float
+
+    def gas_density_msun_mpc3(self, r_mpc: np.ndarray) -> np.ndarray:
+        """Truncated NFW gas density at distance ``r`` from the gas centre [Msun Mpc^-3]."""
+        c, r200 = self.concentration, self.r200m_mpc
+        rs = r200 / c
+        rho0 = self.gas_mass_msun / (4.0 * np.pi * rs**3 * (np.log1p(c) - c / (1.0 + c)))
+        r = np.maximum(np.asarray(r_mpc, dtype=np.float64), _X_MIN * r200)
+        y = r / rs
+        return np.where(r <= self.truncation_mpc, rho0 / (y * (1.0 + y) ** 2), 0.0)
+
+
+@lru_cache(maxsize=1)
+def subhalo_mf_normalisation() -> float:
+    """``I = int_{1e-4}^{1} psi^0.1 exp(-12.27 psi^3) dln(psi) = 5.0500`` (by quadrature), so that
+    ``A = f_sub / I`` puts the mass fraction ``f_sub`` in subhalos with ``psi`` in ``[1e-4, 1]``
+    (the SPEC's ``A = f_sub / 5.05``)."""
+    from scipy import integrate
+
+    return float(integrate.quad(
+        lambda p: p ** (-SUBHALO_MF_SLOPE) * np.exp(-SUBHALO_MF_CUTOFF * p**3), SUBHALO_NORM_PSI_MIN, 1.0,
+        limit=200, epsabs=0.0, epsrel=1e-10,
+    )[0])
+
+
+def subhalo_mass_function(psi: np.ndarray, f_sub: float) -> np.ndarray:
+    """``dN/dln(psi) = A psi^-0.9 exp(-12.27 psi^3)``, ``A = f_sub / I``
+    (:func:`subhalo_mf_normalisation`), ``psi = m / M200m``."""
+    psi = np.asarray(psi, dtype=np.float64)
+    return f_sub / subhalo_mf_normalisation() * psi ** (-SUBHALO_MF_SLOPE) * np.exp(-SUBHALO_MF_CUTOFF * psi**3)
+
+
+@dataclass(frozen=True)
+class MockSubhalos:
+    """The resolved subhalos of one mock halo (module docstring, ``Substructure``).
+
+    Attributes
+    ----------
+    psi : (S,) float64
+        ``m / M200m``.
+    mass_msun, concentration, r200m_mpc, truncation_mpc : (S,) float64
+        Mass m [Msun], median c200m, R200m of an isolated halo of mass m [Mpc], and the tidal
+        (Jacobi) truncation radius [Mpc].
+    centre_mpc : (S, 3) float64
+        Centres [Mpc], relative to the host's centre.
+    n_dm, n_gas : (S,) int64
+        DM particles ``round(m / m_pair)`` and retained gas particles ``round(0.1 m / m_pair)``.
+    """
+
+    psi: np.ndarray
+    mass_msun: np.ndarray
+    concentration: np.ndarray
+    r200m_mpc: np.ndarray
+    truncation_mpc: np.ndarray
+    centre_mpc: np.ndarray
+    n_dm: np.ndarray
+    n_gas: np.ndarray
 
 
 def dpp_electron_pressure_kev_cm3(
@@ -155,6 +345,18 @@ def _xi_table(cosmo_cfg: CosmologyConfig) -> tuple[np.ndarray, np.ndarray]:
     cosmo = colossus_cosmology(cosmo_cfg)
     r = np.geomspace(0.01, 200.0, 400)
     return r, np.asarray(cosmo.correlationFunction(r, cosmo_cfg.redshift), dtype=np.float64)
+
+
+@lru_cache(maxsize=16)
+def _log_concentration_table(cosmo_cfg: CosmologyConfig, lo: float, hi: float):
+    """Cubic spline of log10 of the Diemer & Joyce (2019) median c200m against log10 M200m
+    [Msun/h] on ``[lo, hi]``, from colossus every 0.05 dex (the subhalos' concentrations)."""
+    from scipy.interpolate import CubicSpline
+
+    from cmpipe.physics.catalog import median_concentration
+
+    grid = np.linspace(lo, hi, max(int(round((hi - lo) / 0.05)), 3) + 1)
+    return CubicSpline(grid, np.log10(median_concentration(grid, cosmo_cfg)))
 
 
 def _cumulative(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -237,6 +439,19 @@ def _sample(
     radii = np.interp(rng.random(n) * enclosed[-1], enclosed, r_grid)
     principal = radii[:, None] * _isotropic(n, rng) * axes
     return principal @ rotation.T
+
+
+def _remove_inside(
+    pos: np.ndarray, axes: np.ndarray, rotation: np.ndarray, radius: float, n_remove: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Mask keeping all but ``n_remove`` particles drawn uniformly (without replacement) from
+    those of ellipsoidal radius ``< radius``."""
+    keep = np.ones(pos.shape[0], dtype=bool)
+    inside = np.flatnonzero(_ellipsoidal_radius(pos, axes, rotation) < radius)
+    if n_remove > inside.shape[0]:
+        raise ValueError(f"subhalos need {n_remove} host particles, only {inside.shape[0]} inside the truncation")
+    keep[rng.choice(inside, size=n_remove, replace=False)] = False
+    return keep
 
 
 @dataclass(frozen=True)
@@ -352,6 +567,122 @@ class MockHaloSource:
             electron_pressure_fraction=base.electron_pressure_fraction,
         )
 
+    def secondary(self, halo_id: int) -> MockSecondary | None:
+        """The merger secondary of one halo, or None when the catalog row is not a merger."""
+        return self._secondary(self.parameters(halo_id))
+
+    def _secondary(self, row: dict) -> MockSecondary | None:
+        from cmpipe.physics.analytic import virial_temperature_k
+        from cmpipe.physics.catalog import median_concentration
+        from cmpipe.physics.cosmology import r200m_mpc
+        from cmpipe.physics.plasma import Plasma
+
+        if not bool(row["is_merger"]):
+            return None
+        cfg = self.cfg
+        h = cfg.cosmology.h
+        f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
+        r200m = float(row["r200m_mpc"])
+        m_s = float(row["merger_mass_ratio"]) * float(row["m200m_msun_h"]) / h
+        r_s = float(r200m_mpc(m_s, cfg.cosmology))
+        c_s = float(median_concentration(np.log10(m_s * h), cfg.cosmology))
+        direction = np.array([row["merger_dir_x"], row["merger_dir_y"], row["merger_dir_z"]], dtype=np.float64)
+        direction = direction / np.linalg.norm(direction)
+        separation = float(row["merger_separation_r200m"]) * r200m
+        lag = min(float(row["merger_gas_lag_fraction"]) * separation, MERGER_MAX_LAG_MPC)
+        mu = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor).mean_molecular_weight
+        return MockSecondary(
+            m200m_msun=m_s, r200m_mpc=r_s, concentration=c_s,
+            dm_centre_mpc=separation * direction, gas_centre_mpc=(separation - lag) * direction,
+            truncation_mpc=cfg.mock.truncation_r200m * r_s,
+            virial_temperature_k=virial_temperature_k(m_s, r_s, mu), gas_mass_msun=f_b * m_s,
+        )
+
+    def _secondary_particles(
+        self, sec: MockSecondary, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """DM and gas positions [Mpc] of the secondary (truncated NFW, spherical)."""
+        m_dm, m_gas = self.particle_masses_msun()
+        f_b = self.cfg.cosmology.omega_b / self.cfg.cosmology.omega_m
+        r = np.concatenate([[0.0], np.geomspace(_X_MIN * sec.r200m_mpc, sec.truncation_mpc, _N_TABLE)])
+        shape = nfw_mass_fraction(r / sec.r200m_mpc, sec.concentration)
+        ones, eye = np.ones(3), np.eye(3)
+        dm = _sample(r, (1.0 - f_b) * sec.m200m_msun * shape, m_dm, ones, eye, rng) + sec.dm_centre_mpc
+        gas = _sample(r, f_b * sec.m200m_msun * shape, m_gas, ones, eye, rng) + sec.gas_centre_mpc
+        return dm, gas
+
+    def _knob_generators(self, halo_id: int) -> list[np.random.Generator]:
+        """Generators of the clumping, merger and substructure draws: the children of
+        ``SeedSequence([catalog.seed, halo_id, 1])`` (independent of the particles' stream)."""
+        children = np.random.SeedSequence([self.cfg.catalog.seed, int(halo_id), _STREAM]).spawn(3)
+        return [np.random.default_rng(c) for c in children]
+
+    def subhalos(self, halo_id: int) -> MockSubhalos:
+        """The resolved subhalos of one halo, as :meth:`load` makes them with ``substructure``."""
+        from cmpipe.physics.catalog import orientation_matrix
+
+        row = self.parameters(halo_id)
+        if self.cfg.mock.triaxial:
+            orient = orientation_matrix(np.array([row["orient_w"], row["orient_x"], row["orient_y"], row["orient_z"]]))
+            axes, rot = _axes(float(row["shape_q"]), float(row["shape_s"])), orient
+        else:
+            axes, rot = np.ones(3), np.eye(3)
+        return self._subhalos(row, axes, rot, self._knob_generators(int(row["halo_id"]))[2])
+
+    def _subhalos(self, row: dict, axes: np.ndarray, rotation: np.ndarray, rng: np.random.Generator) -> MockSubhalos:
+        from cmpipe.physics.cosmology import r200m_mpc
+
+        cfg = self.cfg
+        h = cfg.cosmology.h
+        m200m = float(row["m200m_msun_h"]) / h
+        r200m, c_host = float(row["r200m_mpc"]), float(row["c200m"])
+        m_pair = cfg.mock.pair_mass_msun_h / h
+        psi_min = SUBHALO_MIN_PARTICLES * m_pair / m200m
+        psi = np.zeros(0)
+        if psi_min < 1.0:
+            ln_psi = np.linspace(np.log(psi_min), 0.0, 2048)
+            cum = np.concatenate([[0.0], np.cumsum(0.5 * np.diff(ln_psi) * (
+                subhalo_mass_function(np.exp(ln_psi[1:]), float(row["f_sub"]))
+                + subhalo_mass_function(np.exp(ln_psi[:-1]), float(row["f_sub"]))))])
+            n = int(rng.poisson(cum[-1]))
+            psi = np.exp(np.interp(rng.random(n) * cum[-1], cum, ln_psi))
+            psi = psi[np.cumsum(psi) <= SUBHALO_MAX_MASS_FRACTION]
+        n = psi.shape[0]
+        # Einasto number density n(r) ~ exp(-(2/alpha) [(r/r_-2)^alpha - 1]) inside R200m.
+        alpha, r_2 = SUBHALO_EINASTO
+        r = np.linspace(0.0, r200m, 2048)
+        rho = np.exp(-(2.0 / alpha) * ((r / (r_2 * r200m)) ** alpha - 1.0))
+        enc = _cumulative(r, rho)
+        radius = np.interp(rng.random(n) * enc[-1], enc, r)
+        centre = (radius[:, None] * _isotropic(n, rng) * axes) @ rotation.T
+        mass = psi * m200m
+        r_iso = np.asarray(r200m_mpc(mass, cfg.cosmology), dtype=np.float64).reshape(n)
+        conc = np.zeros(0)
+        if n:
+            log_m = np.log10(mass * h)
+            conc = 10.0 ** _log_concentration_table(cfg.cosmology, float(np.floor(log_m.min())), float(np.ceil(log_m.max())))(log_m)
+        # Jacobi radius r_t = d [m / (3 M_host(<d))]^(1/3), at most the isolated R200m.
+        m_host = m200m * nfw_mass_fraction(np.maximum(radius, _X_MIN * r200m) / r200m, c_host)
+        r_t = np.minimum(radius * np.cbrt(mass / (3.0 * m_host)), r_iso)
+        r_t = np.maximum(r_t, _X_MIN * r200m)
+        n_dm = np.rint(mass / m_pair).astype(np.int64)
+        n_gas = np.rint(SUBHALO_GAS_RETAINED * mass / m_pair).astype(np.int64)
+        return MockSubhalos(psi=psi, mass_msun=mass, concentration=conc, r200m_mpc=r_iso, truncation_mpc=r_t,
+                            centre_mpc=centre, n_dm=n_dm, n_gas=n_gas)
+
+    def _subhalo_particles(self, subs: MockSubhalos, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """DM and retained-gas positions [Mpc]: per subhalo, NFW radii (its concentration, scale
+        radius R200m / c) inside its truncation radius, isotropic, around its centre."""
+        dm, gas = [np.zeros((0, 3))], [np.zeros((0, 3))]
+        for i in range(subs.psi.shape[0]):
+            rt = subs.truncation_mpc[i]
+            x = np.concatenate([[0.0], np.geomspace(_X_MIN * rt, rt, 512)])
+            shape = nfw_mass_fraction(x / subs.r200m_mpc[i], subs.concentration[i])
+            for n_part, out in ((subs.n_dm[i], dm), (subs.n_gas[i], gas)):
+                radii = np.interp(rng.random(n_part) * shape[-1], shape, x)
+                out.append(radii[:, None] * _isotropic(int(n_part), rng) + subs.centre_mpc[i])
+        return np.concatenate(dm), np.concatenate(gas)
+
     def particle_masses_msun(self) -> tuple[float, float]:
         """``(m_DM, m_gas) = ((1 - f_b) m_pair, f_b m_pair)`` [Msun]."""
         f_b = self.cfg.cosmology.omega_b / self.cfg.cosmology.omega_m
@@ -409,6 +740,31 @@ class MockHaloSource:
             dm_pos = np.concatenate([dm_pos, bg_dm])
             gas_pos = np.concatenate([gas_pos, bg_gas])
 
+        # The newer knobs draw from their own child streams (module docstring, "Random numbers").
+        clump_rng, merger_rng, sub_rng = self._knob_generators(props.halo_id)
+        secondary = self._secondary(row) if mock.mergers else None
+        if secondary is not None:
+            sec_dm, sec_gas = self._secondary_particles(secondary, merger_rng)
+            dm_pos = np.concatenate([dm_pos, sec_dm])
+            gas_pos = np.concatenate([gas_pos, sec_gas])
+        clump_normals = clump_rng.standard_normal(gas_pos.shape[0]) if mock.clumping else None
+        if mock.substructure:
+            subs = self._subhalos(row, dm_axes, dm_rot, sub_rng)
+            # The subhalos' DM and retained gas replace randomly chosen host particles inside the
+            # truncation radius (the host profile scaled down, M200m and the gas mass kept).
+            r_trunc = mock.truncation_r200m * props.r200m_mpc
+            n_dm_host = int(round(prof.dm_enclosed_msun[-1] / m_dm))
+            n_gas_host = int(round(prof.gas_enclosed_msun[-1] / m_gas))
+            keep_dm = _remove_inside(dm_pos[:n_dm_host], dm_axes, dm_rot, r_trunc, int(subs.n_dm.sum()), sub_rng)
+            keep_gas = _remove_inside(gas_pos[:n_gas_host], gas_axes, gas_rot, r_trunc, int(subs.n_gas.sum()), sub_rng)
+            keep_dm = np.concatenate([keep_dm, np.ones(dm_pos.shape[0] - n_dm_host, dtype=bool)])
+            keep_gas = np.concatenate([keep_gas, np.ones(gas_pos.shape[0] - n_gas_host, dtype=bool)])
+            sub_dm, sub_gas = self._subhalo_particles(subs, sub_rng)
+            dm_pos = np.concatenate([dm_pos[keep_dm], sub_dm])
+            gas_pos = np.concatenate([gas_pos[keep_gas], sub_gas])
+            if clump_normals is not None:
+                clump_normals = np.concatenate([clump_normals[keep_gas], clump_rng.standard_normal(sub_gas.shape[0])])
+
         # Temperatures from the profile pressure and each particle's density. The density is the
         # k-NN volume estimate, whose inverse (the particle volume m / rho that weights every SPH
         # line-of-sight integral) is unbiased for these Poisson-sampled particles; the gather
@@ -419,7 +775,14 @@ class MockHaloSource:
         plasma = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor)
         k = constants()
         _, _, to_g_cm3 = _units()
-        p_th = prof.thermal_pressure_kev_cm3(_ellipsoidal_radius(gas_pos, gas_axes, gas_rot))
+        gas_r = _ellipsoidal_radius(gas_pos, gas_axes, gas_rot)
+        p_th = prof.thermal_pressure_kev_cm3(gas_r)
+        if secondary is not None:
+            rho_s = secondary.gas_density_msun_mpc3(np.linalg.norm(gas_pos - secondary.gas_centre_mpc, axis=1))
+            p_th = p_th + (rho_s * to_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
+                           * k.boltzmann_kev_per_k * secondary.virial_temperature_k)
+        if mock.clumping:
+            density = density * clumping_boost(gas_r, prof.r200m_mpc, float(row["clumping_c0"]), clump_normals)
         n_particles_cm3 = density * to_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
         temperature = np.maximum(p_th / (n_particles_cm3 * k.boltzmann_kev_per_k), IGM_TEMPERATURE_FLOOR_K)
 
