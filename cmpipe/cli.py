@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from cmpipe import __version__
-from cmpipe.config import Config, config_fingerprint, config_to_yaml, load_config
+from cmpipe.config import Config, ConfigError, config_fingerprint, config_to_yaml, load_config
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main"]
 
@@ -163,6 +163,100 @@ def _run_demo(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# validate-mock
+# --------------------------------------------------------------------------------------------
+
+#: log10 M200m [Msun/h] of the showcase halos whose maps validate-mock draws.
+SHOWCASE_LOG10_M = (13.5, 14.5, 15.2)
+
+
+def _add_validate_mock_arguments(parser: argparse.ArgumentParser) -> None:
+    """Size and seed of the validation catalog, and the showcase masses."""
+    parser.add_argument("--n-halos", type=int, default=24, help="halos in the flat-in-log validation catalog (default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="catalog seed (default: catalog.seed)")
+    parser.add_argument(
+        "--showcase", default=",".join(f"{m:g}" for m in SHOWCASE_LOG10_M), metavar="LOG10M,...",
+        help="log10 M200m [Msun/h] of the halos whose four maps are drawn, comma-separated, '' for none (default: %(default)s)",
+    )
+
+
+def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
+    """Validate the mock clusters against their input model: profiles, f_gas, Y-M, L_X-M, maps."""
+    import json
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from cmpipe.config import save_resolved_config
+    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.physics.validate import validate_source
+    from cmpipe.plots.validation import plot_showcase_maps, plot_validation
+
+    if args.n_halos < 2:
+        raise ConfigError(f"--n-halos must be >= 2; got {args.n_halos}")
+    try:
+        showcase = [float(m) for m in args.showcase.split(",") if m.strip()]
+    except ValueError:
+        raise ConfigError(f"--showcase must be comma-separated numbers; got {args.showcase!r}") from None
+    seed = cfg.catalog.seed if args.seed is None else args.seed
+    catalog = dataclasses.replace(cfg.catalog, mode="flat", n_halos=args.n_halos, seed=seed)
+    cfg = dataclasses.replace(cfg, catalog=catalog, source=dataclasses.replace(cfg.source, kind="mock"))
+    out = Path(cfg.run.out) / "validation"
+    out.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+
+    def progress(i: int, n: int, c) -> None:
+        logger.info(
+            "halo %d/%d (id %d): log10 M200m %.2f [Msun], %d gas + %d DM particles, %.1f s",
+            i + 1, n, c.halo_id, np.log10(c.m200m_msun), c.n_gas, c.n_dm, time.perf_counter() - start,
+        )
+
+    result = validate_source(MockHaloSource.from_config(cfg), progress=progress)
+    written = []
+    for name, fig in plot_validation(result).items():
+        written.append(out / f"{name}.png")
+        fig.savefig(written[-1], dpi=120)
+
+    maps = []
+    for log10_m in showcase:
+        one = dataclasses.replace(
+            catalog, n_halos=1, log10_m_min_msun_h=log10_m - 0.005, log10_m_max_msun_h=log10_m + 0.005
+        )
+        src = MockHaloSource.from_config(dataclasses.replace(cfg, catalog=one))
+        t0 = time.perf_counter()
+        halo = src.load(0)
+        maps.append(sightline_maps_with_config(prepare_halo_with_config(halo, src.cfg), src.cfg, None, 2))
+        logger.info("showcase halo log10 M200m %.2f [Msun/h]: %d gas + %d DM particles, maps in %.1f s",
+                    log10_m, halo.gas.n, halo.dm.n, time.perf_counter() - t0)
+    for log10_m, fig in zip(showcase, plot_showcase_maps(maps)):
+        written.append(out / f"maps_{log10_m:.1f}.png")
+        fig.savefig(written[-1], dpi=110)
+
+    numbers = result.to_dict()
+    numbers["showcase_log10_m200m_msun_h"] = showcase
+    (out / "validation.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    save_resolved_config(cfg, out)
+
+    print(f"{'check':<34} {'value':>10}  reference")
+    for name, p in result.profiles.items():
+        lo, hi = (0.1, 1.0)
+        print(f"{name + f' max|dev| {lo:g}-{hi:g} ' + p.x_unit:<34} {p.max_abs_deviation(lo, hi):>10.3f}  0")
+    print(f"{'f_gas(<R500c)/f_b mean [min, max]':<34} {np.mean(result.fgas_r500c):>10.3f}  "
+          f"[{np.min(result.fgas_r500c):.3f}, {np.max(result.fgas_r500c):.3f}]; SPEC 0.82-0.90")
+    print(f"{'Y500-M500c slope':<34} {result.y_m.slope:>10.3f}  5/3 (Arnaud+10: 1.79); +- {result.y_m.slope_error:.3f}")
+    print(f"{'Y500-M500c scatter sigma_ln':<34} {result.y_m.scatter_ln:>10.3f}")
+    print(f"{'Y500 at 3e14 Msun [Mpc^2]':<34} {result.y_m.normalisation:>10.3g}  Arnaud+10: {result.arnaud10_y500_at_pivot_mpc2:.3g}")
+    print(f"{'L_X-M500c slope':<34} {result.lx_m.slope:>10.3f}  4/3; +- {result.lx_m.slope_error:.3f}")
+    print(f"{'L_X-M500c scatter sigma_ln':<34} {result.lx_m.scatter_ln:>10.3f}")
+    print(f"{'L_X at 3e14 Msun [erg/s]':<34} {result.lx_m.normalisation:>10.3g}")
+    print(out)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
 
@@ -186,6 +280,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "the CPU demo: every stage that exists, on the demo config, with a summary",
         _add_demo_arguments,
         _run_demo,
+    ),
+    "validate-mock": Subcommand(
+        "validate the mock clusters: stacked profiles vs their model, f_gas, Y-M and L_X-M fits, showcase maps",
+        _add_validate_mock_arguments,
+        _run_validate_mock,
     ),
 }
 
