@@ -517,6 +517,12 @@ class MockConfig(_Section):
     mergers : bool
         For the catalog's merging halos, a secondary halo (truncated NFW DM and gas, mass ratio,
         separation, direction and gas lag from the catalog).
+    shocks : bool
+        For merging halos (needs ``mergers``), a Rankine-Hugoniot merger shock at the catalog's
+        ``merger_mach`` in the primary's ICM ahead of the secondary: a layer of the primary's gas
+        (front 0.25 R200m_s beyond the secondary's DM, 0.5 R200m_s thick, cap radius R200m_s,
+        edges smoothed over one smoothing length) gets its pressure times ``(5 M^2 - 1) / 4``
+        and its density times ``4 M^2 / (M^2 + 3)``.
     gas_from_hse : bool
         Gas density from hydrostatic equilibrium with the DPP pressure; false: the DM profile
         times f_b / (1 - f_b).
@@ -544,6 +550,7 @@ class MockConfig(_Section):
     substructure: bool = False
     clumping: bool = True
     mergers: bool = True
+    shocks: bool = False
     gas_from_hse: bool = True
     nonthermal_support: bool = True
     gas_shape: bool = True
@@ -575,6 +582,12 @@ class MockConfig(_Section):
             self.n_neighbours_temperature >= 2,
             f"{k('n_neighbours_temperature')} must be >= 2; got {self.n_neighbours_temperature}",
             k("n_neighbours_temperature"),
+        )
+        _require(
+            self.mergers or not self.shocks,
+            f"{k('shocks')} needs mock.mergers (the shock rides on a merger's secondary); "
+            f"got shocks={self.shocks}, mergers={self.mergers}",
+            k("shocks"),
         )
 
 

@@ -28,6 +28,7 @@ from cmpipe.physics.mock import (
     IGM_TEMPERATURE_FLOOR_K,
     MERGER_MAX_LAG_MPC,
     MockHaloSource,
+    MockShock,
     clumping_factor,
     dpp_electron_pressure_kev_cm3,
     nfw_mass_fraction,
@@ -49,7 +50,7 @@ ALL_OFF = ["mock.infall=false", "mock.triaxial=false", "mock.gas_shape=false", "
 SPHERICAL_GAS = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
                  "mock.clumping=false", "mock.mergers=false"]
 #: The knobs added after the first mock (off: the halo is particle for particle the earlier one).
-NEW_OFF = ["mock.clumping=false", "mock.mergers=false", "mock.substructure=false"]
+NEW_OFF = ["mock.clumping=false", "mock.mergers=false", "mock.substructure=false", "mock.shocks=false"]
 
 
 def mock_config(lo: float, hi: float, n: int, *extra: str):
@@ -79,6 +80,10 @@ def test_config_validation():
     load_config("demo", ["mock.infall=false", "mock.infall_extent_r200m=0.5"])  # unused extent: fine
     assert load_config("paper").mock.pair_mass_msun_h == 1e9
     assert load_config("demo").mock.pair_mass_msun_h == 1e10
+    assert not load_config("demo").mock.shocks and not load_config("paper").mock.shocks
+    assert load_config("demo", ["mock.shocks=true"]).mock.shocks
+    with pytest.raises(ConfigError, match=r"mock\.shocks needs mock\.mergers"):
+        load_config("demo", ["mock.shocks=true", "mock.mergers=false"])
 
 
 def test_source_follows_the_catalog():
@@ -563,3 +568,144 @@ def test_substructure_particles_keep_the_halo_mass():
                 sigma = np.sqrt(np.mean(np.sum(offset**2, axis=1)) / (3.0 * chunk.shape[0]))
                 np.testing.assert_allclose(chunk.mean(axis=0), subs.centre_mpc[i], rtol=0.0, atol=4.0 * sigma)
     assert np.all(np.isin(on.dm.pos_mpc[: on.dm.n - n_sub_dm, 0], off.dm.pos_mpc[:, 0]))
+
+
+# --------------------------------------------------------------------------------------------
+# Merger shocks
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shock_pair(merger_pair):
+    """The halos of ``merger_pair`` with ``shocks`` on, with them off (mergers on), and without
+    the merger: ``{halo_id: (shocked, unshocked, no merger)}``."""
+    _, halos = merger_pair
+    base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+            "mock.clumping=false"]
+    on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.shocks=true"))
+    return on_src, {hid: (on_src.load(hid), halos[hid][0], halos[hid][1]) for hid in halos}
+
+
+def test_shock_jumps_are_rankine_hugoniot(shock_pair):
+    """Oracles: the Rankine-Hugoniot jumps for gamma = 5/3 at the catalog's ``merger_mach``
+    (r = 4 M^2 / (M^2 + 3), p = (5 M^2 - 1) / 4) and the geometry of the module docstring
+    (front 0.25 R200m_s beyond the secondary's DM along n, 0.5 R200m_s thick, cap R200m_s).
+    Positions, masses and smoothing lengths are those of the shock-free halo exactly; each gas
+    particle's density ratio is r^w and its pressure ratio (rho T ratio) p^w, w the shock weight
+    (1e-12); the particles deeper than one smoothing length inside the layer (w = 1) carry the
+    full jumps to 1e-14 (measured: 146 and 187 such particles of the halos' 597 and 703 shocked);
+    every particle with w = 0 (outside the smoothed layer, the secondary's gas) is bit-identical."""
+    src, halos = shock_pair
+    for hid, (on, off, no_merger) in halos.items():
+        row, sec, shock = src.parameters(hid), src.secondary(hid), src.shock(hid)
+        assert isinstance(shock, MockShock) and shock.mach == row["merger_mach"]
+        m2 = row["merger_mach"] ** 2
+        r_jump, p_jump = 4.0 * m2 / (m2 + 3.0), (5.0 * m2 - 1.0) / 4.0
+        assert shock.compression == pytest.approx(r_jump, rel=1e-15)
+        assert shock.pressure_jump == pytest.approx(p_jump, rel=1e-15)
+        sep = row["merger_separation_r200m"] * row["r200m_mpc"]
+        assert shock.front_mpc == pytest.approx(sep + 0.25 * sec.r200m_mpc, rel=1e-14)
+        assert shock.thickness_mpc == pytest.approx(0.5 * sec.r200m_mpc, rel=1e-14)
+        assert shock.cap_radius_mpc == pytest.approx(sec.r200m_mpc, rel=1e-14)
+        np.testing.assert_array_equal(on.gas.pos_mpc, off.gas.pos_mpc)
+        np.testing.assert_array_equal(on.gas.mass_msun, off.gas.mass_msun)
+        np.testing.assert_array_equal(on.gas.smoothing_length_mpc, off.gas.smoothing_length_mpc)
+        np.testing.assert_array_equal(on.dm.pos_mpc, off.dm.pos_mpc)
+        # Independent weights: ramps over one smoothing length across front, back and cap.
+        gas = off.gas
+        t = gas.pos_mpc @ shock.direction
+        lateral = np.linalg.norm(np.cross(gas.pos_mpc, shock.direction), axis=1)
+        hsm = gas.smoothing_length_mpc
+        w = (np.clip(0.5 + (shock.front_mpc - t) / hsm, 0, 1)
+             * np.clip(0.5 + (t - shock.front_mpc + shock.thickness_mpc) / hsm, 0, 1)
+             * np.clip(0.5 + (shock.cap_radius_mpc - lateral) / hsm, 0, 1))
+        w[no_merger.gas.n:] = 0.0  # the secondary's gas is not shocked
+        rho_ratio = on.gas.density_msun_mpc3 / gas.density_msun_mpc3
+        p_ratio = rho_ratio * on.gas.temperature_k / gas.temperature_k
+        assert np.all(on.gas.temperature_k[w > 0] > IGM_TEMPERATURE_FLOOR_K)
+        np.testing.assert_allclose(rho_ratio, r_jump**w, rtol=1e-12)
+        np.testing.assert_allclose(p_ratio, p_jump**w, rtol=1e-12)
+        full = w == 1.0
+        assert full.sum() >= 100 and (w > 0).sum() > full.sum()
+        np.testing.assert_allclose(rho_ratio[full], r_jump, rtol=1e-14)
+        np.testing.assert_allclose(p_ratio[full], p_jump, rtol=1e-14)
+        np.testing.assert_allclose((on.gas.temperature_k / gas.temperature_k)[full], p_jump / r_jump, rtol=1e-14)
+        for attr in ("density_msun_mpc3", "temperature_k"):
+            np.testing.assert_array_equal(getattr(on.gas, attr)[w == 0], getattr(gas, attr)[w == 0])
+        # The shocked particles lie in the layer ahead of the secondary's DM (smoothed edges).
+        shocked = w > 0
+        assert np.all(t[shocked] > sep - 0.25 * sec.r200m_mpc - hsm[shocked] / 2)
+        assert np.all(t[shocked] < shock.front_mpc + hsm[shocked] / 2)
+
+
+def test_shock_raises_y_by_the_temperature_jump(shock_pair):
+    """Oracle: y = sum_i sigma_T/(m_e c^2) P_e,i V_i W_i; a shocked particle's P_e V = P_e m / rho
+    is multiplied by p^w / r^w (pressure jump times the volume change 1/r: the temperature jump,
+    2.58 and 1.80 at the two halos' M = 2.36 and 1.77), so the y map's excess integrated over the
+    map, sum(y_on - y_off) A_pix, equals sum_i y_w,i [(p/r)^w_i - 1] over the shock-free particles'
+    y weights (every shocked kernel lies inside the map; 1e-9, measured 1e-15). The excess is
+    local: pixels farther than the largest support from every shocked particle's projection are
+    unchanged (1e-12), and the y map rises by up to 1.42 and 1.40 times in a pixel (between 1.05
+    and p/r: the column also holds unshocked gas); the shocked particles' y weights rise by 1.80
+    and 1.44 in all (partly shocked edges included), the map total by 0.8 % and 4.5 %."""
+    src, halos = shock_pair
+    cfg = src.cfg
+    plasma = Plasma()
+    centres = (np.arange(cfg.maps.npix) + 0.5) * cfg.maps.pixel_mpc - 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc
+    px, py = np.meshgrid(centres, centres)  # maps are [row = y, column = x]
+    for hid, (on, off, no_merger) in halos.items():
+        shock = src.shock(hid)
+        y_on = sightline_maps_with_config(prepare_halo_with_config(on, cfg), cfg, None, 2).channel("sz_y")
+        y_off = sightline_maps_with_config(prepare_halo_with_config(off, cfg), cfg, None, 2).channel("sz_y")
+        y_w, _ = gas_sz_xray_weights(off.gas.mass_msun, off.gas.density_msun_mpc3, off.gas.temperature_k, plasma,
+                                     cfg.cosmology.redshift)
+        w = shock.weights(off.gas.pos_mpc, off.gas.smoothing_length_mpc)
+        w[no_merger.gas.n:] = 0.0
+        expected = np.sum(y_w * ((shock.pressure_jump / shock.compression) ** w - 1.0))
+        excess = (y_on - y_off).sum() * cfg.maps.pixel_mpc**2
+        assert expected > 0 and excess == pytest.approx(expected, rel=1e-9)
+        shocked = off.gas.pos_mpc[w > 0, :2]
+        reach = off.gas.smoothing_length_mpc[w > 0].max() + cfg.maps.pixel_mpc
+        dist = np.min(np.hypot(px.ravel()[:, None] - shocked[None, :, 0], py.ravel()[:, None] - shocked[None, :, 1]),
+                      axis=1).reshape(px.shape)
+        far = dist > reach
+        assert far.sum() > 0.5 * far.size
+        np.testing.assert_allclose(y_on[far], y_off[far], rtol=1e-12)
+        ratio = y_on[~far] / y_off[~far]
+        assert 1.05 < ratio.max() <= shock.pressure_jump / shock.compression
+        assert y_on.sum() > y_off.sum()
+
+
+def test_shock_only_for_mergers():
+    """Oracle: the shock needs a merger. With every default knob on (substructure too), the
+    8-halo catalog's non-merging halos are bit-identical with shocks on and off, and
+    :meth:`MockHaloSource.shock` is None for them; its merging halos differ only in the gas
+    densities and temperatures of the primary's own particles (the secondary's and the
+    subhalos' gas, appended after it, bit-identical), by the jumps' powers r^w and (p/r)^w."""
+    extra = ["mock.substructure=true"]
+    on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra, "mock.shocks=true"))
+    off_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra))
+    n_merger = 0
+    for hid in (0, 2, 4):
+        on, off = on_src.load(hid), off_src.load(hid)
+        for part in ("dm", "gas"):
+            np.testing.assert_array_equal(getattr(on, part).pos_mpc, getattr(off, part).pos_mpc)
+        np.testing.assert_array_equal(on.gas.smoothing_length_mpc, off.gas.smoothing_length_mpc)
+        if not on_src.parameters(hid)["is_merger"]:
+            assert on_src.shock(hid) is None
+            np.testing.assert_array_equal(on.gas.density_msun_mpc3, off.gas.density_msun_mpc3)
+            np.testing.assert_array_equal(on.gas.temperature_k, off.gas.temperature_k)
+            continue
+        n_merger += 1
+        shock = on_src.shock(hid)
+        n_sub_gas = int(on_src.subhalos(hid).n_gas.sum())
+        n_sec_gas = int(round(on_src.secondary(hid).m200m_msun / (on_src.cfg.mock.pair_mass_msun_h / on_src.cfg.cosmology.h)))
+        rho_ratio = on.gas.density_msun_mpc3 / off.gas.density_msun_mpc3
+        tail = slice(on.gas.n - n_sub_gas - n_sec_gas, None)
+        np.testing.assert_array_equal(rho_ratio[tail], 1.0)
+        w = np.log(rho_ratio) / np.log(shock.compression)
+        assert w.min() >= -1e-12 and w.max() <= 1.0 + 1e-12 and np.count_nonzero(w == 1.0) > 0
+        hot = on.gas.temperature_k > IGM_TEMPERATURE_FLOOR_K
+        np.testing.assert_allclose((on.gas.temperature_k / off.gas.temperature_k)[hot],
+                                   ((shock.pressure_jump / shock.compression) ** w)[hot], rtol=1e-10)
+    assert n_merger == 1

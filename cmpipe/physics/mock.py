@@ -72,7 +72,27 @@ Mergers (``mergers``)
     ``T200m_s = mu m_p G M_s / (2 k_B R200m_s)`` (:func:`cmpipe.physics.analytic.virial_temperature_k`):
     its thermal pressure ``P_s(r) = rho_gas,s(r) k_B T200m_s / (mu m_p)`` (zero beyond its
     truncation) adds to the primary's ``P_th`` wherever a gas particle is, and every gas
-    particle's temperature follows from the sum as below. No shock is modelled.
+    particle's temperature follows from the sum as below. The merger shock is the ``shocks`` knob.
+Shocks (``shocks``, needs ``mergers``)
+    A merger shock in the primary's ICM ahead of the secondary, which after pericentre moves away
+    from the primary along ``n``: a plane front perpendicular to ``n`` at
+    ``t_f = |d| + 0.25 R200m_s`` (``t = x . n``; the stand-off ``0.25 R200m_s`` is about half the
+    secondary's R500c), a downstream layer ``t_f - 0.5 R200m_s < t < t_f`` (so centred on the
+    secondary's DM) and a lateral cap ``|x - t n| < R200m_s``. The Rankine-Hugoniot jumps for
+    ``gamma = 5/3`` at the catalog's ``merger_mach`` M, density compression
+    ``r = 4 M^2 / (M^2 + 3)`` and pressure ratio ``p = (5 M^2 - 1) / 4`` (temperature ratio
+    ``p / r``), apply to the primary's own profile gas particles (not the background, the
+    secondary's or the subhalos' gas) as ``P_th -> P_th p^w`` and ``rho -> rho r^w``, where the
+    weight ``w = prod_b clip(1/2 + s_b / H, 0, 1)`` ramps linearly across each of the three
+    boundaries ``b`` (front, back, cap; ``s_b`` the particle's signed distance inside it) over one
+    smoothing length ``H`` (the particle's kernel support), so the jump is continuous in position
+    and exact (``w = 1``) deeper than ``H / 2`` inside. Like the clumps, positions, masses and
+    smoothing lengths are kept; the temperature follows from the jumped pressure and density
+    (``T -> T (p / r)^w``). ``P_th`` here is the primary's plus the secondary's pressure, after
+    clumping. A shocked particle's y weight ``P_e V = P_e m / rho`` is multiplied by
+    ``(p / r)^w``: the pressure jump times the volume change ``1 / r``, i.e. the temperature jump
+    (e.g. 2.08 at M = 2, 4.1 at M = 3); the y map rises by ``sum_i [(p/r)^w_i - 1] y_i`` over the
+    shocked particles. The shock draws no random numbers.
 Clumping (``clumping``)
     Sub-resolution clumps: every gas particle ``j`` (the background and the secondary's too) keeps
     its position, mass and smoothing length, but its density becomes ``rho_j f_j`` (volume
@@ -125,8 +145,7 @@ Random numbers
     the particles. The clumping normals are drawn in particle order (the primary's gas, the
     background gas, the secondary's gas; the subhalos' gas last, those of removed host
     particles dropped), so switching ``mergers`` appends to them without changing the first ones.
-
-Not implemented: the merger shock (SPEC: optional).
+    The shock (``shocks``) is deterministic and draws nothing, so it changes no stream.
 """
 
 from __future__ import annotations
@@ -152,6 +171,7 @@ __all__ = [
     "MockHaloSource",
     "MockProfiles",
     "MockSecondary",
+    "MockShock",
     "MockSubhalos",
     "subhalo_mass_function",
     "subhalo_mf_normalisation",
@@ -160,6 +180,7 @@ __all__ = [
     "dpp_electron_pressure_kev_cm3",
     "nfw_mass_fraction",
     "nonthermal_fraction",
+    "rankine_hugoniot_jumps",
 ]
 
 #: DPP (He et al. 2021) generalised-NFW parameters [P0, c500, a, b, g].
@@ -177,6 +198,11 @@ _STREAM = 1
 CLUMPING_CAP = 3.0
 #: Largest gas-DM offset of a merger's secondary [Mpc] (SPEC section 4: <= 300 kpc).
 MERGER_MAX_LAG_MPC = 0.3
+#: Merger shock geometry [R200m of the secondary]: stand-off of the front beyond the secondary's
+#: DM, downstream thickness of the shocked layer, radius of its lateral cap.
+SHOCK_STANDOFF_R200M = 0.25
+SHOCK_THICKNESS_R200M = 0.5
+SHOCK_CAP_R200M = 1.0
 #: Evolved subhalo mass function dN/dln(psi) = A psi^-SLOPE exp(-CUTOFF psi^3) (SPEC section 4).
 SUBHALO_MF_SLOPE = 0.9
 SUBHALO_MF_CUTOFF = 12.27
@@ -209,6 +235,61 @@ def clumping_boost(r_mpc: np.ndarray, r200m_mpc: float, c0: float, normals: np.n
     standard normals ``z``: ``<1/f> = 1`` (volumes kept) and ``<f> = C`` (module docstring)."""
     sigma2 = np.log(clumping_factor(r_mpc, r200m_mpc, c0))
     return np.exp(0.5 * sigma2 + np.sqrt(sigma2) * normals)
+
+
+def rankine_hugoniot_jumps(mach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rankine-Hugoniot jumps of a gamma = 5/3 shock at Mach ``M``: density compression
+    ``r = 4 M^2 / (M^2 + 3)`` and pressure ratio ``p = (5 M^2 - 1) / 4``."""
+    m2 = np.asarray(mach, dtype=np.float64) ** 2
+    return 4.0 * m2 / (m2 + 3.0), (5.0 * m2 - 1.0) / 4.0
+
+
+@dataclass(frozen=True)
+class MockShock:
+    """The merger shock of one halo (module docstring, ``Shocks``).
+
+    Attributes
+    ----------
+    mach : float
+        The catalog's ``merger_mach``.
+    direction : (3,) float64
+        Unit vector ``n`` from the primary's centre to the secondary.
+    front_mpc : float
+        ``t_f``: distance of the front plane from the primary's centre along ``n`` [Mpc].
+    thickness_mpc : float
+        Downstream thickness of the shocked layer [Mpc].
+    cap_radius_mpc : float
+        Lateral radius of the shocked layer about the merger axis [Mpc].
+    """
+
+    mach: float
+    direction: np.ndarray
+    front_mpc: float
+    thickness_mpc: float
+    cap_radius_mpc: float
+
+    @property
+    def compression(self) -> float:
+        """``rho_2 / rho_1 = 4 M^2 / (M^2 + 3)``."""
+        return float(rankine_hugoniot_jumps(self.mach)[0])
+
+    @property
+    def pressure_jump(self) -> float:
+        """``P_2 / P_1 = (5 M^2 - 1) / 4``."""
+        return float(rankine_hugoniot_jumps(self.mach)[1])
+
+    def weights(self, pos_mpc: np.ndarray, smoothing_mpc: np.ndarray) -> np.ndarray:
+        """Shock weight ``w`` in [0, 1] per position: the product of linear ramps
+        ``clip(1/2 + s / H, 0, 1)`` across the front, the back of the layer and the cap
+        (``s`` the signed distance inside, ``H`` the smoothing length)."""
+        pos = np.asarray(pos_mpc, dtype=np.float64)
+        h = np.asarray(smoothing_mpc, dtype=np.float64)
+        t = pos @ self.direction
+        lateral = np.linalg.norm(pos - t[:, None] * self.direction, axis=1)
+        w = np.ones(pos.shape[0])
+        for inside in (self.front_mpc - t, t - (self.front_mpc - self.thickness_mpc), self.cap_radius_mpc - lateral):
+            w = w * np.clip(0.5 + inside / h, 0.0, 1.0)
+        return w
 
 
 @dataclass(frozen=True)
@@ -598,6 +679,21 @@ class MockHaloSource:
             virial_temperature_k=virial_temperature_k(m_s, r_s, mu), gas_mass_msun=f_b * m_s,
         )
 
+    def shock(self, halo_id: int) -> MockShock | None:
+        """The merger shock of one halo (whatever ``mock.shocks``), or None if not a merger."""
+        row = self.parameters(halo_id)
+        return self._shock(row, self._secondary(row))
+
+    def _shock(self, row: dict, sec: MockSecondary | None) -> MockShock | None:
+        if sec is None:
+            return None
+        separation = float(np.linalg.norm(sec.dm_centre_mpc))
+        return MockShock(
+            mach=float(row["merger_mach"]), direction=sec.dm_centre_mpc / separation,
+            front_mpc=separation + SHOCK_STANDOFF_R200M * sec.r200m_mpc,
+            thickness_mpc=SHOCK_THICKNESS_R200M * sec.r200m_mpc, cap_radius_mpc=SHOCK_CAP_R200M * sec.r200m_mpc,
+        )
+
     def _secondary_particles(
         self, sec: MockSecondary, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -733,6 +829,7 @@ class MockHaloSource:
 
         dm_pos = _sample(prof.r_mpc, prof.dm_enclosed_msun, m_dm, dm_axes, dm_rot, rng)
         gas_pos = _sample(prof.r_mpc, prof.gas_enclosed_msun, m_gas, gas_axes, gas_rot, rng)
+        n_primary_gas = gas_pos.shape[0]  # the primary's profile gas (the shock's medium)
         if mock.background:
             means = mean_densities(cfg.cosmology)
             bg_dm = self._background(means.dark_matter, m_dm, prof.outer_mpc, dm_axes, dm_rot, rng)
@@ -748,6 +845,7 @@ class MockHaloSource:
             dm_pos = np.concatenate([dm_pos, sec_dm])
             gas_pos = np.concatenate([gas_pos, sec_gas])
         clump_normals = clump_rng.standard_normal(gas_pos.shape[0]) if mock.clumping else None
+        primary_gas = np.arange(gas_pos.shape[0]) < n_primary_gas
         if mock.substructure:
             subs = self._subhalos(row, dm_axes, dm_rot, sub_rng)
             # The subhalos' DM and retained gas replace randomly chosen host particles inside the
@@ -762,6 +860,7 @@ class MockHaloSource:
             sub_dm, sub_gas = self._subhalo_particles(subs, sub_rng)
             dm_pos = np.concatenate([dm_pos[keep_dm], sub_dm])
             gas_pos = np.concatenate([gas_pos[keep_gas], sub_gas])
+            primary_gas = np.concatenate([primary_gas[keep_gas], np.zeros(sub_gas.shape[0], dtype=bool)])
             if clump_normals is not None:
                 clump_normals = np.concatenate([clump_normals[keep_gas], clump_rng.standard_normal(sub_gas.shape[0])])
 
@@ -783,6 +882,11 @@ class MockHaloSource:
                            * k.boltzmann_kev_per_k * secondary.virial_temperature_k)
         if mock.clumping:
             density = density * clumping_boost(gas_r, prof.r200m_mpc, float(row["clumping_c0"]), clump_normals)
+        shock = self._shock(row, secondary) if mock.shocks else None
+        if shock is not None:
+            w = np.where(primary_gas, shock.weights(gas_pos, support), 0.0)
+            p_th = p_th * shock.pressure_jump**w
+            density = density * shock.compression**w
         n_particles_cm3 = density * to_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
         temperature = np.maximum(p_th / (n_particles_cm3 * k.boltzmann_kev_per_k), IGM_TEMPERATURE_FLOOR_K)
 
