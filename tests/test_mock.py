@@ -570,6 +570,34 @@ def test_substructure_particles_keep_the_halo_mass():
     assert np.all(np.isin(on.dm.pos_mpc[: on.dm.n - n_sub_dm, 0], off.dm.pos_mpc[:, 0]))
 
 
+def test_substructure_keeps_the_radial_profile():
+    """Oracles: with every default knob on (triaxial too), four halos in [10^14, 10^14.5] with
+    substructure have exactly the DM and gas particle counts of the halos without it, and their
+    spherically averaged DM and gas enclosed masses at 0.1, 0.3, 0.5 and 1 R200m equal those of
+    the halos without substructure within the shot noise of the replaced particles, 4 sqrt(n)
+    particle masses (n the subhalos' particles inside that radius, at least 1): the replaced host
+    particles are matched in radius to the subhalos' particles, so the removed mass follows the
+    added mass (the earlier uniform removal, NFW-concentrated, missed by up to 1300 DM particles
+    at 0.3 R200m, about 20 sigma)."""
+    on_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, "mock.substructure=true"))
+    off_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4))
+    n_subhalos = 0
+    for hid in on_src.halo_ids():
+        on, off, subs = on_src.load(hid), off_src.load(hid), on_src.subhalos(hid)
+        n_subhalos += subs.psi.size
+        assert (on.dm.n, on.gas.n) == (off.dm.n, off.gas.n)
+        r200m = on.props.r200m_mpc
+        pairs = ((on.dm, off.dm, int(subs.n_dm.sum())), (on.gas, off.gas, int(subs.n_gas.sum())))
+        for on_part, off_part, n_tail in pairs:
+            r_on, r_off = np.linalg.norm(on_part.pos_mpc, axis=1), np.linalg.norm(off_part.pos_mpc, axis=1)
+            r_sub = r_on[on_part.n - n_tail:]
+            for x in (0.1, 0.3, 0.5, 1.0):
+                n_in = int(np.sum(r_sub < x * r200m))
+                diff = abs(int(np.sum(r_on < x * r200m)) - int(np.sum(r_off < x * r200m)))
+                assert diff <= 4.0 * np.sqrt(max(n_in, 1)), (hid, x, diff, n_in)
+    assert n_subhalos >= 10
+
+
 # --------------------------------------------------------------------------------------------
 # Merger shocks
 # --------------------------------------------------------------------------------------------

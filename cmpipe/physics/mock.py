@@ -131,9 +131,15 @@ Substructure (``substructure``)
     ``round(m / m_pair)`` particles of ``m_DM`` (= ``(1 - f_b) m``); of its gas, 10 % of
     ``f_b m`` is kept, ``round(0.1 m / m_pair)`` particles in the same truncated NFW around its
     centre, the rest stripped into the host's ICM. The subhalos' DM and gas particles replace as
-    many host particles (drawn uniformly among the host's profile particles inside the
-    truncation radius), so the host profile is scaled down inside it and the particle counts,
-    M200m and the gas mass, stay those of the halo without substructure. Their gas temperature
+    many host profile particles, chosen deterministically (no random numbers) as those whose
+    host-centric (spherical) radii best match the radii of the subhalos' particles
+    (:func:`_remove_matching_radii`: each added particle's nearest host particle in radius, a
+    distinct one for each, a crowded run centred on its added particles). The removed mass thus
+    has the radial distribution of the added mass (Einasto-placed subhalos, not the concentrated
+    NFW), so the spherically averaged DM and gas profiles stay the host's, up to the shuffling
+    of mass within shells (the DM enclosed mass exactly where the subhalos' particles are
+    sparse in radius), and the particle counts, M200m and the gas mass stay those of the halo
+    without substructure. Their gas temperature
     follows from the host pressure like every particle's (dense and cool, isobaric).
 Random numbers
     Every draw above the three newer knobs comes from the halo's generator in a fixed order (the
@@ -522,16 +528,33 @@ def _sample(
     return principal @ rotation.T
 
 
-def _remove_inside(
-    pos: np.ndarray, axes: np.ndarray, rotation: np.ndarray, radius: float, n_remove: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Mask keeping all but ``n_remove`` particles drawn uniformly (without replacement) from
-    those of ellipsoidal radius ``< radius``."""
-    keep = np.ones(pos.shape[0], dtype=bool)
-    inside = np.flatnonzero(_ellipsoidal_radius(pos, axes, rotation) < radius)
-    if n_remove > inside.shape[0]:
-        raise ValueError(f"subhalos need {n_remove} host particles, only {inside.shape[0]} inside the truncation")
-    keep[rng.choice(inside, size=n_remove, replace=False)] = False
+def _remove_matching_radii(host_r: np.ndarray, new_r: np.ndarray) -> np.ndarray:
+    """Mask keeping all but ``new_r.size`` of the particles of radii ``host_r``: the removed ones
+    are those whose radii best match ``new_r`` (the radii of the particles that replace them), so
+    the removed mass has the radial distribution of the added mass. Deterministic (no random
+    numbers).
+
+    Matching in rank: with ``hs`` the sorted ``host_r`` and ``t`` the sorted ``new_r``, the
+    fractional rank ``u_i`` of ``t_i`` among ``hs`` (linear interpolation, clipped to the ends)
+    is its nearest host particle's rank. The removed ranks ``j_i = i + k_i`` must be distinct and
+    increasing, i.e. ``k`` non-decreasing: ``k`` is the least-squares non-decreasing fit
+    (isotonic regression, pool-adjacent-violators) to ``u_i - i``, rounded and clipped to
+    ``[0, N - n]``. Where the added radii are sparse this is the nearest host particle of each;
+    where they crowd more than the host particles (a subhalo's core), the run of removed host
+    particles is centred on them instead of pushed to one side."""
+    from scipy.optimize import isotonic_regression
+
+    n, n_host = new_r.shape[0], host_r.shape[0]
+    if n > n_host:
+        raise ValueError(f"subhalos need {n} host particles, only {n_host} in the host profile")
+    keep = np.ones(n_host, dtype=bool)
+    if n == 0:
+        return keep
+    order = np.argsort(host_r, kind="stable")
+    rank = np.interp(np.sort(new_r), host_r[order], np.arange(n_host, dtype=np.float64))
+    i = np.arange(n)
+    k = np.clip(np.rint(isotonic_regression(rank - i).x), 0, n_host - n).astype(np.int64)
+    keep[order[k + i]] = False
     return keep
 
 
@@ -848,16 +871,18 @@ class MockHaloSource:
         primary_gas = np.arange(gas_pos.shape[0]) < n_primary_gas
         if mock.substructure:
             subs = self._subhalos(row, dm_axes, dm_rot, sub_rng)
-            # The subhalos' DM and retained gas replace randomly chosen host particles inside the
-            # truncation radius (the host profile scaled down, M200m and the gas mass kept).
-            r_trunc = mock.truncation_r200m * props.r200m_mpc
+            sub_dm, sub_gas = self._subhalo_particles(subs, sub_rng)
+            # The subhalos' DM and retained gas replace host profile particles of matching
+            # host-centric radii, drawing no random numbers: the removed mass follows the added
+            # mass radially, so the spherically averaged profiles stay the host's (M200m and the
+            # gas mass kept).
             n_dm_host = int(round(prof.dm_enclosed_msun[-1] / m_dm))
             n_gas_host = int(round(prof.gas_enclosed_msun[-1] / m_gas))
-            keep_dm = _remove_inside(dm_pos[:n_dm_host], dm_axes, dm_rot, r_trunc, int(subs.n_dm.sum()), sub_rng)
-            keep_gas = _remove_inside(gas_pos[:n_gas_host], gas_axes, gas_rot, r_trunc, int(subs.n_gas.sum()), sub_rng)
+            keep_dm = _remove_matching_radii(np.linalg.norm(dm_pos[:n_dm_host], axis=1), np.linalg.norm(sub_dm, axis=1))
+            keep_gas = _remove_matching_radii(np.linalg.norm(gas_pos[:n_gas_host], axis=1),
+                                              np.linalg.norm(sub_gas, axis=1))
             keep_dm = np.concatenate([keep_dm, np.ones(dm_pos.shape[0] - n_dm_host, dtype=bool)])
             keep_gas = np.concatenate([keep_gas, np.ones(gas_pos.shape[0] - n_gas_host, dtype=bool)])
-            sub_dm, sub_gas = self._subhalo_particles(subs, sub_rng)
             dm_pos = np.concatenate([dm_pos[keep_dm], sub_dm])
             gas_pos = np.concatenate([gas_pos[keep_gas], sub_gas])
             primary_gas = np.concatenate([primary_gas[keep_gas], np.zeros(sub_gas.shape[0], dtype=bool)])
