@@ -257,6 +257,49 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# generate
+# --------------------------------------------------------------------------------------------
+
+
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store path and whether to start over (plan keys: ``--set generate.KEY=...``)."""
+    parser.add_argument("--store", required=True, metavar="PATH", help="the Zarr image store to create or resume (its plan.parquet goes next to it)")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing store first, even one made by another config")
+
+
+def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
+    """Plan, create or resume the store, write every missing chunk serially, normalise.
+
+    Exit status 1, with the failure list on stderr, when any halo failed.
+    """
+    import json
+    from pathlib import Path
+
+    from cmpipe.config import save_resolved_config
+    from cmpipe.store import generate_serial
+
+    store = Path(args.store)
+    summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True)
+    save_resolved_config(cfg, store.absolute().parent)
+    print(store)
+    print(
+        f"{summary['images']} images of {summary['halos']} halos in {summary['chunks']} chunks; "
+        f"{summary['chunks_written']} chunks written at {summary['images_per_s']:.2f} images/s; "
+        f"{summary['failed_images']} images failed"
+    )
+    if summary["failures"]:
+        for failure in summary["failures"]:
+            print(
+                f"cmpipe: failed: chunk {failure['chunk']}, halo {failure['halo_id']} "
+                f"({len(failure['images'])} images): {failure['error']}",
+                file=sys.stderr,
+            )
+        print(json.dumps(summary["failures"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
 
@@ -285,6 +328,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "validate the mock clusters: stacked profiles vs their model, f_gas, Y-M and L_X-M fits, showcase maps",
         _add_validate_mock_arguments,
         _run_validate_mock,
+    ),
+    "generate": Subcommand(
+        "make the training images into a Zarr store: flat-in-mass sightline plan, resumable, "
+        "serial for now (a Ray version replaces the chunk loop later)",
+        _add_generate_arguments,
+        _run_generate,
     ),
 }
 

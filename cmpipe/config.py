@@ -1,7 +1,7 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
 A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
-``sph``, ``plasma``, ``source``, ``mock``, ``render``, ``run``) to mappings of *keys*. Every section and
+``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``render``, ``run``) to mappings of *keys*. Every section and
 every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
@@ -53,6 +53,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "CosmologyConfig",
+    "GenerateConfig",
     "MapsConfig",
     "MockConfig",
     "PlasmaConfig",
@@ -592,6 +593,73 @@ class MockConfig(_Section):
 
 
 @dataclass(frozen=True)
+class GenerateConfig(_Section):
+    """The training set: sightline plan and image store (``cmpipe generate``, :mod:`cmpipe.plan`).
+
+    Attributes
+    ----------
+    images_per_0p1dex : int
+        Target images per 0.1 dex of log10 M200m [count], >= 1 (rounded up to a multiple of
+        ``axes_per_rotation``); the paper: about 3000.
+    max_rotations_per_halo : int
+        Cap on the rotations of one halo [count], >= 1: rare massive halos get more rotations
+        up to it; common low-mass halos are subsampled.
+    axes_per_rotation : int
+        Distinct cardinal axes projected per rotation [count], 1 to 3.
+    split_fractions : tuple of float
+        Train, val and test fractions of the halos, three values >= 0 summing to 1 (train > 0);
+        all images of a halo are in one split.
+    chunk_images : int
+        Images per Zarr chunk (shard) along the image axis [count], >= 1: the unit of work and
+        of writing.
+    seed : int
+        Seed of the plan (subsampling, split, rotations), >= 0.
+    normalisation : str
+        Transform before the global per-channel min-max over the train split: ``log``
+        (log10 with a floor) or ``linear``.
+    log_floor_fraction : float
+        Floor of a channel's log transform as a fraction of the channel's maximum over the
+        train images [dimensionless], in (0, 1): ``log10(max(x, fraction * max))``.
+    """
+
+    section: ClassVar[str] = "generate"
+
+    images_per_0p1dex: int = 3000
+    max_rotations_per_halo: int = 50
+    axes_per_rotation: int = 3
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    chunk_images: int = 64
+    seed: int = 0
+    normalisation: str = "log"
+    log_floor_fraction: float = 1e-6
+
+    def _validate(self) -> None:
+        k = self._key
+        for name in ("images_per_0p1dex", "max_rotations_per_halo", "chunk_images"):
+            value = getattr(self, name)
+            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
+        _require(
+            1 <= self.axes_per_rotation <= 3,
+            f"{k('axes_per_rotation')} must be 1, 2 or 3; got {self.axes_per_rotation}",
+            k("axes_per_rotation"),
+        )
+        fr = self.split_fractions
+        _require(
+            len(fr) == 3 and all(f >= 0.0 for f in fr) and fr[0] > 0.0 and abs(sum(fr) - 1.0) <= 1e-9,
+            f"{k('split_fractions')} must be three fractions (train, val, test), each >= 0, "
+            f"train > 0, summing to 1; got {list(fr)}",
+            k("split_fractions"),
+        )
+        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
+        _one_of(self.normalisation, ("log", "linear"), k("normalisation"))
+        _require(
+            0.0 < self.log_floor_fraction < 1.0,
+            f"{k('log_floor_fraction')} must be in (0, 1); got {self.log_floor_fraction}",
+            k("log_floor_fraction"),
+        )
+
+
+@dataclass(frozen=True)
 class RenderConfig(_Section):
     """Which halo to render and how (``cmpipe render-halo``).
 
@@ -668,6 +736,7 @@ class Config:
     plasma: PlasmaConfig = field(default_factory=PlasmaConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     mock: MockConfig = field(default_factory=MockConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

@@ -20,6 +20,7 @@ from cmpipe.config import (
     CatalogConfig,
     Config,
     ConfigError,
+    GenerateConfig,
     MapsConfig,
     MockConfig,
     RunConfig,
@@ -37,7 +38,8 @@ CONFIG_DIR = REPO / "cmpipe" / "configs"
 
 EXPECTED = {
     "demo": Config(
-        catalog=CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0), run=RunConfig(out="runs/demo")
+        catalog=CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0), run=RunConfig(out="runs/demo"),
+        generate=GenerateConfig(images_per_0p1dex=24, max_rotations_per_halo=4, chunk_images=16),
     ),
     "paper": Config(
         sph=SphConfig(n_neighbours=48), mock=MockConfig(pair_mass_msun_h=1e9), run=RunConfig(out="runs/paper")

@@ -1,0 +1,106 @@
+"""The serial generator: plan, create or resume the store, write every missing chunk, normalise.
+
+One process, chunk after chunk, through :func:`cmpipe.store.write_chunk`, the function the Ray
+tasks of ``cmpipe.pipeline`` will call; it is the reference the Ray generator must reproduce.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.config import Config
+
+__all__ = ["PLAN_NAME", "generate_serial", "plan_path"]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the plan, written next to the store.
+PLAN_NAME = "plan.parquet"
+
+
+def plan_path(store_path: str | os.PathLike[str]) -> Path:
+    """Where the plan of a store lives: ``plan.parquet`` in the store's parent directory."""
+    return Path(store_path).absolute().parent / PLAN_NAME
+
+
+def generate_serial(
+    cfg: Config, store_path: str | os.PathLike[str], overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Make every image of the plan of ``cfg`` into the store at ``store_path``, serially.
+
+    Steps: the halo catalog of the source (:func:`cmpipe.store.source_catalog`), the plan
+    (:func:`cmpipe.plan.make_plan`, written to :func:`plan_path`), the store (created, or
+    reopened if ``cfg`` made it: a resume), :func:`cmpipe.store.write_chunk` for each chunk not
+    yet done, the failures record, and the normalisation (:func:`cmpipe.store.compute_normalisation`).
+    A complete store is left as it is (only the normalisation is recomputed, identically).
+
+    Parameters
+    ----------
+    cfg : Config
+    store_path : str or path-like
+        The store directory (``.zarr`` by convention).
+    overwrite : bool
+        Start over, deleting a store made by another config.
+    progress : bool
+        A tqdm bar over chunks (shown on terminals only).
+
+    Returns
+    -------
+    dict
+        ``store``, ``plan``, ``images``, ``halos``, ``chunks``, ``chunks_written``,
+        ``failures`` (the store's whole record), ``failed_images``, ``seconds`` (sums of the
+        chunks' ``particles``, ``smoothing``, ``projection``, ``writing``; ``wall``) and
+        ``images_per_s`` (images written / wall seconds of the chunk loop; 0 if none).
+    """
+    from tqdm import tqdm
+
+    from cmpipe.config import config_fingerprint
+    from cmpipe.physics.sources import open_source
+    from cmpipe.plan import make_plan, write_plan
+    from cmpipe.store.zarr_store import (
+        compute_normalisation,
+        create_store,
+        missing_chunks,
+        record_failures,
+        source_catalog,
+        write_chunk,
+    )
+
+    store_path = Path(store_path).absolute()
+    source = open_source(cfg)
+    catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
+    plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    group = create_store(store_path, plan, cfg, overwrite=overwrite)
+    write_plan(plan, plan_path(store_path))
+    n_chunks = int(group.attrs["n_chunks"])
+    todo = missing_chunks(store_path)
+    logger.info("%s: %d images, %d chunks, %d to write", store_path, plan.num_rows, n_chunks, len(todo))
+    seconds = dict.fromkeys(("particles", "smoothing", "projection", "writing"), 0.0)
+    images_written = 0
+    t0 = time.perf_counter()
+    for chunk in tqdm(todo, desc="chunks", unit="chunk", disable=None if progress else True):
+        result = write_chunk(store_path, chunk, cfg, source=source)
+        images_written += result["images"]
+        for key in seconds:
+            seconds[key] += result["seconds"][key]
+        record_failures(store_path, [result])
+    wall = time.perf_counter() - t0
+    failures = record_failures(store_path, [])
+    compute_normalisation(store_path, cfg)
+    return {
+        "store": str(store_path),
+        "plan": str(plan_path(store_path)),
+        "images": plan.num_rows,
+        "halos": len(set(plan["halo_id"].to_pylist())),
+        "chunks": n_chunks,
+        "chunks_written": len(todo),
+        "failures": failures,
+        "failed_images": sum(len(f["images"]) for f in failures),
+        "seconds": {**seconds, "wall": wall},
+        "images_per_s": images_written / wall if images_written and wall > 0 else 0.0,
+    }
