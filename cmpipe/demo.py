@@ -5,7 +5,9 @@ read back through the HDF5 reader (so the path real simulation halos take is exe
 each halo is projected along the three axes (and one random rotation) into the four maps, with a
 figure per halo and the maps as ``.npz``. The summary checks what a physicist checks first: the
 projected gas and dark-matter mass against the particle mass, and the central y and S_X.
-Later issues add the catalog, Zarr generation, training, inference and the report.
+Then the training set: the sightline plan and the Zarr store of the same halos
+(:func:`cmpipe.store.generate_serial`, ``store.zarr`` and ``plan.parquet``). Later issues add
+the Ray fan-out, training, inference and the report.
 
 Re-running is idempotent: halo files already written are reused, maps are recomputed.
 """
@@ -125,7 +127,16 @@ def run_demo(cfg: Config) -> list[DemoRow]:
 
     (out / "summary.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     print(format_summary(rows))
-    print(f"\nmaps, figures and halo files are in {out.resolve()} (summary.json, maps/, halos/)")
+
+    from cmpipe.store import generate_serial
+
+    store = generate_serial(cfg, out / "store.zarr", progress=True)
+    print(
+        f"\ntraining set: {store['images']} images of {store['halos']} halos in {store['store']} "
+        f"({store['chunks_written']} chunks written, {store['images_per_s']:.1f} images/s, "
+        f"{store['failed_images']} failed)"
+    )
+    print(f"maps, figures and halo files are in {out.resolve()} (summary.json, maps/, halos/, store.zarr)")
     return rows
 
 
