@@ -265,21 +265,34 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """The store path and whether to start over (plan keys: ``--set generate.KEY=...``)."""
     parser.add_argument("--store", required=True, metavar="PATH", help="the Zarr image store to create or resume (its plan.parquet goes next to it)")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing store first, even one made by another config")
+    parser.add_argument(
+        "--address", metavar="ADDRESS",
+        help="Ray cluster to run the chunk tasks on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
+    )
+    parser.add_argument("--serial", action="store_true", help="write the chunks in this process, one after another, without Ray (for debugging)")
 
 
 def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
-    """Plan, create or resume the store, write every missing chunk serially, normalise.
+    """Plan, create or resume the store, write every missing chunk (Ray tasks, or serially), normalise.
 
-    Exit status 1, with the failure list on stderr, when any halo failed.
+    Exit status 1, with the failure list on stderr, when any halo failed or chunks are left.
     """
     import json
     from pathlib import Path
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.store import generate_serial
 
     store = Path(args.store)
-    summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True)
+    if args.serial:
+        if args.address:
+            raise ConfigError("--serial runs without Ray: drop --address")
+        from cmpipe.store import generate_serial
+
+        summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True)
+    else:
+        from cmpipe.pipeline import generate_with_ray
+
+        summary = generate_with_ray(cfg, store, overwrite=args.overwrite, address=args.address, progress=True)
     save_resolved_config(cfg, store.absolute().parent)
     print(store)
     print(
@@ -295,6 +308,9 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
                 file=sys.stderr,
             )
         print(json.dumps(summary["failures"]), file=sys.stderr)
+        return 1
+    if summary.get("missing_chunks"):
+        print(f"cmpipe: {len(summary['missing_chunks'])} chunks not done: rerun to resume", file=sys.stderr)
         return 1
     return 0
 
@@ -331,7 +347,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "generate": Subcommand(
         "make the training images into a Zarr store: flat-in-mass sightline plan, resumable, "
-        "serial for now (a Ray version replaces the chunk loop later)",
+        "one Ray task per chunk (--serial: without Ray)",
         _add_generate_arguments,
         _run_generate,
     ),

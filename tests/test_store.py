@@ -251,7 +251,7 @@ def test_bad_halo_is_recorded_and_cli_exits_nonzero(tmp_path, capsys):
         coords = f["PartType0/Coordinates"]
         coords[0] = np.nan
     store_path = tmp_path / "out" / "images.zarr"
-    status = main(["generate", "--store", str(store_path), *[a for o in OVERRIDES for a in ("--set", o)],
+    status = main(["generate", "--serial", "--store", str(store_path), *[a for o in OVERRIDES for a in ("--set", o)],
                    "--set", "source.kind=hdf5", "--set", f"source.path={halos}", "--out", str(tmp_path / "out")])
     assert status == 1
     err = capsys.readouterr().err

@@ -1,7 +1,7 @@
 """The image store: a Zarr 3 group of maps plus per-image metadata (schema in :mod:`.schema`).
 
 Ray-free. :func:`write_chunk` is the unit of work that the serial generator
-(:func:`generate_serial`) and, later, the Ray tasks of ``cmpipe.pipeline`` call. Importing this
+(:func:`generate_serial`) and the Ray tasks of ``cmpipe.pipeline`` call. Importing this
 package is cheap: zarr loads on first use.
 """
 

@@ -1,7 +1,7 @@
 """The serial generator: plan, create or resume the store, write every missing chunk, normalise.
 
 One process, chunk after chunk, through :func:`cmpipe.store.write_chunk`, the function the Ray
-tasks of ``cmpipe.pipeline`` will call; it is the reference the Ray generator must reproduce.
+tasks of ``cmpipe.pipeline`` call; it is the reference the Ray generator must reproduce.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Create, fill, resume, normalise and validate the Zarr image store (:mod:`cmpipe.store.schema`).
 
 Ray-free: :func:`write_chunk` is the unit of work (one chunk of images, each halo's particles
-prepared once), called by the serial generator now and by Ray tasks later; it returns small
-metadata, never arrays. Only the driver writes the group's attributes.
+prepared once), called by the serial generator and by the Ray tasks of ``cmpipe.pipeline``; it
+returns small metadata, never arrays. Only the driver writes the group's attributes.
 """
 
 from __future__ import annotations
@@ -53,7 +53,13 @@ class StoreError(ValueError):
 
 
 def store_fingerprint(cfg: Config) -> str:
-    """Fingerprint of what the store's content depends on: ``cfg`` less ``run`` and ``render``.
+    """Fingerprint of what the store's content depends on: ``cfg`` less ``run``, ``render``
+    and ``sph.num_threads``.
+
+    ``sph.num_threads`` is a resource, not content: the Ray generator runs each chunk with one
+    thread whatever the config says, and may resume a store the serial generator began. (The
+    thread count partitions the particle sums, so maps made with different counts agree to
+    float rounding; with equal counts they are bit-identical.)
 
     Parameters
     ----------
@@ -62,12 +68,13 @@ def store_fingerprint(cfg: Config) -> str:
     Returns
     -------
     str
-        :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run`` and ``render`` at
-        their defaults.
+        :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run``, ``render`` and
+        ``sph.num_threads`` at their defaults.
     """
-    from cmpipe.config import RenderConfig, RunConfig, config_fingerprint
+    from cmpipe.config import RenderConfig, RunConfig, SphConfig, config_fingerprint
 
-    return config_fingerprint(dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig()))
+    sph = dataclasses.replace(cfg.sph, num_threads=SphConfig().num_threads)
+    return config_fingerprint(dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph))
 
 
 def _consolidate(path: str | os.PathLike[str]) -> None:

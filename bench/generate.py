@@ -1,0 +1,193 @@
+"""Benchmark of store generation: serial vs Ray with 1 and 2 workers, and the paper's core-hours.
+
+1. The same small store (the ``demo`` config with ``source.kind: mock`` and a small catalog and
+   plan, ``--set`` to change it; ``sph.num_threads: 1``) is made three times into fresh
+   directories: by :func:`cmpipe.store.generate_serial`, and by
+   :func:`cmpipe.pipeline.generate_with_ray` in a fresh local Ray with ``num_cpus=1`` and then
+   ``num_cpus=2`` (separate ``ray.init`` sessions, dashboard off, per-run ``RAY_TMPDIR``). Images
+   per second count the chunk loop only (not ``ray.init``; Ray's figure includes worker start-up).
+   Each process / Ray session first makes a tiny store, untimed (imports, numba cache in
+   every worker). Scaling efficiency = rate(2 workers) / (2 x rate(1 worker)). The split of the task seconds
+   (particles = halo load, smoothing = prepare, projection, writing) is summed over chunks. The
+   three stores' maps are compared (bit-identical expected).
+2. Core-hours of the paper-scale catalog (``paper`` config): the plan is made from the paper's
+   catalog (no particles), then each chunk's cost is estimated as in a task: for each distinct
+   halo of the chunk ``t_halo(M)`` (load + prepare, once per chunk it appears in) plus, per image,
+   ``t_proj(M)`` and ``t_write``. ``t_halo`` and ``t_proj`` are power laws in M200m fitted (least
+   squares in log-log) to one-thread timings of a few mock halos at the paper's particle mass
+   (``--paper-masses``, one-halo flat catalogs in a +-0.005 dex window, after a numba warm-up);
+   ``t_write`` per image is the Ray run's, scaled by the pixel count. Sum / 3600 = core-hours.
+
+Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SMALL = [
+    "source.kind=mock", "catalog.mode=flat", "catalog.n_halos=24", "catalog.log10_m_min_msun_h=13.5",
+    "catalog.log10_m_max_msun_h=14.7", "generate.images_per_0p1dex=6", "generate.max_rotations_per_halo=2",
+    "generate.chunk_images=4", "sph.num_threads=1",
+]
+#: A tiny store (4 one-image chunks) made first in each process / Ray session, untimed: imports
+#: and numba's cache loading in every worker (Ray reuses its workers).
+WARM = ["catalog.n_halos=4", "generate.images_per_0p1dex=1", "generate.axes_per_rotation=1",
+        "generate.chunk_images=1", "mock.pair_mass_msun_h=1e12"]
+WINDOW_DEX = 0.005
+
+
+def _ray_run(cfg, warm, path: Path, num_cpus: int) -> dict:
+    import ray
+
+    from cmpipe.pipeline import generate_with_ray
+
+    tmp = Path(tempfile.mkdtemp(prefix="cmpipe-bench-ray-"))
+    os.environ.update({"RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"})
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 2**20,
+             _temp_dir=str(tmp), log_to_driver=False)
+    try:
+        generate_with_ray(warm, path.with_name(path.name + ".warm"), progress=False)
+        return generate_with_ray(cfg, path, progress=False)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _split(summary: dict) -> str:
+    s = summary["seconds"]
+    parts = ("particles", "smoothing", "projection", "writing")
+    tot = sum(s[p] for p in parts) or 1.0
+    return ", ".join(f"{p} {s[p]:.1f} s ({100 * s[p] / tot:.0f} %)" for p in parts)
+
+
+def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
+    """(load + prepare, one sightline) seconds of one mock halo of this mass, one thread."""
+    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.physics.mock import MockHaloSource
+
+    cat = dataclasses_replace(cfg.catalog, mode="flat", n_halos=1, log10_m_min_msun_h=log10_m - WINDOW_DEX,
+                              log10_m_max_msun_h=log10_m + WINDOW_DEX)
+    one = dataclasses_replace(cfg, catalog=cat)
+    src = MockHaloSource.from_config(one)
+    t0 = time.perf_counter()
+    prepared = prepare_halo_with_config(src.load(0), one)
+    t1 = time.perf_counter()
+    sightline_maps_with_config(prepared, one, None, 2)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def paper_core_hours(masses: list[float], t_write_per_image_px: float) -> dict:
+    """Fit t_halo, t_proj over ``masses`` at the paper's particle mass; sum over the paper's plan."""
+    import numpy as np
+
+    from cmpipe.config import config_fingerprint, load_config
+    from cmpipe.plan import make_plan
+    from cmpipe.store import source_catalog
+
+    cfg = load_config("paper", ["source.kind=mock", "sph.num_threads=1"])
+    t0 = time.perf_counter()
+    plan = make_plan(source_catalog(cfg), cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    plan_s = time.perf_counter() - t0
+    warm = dataclasses_replace(cfg, mock=dataclasses_replace(cfg.mock, pair_mass_msun_h=1e11))
+    _time_halo(warm, 12.5)  # numba warm-up, not timed
+    rows = []
+    for m in masses:
+        th, tp = _time_halo(cfg, m)
+        rows.append({"log10_m200m_msun_h": m, "halo_s": th, "sightline_s": tp})
+        print(f"  paper m_pair {cfg.mock.pair_mass_msun_h:g}: log10 M {m:.2f}: load + prepare {th:.2f} s, one sightline {tp:.2f} s",
+              flush=True)
+    x = np.array(masses)
+    fit_h = np.polyfit(x, np.log10([r["halo_s"] for r in rows]), 1)
+    fit_p = np.polyfit(x, np.log10([r["sightline_s"] for r in rows]), 1)
+    logm = plan["log10_m200m_msun_h"].to_numpy()
+    halo = plan["halo_id"].to_numpy()
+    k = cfg.generate.chunk_images
+    t_write = t_write_per_image_px * cfg.maps.npix**2
+    total = float(np.sum(10 ** np.polyval(fit_p, logm))) + t_write * plan.num_rows
+    loads = 0
+    for c in range(math.ceil(plan.num_rows / k)):
+        sl = slice(c * k, (c + 1) * k)
+        _, first = np.unique(halo[sl], return_index=True)
+        total += float(np.sum(10 ** np.polyval(fit_h, logm[sl][first])))
+        loads += len(first)
+    return {
+        "plan_images": plan.num_rows, "plan_halos": int(len(np.unique(halo))), "halo_loads": loads,
+        "plan_seconds": plan_s, "timings": rows,
+        "fit_halo_log10s": fit_h.tolist(), "fit_sightline_log10s": fit_p.tolist(),
+        "core_seconds": total, "core_hours": total / 3600.0, "seconds_per_image": total / plan.num_rows,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra override of the small config")
+    parser.add_argument("--paper-masses", default="13.5,14.0,14.5,15.0",
+                        help="log10 M200m [Msun/h] of the halos timed at the paper's particle mass ('' to skip)")
+    parser.add_argument("--out", help="save the figures as JSON")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+
+    from cmpipe.config import load_config
+    from cmpipe.store import generate_serial, open_store
+
+    cfg = load_config("demo", [*SMALL, *args.overrides])
+    work = Path(tempfile.mkdtemp(prefix="cmpipe-bench-gen-"))
+    results: dict = {}
+    try:
+        warm = load_config("demo", [*SMALL, *WARM])
+        generate_serial(warm, work / "warm.zarr")  # imports and numba compile, not timed
+        runs = {}
+        runs["serial"] = generate_serial(cfg, work / "serial.zarr")
+        runs["ray_1cpu"] = _ray_run(cfg, warm, work / "ray1.zarr", 1)
+        runs["ray_2cpu"] = _ray_run(cfg, warm, work / "ray2.zarr", 2)
+        ref = open_store(work / "serial.zarr")["maps"][:]
+        identical = {name: bool(np.array_equal(open_store(work / f)["maps"][:], ref, equal_nan=True))
+                     for name, f in (("ray_1cpu", "ray1.zarr"), ("ray_2cpu", "ray2.zarr"))}
+        s = runs["serial"]
+        print(f"small store: {s['images']} images of {s['halos']} halos in {s['chunks']} chunks, "
+              f"{cfg.maps.npix} px, m_pair {cfg.mock.pair_mass_msun_h:g} Msun/h")
+        for name, r in runs.items():
+            print(f"  {name:<9} {r['images_per_s']:6.2f} images/s  wall {r['seconds']['wall']:6.1f} s  split: {_split(r)}")
+        eff = runs["ray_2cpu"]["images_per_s"] / (2 * runs["ray_1cpu"]["images_per_s"])
+        print(f"  scaling efficiency 2 vs 1 workers: {eff:.2f}; Ray 2 workers / serial: "
+              f"{runs['ray_2cpu']['images_per_s'] / s['images_per_s']:.2f}x; maps bit-identical to serial: {identical}")
+        results = {"config_overrides": [*SMALL, *args.overrides], "runs": runs, "scaling_efficiency": eff,
+                   "maps_identical": identical}
+        masses = [float(m) for m in args.paper_masses.split(",") if m.strip()]
+        if masses:
+            r2 = runs["ray_2cpu"]
+            t_write_px = r2["seconds"]["writing"] / max(r2["images"], 1) / cfg.maps.npix**2
+            paper = paper_core_hours(masses, t_write_px)
+            results["paper"] = paper
+            print(f"paper plan: {paper['plan_images']} images of {paper['plan_halos']} halos "
+                  f"({paper['halo_loads']} halo loads, chunks of 64); "
+                  f"t_halo = 10^({paper['fit_halo_log10s'][0]:.2f} log10 M {paper['fit_halo_log10s'][1]:+.2f}) s, "
+                  f"t_sightline = 10^({paper['fit_sightline_log10s'][0]:.2f} log10 M {paper['fit_sightline_log10s'][1]:+.2f}) s")
+            print(f"  estimate: {paper['seconds_per_image']:.2f} core-s per image, {paper['core_hours']:.0f} core-hours "
+                  f"(one thread per task)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

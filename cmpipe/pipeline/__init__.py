@@ -1,0 +1,22 @@
+"""The Ray layer: the only Ray-aware code of cmpipe.
+
+``generate``: one Ray task per missing chunk of the image store (:func:`generate_with_ray`).
+Importing this package is cheap: Ray loads when a function runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["chunk_memory_bytes", "generate_with_ray"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.pipeline.generate import chunk_memory_bytes, generate_with_ray
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from cmpipe.pipeline import generate
+
+        return getattr(generate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,309 @@
+"""Generate the image store with Ray: one task per missing chunk, each calling ``write_chunk``.
+
+The driver does what :func:`cmpipe.store.generate_serial` does (catalog, plan, create or resume
+the store, the failures record, the normalisation); only the chunk loop becomes Ray tasks. A task
+owns one whole shard of ``maps`` (the unit of safe concurrent writing) and returns
+:func:`cmpipe.store.write_chunk`'s small metadata, never arrays. So the store is the serial one:
+bit-identical where the serial run also used one thread per chunk (``sph.num_threads: 1``), and
+equal to float32 rounding otherwise (the thread count partitions the particle sums).
+
+Resources per task
+------------------
+``num_cpus=1``, one thread inside (``sph.num_threads`` is set to 1 in the config the tasks get,
+numba's threads to 1, ``OMP_NUM_THREADS=1``), and a ``memory`` request from the chunk's largest
+halo (:func:`chunk_memory_bytes`) so that Ray never packs more of the largest halos on a node
+than its memory holds.
+
+Failures
+--------
+A halo that raises :class:`ValueError` is recorded by ``write_chunk`` itself (its images stay
+NaN, the chunk is done). A worker that dies (killed, out of memory, node lost) is retried up to
+``max_retries`` times; application exceptions are never retried (they would fail again): a task
+that raises is a bug, recorded as a failure of every halo of its chunk (its images flagged in
+``image_failed``, ``chunk_done`` left 0), and the run goes on. Such a chunk is redone by the next
+run (a resume), which then replaces its failure entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from cmpipe.config import Config
+    from cmpipe.physics.halo import HaloSource
+
+__all__ = ["BYTES_PER_PARTICLE", "MEMORY_FLOOR_BYTES", "chunk_memory_bytes", "generate_with_ray"]
+
+logger = logging.getLogger(__name__)
+
+#: Peak resident bytes per particle of one halo in a chunk task: bench/mock.py measured about
+#: 75 B (10^15.5 Msun/h at m_pair = 1e9: 9.6e6 particles, +720 MB over the process baseline);
+#: twice that for a margin.
+BYTES_PER_PARTICLE = 150
+#: Baseline of a worker process with cmpipe, numpy, numba, zarr loaded (about 330 MB), rounded up.
+MEMORY_FLOOR_BYTES = 512 * 2**20
+#: Critical density today [h^2 Msun / Mpc^3].
+_RHO_CRIT0_H2_MSUN_MPC3 = 2.775e11
+
+_SECONDS = ("particles", "smoothing", "projection", "writing", "total")
+
+
+def _pair_mass_msun_h(cfg: Config) -> float | None:
+    """m_pair [Msun/h] of the configured source, or None where the source does not fix it."""
+    if cfg.source.kind == "mock":
+        return float(cfg.mock.pair_mass_msun_h)
+    if cfg.source.kind == "analytic":
+        return float(cfg.source.analytic_pair_mass_msun_h)
+    return None
+
+
+def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSource | None = None) -> int:
+    """Memory to request for a chunk task whose largest halo has this mass.
+
+    ``MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * N``, with the expected particle count
+    ``N = 2 (1.5 M200m + M_bg) / m_pair`` (gas and DM pairs): the halo out to the infall
+    extent holds about 1.5 M200m (bench/mock.py: 9.6e6 particles at 10^15.5 Msun/h and
+    m_pair = 1e9 Msun/h), and ``M_bg = Omega_m rho_crit0 h^-2 (1 + z)^3 (4/3) pi r^3`` is the
+    mean-density background in the sphere circumscribing the map's slab,
+    ``r = sqrt(2 side^2 + depth^2) / 2`` (all in Msun/h and physical Mpc). Sources without a
+    fixed m_pair (``hdf5``): four times the largest halo file's size, plus the floor.
+
+    Parameters
+    ----------
+    log10_m200m_msun_h : float
+        log10 M200m [log10 Msun/h] of the chunk's largest halo.
+    cfg : Config
+    source : HaloSource, optional
+        For ``hdf5`` sources, its ``files``.
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    m_pair = _pair_mass_msun_h(cfg)
+    if m_pair is None:
+        files = getattr(source, "files", ()) or ()
+        largest = max((os.path.getsize(f) for f in files), default=0)
+        return int(MEMORY_FLOOR_BYTES + 4 * largest)
+    side = cfg.maps.npix * cfg.maps.pixel_mpc
+    radius = 0.5 * math.sqrt(2.0 * side**2 + cfg.maps.depth_mpc**2)
+    rho_m = cfg.cosmology.omega_m * _RHO_CRIT0_H2_MSUN_MPC3 * cfg.cosmology.h * (1.0 + cfg.cosmology.redshift) ** 3
+    m_bg = rho_m * 4.0 / 3.0 * math.pi * radius**3
+    n_particles = 2.0 * (1.5 * 10.0**log10_m200m_msun_h + m_bg) / m_pair
+    return int(MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * n_particles)
+
+
+def _single_threaded(cfg: Config) -> Config:
+    """``cfg`` with ``sph.num_threads = 1`` (same store fingerprint)."""
+    return dataclasses.replace(cfg, sph=dataclasses.replace(cfg.sph, num_threads=1))
+
+
+def _chunk_task(store_path: str, chunk_index: int, cfg: Config, source: HaloSource) -> dict[str, Any]:
+    """Body of one Ray task: one thread, then :func:`cmpipe.store.write_chunk`."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import numba
+
+    numba.set_num_threads(1)
+    from cmpipe.store.zarr_store import write_chunk
+
+    return write_chunk(store_path, chunk_index, cfg, source=source)
+
+
+def _start_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray unless it is initialised; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(address="local", include_dashboard=False)
+    return True
+
+
+def _max_node_memory() -> float | None:
+    """The largest ``memory`` resource of one alive node [bytes], or None if unknown."""
+    import ray
+
+    sizes = [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")]
+    return max(sizes) if sizes and max(sizes) > 0 else None
+
+
+def _crash_failures(plan: pa.Table, chunk: int, k: int, error: str) -> list[dict[str, Any]]:
+    """One failure entry per halo of chunk ``chunk`` (its images in the plan), with ``error``."""
+    halo_ids = plan["halo_id"].to_numpy()
+    start, stop = chunk * k, min(plan.num_rows, (chunk + 1) * k)
+    out = []
+    for hid in dict.fromkeys(int(h) for h in halo_ids[start:stop]):
+        images = [int(i) for i in range(start, stop) if int(halo_ids[i]) == hid]
+        out.append({"chunk": int(chunk), "halo_id": hid, "images": images, "error": error})
+    return out
+
+
+def generate_with_ray(
+    cfg: Config,
+    store_path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    address: str | None = None,
+    progress: bool = True,
+    max_retries: int = 3,
+    max_chunks: int | None = None,
+    source: HaloSource | None = None,
+) -> dict[str, Any]:
+    """Make every missing image of the plan of ``cfg`` into the store, one Ray task per chunk.
+
+    Steps as :func:`cmpipe.store.generate_serial`: the source's catalog, the plan (written next
+    to the store), the store (created, or reopened to resume), then a task per chunk not yet done
+    (``num_cpus=1``, ``memory=`` :func:`chunk_memory_bytes` of its largest halo, capped at the
+    largest node's memory, ``max_retries`` for worker death, application errors not retried), the
+    failures record updated as results arrive, and the normalisation once every chunk is done.
+
+    Ray: reused if initialised (and left running); else ``ray.init(address)`` with ``address``
+    or ``RAY_ADDRESS``; else a local instance without dashboard, shut down at the end.
+
+    Parameters
+    ----------
+    cfg : Config
+    store_path : str or path-like
+        The store directory; on a cluster, a path every node sees.
+    overwrite : bool
+        Start over, deleting a store made by another config.
+    address : str, optional
+        Ray cluster address (``auto``, ``ray://host:10001``, ``host:6379``).
+    progress : bool
+        A tqdm bar of images on the driver (terminals only): done, rate, ETA.
+    max_retries : int
+        Retries of a chunk whose worker died.
+    max_chunks : int, optional
+        Write at most this many of the missing chunks (the rest stay missing: resume later).
+    source : HaloSource, optional
+        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg`` with one thread. Must be
+        picklable; it goes to the object store once, as does the config.
+
+    Returns
+    -------
+    dict
+        ``store``, ``plan``, ``images``, ``halos``, ``chunks``, ``chunks_written``,
+        ``missing_chunks`` (still not done), ``failures`` (the store's whole record),
+        ``failed_images``, ``crashed_chunks`` (chunks whose task raised or died for good),
+        ``seconds`` (sums over the written chunks of ``particles``, ``smoothing``,
+        ``projection``, ``writing``, ``total``: task seconds; ``wall``: the driver's chunk loop),
+        ``images_per_s`` (images written / wall; 0 if none), ``cpus`` (the cluster's) and
+        ``normalised``.
+    """
+    import ray
+    from tqdm import tqdm
+
+    from cmpipe.config import config_fingerprint
+    from cmpipe.physics.sources import open_source
+    from cmpipe.plan import make_plan, write_plan
+    from cmpipe.store.generate_serial import plan_path
+    from cmpipe.store.zarr_store import (
+        compute_normalisation,
+        create_store,
+        missing_chunks,
+        open_store,
+        record_failures,
+        source_catalog,
+    )
+
+    store_path = Path(store_path).absolute()
+    task_cfg = _single_threaded(cfg)
+    if source is None:
+        source = open_source(task_cfg)
+    catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
+    plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    group = create_store(store_path, plan, cfg, overwrite=overwrite)
+    write_plan(plan, plan_path(store_path))
+    n_chunks = int(group.attrs["n_chunks"])
+    k = int(group.attrs["chunk_images"])
+    todo = missing_chunks(store_path)
+    if max_chunks is not None:
+        todo = todo[: max(0, int(max_chunks))]
+    logger.info("%s: %d images, %d chunks, %d to write with Ray", store_path, plan.num_rows, n_chunks, len(todo))
+
+    seconds = dict.fromkeys(_SECONDS, 0.0)
+    images_written = 0
+    crashed: list[int] = []
+    cpus = 0.0
+    started = False
+    wall = 0.0
+    if todo:
+        started = _start_ray(address)
+        t0 = time.perf_counter()  # the chunk loop, as the serial generator's wall (not ray.init)
+        try:
+            cpus = float(ray.cluster_resources().get("CPU", 0.0))
+            logm = plan["log10_m200m_msun_h"].to_numpy()
+            cap = _max_node_memory()
+            cfg_ref = ray.put(task_cfg)
+            source_ref = ray.put(source)
+            remote = ray.remote(_chunk_task)
+            pending: dict[Any, int] = {}
+            for chunk in todo:
+                memory = chunk_memory_bytes(float(logm[chunk * k : (chunk + 1) * k].max()), cfg, source)
+                if cap is not None:
+                    memory = min(memory, int(cap))
+                ref = remote.options(
+                    num_cpus=1, memory=memory, max_retries=max_retries, retry_exceptions=False,
+                    name=f"cmpipe-chunk-{chunk}",
+                ).remote(str(store_path), chunk, cfg_ref, source_ref)
+                pending[ref] = chunk
+            n_todo = sum(min(plan.num_rows, (c + 1) * k) - c * k for c in todo)
+            with tqdm(total=n_todo, desc="images", unit="img", disable=None if progress else True) as bar:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    chunk = pending.pop(done[0])
+                    try:
+                        result = ray.get(done[0])
+                    except ray.exceptions.RayError as exc:  # a bug in the task, or a worker dead for good
+                        crashed.append(chunk)
+                        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                        logger.error("chunk %d: task failed (%s); its images are flagged, the chunk stays missing", chunk, error)
+                        rows = slice(chunk * k, min(plan.num_rows, (chunk + 1) * k))
+                        open_store(store_path, mode="r+")["image_failed"][rows] = 1
+                        result = {"chunk": chunk, "images": 0, "failures": _crash_failures(plan, chunk, k, error)}
+                    else:
+                        images_written += result["images"]
+                        for key in _SECONDS:
+                            seconds[key] += result["seconds"][key]
+                        bar.update(result["images"])
+                    record_failures(store_path, [result])
+            wall = time.perf_counter() - t0
+        finally:
+            if started:
+                ray.shutdown()
+    failures = record_failures(store_path, [])
+    still_missing = missing_chunks(store_path)
+    if not still_missing:
+        compute_normalisation(store_path, cfg)
+    else:
+        logger.warning("%s: %d chunks still missing; rerun to resume, then it is normalised", store_path, len(still_missing))
+    return {
+        "store": str(store_path),
+        "plan": str(plan_path(store_path)),
+        "images": plan.num_rows,
+        "halos": len(set(plan["halo_id"].to_pylist())),
+        "chunks": n_chunks,
+        "chunks_written": len(todo) - len(crashed),
+        "missing_chunks": still_missing,
+        "failures": failures,
+        "failed_images": sum(len(f["images"]) for f in failures),
+        "crashed_chunks": sorted(crashed),
+        "seconds": {**seconds, "wall": wall},
+        "images_per_s": images_written / wall if images_written and wall > 0 else 0.0,
+        "cpus": cpus,
+        "normalised": not still_missing,
+    }
+
