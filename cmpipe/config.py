@@ -1,7 +1,7 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
 A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
-``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``render``, ``run``) to mappings of *keys*. Every section and
+``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``model``, ``train``, ``render``, ``run``) to mappings of *keys*. Every section and
 every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
@@ -56,11 +56,13 @@ __all__ = [
     "GenerateConfig",
     "MapsConfig",
     "MockConfig",
+    "ModelConfig",
     "PlasmaConfig",
     "RenderConfig",
     "RunConfig",
     "SourceConfig",
     "SphConfig",
+    "TrainConfig",
     "config_fingerprint",
     "config_from_dict",
     "config_to_dict",
@@ -660,6 +662,138 @@ class GenerateConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The score model (:mod:`cmpipe.model.network`): conditional NCSN++ under the VE SDE.
+
+    Attributes
+    ----------
+    resolution : int
+        Side of the maps the model sees [pixels], > 0: a divisor of ``maps.npix`` (block means
+        of the store's maps) and a multiple of ``2**(len(ch_mult) - 1)``.
+    nf : int
+        Base number of feature maps of NCSN++ [count], > 0.
+    ch_mult : tuple of int
+        Feature multiplier per resolution level, each >= 1 (one level per entry).
+    num_res_blocks : int
+        Residual blocks per resolution level [count], >= 1.
+    attention : bool
+        Self-attention at the lowest resolution.
+    fir : bool
+        FIR-filtered up/down-sampling (2.5-4x slower on CPU).
+    sigma_min : float
+        Smallest noise level of the VE SDE [normalised units], > 0.
+    sigma_max : float
+        Largest noise level [normalised units]: 0 computes it from the training data (the
+        largest pairwise distance between training images, Song & Ermon 2020); else > sigma_min.
+    """
+
+    section: ClassVar[str] = "model"
+
+    resolution: int = 128
+    nf: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attention: bool = True
+    fir: bool = False
+    sigma_min: float = 0.01
+    sigma_max: float = 0.0
+
+    def _validate(self) -> None:
+        k = self._key
+        for name in ("nf", "num_res_blocks"):
+            value = getattr(self, name)
+            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
+        _require(
+            len(self.ch_mult) >= 1 and all(m >= 1 for m in self.ch_mult),
+            f"{k('ch_mult')} must be a non-empty list of ints >= 1; got {list(self.ch_mult)}",
+            k("ch_mult"),
+        )
+        step = 2 ** (len(self.ch_mult) - 1)
+        _require(
+            self.resolution >= 1 and self.resolution % step == 0,
+            f"{k('resolution')} must be a positive multiple of 2**(len(ch_mult) - 1) = {step}; "
+            f"got {self.resolution}",
+            k("resolution"), k("ch_mult"),
+        )
+        _require(self.sigma_min > 0.0, f"{k('sigma_min')} must be > 0; got {self.sigma_min}", k("sigma_min"))
+        _require(
+            self.sigma_max == 0.0 or self.sigma_max > self.sigma_min,
+            f"{k('sigma_max')} must be 0 (from the data) or > sigma_min; "
+            f"got sigma_max={self.sigma_max}, sigma_min={self.sigma_min}",
+            k("sigma_max"), k("sigma_min"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Training of the score model (:mod:`cmpipe.model.training`).
+
+    Attributes
+    ----------
+    batch_size : int
+        Images per optimizer step [count], >= 1 (over all workers under Ray Train).
+    lr : float
+        Adam learning rate after the warm-up, > 0.
+    warmup_steps : int
+        Steps of linear learning-rate warm-up [count], >= 0.
+    clip_norm : float
+        Gradient-norm clipping threshold, >= 0 (0: no clipping).
+    ema_decay : float
+        Decay of the exponential moving average of the weights, in [0, 1).
+    max_steps : int
+        Optimizer steps of the run [count], >= 1.
+    checkpoint_every : int
+        Steps between checkpoints [count], >= 1 (and one at the end).
+    keep_checkpoints : int
+        Checkpoints kept, the latest [count], >= 1.
+    val_every : int
+        Steps between validation losses [count], >= 1.
+    val_batches : int
+        Batches of the val split per validation loss [count], >= 1.
+    num_workers : int
+        DataLoader worker processes per training process [count], >= 0.
+    augment : bool
+        Random flips and quarter turns of the training images (same for maps and conditions).
+    use_gpu : bool
+        Train on GPUs (Ray Train); false: CPU.
+    seed : int
+        Seed of initialisation, batches, augmentation and noise, >= 0.
+    """
+
+    section: ClassVar[str] = "train"
+
+    batch_size: int = 32
+    lr: float = 2e-4
+    warmup_steps: int = 1000
+    clip_norm: float = 1.0
+    ema_decay: float = 0.999
+    max_steps: int = 200000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    val_every: int = 1000
+    val_batches: int = 4
+    num_workers: int = 1
+    augment: bool = True
+    use_gpu: bool = False
+    seed: int = 0
+
+    def _validate(self) -> None:
+        k = self._key
+        for name in ("batch_size", "max_steps", "checkpoint_every", "keep_checkpoints", "val_every", "val_batches"):
+            value = getattr(self, name)
+            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
+        for name in ("warmup_steps", "num_workers", "seed"):
+            value = getattr(self, name)
+            _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
+        _require(self.lr > 0.0, f"{k('lr')} must be > 0; got {self.lr}", k("lr"))
+        _require(self.clip_norm >= 0.0, f"{k('clip_norm')} must be >= 0; got {self.clip_norm}", k("clip_norm"))
+        _require(
+            0.0 <= self.ema_decay < 1.0, f"{k('ema_decay')} must be in [0, 1); got {self.ema_decay}",
+            k("ema_decay"),
+        )
+
+
+@dataclass(frozen=True)
 class RenderConfig(_Section):
     """Which halo to render and how (``cmpipe render-halo``).
 
@@ -737,6 +871,8 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     mock: MockConfig = field(default_factory=MockConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

@@ -23,8 +23,10 @@ from cmpipe.config import (
     GenerateConfig,
     MapsConfig,
     MockConfig,
+    ModelConfig,
     RunConfig,
     SphConfig,
+    TrainConfig,
     config_fingerprint,
     config_from_dict,
     config_to_dict,
@@ -40,9 +42,12 @@ EXPECTED = {
     "demo": Config(
         catalog=CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0), run=RunConfig(out="runs/demo"),
         generate=GenerateConfig(images_per_0p1dex=24, max_rotations_per_halo=4, chunk_images=16),
+        model=ModelConfig(resolution=32, nf=16, num_res_blocks=1, attention=False),
+        train=TrainConfig(batch_size=8, warmup_steps=20, max_steps=300, checkpoint_every=50, val_every=50),
     ),
     "paper": Config(
-        sph=SphConfig(n_neighbours=48), mock=MockConfig(pair_mass_msun_h=1e9), run=RunConfig(out="runs/paper")
+        sph=SphConfig(n_neighbours=48), mock=MockConfig(pair_mass_msun_h=1e9), run=RunConfig(out="runs/paper"),
+        train=TrainConfig(use_gpu=True),
     ),
 }
 

@@ -35,9 +35,9 @@ Root attributes
 attribute                       meaning
 ==============================  ================================================================
 ``cmpipe_store_schema_version`` :data:`STORE_SCHEMA_VERSION`
-``store_fingerprint``           fingerprint of the config less ``run`` and ``render`` (they do
-                                not change the images): a store is only resumed by a config
-                                with the same one
+``store_fingerprint``           fingerprint of the config less ``run``, ``render``, ``model``
+                                and ``train`` (they do not change the images): a store is only
+                                resumed by a config with the same one
 ``config_fingerprint``          fingerprint of the whole resolved config that created it
 ``config_yaml``                 that config, as YAML (loads with ``load_config``)
 ``channels``, ``channel_units`` channel names in order; unit of each

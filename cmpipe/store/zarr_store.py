@@ -53,8 +53,8 @@ class StoreError(ValueError):
 
 
 def store_fingerprint(cfg: Config) -> str:
-    """Fingerprint of what the store's content depends on: ``cfg`` less ``run``, ``render``
-    and ``sph.num_threads``.
+    """Fingerprint of what the store's content depends on: ``cfg`` less ``run``, ``render``,
+    ``model``, ``train`` and ``sph.num_threads``.
 
     ``sph.num_threads`` is a resource, not content: the Ray generator runs each chunk with one
     thread whatever the config says, and may resume a store the serial generator began. (The
@@ -68,13 +68,16 @@ def store_fingerprint(cfg: Config) -> str:
     Returns
     -------
     str
-        :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run``, ``render`` and
-        ``sph.num_threads`` at their defaults.
+        :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run``, ``render``,
+        ``model``, ``train`` (they do not change the images) and ``sph.num_threads`` at their
+        defaults.
     """
-    from cmpipe.config import RenderConfig, RunConfig, SphConfig, config_fingerprint
+    from cmpipe.config import ModelConfig, RenderConfig, RunConfig, SphConfig, TrainConfig, config_fingerprint
 
     sph = dataclasses.replace(cfg.sph, num_threads=SphConfig().num_threads)
-    return config_fingerprint(dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph))
+    return config_fingerprint(
+        dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph, model=ModelConfig(), train=TrainConfig())
+    )
 
 
 def _consolidate(path: str | os.PathLike[str]) -> None:

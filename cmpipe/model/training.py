@@ -1,0 +1,576 @@
+"""Training of the score model: one step, checkpoints, resume, and a single-process loop.
+
+The Ray Train loop of ``cmpipe.pipeline`` reuses :func:`train_step`, :class:`TrainState`,
+:func:`save_checkpoint` and :func:`load_checkpoint`; :func:`train_loop` is the single-process
+reference driver.
+
+Checkpoint format (a data contract)
+-----------------------------------
+A run directory holds ``metrics.csv``, ``config.resolved.yaml`` and ``checkpoints/``, which holds
+``step_XXXXXXXX.pt`` (8-digit step) and, beside each, ``step_XXXXXXXX.json`` (its
+hyper-parameters, for people and tools without torch). Only the last ``train.keep_checkpoints``
+pairs are kept. Each ``.pt`` is written atomically (a temporary file, then ``os.replace``) by
+``torch.save`` of a plain dict of tensors and builtins, so ``torch.load(path, weights_only=True)``
+reads it:
+
+=======================  ===========================================================================
+key                      value
+=======================  ===========================================================================
+``format_version``       :data:`CHECKPOINT_FORMAT_VERSION` (int)
+``step``                 optimizer steps done (int)
+``model``                the NCSN++ network's ``state_dict`` (unwrapped from DDP)
+``ema``                  ``torch_ema.ExponentialMovingAverage.state_dict()`` over the network's
+                         parameters in ``parameters()`` order (``decay``, ``num_updates``,
+                         ``shadow_params``, ``collected_params``)
+``optimizer``            ``torch.optim.Adam.state_dict()``
+``rng``                  ``{"torch": torch.get_rng_state(), "cuda": [per-device states]}``
+``store_fingerprint``    the store's ``store_fingerprint`` attribute (str)
+``hyperparameters``      ``{"model": model config section (dict), "sigma_min", "sigma_max"
+                         (float, the value used), "sigma_max_source" ("config" or "data"),
+                         "resolution", "channels" ({"x": [...], "cond": [...]}),
+                         "normalisation" (the store's attribute), "train": train config section,
+                         "score_models_version", "cmpipe_version"}``
+=======================  ===========================================================================
+
+``metrics.csv`` has one row per step: ``step`` (after the update), ``loss`` (``sm.loss_fn``: the
+denoising score-matching loss summed over channels and pixels, mean over the batch), ``loss_per_dim``
+(``loss / (C H W)``, about 1 at initialisation), ``lr``, ``grad_norm`` (before clipping),
+``val_loss`` (same definition as ``loss``, EMA weights, fixed noise; empty except every
+``train.val_every`` steps), ``images_per_s``. On resume, rows after the checkpoint's step are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from score_models import ScoreModel
+    from torch_ema import ExponentialMovingAverage
+
+    from cmpipe.config import Config, ModelConfig
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "METRICS_COLUMNS",
+    "CheckpointError",
+    "StepResult",
+    "TrainState",
+    "WarmupSchedule",
+    "checkpoint_paths",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_for_inference",
+    "make_ema",
+    "save_checkpoint",
+    "train_loop",
+    "train_step",
+    "unwrap",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+METRICS_COLUMNS: tuple[str, ...] = ("step", "loss", "loss_per_dim", "lr", "grad_norm", "val_loss", "images_per_s")
+CHECKPOINT_DIR = "checkpoints"
+METRICS_NAME = "metrics.csv"
+_CHECKPOINT_RE = re.compile(r"step_(\d{8})\.pt")
+# Offset of the validation noise seed from train.seed (validation never touches the training RNG).
+_VAL_SEED_OFFSET = 1_000_003
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked: another store's, another model's, malformed."""
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DDP (or Ray Train) wrapper, or the network itself."""
+    return model.module if hasattr(model, "module") else model
+
+
+def make_ema(network: torch.nn.Module, decay: float) -> ExponentialMovingAverage:
+    """``torch_ema.ExponentialMovingAverage`` over ``network.parameters()`` (score_models' own
+    choice, with its warm-up ``min(decay, (1 + n) / (10 + n))``)."""
+    from torch_ema import ExponentialMovingAverage
+
+    return ExponentialMovingAverage(unwrap(network).parameters(), decay=decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupSchedule:
+    """Learning rate of step ``s`` (0-based): ``lr * min(1, (s + 1) / warmup_steps)``
+    (linear warm-up, then constant; ``warmup_steps = 0`` means none)."""
+
+    lr: float
+    warmup_steps: int
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps <= 0:
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.warmup_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    """What one :func:`train_step` did: ``loss`` (score_models' definition), ``loss_per_dim``
+    (``loss / (C H W)``), ``lr`` used and ``grad_norm`` (total 2-norm before clipping)."""
+
+    loss: float
+    loss_per_dim: float
+    lr: float
+    grad_norm: float
+
+
+def train_step(
+    sm: ScoreModel,
+    optimizer: torch.optim.Optimizer,
+    ema: ExponentialMovingAverage | None,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    clip_norm: float,
+    lr_schedule: Callable[[int], float],
+    *,
+    step: int,
+) -> StepResult:
+    """One optimizer step on one batch.
+
+    Sets the learning rate to ``lr_schedule(step)``, back-propagates ``sm.loss_fn(x, cond)``
+    (denoising score matching, summed over C H W, mean over the batch), clips the gradients'
+    total norm to ``clip_norm`` (``<= 0``: no clipping), steps the optimizer and updates ``ema``.
+    Draws the loss's noise and times from torch's global RNG (as score_models does).
+
+    Parameters
+    ----------
+    sm : ScoreModel
+        ``sm.model`` may be DDP-wrapped.
+    optimizer : torch.optim.Optimizer
+        Over ``sm.model.parameters()``.
+    ema : ExponentialMovingAverage or None
+    batch : (x, cond)
+        ``(B, 2, R, R)`` tensors; moved to ``sm.device``.
+    clip_norm : float
+    lr_schedule : callable
+        Step (0-based) -> learning rate, e.g. :class:`WarmupSchedule`.
+    step : int
+        Steps done before this one.
+
+    Returns
+    -------
+    StepResult
+    """
+    x, cond = (t.to(sm.device, non_blocking=True) for t in batch)
+    lr = float(lr_schedule(step))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss = sm.loss_fn(x, cond)
+    loss.backward()
+    params = [p for p in sm.model.parameters() if p.grad is not None]
+    max_norm = clip_norm if clip_norm > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    if ema is not None:
+        ema.update()
+    value = float(loss.detach())
+    return StepResult(value, value / x[0].numel(), lr, float(grad_norm))
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a checkpoint holds (see the module docstring for the format).
+
+    Attributes
+    ----------
+    step : int
+    model, ema, optimizer : dict
+        State dicts of the network (unwrapped), the EMA and the optimizer.
+    rng : dict
+        ``{"torch": ByteTensor, "cuda": [ByteTensor, ...]}``.
+    hyperparameters : dict
+    store_fingerprint : str
+    """
+
+    step: int
+    model: dict[str, Any]
+    ema: dict[str, Any]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    store_fingerprint: str
+
+    @classmethod
+    def capture(
+        cls, sm: ScoreModel, optimizer: torch.optim.Optimizer, ema: ExponentialMovingAverage, step: int,
+        hyperparameters: Mapping[str, Any], store_fingerprint: str,
+    ) -> TrainState:
+        """The state of a live training run (tensors are copied to the CPU)."""
+        cuda = [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+        return cls(
+            step=int(step),
+            model=_to_cpu(unwrap(sm.model).state_dict()),
+            ema=_to_cpu(ema.state_dict()),
+            optimizer=_to_cpu(optimizer.state_dict()),
+            rng={"torch": torch.get_rng_state(), "cuda": cuda},
+            hyperparameters=json.loads(json.dumps(dict(hyperparameters))),
+            store_fingerprint=str(store_fingerprint),
+        )
+
+    def restore(self, sm: ScoreModel, optimizer: torch.optim.Optimizer | None = None,
+                ema: ExponentialMovingAverage | None = None, rng: bool = True) -> None:
+        """Load the network, optimizer, EMA and (``rng``) the global RNG states into a run."""
+        unwrap(sm.model).load_state_dict(self.model)
+        if optimizer is not None:
+            optimizer.load_state_dict(self.optimizer)
+        if ema is not None:
+            ema.load_state_dict(self.ema)
+        if rng:
+            torch.set_rng_state(self.rng["torch"])
+            if self.rng.get("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self.rng["cuda"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": CHECKPOINT_FORMAT_VERSION, **dataclasses.asdict(self)}
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> Path:
+    """Write ``state`` to ``path`` atomically, and its hyper-parameters to ``path.with_suffix('.json')``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "step": state.step,
+        "store_fingerprint": state.store_fingerprint, "hyperparameters": state.hyperparameters,
+    }
+    for target, write in (
+        (path.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")),
+        (path, lambda p: torch.save(state.to_dict(), p)),
+    ):
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        write(tmp)
+        os.replace(tmp, target)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], store_fingerprint: str | None = None, map_location: str | torch.device = "cpu"
+) -> TrainState:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    store_fingerprint : str, optional
+        If given, the checkpoint must come from a store with this fingerprint.
+    map_location : str or torch.device
+
+    Returns
+    -------
+    TrainState
+
+    Raises
+    ------
+    CheckpointError
+        If the format version differs, or the store fingerprint differs (naming both).
+    """
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    version = data.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version!r}, this cmpipe reads {CHECKPOINT_FORMAT_VERSION}")
+    if store_fingerprint is not None and data["store_fingerprint"] != store_fingerprint:
+        raise CheckpointError(
+            f"{path} was trained on a store with fingerprint {data['store_fingerprint']}, "
+            f"not this store's {store_fingerprint}: use another run directory for another store"
+        )
+    fields = {f.name for f in dataclasses.fields(TrainState)}
+    return TrainState(**{k: v for k, v in data.items() if k in fields})
+
+
+def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoints of a run directory, oldest (lowest step) first."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _CHECKPOINT_RE.fullmatch(p.name))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint with the highest step, or None."""
+    paths = checkpoint_paths(run_dir)
+    return paths[-1] if paths else None
+
+
+def _model_config(hyperparameters: Mapping[str, Any]) -> ModelConfig:
+    from cmpipe.config import ModelConfig
+
+    return ModelConfig(**hyperparameters["model"])
+
+
+def load_for_inference(run_dir: str | os.PathLike[str], device: str | torch.device, use_ema: bool = True) -> ScoreModel:
+    """The score model of a run's latest checkpoint, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+    device : str or torch.device
+    use_ema : bool
+        The EMA weights (default) or the raw ones.
+
+    Returns
+    -------
+    ScoreModel
+        With ``sm.hyperparameters["cmpipe"]`` = the checkpoint's hyper-parameters (normalisation
+        included, for :func:`cmpipe.model.dataset.denormalise`).
+    """
+    from cmpipe.model.network import build_score_model
+
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
+    state = load_checkpoint(path)
+    hp = state.hyperparameters
+    sm = build_score_model(_model_config(hp), hp["sigma_max"], device)
+    sm.model.load_state_dict(state.model)
+    if use_ema:
+        ema = make_ema(sm.model, hp["train"]["ema_decay"])
+        ema.load_state_dict(state.ema)
+        ema.copy_to()
+    sm.hyperparameters["cmpipe"] = hp
+    sm.eval()
+    return sm
+
+
+# --------------------------------------------------------------------------------------------
+# The single-process loop
+# --------------------------------------------------------------------------------------------
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``(epoch, index)`` keys from step ``start`` to ``stop``, a function of the step
+    only (so a resumed run sees the batches the uninterrupted one would).
+
+    Epoch ``e`` is a permutation from ``torch.Generator().manual_seed(seed + e)``, cut into
+    ``len // batch_size`` full batches (the remainder is dropped; at least one batch of
+    ``min(batch_size, n)``).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        if n <= 0:
+            raise ValueError("no images to train on")
+        self.n, self.batch = n, min(batch_size, n)
+        self.per_epoch = max(1, n // self.batch)
+        self.seed, self.start, self.stop = seed, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, perm = -1, None
+        for step in range(self.start, self.stop):
+            e, b = divmod(step, self.per_epoch)
+            if e != epoch:
+                epoch, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e))
+            yield [(e, int(i)) for i in perm[b * self.batch : (b + 1) * self.batch]]
+
+
+def _hyperparameters(cfg: Config, sigma_max: float, source: str, normalisation: Mapping[str, Any]) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    from cmpipe import __version__
+    from cmpipe.config import config_to_dict
+    from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS
+
+    sections = config_to_dict(cfg)
+    return {
+        "model": sections["model"], "sigma_min": cfg.model.sigma_min, "sigma_max": float(sigma_max),
+        "sigma_max_source": source, "resolution": cfg.model.resolution,
+        "channels": {"x": list(TARGET_CHANNELS), "cond": list(CONDITION_CHANNELS)},
+        "normalisation": dict(normalisation), "train": sections["train"],
+        "score_models_version": version("score-models"), "cmpipe_version": __version__,
+    }
+
+
+@torch.no_grad()
+def validation_loss(sm: ScoreModel, loader: torch.utils.data.DataLoader, max_batches: int, seed: int) -> float:
+    """Mean ``sm.loss_fn`` over the first ``max_batches`` batches of ``loader``, with noise from
+    ``torch.manual_seed(seed)``; torch's global RNG state is restored afterwards. NaN if empty."""
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    total, count = 0.0, 0
+    try:
+        for i, (x, cond) in enumerate(loader):
+            if i >= max_batches:
+                break
+            total += float(sm.loss_fn(x.to(sm.device), cond.to(sm.device))) * len(x)
+            count += len(x)
+    finally:
+        torch.set_rng_state(state)
+    return total / count if count else math.nan
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the header and the rows of steps <= ``step`` (a resume redoes the later ones)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def train_loop(
+    cfg: Config,
+    store_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    max_steps: int | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Train the score model in this process, resuming from the latest checkpoint in ``run_dir``.
+
+    Data: :class:`~cmpipe.model.dataset.StoreDataset` of the train split (augmented, at
+    ``model.resolution``) through a DataLoader with ``train.num_workers`` workers and the
+    batches of :class:`StepBatchSampler`. sigma_max: ``model.sigma_max``, or if 0
+    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split; recorded
+    in the checkpoints. Every ``train.val_every`` steps the validation loss (EMA weights,
+    ``train.val_batches`` batches of the val split); every ``train.checkpoint_every`` steps and
+    at the end a checkpoint (the last ``train.keep_checkpoints`` kept). Resume restores the
+    step, the weights, the EMA, the optimizer and torch's RNG: the continued run equals an
+    uninterrupted one.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``model`` and ``train`` sections.
+    store_path : str or path-like
+        A complete, normalised image store.
+    run_dir : str or path-like
+        Where ``metrics.csv``, ``config.resolved.yaml`` and ``checkpoints/`` go.
+    max_steps : int, optional
+        Total steps to reach (default ``train.max_steps``).
+    device : str or torch.device
+
+    Returns
+    -------
+    dict
+        ``step``, ``start_step``, ``sigma_max``, ``parameters``, ``last`` (the final
+        :class:`StepResult` or None), ``s_per_step`` (mean wall seconds per step, 0 if none),
+        ``checkpoint`` (path of the latest).
+    """
+    from cmpipe.config import config_to_dict, save_resolved_config
+    from cmpipe.model.dataset import StoreDataset
+    from cmpipe.model.network import build_score_model, compute_sigma_max, count_parameters
+
+    tcfg, mcfg = cfg.train, cfg.model
+    max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
+    run_dir = Path(run_dir)
+    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed)
+    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution)
+    fingerprint = train_ds.store_fingerprint
+
+    latest = latest_checkpoint(run_dir)
+    state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
+    if state is not None:
+        saved = state.hyperparameters["model"]
+        if saved != config_to_dict(cfg)["model"]:
+            raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
+        sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
+    elif mcfg.sigma_max > 0:
+        sigma_max, source = mcfg.sigma_max, "config"
+    else:
+        plain = StoreDataset(store_path, "train", resolution=mcfg.resolution)
+        sigma_max, source = compute_sigma_max(plain), "data"
+    hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
+
+    torch.manual_seed(tcfg.seed)
+    sm = build_score_model(mcfg, sigma_max, device)
+    optimizer = torch.optim.Adam(sm.model.parameters(), lr=tcfg.lr)
+    ema = make_ema(sm.model, tcfg.ema_decay)
+    start = 0
+    if state is not None:
+        state.restore(sm, optimizer, ema)
+        start = state.step
+        logger.info("resumed %s at step %d", latest, start)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, run_dir)
+    metrics_path = run_dir / METRICS_NAME
+    _trim_metrics(metrics_path, start)
+    schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
+
+    def loader(ds, **kw):
+        return torch.utils.data.DataLoader(
+            ds, num_workers=tcfg.num_workers, generator=torch.Generator().manual_seed(tcfg.seed),
+            persistent_workers=False, **kw,
+        )
+
+    train_loader = loader(train_ds, batch_sampler=StepBatchSampler(len(train_ds), tcfg.batch_size, tcfg.seed, start, max_steps))
+    val_loader = loader(val_ds, batch_size=tcfg.batch_size, shuffle=False) if len(val_ds) else None
+    if val_loader is None:
+        logger.warning("%s has no val images: val_loss stays empty", store_path)
+
+    def checkpoint(step: int) -> Path:
+        path = save_checkpoint(run_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt",
+                               TrainState.capture(sm, optimizer, ema, step, hp, fingerprint))
+        for old in checkpoint_paths(run_dir)[: -tcfg.keep_checkpoints]:
+            old.unlink()
+            old.with_suffix(".json").unlink(missing_ok=True)
+        return path
+
+    new_file = not metrics_path.is_file()
+    last, step, t_loop = None, start, time.perf_counter()
+    sm.train()
+    with metrics_path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+        if new_file:
+            writer.writeheader()
+        t0 = time.perf_counter()
+        for batch in train_loader:
+            last = train_step(sm, optimizer, ema, batch, tcfg.clip_norm, schedule, step=step)
+            step += 1
+            t1 = time.perf_counter()
+            row = {"step": step, "loss": last.loss, "loss_per_dim": last.loss_per_dim, "lr": last.lr,
+                   "grad_norm": last.grad_norm, "val_loss": "", "images_per_s": len(batch[0]) / max(t1 - t0, 1e-12)}
+            if val_loader is not None and step % tcfg.val_every == 0:
+                sm.eval()
+                with ema.average_parameters():
+                    row["val_loss"] = validation_loss(sm, val_loader, tcfg.val_batches, tcfg.seed + _VAL_SEED_OFFSET)
+                sm.train()
+            writer.writerow(row)
+            f.flush()
+            if step % tcfg.checkpoint_every == 0 or step == max_steps:
+                checkpoint(step)
+            t0 = time.perf_counter()
+    elapsed = time.perf_counter() - t_loop
+    done = step - start
+    return {
+        "step": step, "start_step": start, "sigma_max": float(sigma_max), "parameters": count_parameters(sm.model),
+        "last": last, "s_per_step": elapsed / done if done else 0.0, "checkpoint": latest_checkpoint(run_dir),
+    }
