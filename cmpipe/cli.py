@@ -316,6 +316,53 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store, the run directory and how to run (keys: ``--set train.KEY=...``, ``model.KEY=...``)."""
+    parser.add_argument("--store", required=True, metavar="PATH", help="the complete, normalised Zarr image store")
+    parser.add_argument("--run", required=True, metavar="RUN_DIR",
+                        help="run directory: checkpoints/, metrics.csv, loss.png; an existing run is resumed")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="Ray Train workers (DDP; default 1); must divide train.batch_size")
+    parser.add_argument("--serial", action="store_true", help="train in this process without Ray (the reference loop)")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="total steps to reach (default: train.max_steps)")
+    parser.add_argument(
+        "--address", metavar="ADDRESS",
+        help="Ray cluster to train on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
+    )
+
+
+def _run_train(args: argparse.Namespace, cfg: Config) -> int:
+    """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``."""
+    from pathlib import Path
+
+    from cmpipe.plots.training import plot_loss_curve, read_metrics
+
+    run = Path(args.run)
+    if args.serial:
+        if args.address or args.workers is not None:
+            raise ConfigError("--serial runs in this process without Ray: drop --address and --workers")
+        from cmpipe.model.training import train_loop
+
+        summary = train_loop(cfg, args.store, run, max_steps=args.max_steps)
+    else:
+        from cmpipe.pipeline.train import train_with_ray
+
+        workers = 1 if args.workers is None else args.workers
+        summary = train_with_ray(cfg, args.store, run, num_workers=max(1, workers),
+                                 max_steps=args.max_steps, address=args.address)
+    metrics = run / "metrics.csv"
+    if metrics.is_file():
+        plot_loss_curve(read_metrics(metrics)).savefig(run / "loss.png", dpi=120)
+    print(summary["checkpoint"])
+    print(f"steps {summary['start_step']} -> {summary['step']}; {summary['s_per_step'] or 0.0:.3f} s/step")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
 
@@ -350,6 +397,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "one Ray task per chunk (--serial: without Ray)",
         _add_generate_arguments,
         _run_generate,
+    ),
+    "train": Subcommand(
+        "train the score model on a store: Ray Train DDP workers (--serial: in this process), resumable, "
+        "with metrics.csv and loss.png",
+        _add_train_arguments,
+        _run_train,
     ),
 }
 

@@ -65,18 +65,27 @@ __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "METRICS_COLUMNS",
     "CheckpointError",
+    "MetricsLog",
+    "RunSetup",
+    "StepBatchSampler",
     "StepResult",
     "TrainState",
     "WarmupSchedule",
+    "build_training",
+    "ema_validation_loss",
     "checkpoint_paths",
     "latest_checkpoint",
     "load_checkpoint",
     "load_for_inference",
     "make_ema",
+    "make_loaders",
+    "prepare_run",
     "save_checkpoint",
     "train_loop",
     "train_step",
     "unwrap",
+    "validation_loss",
+    "write_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -375,26 +384,36 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
     Epoch ``e`` is a permutation from ``torch.Generator().manual_seed(seed + e)``, cut into
     ``len // batch_size`` full batches (the remainder is dropped; at least one batch of
-    ``min(batch_size, n)``).
+    ``min(batch_size, n)``). With ``world_size > 1`` each step's (global) batch is cut into
+    ``world_size`` equal consecutive shards and this sampler yields shard ``rank``: the ranks
+    together see exactly the single-process batch.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int,
+                 rank: int = 0, world_size: int = 1) -> None:
         if n <= 0:
             raise ValueError("no images to train on")
         self.n, self.batch = n, min(batch_size, n)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of world size {world_size}")
+        if self.batch % world_size:
+            raise ValueError(f"a global batch of {self.batch} images cannot be split evenly over {world_size} workers")
         self.per_epoch = max(1, n // self.batch)
         self.seed, self.start, self.stop = seed, start, stop
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, perm = -1, None
+        shard = self.batch // self.world_size
         for step in range(self.start, self.stop):
             e, b = divmod(step, self.per_epoch)
             if e != epoch:
                 epoch, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e))
-            yield [(e, int(i)) for i in perm[b * self.batch : (b + 1) * self.batch]]
+            lo = b * self.batch + self.rank * shard
+            yield [(e, int(i)) for i in perm[lo : lo + shard]]
 
 
 def _hyperparameters(cfg: Config, sigma_max: float, source: str, normalisation: Mapping[str, Any]) -> dict[str, Any]:
@@ -446,6 +465,182 @@ def _trim_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+@dataclasses.dataclass
+class RunSetup:
+    """What a training process finds before building the model (:func:`prepare_run`).
+
+    Attributes
+    ----------
+    train_ds, val_ds : StoreDataset
+        The train split (augmented as configured) and the val split, at ``model.resolution``.
+    fingerprint : str
+        The store's fingerprint.
+    latest : pathlib.Path or None
+        The checkpoint to resume from.
+    state : TrainState or None
+        Its content.
+    sigma_max : float
+    hyperparameters : dict
+        What every checkpoint of the run records.
+    """
+
+    train_ds: Any
+    val_ds: Any
+    fingerprint: str
+    latest: Path | None
+    state: TrainState | None
+    sigma_max: float
+    hyperparameters: dict[str, Any]
+
+
+def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> RunSetup:
+    """Open the datasets, find the checkpoint to resume from and fix sigma_max.
+
+    sigma_max: the checkpoint's; else ``model.sigma_max``; or if 0
+    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split.
+
+    Raises
+    ------
+    CheckpointError
+        If the latest checkpoint comes from another store or another model configuration.
+    """
+    from cmpipe.config import config_to_dict
+    from cmpipe.model.dataset import StoreDataset
+    from cmpipe.model.network import compute_sigma_max
+
+    tcfg, mcfg = cfg.train, cfg.model
+    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed)
+    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution)
+    fingerprint = train_ds.store_fingerprint
+    latest = latest_checkpoint(run_dir)
+    state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
+    if state is not None:
+        saved = state.hyperparameters["model"]
+        if saved != config_to_dict(cfg)["model"]:
+            raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
+        sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
+    elif mcfg.sigma_max > 0:
+        sigma_max, source = mcfg.sigma_max, "config"
+    else:
+        plain = StoreDataset(store_path, "train", resolution=mcfg.resolution)
+        sigma_max, source = compute_sigma_max(plain), "data"
+    hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
+    return RunSetup(train_ds, val_ds, fingerprint, latest, state, float(sigma_max), hp)
+
+
+def build_training(
+    cfg: Config, setup: RunSetup, device: str | torch.device, *,
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None, restore_rng: bool = True,
+) -> tuple[ScoreModel, torch.optim.Optimizer, ExponentialMovingAverage, int]:
+    """The score model (initialised from ``torch.manual_seed(train.seed)``), its Adam and EMA,
+    resumed from ``setup.state`` if any.
+
+    Parameters
+    ----------
+    cfg : Config
+    setup : RunSetup
+    device : str or torch.device
+    wrap : callable, optional
+        Applied to ``sm.model`` before the optimizer is made (e.g. DDP / Ray's ``prepare_model``).
+    restore_rng : bool
+        Restore torch's RNG from the checkpoint.
+
+    Returns
+    -------
+    (sm, optimizer, ema, start_step)
+    """
+    from cmpipe.model.network import build_score_model
+
+    torch.manual_seed(cfg.train.seed)
+    sm = build_score_model(cfg.model, setup.sigma_max, device)
+    if wrap is not None:
+        sm.model = wrap(sm.model)
+    optimizer = torch.optim.Adam(sm.model.parameters(), lr=cfg.train.lr)
+    ema = make_ema(sm.model, cfg.train.ema_decay)
+    start = 0
+    if setup.state is not None:
+        setup.state.restore(sm, optimizer, ema, rng=restore_rng)
+        start = setup.state.step
+        logger.info("resumed %s at step %d", setup.latest, start)
+    return sm, optimizer, ema, start
+
+
+def make_loaders(
+    cfg: Config, setup: RunSetup, start: int, stop: int, *, rank: int = 0, world_size: int = 1,
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader | None]:
+    """The train loader (steps ``start`` to ``stop``, shard ``rank`` of each step's batch) and
+    the val loader (None if the val split is empty), ``train.num_workers`` workers each."""
+    tcfg = cfg.train
+
+    def loader(ds, **kw):
+        return torch.utils.data.DataLoader(
+            ds, num_workers=tcfg.num_workers, generator=torch.Generator().manual_seed(tcfg.seed),
+            persistent_workers=False, **kw,
+        )
+
+    sampler = StepBatchSampler(len(setup.train_ds), tcfg.batch_size, tcfg.seed, start, stop, rank, world_size)
+    val_loader = loader(setup.val_ds, batch_size=tcfg.batch_size, shuffle=False) if len(setup.val_ds) else None
+    return loader(setup.train_ds, batch_sampler=sampler), val_loader
+
+
+def write_checkpoint(run_dir: str | os.PathLike[str], state: TrainState, keep: int) -> Path:
+    """:func:`save_checkpoint` as ``checkpoints/step_XXXXXXXX.pt`` of ``run_dir``, keeping the last ``keep``."""
+    path = save_checkpoint(Path(run_dir) / CHECKPOINT_DIR / f"step_{state.step:08d}.pt", state)
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        old.unlink()
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+def ema_validation_loss(sm: ScoreModel, ema: ExponentialMovingAverage, loader: torch.utils.data.DataLoader,
+                        cfg: Config) -> float:
+    """:func:`validation_loss` with the EMA weights (``train.val_batches`` batches, the run's
+    fixed validation seed), on the unwrapped network (no DDP collectives: safe on one rank)."""
+    wrapped, was_training = sm.model, sm.model.training
+    sm.model = unwrap(wrapped)
+    sm.eval()
+    try:
+        with ema.average_parameters():
+            return validation_loss(sm, loader, cfg.train.val_batches, cfg.train.seed + _VAL_SEED_OFFSET)
+    finally:
+        sm.model = wrapped
+        sm.train(was_training)
+
+
+class MetricsLog:
+    """``metrics.csv`` of a run (columns :data:`METRICS_COLUMNS`), opened for appending after
+    dropping the rows past ``start`` (a resume redoes them). A context manager."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], start: int) -> None:
+        self.path = Path(run_dir) / METRICS_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _trim_metrics(self.path, start)
+        new_file = not self.path.is_file()
+        self._file = self.path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=METRICS_COLUMNS)
+        if new_file:
+            self._writer.writeheader()
+
+    @staticmethod
+    def row(step: int, result: StepResult, images: int, seconds: float, val_loss: float | str = "") -> dict[str, Any]:
+        """One row: ``step`` after the update, ``result``'s fields, ``images / seconds``."""
+        return {"step": step, "loss": result.loss, "loss_per_dim": result.loss_per_dim, "lr": result.lr,
+                "grad_norm": result.grad_norm, "val_loss": val_loss, "images_per_s": images / max(seconds, 1e-12)}
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def train_loop(
     cfg: Config,
     store_path: str | os.PathLike[str],
@@ -464,7 +659,9 @@ def train_loop(
     ``train.val_batches`` batches of the val split); every ``train.checkpoint_every`` steps and
     at the end a checkpoint (the last ``train.keep_checkpoints`` kept). Resume restores the
     step, the weights, the EMA, the optimizer and torch's RNG: the continued run equals an
-    uninterrupted one.
+    uninterrupted one. Built from :func:`prepare_run`, :func:`build_training`,
+    :func:`make_loaders`, :func:`train_step`, :func:`ema_validation_loss`, :class:`MetricsLog`
+    and :func:`write_checkpoint` (which :mod:`cmpipe.pipeline.train` reuses under Ray Train).
 
     Parameters
     ----------
@@ -485,92 +682,39 @@ def train_loop(
         :class:`StepResult` or None), ``s_per_step`` (mean wall seconds per step, 0 if none),
         ``checkpoint`` (path of the latest).
     """
-    from cmpipe.config import config_to_dict, save_resolved_config
-    from cmpipe.model.dataset import StoreDataset
-    from cmpipe.model.network import build_score_model, compute_sigma_max, count_parameters
+    from cmpipe.config import save_resolved_config
+    from cmpipe.model.network import count_parameters
 
-    tcfg, mcfg = cfg.train, cfg.model
+    tcfg = cfg.train
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
     run_dir = Path(run_dir)
-    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed)
-    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution)
-    fingerprint = train_ds.store_fingerprint
-
-    latest = latest_checkpoint(run_dir)
-    state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
-    if state is not None:
-        saved = state.hyperparameters["model"]
-        if saved != config_to_dict(cfg)["model"]:
-            raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
-        sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
-    elif mcfg.sigma_max > 0:
-        sigma_max, source = mcfg.sigma_max, "config"
-    else:
-        plain = StoreDataset(store_path, "train", resolution=mcfg.resolution)
-        sigma_max, source = compute_sigma_max(plain), "data"
-    hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
-
-    torch.manual_seed(tcfg.seed)
-    sm = build_score_model(mcfg, sigma_max, device)
-    optimizer = torch.optim.Adam(sm.model.parameters(), lr=tcfg.lr)
-    ema = make_ema(sm.model, tcfg.ema_decay)
-    start = 0
-    if state is not None:
-        state.restore(sm, optimizer, ema)
-        start = state.step
-        logger.info("resumed %s at step %d", latest, start)
+    setup = prepare_run(cfg, store_path, run_dir)
+    sm, optimizer, ema, start = build_training(cfg, setup, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved_config(cfg, run_dir)
-    metrics_path = run_dir / METRICS_NAME
-    _trim_metrics(metrics_path, start)
     schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
-
-    def loader(ds, **kw):
-        return torch.utils.data.DataLoader(
-            ds, num_workers=tcfg.num_workers, generator=torch.Generator().manual_seed(tcfg.seed),
-            persistent_workers=False, **kw,
-        )
-
-    train_loader = loader(train_ds, batch_sampler=StepBatchSampler(len(train_ds), tcfg.batch_size, tcfg.seed, start, max_steps))
-    val_loader = loader(val_ds, batch_size=tcfg.batch_size, shuffle=False) if len(val_ds) else None
+    train_loader, val_loader = make_loaders(cfg, setup, start, max_steps)
     if val_loader is None:
         logger.warning("%s has no val images: val_loss stays empty", store_path)
 
-    def checkpoint(step: int) -> Path:
-        path = save_checkpoint(run_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt",
-                               TrainState.capture(sm, optimizer, ema, step, hp, fingerprint))
-        for old in checkpoint_paths(run_dir)[: -tcfg.keep_checkpoints]:
-            old.unlink()
-            old.with_suffix(".json").unlink(missing_ok=True)
-        return path
-
-    new_file = not metrics_path.is_file()
     last, step, t_loop = None, start, time.perf_counter()
     sm.train()
-    with metrics_path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
-        if new_file:
-            writer.writeheader()
+    with MetricsLog(run_dir, start) as log:
         t0 = time.perf_counter()
         for batch in train_loader:
             last = train_step(sm, optimizer, ema, batch, tcfg.clip_norm, schedule, step=step)
             step += 1
-            t1 = time.perf_counter()
-            row = {"step": step, "loss": last.loss, "loss_per_dim": last.loss_per_dim, "lr": last.lr,
-                   "grad_norm": last.grad_norm, "val_loss": "", "images_per_s": len(batch[0]) / max(t1 - t0, 1e-12)}
+            row = MetricsLog.row(step, last, len(batch[0]), time.perf_counter() - t0)
             if val_loader is not None and step % tcfg.val_every == 0:
-                sm.eval()
-                with ema.average_parameters():
-                    row["val_loss"] = validation_loss(sm, val_loader, tcfg.val_batches, tcfg.seed + _VAL_SEED_OFFSET)
-                sm.train()
-            writer.writerow(row)
-            f.flush()
+                row["val_loss"] = ema_validation_loss(sm, ema, val_loader, cfg)
+            log.write(row)
             if step % tcfg.checkpoint_every == 0 or step == max_steps:
-                checkpoint(step)
+                write_checkpoint(run_dir, TrainState.capture(sm, optimizer, ema, step, setup.hyperparameters,
+                                                             setup.fingerprint), tcfg.keep_checkpoints)
             t0 = time.perf_counter()
     elapsed = time.perf_counter() - t_loop
     done = step - start
     return {
-        "step": step, "start_step": start, "sigma_max": float(sigma_max), "parameters": count_parameters(sm.model),
+        "step": step, "start_step": start, "sigma_max": float(setup.sigma_max), "parameters": count_parameters(sm.model),
         "last": last, "s_per_step": elapsed / done if done else 0.0, "checkpoint": latest_checkpoint(run_dir),
     }

@@ -1,6 +1,7 @@
 """The Ray layer: the only Ray-aware code of cmpipe.
 
 ``generate``: one Ray task per missing chunk of the image store (:func:`generate_with_ray`).
+``train``: data-parallel training with Ray Train (:func:`train_with_ray`).
 Importing this package is cheap: Ray loads when a function runs.
 """
 
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["chunk_memory_bytes", "generate_with_ray"]
+__all__ = ["chunk_memory_bytes", "generate_with_ray", "train_with_ray"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.pipeline.generate import chunk_memory_bytes, generate_with_ray
+    from cmpipe.pipeline.train import train_with_ray
 
 
 def __getattr__(name: str) -> Any:
+    if name == "train_with_ray":
+        from cmpipe.pipeline import train
+
+        return train.train_with_ray
     if name in __all__:
         from cmpipe.pipeline import generate
 

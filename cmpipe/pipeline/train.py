@@ -1,0 +1,262 @@
+"""Train the score model with Ray Train: data-parallel (DDP) workers around :mod:`cmpipe.model.training`.
+
+Every worker runs :func:`_train_worker`, built from the single-process loop's pieces
+(:func:`~cmpipe.model.training.prepare_run`, :func:`~cmpipe.model.training.build_training`,
+:func:`~cmpipe.model.training.make_loaders`, :func:`~cmpipe.model.training.train_step`,
+:class:`~cmpipe.model.training.MetricsLog`, :func:`~cmpipe.model.training.write_checkpoint`):
+
+* each step's global batch (``train.batch_size`` images, the batch :func:`train_loop` would use at
+  that step) is cut into ``world_size`` equal shards, shard ``rank`` for worker ``rank``
+  (a batch size not divisible by the number of workers is refused);
+* the network is built on ``ray.train.torch.get_device()`` from ``torch.manual_seed(train.seed)``
+  (the same on every rank) and wrapped by ``ray.train.torch.prepare_model`` (DDP: gradients are
+  averaged over the ranks, so a step equals one step on the global batch); Adam and the EMA are
+  made over the wrapped parameters;
+* the loss's noise and diffusion times come from ``torch.manual_seed(step_noise_seed(seed, step,
+  rank))`` before each step, a function of the step and the rank only: a resumed run draws what
+  the uninterrupted one would (torch's RNG state in the checkpoint is rank 0's, and unused here);
+* every rank resumes from the latest cmpipe checkpoint of ``run_dir``; rank 0 alone writes the
+  checkpoints (same format as :func:`~cmpipe.model.training.train_loop`), ``metrics.csv`` (the loss
+  averaged over the ranks: the global batch's loss) and the validation loss (EMA weights);
+* at every checkpoint step each rank calls ``ray.train.report``; rank 0 attaches a
+  ``ray.train.Checkpoint`` holding a copy of the cmpipe checkpoint (so ``Result.metrics`` and
+  ``Result.checkpoint`` are set). Ray's copies live in ``<run_dir>/ray_results/<name>``; the
+  cmpipe checkpoints in ``<run_dir>/checkpoints`` are the ones resumed from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.config import Config
+
+__all__ = ["TrainError", "step_noise_seed", "train_with_ray"]
+
+logger = logging.getLogger(__name__)
+
+RAY_RESULTS = "ray_results"
+
+
+class TrainError(ValueError):
+    """A training run that cannot start as asked (no GPU in the cluster, an uneven batch split)."""
+
+
+def step_noise_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of torch's RNG before step ``step`` (0-based) on rank ``rank``: the loss's noise and
+    diffusion times (``numpy.random.SeedSequence([seed, step, rank])``, 63 bits)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def _check_split(batch_size: int, num_workers: int) -> None:
+    if num_workers < 1:
+        raise TrainError(f"num_workers must be >= 1, got {num_workers}")
+    if batch_size % num_workers:
+        raise TrainError(
+            f"train.batch_size={batch_size} (the global batch) cannot be split evenly over {num_workers} workers"
+        )
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """The loop of one Ray Train worker (see the module docstring)."""
+    threads = max(1, int(config["cpus_per_worker"]))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    import ray.train
+    import ray.train.torch
+
+    from cmpipe.config import save_resolved_config
+    from cmpipe.model.training import (
+        MetricsLog,
+        TrainState,
+        WarmupSchedule,
+        build_training,
+        ema_validation_loss,
+        latest_checkpoint,
+        make_loaders,
+        prepare_run,
+        train_step,
+        write_checkpoint,
+    )
+
+    cfg: Config = config["cfg"]
+    tcfg = cfg.train
+    run_dir, max_steps = Path(config["run_dir"]), int(config["max_steps"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    _check_split(tcfg.batch_size, world)
+    device = ray.train.torch.get_device()
+
+    setup = prepare_run(cfg, config["store_path"], run_dir)
+    sm, optimizer, ema, start = build_training(
+        cfg, setup, device, wrap=ray.train.torch.prepare_model, restore_rng=False,
+    )
+    train_loader, val_loader = make_loaders(cfg, setup, start, max_steps, rank=rank, world_size=world)
+    schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
+    log = None
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved_config(cfg, run_dir)
+        log = MetricsLog(run_dir, start)
+
+    def report(metrics: dict[str, Any], path: Path | None) -> None:
+        if path is None:
+            ray.train.report(metrics)
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="cmpipe-ckpt-"))
+        try:
+            for src in (path, path.with_suffix(".json")):
+                shutil.copy2(src, tmp / src.name)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
+                             checkpoint_dir_name=path.stem)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    step, t_loop = start, time.perf_counter()
+    metrics: dict[str, Any] = {"step": step, "start_step": start}
+    sm.train()
+    try:
+        t0 = time.perf_counter()
+        for batch in train_loader:
+            torch.manual_seed(step_noise_seed(tcfg.seed, step, rank))
+            last = train_step(sm, optimizer, ema, batch, tcfg.clip_norm, schedule, step=step)
+            step += 1
+            loss = last.loss
+            if world > 1:
+                total = torch.tensor([loss], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(total)
+                loss = float(total) / world
+            row = MetricsLog.row(step, last, tcfg.batch_size, time.perf_counter() - t0)
+            row["loss"], row["loss_per_dim"] = loss, loss / batch[0][0].numel()
+            metrics = {k: v for k, v in row.items() if v != ""}
+            metrics["start_step"] = start
+            saved = None
+            if rank == 0:
+                if val_loader is not None and step % tcfg.val_every == 0:
+                    row["val_loss"] = metrics["val_loss"] = ema_validation_loss(sm, ema, val_loader, cfg)
+                log.write(row)
+                if step % tcfg.checkpoint_every == 0 or step == max_steps:
+                    saved = write_checkpoint(run_dir, TrainState.capture(
+                        sm, optimizer, ema, step, setup.hyperparameters, setup.fingerprint), tcfg.keep_checkpoints)
+            if step % tcfg.checkpoint_every == 0 or step == max_steps:
+                done = step - start
+                metrics["s_per_step"] = (time.perf_counter() - t_loop) / done
+                report(metrics, saved)
+            t0 = time.perf_counter()
+        if step == start:  # nothing to do: report the latest checkpoint so the Result has one
+            metrics["s_per_step"] = 0.0
+            report(metrics, latest_checkpoint(run_dir) if rank == 0 else None)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _start_ray(address: str | None) -> bool:
+    from cmpipe.pipeline.generate import _start_ray as start
+
+    return start(address)
+
+
+def train_with_ray(
+    cfg: Config,
+    store_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    num_workers: int,
+    use_gpu: bool | None = None,
+    max_steps: int | None = None,
+    address: str | None = None,
+    cpus_per_worker: int = 1,
+    name: str = "train",
+) -> dict[str, Any]:
+    """Train the score model on ``num_workers`` Ray Train workers (DDP), resuming from ``run_dir``.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``model`` and ``train`` sections (``train.batch_size`` is the global batch).
+    store_path : str or path-like
+        A complete, normalised image store every worker can read.
+    run_dir : str or path-like
+        Where ``metrics.csv``, ``config.resolved.yaml``, ``checkpoints/`` and ``ray_results/`` go
+        (a path every worker can write; rank 0 writes).
+    num_workers : int
+        Training processes, >= 1; must divide ``train.batch_size``.
+    use_gpu : bool, optional
+        One GPU per worker (default ``train.use_gpu``). Checked against the cluster first.
+    max_steps : int, optional
+        Total steps to reach (default ``train.max_steps``).
+    address : str, optional
+        Ray cluster address (default ``$RAY_ADDRESS``, else a local Ray); an initialised Ray is used as is.
+    cpus_per_worker : int
+        CPUs reserved per worker, also its torch / OpenMP threads.
+    name : str
+        ``RunConfig(name)``; Ray's files go to ``<run_dir>/ray_results/<name>``.
+
+    Returns
+    -------
+    dict
+        ``step``, ``start_step``, ``s_per_step`` (mean wall seconds per step inside the workers),
+        ``wall_s`` (the whole ``fit()``), ``metrics`` (the last reported, rank 0's), ``checkpoint``
+        (the latest cmpipe checkpoint), ``ray_checkpoint`` (Ray's copy, a path, or None).
+
+    Raises
+    ------
+    TrainError
+        If ``use_gpu`` and the cluster has fewer GPUs than workers, or the batch does not split.
+    """
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from cmpipe.model.training import latest_checkpoint
+
+    tcfg = cfg.train
+    use_gpu = tcfg.use_gpu if use_gpu is None else bool(use_gpu)
+    _check_split(tcfg.batch_size, num_workers)
+    max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
+    run_dir = Path(run_dir).resolve()
+    started = _start_ray(address)
+    try:
+        if use_gpu:
+            gpus = ray.cluster_resources().get("GPU", 0.0)
+            if gpus < num_workers:
+                raise TrainError(
+                    f"train.use_gpu is true but the Ray cluster has {gpus:g} GPUs for {num_workers} workers: "
+                    "set train.use_gpu=false (CPU training) or use a cluster with GPUs"
+                )
+        resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+        trainer = TorchTrainer(
+            _train_worker,
+            train_loop_config={"cfg": cfg, "store_path": str(Path(store_path).resolve()), "run_dir": str(run_dir),
+                               "max_steps": max_steps, "cpus_per_worker": cpus_per_worker},
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+            run_config=RunConfig(
+                name=name, storage_path=str(run_dir / RAY_RESULTS),
+                checkpoint_config=CheckpointConfig(num_to_keep=tcfg.keep_checkpoints),
+                worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, cpus_per_worker))}},
+            ),
+        )
+        t0 = time.perf_counter()
+        result = trainer.fit()
+        wall = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+    metrics = dict(result.metrics or {})
+    return {
+        "step": metrics.get("step"), "start_step": metrics.get("start_step"), "s_per_step": metrics.get("s_per_step"),
+        "wall_s": wall, "metrics": metrics, "checkpoint": latest_checkpoint(run_dir),
+        "ray_checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
+    }
