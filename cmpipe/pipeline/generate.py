@@ -206,27 +206,14 @@ def generate_with_ray(
     import ray
     from tqdm import tqdm
 
-    from cmpipe.config import config_fingerprint
     from cmpipe.physics.sources import open_source
-    from cmpipe.plan import make_plan, write_plan
-    from cmpipe.store.generate_serial import plan_path
-    from cmpipe.store.zarr_store import (
-        compute_normalisation,
-        create_store,
-        missing_chunks,
-        open_store,
-        record_failures,
-        source_catalog,
-    )
+    from cmpipe.store.generate_serial import plan_and_create_store, plan_path
+    from cmpipe.store.zarr_store import compute_normalisation, missing_chunks, open_store, record_failures
 
-    store_path = Path(store_path).absolute()
     task_cfg = _single_threaded(cfg)
     if source is None:
         source = open_source(task_cfg)
-    catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
-    plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
-    group = create_store(store_path, plan, cfg, overwrite=overwrite)
-    write_plan(plan, plan_path(store_path))
+    store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
     k = int(group.attrs["chunk_images"])
     todo = missing_chunks(store_path)

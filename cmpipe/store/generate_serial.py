@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
-__all__ = ["PLAN_NAME", "generate_serial", "plan_path"]
+__all__ = ["PLAN_NAME", "generate_serial", "plan_path", "plan_and_create_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,31 @@ PLAN_NAME = "plan.parquet"
 def plan_path(store_path: str | os.PathLike[str]) -> Path:
     """Where the plan of a store lives: ``plan.parquet`` in the store's parent directory."""
     return Path(store_path).absolute().parent / PLAN_NAME
+
+
+def plan_and_create_store(
+    cfg: Config, store_path: str | os.PathLike[str], source: Any, overwrite: bool = False
+) -> tuple[Path, Any, Any]:
+    """The steps before any chunk, shared by the serial and the Ray generators.
+
+    The source's halo catalog, the plan (written to :func:`plan_path`) and the store, created
+    or reopened for a resume (:func:`cmpipe.store.create_store`).
+
+    Returns
+    -------
+    (store_path, plan, group)
+        The absolute store path, the plan (a pyarrow Table) and the open zarr group.
+    """
+    from cmpipe.config import config_fingerprint
+    from cmpipe.plan import make_plan, write_plan
+    from cmpipe.store.zarr_store import create_store, source_catalog
+
+    store_path = Path(store_path).absolute()
+    catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
+    plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    group = create_store(store_path, plan, cfg, overwrite=overwrite)
+    write_plan(plan, plan_path(store_path))
+    return store_path, plan, group
 
 
 def generate_serial(
@@ -59,24 +84,11 @@ def generate_serial(
     """
     from tqdm import tqdm
 
-    from cmpipe.config import config_fingerprint
     from cmpipe.physics.sources import open_source
-    from cmpipe.plan import make_plan, write_plan
-    from cmpipe.store.zarr_store import (
-        compute_normalisation,
-        create_store,
-        missing_chunks,
-        record_failures,
-        source_catalog,
-        write_chunk,
-    )
+    from cmpipe.store.zarr_store import compute_normalisation, missing_chunks, record_failures, write_chunk
 
-    store_path = Path(store_path).absolute()
     source = open_source(cfg)
-    catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
-    plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
-    group = create_store(store_path, plan, cfg, overwrite=overwrite)
-    write_plan(plan, plan_path(store_path))
+    store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
     todo = missing_chunks(store_path)
     logger.info("%s: %d images, %d chunks, %d to write", store_path, plan.num_rows, n_chunks, len(todo))
