@@ -28,22 +28,11 @@ from cmpipe.physics.sources import open_source
 from cmpipe.pipeline import generate_with_ray
 from cmpipe.store.schema import PLAN_ARRAYS
 from cmpipe.store import generate_serial, missing_chunks, open_store, validate_store
+from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 
 # test_store.py's plan: 7 analytic halos, 18 images; chunks of 2 images: 9 chunks
-MASSES = [13.51, 13.53, 13.55, 13.57, 13.59, 14.05, 14.45]
-OVERRIDES = [
-    "source.kind=analytic",
-    f"source.analytic_log10_m200m_msun_h={MASSES}",
-    "source.analytic_pair_mass_msun_h=1e11",
-    "maps.npix=32",
-    "maps.pixel_mpc=0.2",
-    "maps.depth_mpc=6.4",
-    "generate.images_per_0p1dex=6",
-    "generate.max_rotations_per_halo=3",
-    "generate.axes_per_rotation=3",
-    "generate.chunk_images=2",
-    "sph.num_threads=1",
-]
+MASSES = GENERATION_MASSES
+OVERRIDES = [*GENERATION_STORE, "generate.chunk_images=2", "sph.num_threads=1"]
 PER_IMAGE = (*PLAN_ARRAYS, "image_failed", "chunk_done")
 
 

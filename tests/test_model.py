@@ -35,21 +35,10 @@ from cmpipe.model.training import (
     train_step,
 )
 from cmpipe.store import StoreError, generate_serial, open_store
+from tiny_stores import TRAINING_MASSES, TRAINING_STORE
 
-MASSES = [14.0, 14.1, 14.2, 14.3, 14.4, 14.5]
-STORE_OVERRIDES = [
-    "source.kind=analytic",
-    f"source.analytic_log10_m200m_msun_h={MASSES}",
-    "source.analytic_pair_mass_msun_h=1e11",
-    "maps.npix=32",
-    "maps.pixel_mpc=0.4",
-    "maps.depth_mpc=12.8",
-    "generate.images_per_0p1dex=3",
-    "generate.max_rotations_per_halo=1",
-    "generate.chunk_images=4",
-    "generate.split_fractions=[0.67, 0.33, 0.0]",
-    "sph.num_threads=1",
-]
+MASSES = TRAINING_MASSES
+STORE_OVERRIDES = TRAINING_STORE
 TINY_MODEL = ["model.resolution=32", "model.nf=8", "model.ch_mult=[1, 2]", "model.num_res_blocks=1", "model.attention=false"]
 TARGETS, CONDITIONS = ("gas_sigma", "dm_sigma"), ("sz_y", "xray_sb")
 

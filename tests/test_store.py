@@ -37,22 +37,10 @@ from cmpipe.store import (
     validate_store,
 )
 from cmpipe.store.generate_serial import plan_path
+from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 
-# Three 0.1 dex bins: five common halos at 13.5 (subsampled), one at 14.0 and one at 14.4
-# (rotated twice each: target 6 images = 2 rotations x 3 axes).
-MASSES = [13.51, 13.53, 13.55, 13.57, 13.59, 14.05, 14.45]
-OVERRIDES = [
-    "source.kind=analytic",
-    f"source.analytic_log10_m200m_msun_h={MASSES}",
-    "source.analytic_pair_mass_msun_h=1e11",
-    "maps.npix=32",
-    "maps.pixel_mpc=0.2",
-    "maps.depth_mpc=6.4",
-    "generate.images_per_0p1dex=6",
-    "generate.max_rotations_per_halo=3",
-    "generate.axes_per_rotation=3",
-    "generate.chunk_images=4",
-]
+MASSES = GENERATION_MASSES
+OVERRIDES = [*GENERATION_STORE, "generate.chunk_images=4"]
 
 
 def _cfg(*extra: str):

@@ -31,6 +31,7 @@ from cmpipe.model.training import (
 )
 from cmpipe.pipeline.train import TrainError, step_noise_seed, train_with_ray
 from cmpipe.store import generate_serial
+from tiny_stores import TRAINING_STORE
 
 # Ray Train 2.60's fit() creates a Ray Data DataContext (even without datasets) whose own
 # initialisation sets its own deprecated fields (``use_push_based_shuffle``, ``use_polars``, ...)
@@ -38,19 +39,7 @@ from cmpipe.store import generate_serial
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 # The store of tests/test_model.py (18 analytic 32x32 images: 12 train, 6 val).
-STORE_OVERRIDES = [
-    "source.kind=analytic",
-    "source.analytic_log10_m200m_msun_h=[14.0, 14.1, 14.2, 14.3, 14.4, 14.5]",
-    "source.analytic_pair_mass_msun_h=1e11",
-    "maps.npix=32",
-    "maps.pixel_mpc=0.4",
-    "maps.depth_mpc=12.8",
-    "generate.images_per_0p1dex=3",
-    "generate.max_rotations_per_halo=1",
-    "generate.chunk_images=4",
-    "generate.split_fractions=[0.67, 0.33, 0.0]",
-    "sph.num_threads=1",
-]
+STORE_OVERRIDES = TRAINING_STORE
 TINY = ["model.resolution=16", "model.nf=8", "model.ch_mult=[1, 2]", "model.num_res_blocks=1", "model.attention=false",
         "train.batch_size=4", "train.warmup_steps=2", "train.checkpoint_every=1", "train.keep_checkpoints=10",
         "train.val_every=2", "train.val_batches=1", "train.num_workers=0", "train.lr=1e-3", "train.ema_decay=0.9",

@@ -207,7 +207,7 @@ def generate_with_ray(
     from tqdm import tqdm
 
     from cmpipe.physics.sources import open_source
-    from cmpipe.store.generate_serial import plan_and_create_store, plan_path
+    from cmpipe.store.generate_serial import plan_and_create_store, run_summary
     from cmpipe.store.zarr_store import compute_normalisation, missing_chunks, open_store, record_failures
 
     task_cfg = _single_threaded(cfg)
@@ -277,20 +277,11 @@ def generate_with_ray(
         compute_normalisation(store_path, cfg)
     else:
         logger.warning("%s: %d chunks still missing; rerun to resume, then it is normalised", store_path, len(still_missing))
-    return {
-        "store": str(store_path),
-        "plan": str(plan_path(store_path)),
-        "images": plan.num_rows,
-        "halos": len(set(plan["halo_id"].to_pylist())),
-        "chunks": n_chunks,
-        "chunks_written": len(todo) - len(crashed),
-        "missing_chunks": still_missing,
-        "failures": failures,
-        "failed_images": sum(len(f["images"]) for f in failures),
-        "crashed_chunks": sorted(crashed),
-        "seconds": {**seconds, "wall": wall},
-        "images_per_s": images_written / wall if images_written and wall > 0 else 0.0,
-        "cpus": cpus,
-        "normalised": not still_missing,
-    }
+    summary = run_summary(
+        store_path, plan, n_chunks, len(todo) - len(crashed), failures, seconds, wall, images_written
+    )
+    summary.update(
+        missing_chunks=still_missing, crashed_chunks=sorted(crashed), cpus=cpus, normalised=not still_missing
+    )
+    return summary
 

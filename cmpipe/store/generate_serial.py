@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
-__all__ = ["PLAN_NAME", "generate_serial", "plan_path", "plan_and_create_store"]
+__all__ = ["PLAN_NAME", "generate_serial", "plan_path", "plan_and_create_store", "run_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,26 @@ def plan_and_create_store(
     group = create_store(store_path, plan, cfg, overwrite=overwrite)
     write_plan(plan, plan_path(store_path))
     return store_path, plan, group
+
+
+def run_summary(
+    store_path: Path, plan: Any, n_chunks: int, chunks_written: int, failures: list[dict],
+    seconds: dict[str, float], wall: float, images_written: int,
+) -> dict[str, Any]:
+    """The summary both generators return (the Ray one adds its own keys); see
+    :func:`generate_serial` for the keys."""
+    return {
+        "store": str(store_path),
+        "plan": str(plan_path(store_path)),
+        "images": plan.num_rows,
+        "halos": len(set(plan["halo_id"].to_pylist())),
+        "chunks": n_chunks,
+        "chunks_written": chunks_written,
+        "failures": failures,
+        "failed_images": sum(len(f["images"]) for f in failures),
+        "seconds": {**seconds, "wall": wall},
+        "images_per_s": images_written / wall if images_written and wall > 0 else 0.0,
+    }
 
 
 def generate_serial(
@@ -104,15 +124,4 @@ def generate_serial(
     wall = time.perf_counter() - t0
     failures = record_failures(store_path, [])
     compute_normalisation(store_path, cfg)
-    return {
-        "store": str(store_path),
-        "plan": str(plan_path(store_path)),
-        "images": plan.num_rows,
-        "halos": len(set(plan["halo_id"].to_pylist())),
-        "chunks": n_chunks,
-        "chunks_written": len(todo),
-        "failures": failures,
-        "failed_images": sum(len(f["images"]) for f in failures),
-        "seconds": {**seconds, "wall": wall},
-        "images_per_s": images_written / wall if images_written and wall > 0 else 0.0,
-    }
+    return run_summary(store_path, plan, n_chunks, len(todo), failures, seconds, wall, images_written)

@@ -1,0 +1,37 @@
+"""Config overrides of the tiny image stores several test files build (one definition each).
+
+``GENERATION_STORE``: 7 analytic halos in three 0.1 dex bins -- five common halos at 13.5
+(subsampled), one at 14.0 and one at 14.4 (rotated twice each: target 6 images = 2 rotations x 3
+axes); 32 x 32 maps of 0.2 Mpc. Each file adds its own ``generate.chunk_images``.
+
+``TRAINING_STORE``: 6 analytic halos of 10^14-10^14.5, one rotation each, 18 images of 32 x 32
+of 0.4 Mpc (12 train, 6 val), chunks of 4, one thread.
+"""
+
+GENERATION_MASSES = [13.51, 13.53, 13.55, 13.57, 13.59, 14.05, 14.45]
+GENERATION_STORE = [
+    "source.kind=analytic",
+    f"source.analytic_log10_m200m_msun_h={GENERATION_MASSES}",
+    "source.analytic_pair_mass_msun_h=1e11",
+    "maps.npix=32",
+    "maps.pixel_mpc=0.2",
+    "maps.depth_mpc=6.4",
+    "generate.images_per_0p1dex=6",
+    "generate.max_rotations_per_halo=3",
+    "generate.axes_per_rotation=3",
+]
+
+TRAINING_MASSES = [14.0, 14.1, 14.2, 14.3, 14.4, 14.5]
+TRAINING_STORE = [
+    "source.kind=analytic",
+    f"source.analytic_log10_m200m_msun_h={TRAINING_MASSES}",
+    "source.analytic_pair_mass_msun_h=1e11",
+    "maps.npix=32",
+    "maps.pixel_mpc=0.4",
+    "maps.depth_mpc=12.8",
+    "generate.images_per_0p1dex=3",
+    "generate.max_rotations_per_halo=1",
+    "generate.chunk_images=4",
+    "generate.split_fractions=[0.67, 0.33, 0.0]",
+    "sph.num_threads=1",
+]
