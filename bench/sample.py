@@ -1,0 +1,100 @@
+"""Benchmark of posterior sampling: network evaluations and samples/s per sampler and step count.
+
+An untrained NCSN++ with the ``demo`` config's ``model`` section (``--paper``: the ``paper``
+one, at 128x128, CUDA only) and sigma_max 1.0 samples one batch of ``--batch`` rows (2 condition
+items x batch/2 samples, random conditions) with every sampler of
+:data:`cmpipe.model.sampling.SAMPLERS` at a few step counts, through
+:func:`cmpipe.model.sampling.sample_posterior` (``denoise=True``). An untrained network costs
+what a trained one does. Reported: network evaluations per sample, wall seconds for the batch,
+posterior samples per second, and milliseconds per batched network evaluation. A 2-step warm-up
+run comes first (not timed).
+
+Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+#: sampler -> step counts of the default run (about 1,400 batched evaluations in all).
+DEFAULT_STEPS = {"em": [100, 500], "pc": [50, 250], "heun": [10, 32], "dpm2m": [10, 20, 40]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--batch", type=int, default=16, help="network rows per batch (default 16, even)")
+    parser.add_argument("--paper", action="store_true", help="the paper's model at 128x128 (CUDA only)")
+    parser.add_argument("--samplers", default=",".join(DEFAULT_STEPS), help="comma-separated (default: all)")
+    parser.add_argument("--out", type=Path, help="save the figures as JSON")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from cmpipe.config import load_config
+    from cmpipe.model.network import build_score_model, count_parameters
+    from cmpipe.model.sampling import SAMPLERS, model_score_function, network_evaluations, sample_posterior
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.paper:
+        if device.type != "cuda" or not torch.cuda.is_available():
+            print("--paper needs a CUDA device (--device cuda) and none is available: skipped")
+            return 0
+        model_cfg, resolution = load_config("paper").model, 128
+    else:
+        model_cfg = load_config("demo").model
+        resolution = model_cfg.resolution
+    names = [s for s in args.samplers.split(",") if s]
+    unknown = sorted(set(names) - set(SAMPLERS))
+    if unknown:
+        parser.error(f"unknown samplers {unknown}; choose from {sorted(SAMPLERS)}")
+    if args.batch < 2 or args.batch % 2:
+        parser.error("--batch must be even and >= 2")
+
+    torch.manual_seed(0)
+    sm = build_score_model(model_cfg, 1.0, device).eval()
+    score = model_score_function(sm)
+    cond = torch.randn(2, 2, resolution, resolution, device=device)
+    per_item = args.batch // 2
+    label = "paper" if args.paper else "demo"
+    print(f"model ({label}): {count_parameters(sm)} parameters, {resolution}x{resolution}, nf={model_cfg.nf}, "
+          f"ch_mult={list(model_cfg.ch_mult)}, attention={model_cfg.attention}; batch {args.batch}; "
+          f"device {device}, {args.threads} threads", flush=True)
+
+    def run(name: str, steps: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        x = sample_posterior(score, cond, per_item, sampler=name, steps=steps, seeds=[0, 1], batch_size=args.batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        assert torch.isfinite(x).all()
+        return time.perf_counter() - t0
+
+    run("em", 2)  # warm-up
+    rows = []
+    print(f"{'sampler':8s} {'steps':>6s} {'evals/sample':>13s} {'wall s':>8s} {'samples/s':>10s} {'ms/eval':>8s}")
+    for name in names:
+        for steps in DEFAULT_STEPS.get(name, [20]):
+            evals = network_evaluations(name, steps, denoise=True)
+            wall = run(name, steps)
+            row = {"sampler": name, "steps": steps, "evals_per_sample": evals, "wall_s": wall,
+                   "samples_per_s": args.batch / wall, "ms_per_eval": 1e3 * wall / evals}
+            rows.append(row)
+            print(f"{name:8s} {steps:6d} {evals:13d} {wall:8.2f} {row['samples_per_s']:10.2f} "
+                  f"{row['ms_per_eval']:8.1f}", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"model": label, "resolution": resolution, "batch": args.batch,
+                                        "device": str(device), "threads": args.threads, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
