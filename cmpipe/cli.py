@@ -362,6 +362,44 @@ def _run_train(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _add_infer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store, the checkpoint and where Ray runs (keys: ``--set infer.KEY=...``, ``evaluate.KEY=...``)."""
+    parser.add_argument("--store", required=True, metavar="PATH", help="the complete, normalised Zarr image store")
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="a checkpoint file, or a run directory (its latest checkpoint), trained on this store")
+    parser.add_argument(
+        "--address", metavar="ADDRESS",
+        help="Ray cluster to sample on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
+    )
+
+
+def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
+    """Sample and evaluate the test split into ``--out`` (posterior.zarr, tables/), resumable."""
+    from cmpipe.pipeline.infer import infer_with_ray
+
+    summary = infer_with_ray(cfg, args.store, args.checkpoint, cfg.run.out, address=args.address)
+    print(summary["results"])
+    print(f"{summary['images']} test images: {summary['done_before']} done before, {summary['sampled']} sampled "
+          f"({summary['sampler']}, {summary['steps']} steps, {summary['n_samples']} samples); "
+          f"{summary['s_per_image']:.2f} s/image in the actors, {summary['wall_s']:.1f} s wall")
+    return 0
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The results directory of ``cmpipe infer``."""
+    parser.add_argument("--results", required=True, metavar="RESULTS",
+                        help="the --out directory of cmpipe infer (tables/, posterior.zarr, images.parquet)")
+
+
+def _run_report(args: argparse.Namespace, cfg: Config) -> int:
+    """Figures, Table 1 and the summaries from the tables only (no model); ``--out``: default RESULTS/report."""
+    from cmpipe.report import make_report
+
+    written = make_report(args.results, args.out)
+    print(written["report"])
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
@@ -403,6 +441,17 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "with metrics.csv and loss.png",
         _add_train_arguments,
         _run_train,
+    ),
+    "infer": Subcommand(
+        "draw posterior samples for the test split with Ray Data actors and evaluate them: posterior.zarr and "
+        "Parquet tables, resumable",
+        _add_infer_arguments,
+        _run_infer,
+    ),
+    "report": Subcommand(
+        "the paper's figures, Table 1, mass errors and calibration from the results of cmpipe infer (no model)",
+        _add_report_arguments,
+        _run_report,
     ),
 }
 

@@ -793,6 +793,111 @@ class TrainConfig(_Section):
         )
 
 
+SAMPLER_NAMES = ("em", "pc", "heun", "dpm2m")
+
+
+@dataclass(frozen=True)
+class InferConfig(_Section):
+    """Posterior sampling of the test split (:mod:`cmpipe.pipeline.infer`).
+
+    Attributes
+    ----------
+    n_samples : int
+        Posterior samples per test image [count], >= 2 (the paper: 50).
+    sampler : str
+        One of :data:`SAMPLER_NAMES`: ``em`` reverse-SDE Euler-Maruyama (the paper's), ``pc``
+        predictor-corrector, ``heun`` probability-flow ODE (Heun, EDM schedule), ``dpm2m``
+        DPM-Solver++(2M) (:mod:`cmpipe.model.sampling`).
+    steps : int
+        Sampler steps [count], >= 1.
+    denoise : bool
+        End with one denoising (Tweedie) step at sigma_min.
+    batch_size : int
+        Network rows (image x sample) per forward pass [count], >= 1.
+    images_per_batch : int
+        Test images per Ray Data batch handed to an actor [count], >= 1.
+    actors : int
+        Size of the Ray Data actor pool [count], >= 1.
+    cpus_per_actor : float
+        CPUs reserved by one actor (fractional allowed), > 0.
+    gpus_per_actor : float
+        GPUs of one actor [count], >= 0 (0: CPU).
+    threads_per_actor : int
+        torch threads inside one actor [count], >= 1.
+    save_samples : bool
+        Also write every sample to ``posterior.zarr`` (else only the mean and standard deviation).
+    seed : int
+        Image ``i`` of the store samples from seed ``[seed, i]``: independent of batching, >= 0.
+    """
+
+    section: ClassVar[str] = "infer"
+
+    n_samples: int = 50
+    sampler: str = "em"
+    steps: int = 1000
+    denoise: bool = True
+    batch_size: int = 64
+    images_per_batch: int = 4
+    actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 1.0
+    threads_per_actor: int = 4
+    save_samples: bool = False
+    seed: int = 0
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(self.n_samples >= 2, f"{k('n_samples')} must be >= 2; got {self.n_samples}", k("n_samples"))
+        _one_of(self.sampler, SAMPLER_NAMES, k("sampler"))
+        for name in ("steps", "batch_size", "images_per_batch", "actors", "threads_per_actor"):
+            value = getattr(self, name)
+            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
+        _require(self.cpus_per_actor > 0, f"{k('cpus_per_actor')} must be > 0; got {self.cpus_per_actor}",
+                 k("cpus_per_actor"))
+        _require(self.gpus_per_actor >= 0, f"{k('gpus_per_actor')} must be >= 0; got {self.gpus_per_actor}",
+                 k("gpus_per_actor"))
+        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(_Section):
+    """The paper's section 4 metrics and report (:mod:`cmpipe.evaluate`, ``cmpipe report``).
+
+    Attributes
+    ----------
+    test_log10_m_min_msun_h, test_log10_m_max_msun_h : float
+        Test images outside [min, max) of log10 M200m [log10 Msun/h] are left out of the
+        summaries (the paper tests on an inner mass range).
+    mass_split_log10_msun_h : float
+        Low / high mass boundary of Table 1 and the split figures [log10 Msun/h].
+    k_split_mpc_inv : float
+        Large / small scale boundary of Table 1 [Mpc^-1]; 0: sqrt(k_F k_Nyq) of the model's grid.
+    convergence_tolerance : float
+        Tolerance of the 95th-percentile sample-variance deviation defining convergence [dimensionless].
+    """
+
+    section: ClassVar[str] = "evaluate"
+
+    test_log10_m_min_msun_h: float = 13.75
+    test_log10_m_max_msun_h: float = 15.25
+    mass_split_log10_msun_h: float = 14.25
+    k_split_mpc_inv: float = 0.0
+    convergence_tolerance: float = 0.5
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(
+            self.test_log10_m_min_msun_h < self.test_log10_m_max_msun_h,
+            f"{k('test_log10_m_min_msun_h')} must be < {k('test_log10_m_max_msun_h')}",
+            k("test_log10_m_min_msun_h"), k("test_log10_m_max_msun_h"),
+        )
+        _require(self.k_split_mpc_inv >= 0, f"{k('k_split_mpc_inv')} must be >= 0; got {self.k_split_mpc_inv}",
+                 k("k_split_mpc_inv"))
+        _require(self.convergence_tolerance > 0,
+                 f"{k('convergence_tolerance')} must be > 0; got {self.convergence_tolerance}",
+                 k("convergence_tolerance"))
+
+
 @dataclass(frozen=True)
 class RenderConfig(_Section):
     """Which halo to render and how (``cmpipe render-halo``).
@@ -873,6 +978,8 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

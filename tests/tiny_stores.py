@@ -35,3 +35,14 @@ TRAINING_STORE = [
     "generate.split_fractions=[0.67, 0.33, 0.0]",
     "sph.num_threads=1",
 ]
+
+# The store of the inference tests: the training store's halos split 3 train, 1 val, 2 test
+# (6 test images of 32 x 32, 0.4 Mpc).
+INFERENCE_STORE = [*TRAINING_STORE[:-2], "generate.split_fractions=[0.5, 0.17, 0.33]", "sph.num_threads=1"]
+TINY_MODEL = ["model.resolution=16", "model.nf=8", "model.ch_mult=[1, 2]", "model.num_res_blocks=1",
+              "model.attention=false", "train.batch_size=4", "train.warmup_steps=1", "train.checkpoint_every=2",
+              "train.val_every=2", "train.val_batches=1", "train.num_workers=0", "train.augment=false"]
+TINY_INFER = ["infer.n_samples=4", "infer.sampler=em", "infer.steps=4", "infer.batch_size=16",
+              "infer.images_per_batch=2", "infer.actors=1", "infer.cpus_per_actor=1", "infer.gpus_per_actor=0",
+              "infer.threads_per_actor=1", "evaluate.test_log10_m_min_msun_h=13.5",
+              "evaluate.test_log10_m_max_msun_h=15.0", "evaluate.mass_split_log10_msun_h=14.25"]

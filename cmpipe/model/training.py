@@ -339,28 +339,40 @@ def _model_config(hyperparameters: Mapping[str, Any]) -> ModelConfig:
     return ModelConfig(**hyperparameters["model"])
 
 
-def load_for_inference(run_dir: str | os.PathLike[str], device: str | torch.device, use_ema: bool = True) -> ScoreModel:
-    """The score model of a run's latest checkpoint, in eval mode on ``device``.
+def load_for_inference(
+    run_dir: str | os.PathLike[str],
+    device: str | torch.device,
+    use_ema: bool = True,
+    store_fingerprint: str | None = None,
+) -> ScoreModel:
+    """The score model of a checkpoint (a file, or a run's latest), in eval mode on ``device``.
 
     Parameters
     ----------
     run_dir : str or path-like
+        A run directory (its latest checkpoint) or a checkpoint file.
     device : str or torch.device
     use_ema : bool
         The EMA weights (default) or the raw ones.
+    store_fingerprint : str, optional
+        The store the model will be used on: a checkpoint trained on another store is refused
+        (:class:`CheckpointError` naming both fingerprints).
 
     Returns
     -------
     ScoreModel
         With ``sm.hyperparameters["cmpipe"]`` = the checkpoint's hyper-parameters (normalisation
-        included, for :func:`cmpipe.model.dataset.denormalise`).
+        included, for :func:`cmpipe.model.dataset.denormalise`) and
+        ``sm.hyperparameters["cmpipe_checkpoint"]`` = ``{"path", "step"}``.
     """
     from cmpipe.model.network import build_score_model
 
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
-    state = load_checkpoint(path)
+    path = Path(run_dir)
+    if not path.is_file():
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
+    state = load_checkpoint(path, store_fingerprint=store_fingerprint)
     hp = state.hyperparameters
     sm = build_score_model(_model_config(hp), hp["sigma_max"], device)
     sm.model.load_state_dict(state.model)
@@ -368,6 +380,7 @@ def load_for_inference(run_dir: str | os.PathLike[str], device: str | torch.devi
         ema = make_ema(sm.model, hp["train"]["ema_decay"])
         ema.load_state_dict(state.ema)
         ema.copy_to()
+    sm.hyperparameters["cmpipe_checkpoint"] = {"path": str(path), "step": int(state.step)}
     sm.hyperparameters["cmpipe"] = hp
     sm.eval()
     return sm

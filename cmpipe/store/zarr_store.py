@@ -54,7 +54,7 @@ class StoreError(ValueError):
 
 def store_fingerprint(cfg: Config) -> str:
     """Fingerprint of what the store's content depends on: ``cfg`` less ``run``, ``render``,
-    ``model``, ``train`` and ``sph.num_threads``.
+    ``model``, ``train``, ``infer``, ``evaluate`` and ``sph.num_threads``.
 
     ``sph.num_threads`` is a resource, not content: the Ray generator runs each chunk with one
     thread whatever the config says, and may resume a store the serial generator began. (The
@@ -69,14 +69,24 @@ def store_fingerprint(cfg: Config) -> str:
     -------
     str
         :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run``, ``render``,
-        ``model``, ``train`` (they do not change the images) and ``sph.num_threads`` at their
+        ``model``, ``train``, ``infer``, ``evaluate`` (they do not change the images) and ``sph.num_threads`` at their
         defaults.
     """
-    from cmpipe.config import ModelConfig, RenderConfig, RunConfig, SphConfig, TrainConfig, config_fingerprint
+    from cmpipe.config import (
+        EvaluateConfig,
+        InferConfig,
+        ModelConfig,
+        RenderConfig,
+        RunConfig,
+        SphConfig,
+        TrainConfig,
+        config_fingerprint,
+    )
 
     sph = dataclasses.replace(cfg.sph, num_threads=SphConfig().num_threads)
     return config_fingerprint(
-        dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph, model=ModelConfig(), train=TrainConfig())
+        dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph, model=ModelConfig(), train=TrainConfig(),
+                            infer=InferConfig(), evaluate=EvaluateConfig())
     )
 
 

@@ -1,0 +1,129 @@
+"""Posterior sampling of physical maps from a trained checkpoint (no Ray).
+
+:class:`PosteriorSampler` wraps a loaded score model: physical condition maps (y, S_X) in,
+physical posterior samples of (gas, DM) out, through the store's normalisation recorded in
+the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The Ray Data actors of
+:mod:`cmpipe.pipeline.infer` build one per actor, through a loader that tests may replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, denormalise, normalise
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
+    """A checkpoint file: ``checkpoint`` itself, or the latest in a run directory.
+
+    Raises
+    ------
+    cmpipe.model.training.CheckpointError
+        If there is none (naming the path).
+    """
+    from cmpipe.model.training import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
+
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise CheckpointError(f"{checkpoint}: neither a checkpoint file nor a run directory with one in "
+                              f"{path / CHECKPOINT_DIR}")
+    return latest
+
+
+class PosteriorSampler:
+    """Samples of (gas_sigma, dm_sigma) given (sz_y, xray_sb), in physical units.
+
+    Parameters
+    ----------
+    sm : score_models.ScoreModel
+        The conditional VE score model (eval mode), with ``sm.hyperparameters["cmpipe"]``
+        (:func:`cmpipe.model.training.load_for_inference`).
+    sampler, steps, denoise, batch_size :
+        As ``infer.*`` in the config (:class:`cmpipe.config.InferConfig`).
+    """
+
+    def __init__(self, sm: Any, *, sampler: str, steps: int, denoise: bool, batch_size: int) -> None:
+        from cmpipe.model.sampling import model_score_function
+
+        self.sm = sm
+        self.hyperparameters = sm.hyperparameters["cmpipe"]
+        self.normalisation = self.hyperparameters["normalisation"]
+        self.resolution = int(self.hyperparameters["model"]["resolution"])
+        self.score_fn = model_score_function(sm)
+        self.sampler, self.steps, self.denoise, self.batch_size = sampler, int(steps), bool(denoise), int(batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sm.model.parameters()).device
+
+    def sample(self, condition: np.ndarray, n_samples: int, seeds: Sequence[int]) -> np.ndarray:
+        """Posterior samples for a batch of images.
+
+        Parameters
+        ----------
+        condition : ndarray, shape (B, 2, R, R)
+            Physical (sz_y [dimensionless], xray_sb [erg s^-1 cm^-2 sr^-1]) maps on the model's grid.
+        n_samples : int
+        seeds : sequence of int
+            One per image: image ``b``'s samples depend only on ``seeds[b]``.
+
+        Returns
+        -------
+        ndarray, shape (B, n_samples, 2, R, R)
+            float64 physical (gas_sigma, dm_sigma) maps. The normalised samples are clipped to
+            [0, 1], the range of the training data (as the conditions are by
+            :func:`~cmpipe.model.dataset.normalise`), before the inverse transform: a poorly
+            trained model's outliers would otherwise overflow the log transform.
+        """
+        from cmpipe.model.sampling import sample_posterior
+
+        condition = np.asarray(condition)
+        if condition.ndim != 4 or condition.shape[1:] != (2, self.resolution, self.resolution):
+            raise ValueError(f"condition maps must be (B, 2, {self.resolution}, {self.resolution}); got {condition.shape}")
+        cond = torch.from_numpy(normalise(condition, CONDITION_CHANNELS, self.normalisation)).to(self.device)
+        with torch.no_grad():
+            x = sample_posterior(self.score_fn, cond, n_samples, sampler=self.sampler, steps=self.steps,
+                                 seeds=list(seeds), denoise=self.denoise, batch_size=self.batch_size)
+        x = np.clip(x.double().cpu().numpy(), 0.0, 1.0)
+        return denormalise(x, TARGET_CHANNELS, self.normalisation)
+
+
+def load_posterior_sampler(
+    checkpoint: str | os.PathLike[str],
+    infer_cfg: Any,
+    device: str | torch.device = "cpu",
+    store_fingerprint: str | None = None,
+) -> PosteriorSampler:
+    """The default loader of the inference actors: a checkpoint's EMA weights on ``device``.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        A checkpoint file or a run directory (its latest checkpoint).
+    infer_cfg : cmpipe.config.InferConfig
+    device : str or torch.device
+    store_fingerprint : str, optional
+        The store the samples are for: a checkpoint trained on another store is refused.
+    """
+    from cmpipe.model.training import load_for_inference
+
+    path = resolve_checkpoint(checkpoint)
+    sm = load_for_inference(path, device, store_fingerprint=store_fingerprint)
+    return PosteriorSampler(sm, sampler=infer_cfg.sampler, steps=infer_cfg.steps, denoise=infer_cfg.denoise,
+                            batch_size=infer_cfg.batch_size)
+
+
+#: A loader: (checkpoint, infer config, device, store fingerprint) -> PosteriorSampler.
+SamplerLoader = Callable[[str, Any, str, "str | None"], PosteriorSampler]

@@ -1,0 +1,270 @@
+"""The result tables' data contract: one fixed Arrow schema per Parquet table (one versioned source).
+
+``cmpipe infer`` writes, under ``RESULTS/tables/<table>/``, Parquet parts (one per Ray Data
+batch, named by the store indices of its images); ``cmpipe report`` reads each table directory
+as one table (:func:`read_table`). Every part is cast to the schema below before it is written
+(:func:`to_table`), so the parts never drift. Units are in each field's metadata (key
+``unit``) and below. ``channel`` is a target channel, ``gas_sigma`` or ``dm_sigma``
+(:data:`cmpipe.model.dataset.TARGET_CHANNELS`), on the model's grid (``model.resolution``
+pixels of ``pixel_mpc`` = the store's ``pixel_mpc * npix / resolution``). "Posterior mean" is the
+mean of the ``n_samples`` samples of one image. Masses are ``Sigma`` summed over pixels times the
+pixel area: ``map * rho_bar * L * A_pix`` [Msun] with the channel's cosmic mean ``rho_bar``
+(:mod:`cmpipe.maps`).
+
+=============  =============================================================================
+table          one row per
+=============  =============================================================================
+``clusters``   (image, channel): masses, their errors and ranks, standardized-error moments
+``profiles``   (image, channel, radial bin): truth and posterior-mean profiles
+``spectra``    (image, channel, comparison, k bin): P(k) of truth and of the other map, the
+               cross spectrum, b(k) and r(k)
+``convergence`` (image, channel, n): the 95th-percentile deviation of the n-sample variance
+``zhist``      (image, channel, bin): histogram of the standardized pixel errors
+``coverage``   (image, channel, quantity, level): fraction of the truth inside the central
+               credible interval of that level
+=============  =============================================================================
+
+``spectra.comparison``: ``posterior_mean`` (the n-sample mean against the truth),
+``sample`` (single samples against the truth, spectra averaged over the samples),
+``input_sz_y`` / ``input_xray_sb`` (the condition map against the truth: the paper's linear
+baseline; ``b`` is NaN there, the maps have other units).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+#: Version of every table's schema; bump on any change.
+TABLE_SCHEMA_VERSION = 1
+
+
+def _f(name: str, type_: pa.DataType, unit: str, doc: str) -> pa.Field:
+    return pa.field(name, type_, nullable=False, metadata={"unit": unit, "doc": doc})
+
+
+_KEY = [
+    _f("image_index", pa.int64(), "", "image index in the image store"),
+    _f("halo_id", pa.int64(), "", "halo within the source"),
+    _f("log10_m200m_msun_h", pa.float64(), "log10(Msun/h)", "log10 M200m of the halo"),
+    _f("channel", pa.string(), "", "target channel: gas_sigma | dm_sigma"),
+]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "clusters": pa.schema([
+        *_KEY,
+        _f("r200m_mpc", pa.float64(), "Mpc", "R200m of the halo (physical)"),
+        _f("mass_true_msun", pa.float64(), "Msun", "true mass in the map"),
+        _f("mass_pred_msun", pa.float64(), "Msun", "mass of the posterior mean map"),
+        _f("mass_frac_error", pa.float64(), "", "(pred - true) / true, whole map"),
+        _f("mass_std_frac", pa.float64(), "", "std of the sample masses / true mass, whole map"),
+        _f("mass_rank", pa.int32(), "count", "samples with a mass below the true mass (0..n_samples)"),
+        _f("mass_r200m_true_msun", pa.float64(), "Msun", "true mass within R200m (projected)"),
+        _f("mass_r200m_pred_msun", pa.float64(), "Msun", "mass of the posterior mean within R200m"),
+        _f("mass_r200m_frac_error", pa.float64(), "", "(pred - true) / true within R200m"),
+        _f("mass_r200m_rank", pa.int32(), "count", "samples with a mass within R200m below the true one"),
+        _f("z_mean", pa.float64(), "", "mean of the standardized pixel errors (mean - true) / std"),
+        _f("z_std", pa.float64(), "", "standard deviation of the standardized pixel errors"),
+        _f("n_converged", pa.int32(), "count", "samples after which the 95th-percentile variance deviation stays "
+                                               "below evaluate.convergence_tolerance (n_samples + 1: never)"),
+        _f("n_samples", pa.int32(), "count", "posterior samples of the image"),
+        _f("seconds", pa.float64(), "s", "sampling wall time of the image's batch, divided by its images"),
+    ]),
+    "profiles": pa.schema([
+        *_KEY,
+        _f("bin", pa.int32(), "", "radial bin"),
+        _f("r_mpc", pa.float64(), "Mpc", "mid radius of the annulus"),
+        _f("true", pa.float64(), "channel unit", "mean of the true map in the annulus"),
+        _f("pred_mean", pa.float64(), "channel unit", "mean of the posterior-mean map in the annulus"),
+        _f("pred_std", pa.float64(), "channel unit", "std over samples of the sample profiles"),
+        _f("frac_error", pa.float64(), "", "(pred_mean - true) / true"),
+    ]),
+    "spectra": pa.schema([
+        *_KEY,
+        _f("comparison", pa.string(), "", "posterior_mean | sample | input_sz_y | input_xray_sb"),
+        _f("bin", pa.int32(), "", "k bin (integer |k| / k_F)"),
+        _f("k_mpc_inv", pa.float64(), "Mpc^-1", "mean |k| of the bin's modes"),
+        _f("p_true", pa.float64(), "Mpc^2", "P(k) of the mean-subtracted true map"),
+        _f("p_other", pa.float64(), "Mpc^2 (other map unit^2)", "P(k) of the compared map"),
+        _f("p_cross", pa.float64(), "Mpc^2 (other map unit)", "cross spectrum"),
+        _f("b", pa.float64(), "", "sqrt(p_other / p_true); NaN for inputs"),
+        _f("r", pa.float64(), "", "p_cross / sqrt(p_other p_true)"),
+    ]),
+    "convergence": pa.schema([
+        *_KEY,
+        _f("n", pa.int32(), "count", "samples used"),
+        _f("p95_deviation", pa.float64(), "", "95th percentile over pixels of |var_n / var_all - 1|"),
+        _f("mean_ratio", pa.float64(), "", "mean over pixels of var_n / var_all"),
+    ]),
+    "zhist": pa.schema([
+        *_KEY,
+        _f("bin", pa.int32(), "", "bin of cmpipe.metrics.Z_EDGES"),
+        _f("z_lo", pa.float64(), "", "lower edge"),
+        _f("z_hi", pa.float64(), "", "upper edge"),
+        _f("count", pa.int64(), "count", "pixels"),
+    ]),
+    "coverage": pa.schema([
+        *_KEY,
+        _f("quantity", pa.string(), "", "pixels (fraction of pixels) | mass | mass_r200m | profile (fraction of bins)"),
+        _f("level", pa.float64(), "", "credible level of the central interval"),
+        _f("covered", pa.float64(), "", "fraction of the truth inside the interval"),
+    ]),
+}
+
+for _name, _schema in SCHEMAS.items():
+    SCHEMAS[_name] = _schema.with_metadata({
+        "cmpipe_table": _name, "cmpipe_table_schema_version": str(TABLE_SCHEMA_VERSION),
+    })
+
+
+#: ``RESULTS/images.parquet``: every image of the store (all splits), for the mass
+#: distribution of the report (Fig. 1); written once by ``cmpipe infer``.
+IMAGES_SCHEMA = pa.schema([
+    _f("image_index", pa.int64(), "", "image index in the image store"),
+    _f("halo_id", pa.int64(), "", "halo within the source"),
+    _f("log10_m200m_msun_h", pa.float64(), "log10(Msun/h)", "log10 M200m of the halo"),
+    _f("split", pa.string(), "", "train | val | test"),
+    _f("failed", pa.bool_(), "", "the image's halo failed to project"),
+    _f("selected", pa.bool_(), "", "a test image within evaluate.test_log10_m_* (sampled by cmpipe infer)"),
+]).with_metadata({"cmpipe_table": "images", "cmpipe_table_schema_version": str(TABLE_SCHEMA_VERSION)})
+
+
+class TableError(ValueError):
+    """A result table is missing, or its schema is not this cmpipe's."""
+
+
+def to_table(name: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Rows (a list of dicts, or a dict of columns) as a table of schema ``SCHEMAS[name]``.
+
+    Raises
+    ------
+    TableError
+        If a column is missing or extra, naming it.
+    """
+    schema = SCHEMAS[name]
+    columns = rows if isinstance(rows, Mapping) else (
+        {f: [r[f] for r in rows] for f in schema.names} if rows else {f: [] for f in schema.names})
+    missing = [f for f in schema.names if f not in columns]
+    extra = [f for f in columns if f not in schema.names]
+    if missing or extra:
+        raise TableError(f"table {name}: missing columns {missing}, unknown columns {extra}")
+    return pa.table({f: pa.array(columns[f], type=schema.field(f).type) for f in schema.names}, schema=schema)
+
+
+_PART_RE = re.compile(r"part-(\d{8})-(\d{8})\.parquet")
+
+
+def part_name(images: Sequence[int]) -> str:
+    """File name of the part holding the rows of these store images: first and last index."""
+    return f"part-{min(images):08d}-{max(images):08d}.parquet"
+
+
+def write_part(results: str | os.PathLike[str], name: str, table: pa.Table, images: Sequence[int]) -> Path:
+    """Write one part of table ``name`` atomically (temporary file, then rename)."""
+    directory = Path(results) / "tables" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / part_name(images)
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def part_paths(results: str | os.PathLike[str], name: str) -> list[Path]:
+    """The parts of table ``name``, in file-name order."""
+    directory = Path(results) / "tables" / name
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _PART_RE.fullmatch(p.name))
+
+
+def read_table(results: str | os.PathLike[str], name: str) -> pa.Table:
+    """Every part of table ``name`` as one table, sorted by ``image_index`` (stable).
+
+    Raises
+    ------
+    TableError
+        If the table has no part, or a part's schema version differs (naming the file).
+    """
+    parts = part_paths(results, name)
+    if not parts:
+        raise TableError(f"{Path(results) / 'tables' / name}: no Parquet parts (run `cmpipe infer` first)")
+    tables = []
+    for path in parts:
+        table = pq.read_table(path)
+        version = (table.schema.metadata or {}).get(b"cmpipe_table_schema_version", b"?").decode()
+        if version != str(TABLE_SCHEMA_VERSION):
+            raise TableError(f"{path}: table schema version {version}, this cmpipe reads {TABLE_SCHEMA_VERSION}")
+        tables.append(table.cast(SCHEMAS[name]))
+    table = pa.concat_tables(tables)
+    return table.sort_by([("image_index", "ascending")])
+
+
+def images_path(results: str | os.PathLike[str]) -> Path:
+    return Path(results) / "images.parquet"
+
+
+def write_images_table(results: str | os.PathLike[str], columns: Mapping[str, Sequence[Any]]) -> Path:
+    """Write ``RESULTS/images.parquet`` (:data:`IMAGES_SCHEMA`) atomically."""
+    path = images_path(results)
+    table = pa.table({f: pa.array(columns[f], type=IMAGES_SCHEMA.field(f).type) for f in IMAGES_SCHEMA.names},
+                     schema=IMAGES_SCHEMA)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_images_table(results: str | os.PathLike[str]) -> pa.Table:
+    """``RESULTS/images.parquet``.
+
+    Raises
+    ------
+    TableError
+        If it is missing.
+    """
+    path = images_path(results)
+    if not path.is_file():
+        raise TableError(f"{path}: missing (run `cmpipe infer` first)")
+    return pq.read_table(path).cast(IMAGES_SCHEMA)
+
+
+def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tuple[list[Path], set[int]]:
+    """Delete every table part that holds an image not in ``done`` (left by a killed run).
+
+    A part is written before its images are marked done, so after a crash a part may exist for
+    images the rerun will sample again. Removing it also removes the rows of the part's other
+    images, so those are returned, to be marked not done and sampled again; parts of other
+    tables holding them go too (repeated until nothing changes). Every image's rows then exist
+    exactly once after the rerun.
+
+    Returns
+    -------
+    removed : list of Path
+    redo : set of int
+        Images of ``done`` whose rows were removed.
+    """
+    removed: list[Path] = []
+    lost: set[int] = set()
+    tables_dir = Path(results) / "tables"
+    parts = {p: set(pq.read_table(p, columns=["image_index"]).column(0).to_pylist())
+             for name in SCHEMAS for p in part_paths(results, name)}
+    changed = True
+    while changed:
+        changed = False
+        for path, images in list(parts.items()):
+            if not images <= done or images & lost:
+                path.unlink()
+                removed.append(path)
+                del parts[path]
+                lost |= images
+                changed = True
+    for tmp in tables_dir.glob("*/.part-*.tmp") if tables_dir.is_dir() else []:
+        tmp.unlink()
+    return removed, lost & done

@@ -1,0 +1,165 @@
+"""Posterior inference with Ray Data actors (``cmpipe.pipeline.infer``) on the shared local Ray.
+
+One tiny store (6 test images of 16 x 16 at the model's resolution) and one tiny checkpoint (2
+training steps, ``nf=8``); one Ray Data run samples every test image (4 samples, 4 Euler-Maruyama
+steps) through an injected loader. Oracles: the documented Arrow schemas and the posterior
+store's layout; the posterior mean and std recomputed from the saved samples (float32 rounding);
+the same image sampled again outside Ray with the same seed (exact: seeds do not depend on
+batching); a rerun finds every image done; an interrupted image's table part is removed and its
+rows come back identical (deterministic seeds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cmpipe.config import load_config
+from cmpipe.model.training import CheckpointError, latest_checkpoint, train_loop
+from cmpipe.pipeline.infer import InferError, image_seed, infer_with_ray, select_test_images
+from cmpipe.store import generate_serial
+from cmpipe.store.posterior import open_posterior
+from cmpipe.store.tables import SCHEMAS, part_paths, read_images_table, read_table
+from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
+
+def _cfg(*extra: str):
+    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("infer_store") / "images.zarr"
+    generate_serial(_cfg(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("infer_run") / "run"
+    train_loop(_cfg(), store, run, max_steps=2)
+    return run
+
+
+def _marking_loader(marker_dir: str):
+    """A loader closure (pickled by value into the actors) that leaves a file per call."""
+
+    def loader(checkpoint, infer_cfg, device, fingerprint):
+        import os
+        import pathlib
+
+        from cmpipe.model.inference import load_posterior_sampler
+
+        pathlib.Path(marker_dir, f"loaded-{os.getpid()}").touch()
+        return load_posterior_sampler(checkpoint, infer_cfg, device, fingerprint)
+
+    return loader
+
+
+@pytest.fixture(scope="module")
+def results(ray_local, store, run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("infer_results") / "results"
+    markers = tmp_path_factory.mktemp("markers")
+    cfg = _cfg("infer.save_samples=true")
+    summary = infer_with_ray(cfg, store, run, out, loader=_marking_loader(str(markers)))
+    return cfg, out, summary, markers
+
+
+def test_every_test_image_is_sampled_once(results, store):
+    cfg, out, summary, markers = results
+    selected = select_test_images(cfg, store)
+    assert summary["images"] == summary["sampled"] == len(selected["image_index"]) == 6
+    assert summary["done_before"] == 0 and list(markers.iterdir()), "the injected loader ran in the actors"
+    for name, schema in SCHEMAS.items():
+        table = read_table(out, name)
+        assert table.schema.equals(schema, check_metadata=True), name
+        per_image = table.group_by(["image_index", "channel"]).aggregate([]).num_rows
+        assert per_image == 12, name  # 6 images x 2 channels
+        assert set(table.column("image_index").to_pylist()) == set(selected["image_index"].tolist())
+    clusters = read_table(out, "clusters").to_pydict()
+    assert np.all(np.isfinite(clusters["mass_true_msun"])) and np.all(np.array(clusters["mass_true_msun"]) > 0)
+    images = read_images_table(out).to_pydict()
+    assert sum(images["selected"]) == 6 and set(images["split"]) <= {"train", "val", "test"}
+
+
+def test_posterior_store_holds_mean_std_and_samples(results, store):
+    from cmpipe.store import open_store
+
+    cfg, out, *_ = results
+    group = open_posterior(out, require_complete=True)
+    assert group.attrs["sampler"] == "em" and group.attrs["n_samples"] == 4 and group.attrs["resolution"] == 16
+    samples = group["samples"][:]
+    assert samples.shape == (6, 4, 2, 16, 16) and np.all(np.isfinite(samples))
+    np.testing.assert_allclose(group["mean"][:], samples.astype(np.float64).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(group["std"][:], samples.astype(np.float64).std(axis=1, ddof=1), rtol=1e-4, atol=1e-30)
+    maps = open_store(store)["maps"].get_orthogonal_selection((group["image_index"][:], slice(None)))
+    blocks = maps.astype(np.float64).reshape(6, 4, 16, 2, 16, 2).mean(axis=(3, 5))  # 32 -> 16 block means
+    channels = list(open_store(store).attrs["channels"])
+    order = [channels.index(c) for c in ("gas_sigma", "dm_sigma", "sz_y", "xray_sb")]
+    np.testing.assert_allclose(group["truth"][:], blocks[:, order[:2]], rtol=1e-6)
+    np.testing.assert_allclose(group["condition"][:], blocks[:, order[2:]], rtol=1e-6)
+
+
+def test_samples_depend_only_on_the_image_seed(results, run):
+    """Image 0 of the posterior store, sampled again in this process alone: identical."""
+    from cmpipe.model.inference import load_posterior_sampler
+
+    cfg, out, *_ = results
+    group = open_posterior(out)
+    sampler = load_posterior_sampler(run, cfg.infer, "cpu")
+    again = sampler.sample(group["condition"][:1].astype(np.float64), 4,
+                           [image_seed(cfg.infer.seed, int(group["image_index"][0]))])
+    np.testing.assert_allclose(again[0], group["samples"][0], rtol=1e-5)
+
+
+def test_rerun_skips_done_images_and_redoes_interrupted_ones(results, store, run):
+    cfg, out, summary, _ = results
+    assert infer_with_ray(cfg, store, run, out)["sampled"] == 0  # nothing to do: no Ray pipeline at all
+    before = read_table(out, "clusters").to_pydict()
+    group = open_posterior(out, writable=True)
+    group["done"][0] = 0  # as if killed after writing the tables of image row 0, before its maps
+    first = int(group["image_index"][0])
+    again = infer_with_ray(cfg, store, run, out)
+    # the part of row 0 held its batch-mate too: both are sampled again (the tables lost both rows)
+    assert again["done_before"] == 4 and again["sampled"] == 2 and again["removed_parts"] == len(SCHEMAS)
+    after = read_table(out, "clusters").to_pydict()
+    assert after["image_index"].count(first) == 2  # its two channels, once each
+    for key in ("image_index", "channel", "mass_true_msun", "mass_pred_msun", "mass_rank", "z_std"):
+        assert after[key] == before[key], key
+    assert all(len(part_paths(out, name)) >= 1 for name in SCHEMAS)
+
+
+def test_other_settings_need_another_results_directory(results, store, run):
+    cfg, out, *_ = results
+    from cmpipe.store.posterior import PosteriorStoreError
+
+    other = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, steps=5))
+    with pytest.raises(PosteriorStoreError, match="steps=4"):
+        infer_with_ray(other, store, run, out)
+
+
+def test_checkpoint_of_another_store_is_refused(run, store, tmp_path):
+    import shutil
+
+    from cmpipe.store import open_store
+
+    other = tmp_path / "other.zarr"
+    shutil.copytree(store, other)
+    open_store(other, mode="r+").attrs["store_fingerprint"] = "f" * 16
+    with pytest.raises(CheckpointError, match="ffffffffffffffff"):
+        infer_with_ray(_cfg(), other, latest_checkpoint(run), tmp_path / "results")
+
+
+def test_no_test_images_in_the_mass_range_is_an_error(store):
+    with pytest.raises(InferError, match=r"no test images with log10 M200m in \[15.0, 15.5\)"):
+        select_test_images(_cfg("evaluate.test_log10_m_min_msun_h=15.0", "evaluate.test_log10_m_max_msun_h=15.5"),
+                           store)
+
+
+def test_gpu_actors_without_gpus_fail_fast(ray_local, store, run, tmp_path):
+    with pytest.raises(InferError, match="gpus_per_actor"):
+        infer_with_ray(_cfg("infer.gpus_per_actor=1"), store, run, tmp_path / "results")
