@@ -1,0 +1,160 @@
+"""``cmpipe.report``: the report of a synthetic results directory written with the real writers.
+
+Oracles: Table 1 and the mass-error summary against independent numpy computations from the
+tables (1e-12); files exist and PNGs are non-trivial; an empty mass bin gives NaN cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmpipe.config import config_to_yaml, load_config
+from cmpipe.evaluate import Grid, evaluate_image
+from cmpipe.metrics import scale_split_k
+from cmpipe.report import make_report, mass_error_summary, table1
+from cmpipe.store.posterior import open_or_create, write_image
+from cmpipe.store.tables import TableError, read_table, to_table, write_images_table, write_part
+
+NPIX, PIXEL, NS = 16, 0.8, 50
+FILES = ["fig1_mass_distribution.png", "fig2_example_maps.png", "fig4_truth_vs_mean.png", "fig5_convergence.png",
+         "fig6_standardized_errors.png", "fig7_profiles.png", "fig8_bias.png", "fig9_correlation.png",
+         "table1.md", "table1.csv", "mass_errors.md", "mass_errors.csv", "fig_mass_error.png",
+         "fig_calibration.png", "calibration.md", "report.md"]
+
+
+def _beta(amplitude: float, rc_mpc: float, beta: float) -> np.ndarray:
+    x = (np.arange(NPIX) + 0.5 - NPIX / 2) * PIXEL
+    r2 = x[:, None] ** 2 + x[None, :] ** 2
+    return amplitude * (1.0 + r2 / rc_mpc**2) ** (-1.5 * beta + 0.5)
+
+
+def _build(results, log10_m: np.ndarray, save_samples: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cfg = load_config("demo", ["model.resolution=16", f"infer.save_samples={str(save_samples).lower()}"])
+    grid = Grid(npix=NPIX, pixel_mpc=PIXEL, depth_mpc=12.8, rho_bar_msun_mpc3={"gas_sigma": 6e9, "dm_sigma": 3e10},
+                k_split_mpc_inv=scale_split_k(NPIX, PIXEL), convergence_tolerance=0.5)
+    m = len(log10_m)
+    meta = {"image_index": np.arange(m) * 3, "halo_id": np.arange(m) // 2 + 100, "log10_m200m_msun_h": log10_m}
+    group = open_or_create(results, meta, {
+        "targets": ["gas_sigma", "dm_sigma"], "conditions": ["sz_y", "xray_sb"],
+        "channel_units": {"sz_y": "1", "xray_sb": "erg s^-1 cm^-2 sr^-1", "gas_sigma": "1", "dm_sigma": "1"},
+        "pixel_mpc": PIXEL, "resolution": NPIX, "depth_mpc": 12.8, "n_samples": NS, "sampler": "em", "steps": 10,
+        "denoise": True, "seed": 0, "save_samples": save_samples, "checkpoint": "none", "checkpoint_step": 0,
+        "store": "none", "store_fingerprint": "x", "config_yaml": config_to_yaml(cfg)})
+    for i in range(m):
+        scale = 10.0 ** (log10_m[i] - 14.0)
+        truth = np.stack([_beta(50 * scale, 0.5 + 0.2 * scale, 0.7), _beta(300 * scale, 0.3, 0.75)])
+        samples = truth * (1.0 + 0.1 * rng.standard_normal((NS, 2, NPIX, NPIX)))
+        condition = np.stack([1e-5 * truth[0] ** 1.2, 1e-3 * truth[0] ** 2]) * (1 + 0.05 * rng.random((2, NPIX, NPIX)))
+        key = {k: meta[k][i] for k in meta}
+        rows = evaluate_image(samples, truth, condition, grid, key, r200m_mpc=1.5 * scale ** (1 / 3))
+        for name, cols in rows.items():
+            write_part(results, name, to_table(name, cols), [int(key["image_index"])])
+        write_image(group, i, {"truth": truth, "condition": condition, "mean": samples.mean(0),
+                               "std": samples.std(0, ddof=1), "samples": samples})
+    split = np.where(np.arange(m + 4) < m, "test", "train")
+    write_images_table(results, {
+        "image_index": np.arange(m + 4) * 3, "halo_id": np.arange(m + 4) // 2 + 100,
+        "log10_m200m_msun_h": np.concatenate([log10_m, [13.5, 14.0, 14.5, 15.0]]), "split": split,
+        "failed": np.zeros(m + 4, bool), "selected": split == "test"})
+    return results
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    results = _build(tmp_path_factory.mktemp("full"), np.linspace(13.6, 14.9, 8), save_samples=False)
+    return results, make_report(results)
+
+
+def test_every_file_written(full):
+    results, written = full
+    for name in FILES:
+        path = written[name]
+        assert path.is_file() and path.parent == results / "report", name
+        if name.endswith(".png"):
+            assert path.stat().st_size > 5000, name
+    text = written["report"].read_text()
+    for name in FILES:
+        if name.endswith(".png"):
+            assert f"]({name})" in text
+    assert "not available: infer.save_samples=false" in (results / "report" / "calibration.md").read_text()
+    numbers = written["numbers"]
+    # samples = truth (1 + 0.1 noise): unbiased to < 1 %; z = (mean - truth) / std has std
+    # 1 / sqrt(S) (the mean of S samples scatters by std / sqrt(S)).
+    for c in ("gas_sigma", "dm_sigma"):
+        assert abs(numbers[f"mass_bias_{c}"]) < 0.01
+        assert abs(numbers[f"profile_central_{c}"]) < 0.02
+        assert numbers[f"z_std_{c}"] == pytest.approx(1 / np.sqrt(NS), rel=0.2)
+        # The truth is the centre of its samples: over-dispersed, intervals cover it too often.
+        assert 0.0 < numbers[f"calibration_{c}_pixels"] <= 0.9
+
+
+def test_table1_matches_numpy(full):
+    results, written = full
+    spectra = read_table(results, "spectra").to_pandas()
+    k_split = scale_split_k(NPIX, PIXEL)  # demo config: evaluate.k_split_mpc_inv = 0
+    split = load_config("demo").evaluate.mass_split_log10_msun_h
+    got = pd.read_csv(written["table1.csv"])
+    assert len(got) == 8
+    for _, row in got.iterrows():
+        sel = spectra[(spectra.comparison == row.comparison) & (spectra.channel == row.channel)]
+        low = sel.log10_m200m_msun_h < split
+        sel = sel[low if row.mass_bin == "low" else ~low]
+        images = np.unique(sel.image_index)
+        assert row.n_images == images.size > 0
+        for q in ("b", "r"):
+            per_large, per_small = [], []
+            for i in images:
+                one = sel[sel.image_index == i].sort_values("bin")
+                k, v = one.k_mpc_inv.to_numpy(), one[q].to_numpy()
+                per_large.append(np.mean(v[k < k_split]))
+                per_small.append(np.mean(v[k >= k_split]))
+            np.testing.assert_allclose(row[f"{q}_large"], np.mean(per_large), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(row[f"{q}_small"], np.mean(per_small), rtol=1e-12, atol=1e-12)
+    assert "b_large" in written["table1.md"].read_text()
+
+
+def test_mass_errors_match_numpy(full):
+    results, written = full
+    clusters = read_table(results, "clusters").to_pandas()
+    split = 14.25
+    got = mass_error_summary(clusters, split)
+    for _, row in got.iterrows():
+        sel = clusters[clusters.channel == row.channel]
+        if row.mass_bin != "all":
+            low = sel.log10_m200m_msun_h < split
+            sel = sel[low if row.mass_bin == "low" else ~low]
+        x = sel["mass_frac_error" if row.aperture == "whole" else "mass_r200m_frac_error"].to_numpy()
+        assert row.n_images == x.size
+        np.testing.assert_allclose([row["bias"], row["scatter"], row["median"]],
+                                   [x.mean(), x.std(ddof=1), np.median(x)], rtol=1e-12, atol=1e-15)
+    on_disk = pd.read_csv(written["mass_errors.csv"])
+    np.testing.assert_allclose(on_disk.bias, got.bias, rtol=1e-12)
+
+
+def test_empty_high_bin_and_tarp(tmp_path):
+    results = _build(tmp_path / "low", np.array([13.6, 13.8, 14.0]), save_samples=True, seed=1)
+    written = make_report(results)
+    t1 = pd.read_csv(written["table1.csv"])
+    high = t1[t1.mass_bin == "high"]
+    assert len(high) == 4 and (high.n_images == 0).all()
+    assert high[["b_large", "b_small", "r_large", "r_small"]].isna().all().all()
+    assert t1[t1.mass_bin == "low"][["b_large", "r_small"]].notna().all().all()
+    masses = pd.read_csv(written["mass_errors.csv"])
+    assert masses[masses.mass_bin == "high"][["bias", "scatter", "median"]].isna().all().all()
+    assert "no images" in written["table1.md"].read_text()
+    assert "tarp (whole maps)" in written["calibration.md"].read_text()
+    assert np.isfinite(written["numbers"]["tarp_gas_sigma"])
+
+
+def test_missing_tables_raise(tmp_path):
+    with pytest.raises(TableError, match=str(tmp_path / "tables" / "clusters")):
+        make_report(tmp_path)
+
+
+def test_table1_empty_spectra():
+    empty = read_table.__globals__["SCHEMAS"]["spectra"].empty_table().to_pandas()
+    t1 = table1(empty, 14.25, 1.0)
+    assert len(t1) == 8 and t1[["b_large", "r_small"]].isna().all().all() and (t1.n_images == 0).all()
