@@ -163,3 +163,19 @@ def test_no_test_images_in_the_mass_range_is_an_error(store):
 def test_gpu_actors_without_gpus_fail_fast(ray_local, store, run, tmp_path):
     with pytest.raises(InferError, match="gpus_per_actor"):
         infer_with_ray(_cfg("infer.gpus_per_actor=1"), store, run, tmp_path / "results")
+
+
+def test_report_from_the_results_has_every_figure(results, tmp_path, capsys):
+    """``cmpipe report`` on the real inference results: every figure and table of the report."""
+    from cmpipe.cli import main
+
+    _, out, *_ = results
+    assert main(["report", "--results", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert capsys.readouterr().out.strip().endswith("report.md")
+    names = {p.name for p in (tmp_path / "report").iterdir()}
+    figures = {"fig1_mass_distribution.png", "fig2_example_maps.png", "fig4_truth_vs_mean.png", "fig5_convergence.png",
+               "fig6_standardized_errors.png", "fig7_profiles.png", "fig8_bias.png", "fig9_correlation.png",
+               "fig_mass_error.png", "fig_calibration.png"}
+    assert figures <= names and {"table1.md", "table1.csv", "mass_errors.csv", "calibration.md", "report.md"} <= names
+    assert all((tmp_path / "report" / f).stat().st_size > 5000 for f in figures)
+    assert "TARP" in (tmp_path / "report" / "calibration.md").read_text()
