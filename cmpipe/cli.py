@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -150,16 +151,58 @@ def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """``cmpipe demo`` has only the common options."""
+def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cmpipe project-halos`` has only the common options."""
 
 
-def _run_demo(args: argparse.Namespace, cfg: Config) -> int:
-    """Run every stage that exists on the configured (demo) halos."""
+def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
+    """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
     from cmpipe.demo import run_demo
 
     run_demo(cfg)
     return 0
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where Ray runs, how many training workers, which stages."""
+    from cmpipe.pipeline.run import STAGES
+
+    parser.add_argument(
+        "--address", metavar="ADDRESS",
+        help="Ray cluster (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
+    )
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="Ray Train workers (DDP), must divide train.batch_size (default: %(default)s)")
+    parser.add_argument("--stages", default=",".join(STAGES), metavar="LIST",
+                        help="comma-separated subset of %(default)s")
+
+
+def _run_pipeline(args: argparse.Namespace, cfg: Config) -> int:
+    """Every stage (catalog, generate, train, infer, report) into ``--out``, then where things are."""
+    from pathlib import Path
+
+    from cmpipe.pipeline.run import run_pipeline
+
+    t0 = time.perf_counter()
+    from cmpipe.pipeline.run import STAGES
+
+    stages = [s.strip() for s in getattr(args, "stages", ",".join(STAGES)).split(",") if s.strip()]
+    result = run_pipeline(cfg, cfg.run.out, address=getattr(args, "address", None),
+                          train_workers=getattr(args, "workers", 1), stages=stages)
+    paths = result["paths"]
+    table1 = Path(paths["report"]) / "table1.md"
+    print(f"\ncmpipe: all stages done in {time.perf_counter() - t0:.0f} s; outputs in {paths['out']}")
+    if table1.is_file():
+        print(f"  figures and report:  {paths['report']}/report.md")
+        print(f"  tables (Parquet):    {paths['results']}/tables/")
+        print(f"  posterior maps:      {paths['results']}/posterior.zarr")
+        print(f"  Table 1:             {table1}\n")
+        print(table1.read_text(encoding="utf-8"))
+    return 0
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cmpipe demo``: the pipeline on a local Ray (only the common options)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,9 +464,19 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _run_catalog,
     ),
     "demo": Subcommand(
-        "the CPU demo: every stage that exists, on the demo config, with a summary",
+        "the CPU demo: every stage (catalog, generate, train, infer, report) on a local Ray with the demo config",
         _add_demo_arguments,
-        _run_demo,
+        _run_pipeline,
+    ),
+    "pipeline": Subcommand(
+        "every stage (or --stages) on a Ray cluster (--address): what jobs/pipeline.py submits",
+        _add_pipeline_arguments,
+        _run_pipeline,
+    ),
+    "project-halos": Subcommand(
+        "halos to HDF5 and back, projected along three axes: figures, .npz and a mass-conservation summary",
+        _add_project_halos_arguments,
+        _run_project_halos,
     ),
     "validate-mock": Subcommand(
         "validate the mock clusters: stacked profiles vs their model, f_gas, Y-M and L_X-M fits, showcase maps",

@@ -460,7 +460,7 @@ class SourceConfig(_Section):
 
     section: ClassVar[str] = "source"
 
-    kind: str = "analytic"
+    kind: str = "mock"
     path: str = ""
     analytic_log10_m200m_msun_h: tuple[float, ...] = (14.0, 14.5)
     analytic_pair_mass_msun_h: float = 1e10

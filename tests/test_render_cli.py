@@ -14,7 +14,7 @@ from cmpipe.maps import HaloMaps
 from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.hdf5io import write_halo_hdf5
 
-TINY = ["maps.npix=32", "maps.pixel_mpc=0.2", "maps.depth_mpc=6.4", "source.analytic_log10_m200m_msun_h=[13.5]",
+TINY = ["source.kind=analytic", "maps.npix=32", "maps.pixel_mpc=0.2", "maps.depth_mpc=6.4", "source.analytic_log10_m200m_msun_h=[13.5]",
         "source.analytic_pair_mass_msun_h=2e10"]
 
 
@@ -74,7 +74,7 @@ def test_demo_runs_and_conserves_mass(tmp_path, capsys):
     """Oracle: mass conservation in the summary (projected / in-view particle mass = 1 to 1e-9)
     and the files the demo promises; a second run reuses the halo files (idempotent)."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), *_set(TINY)]) == 0
+    assert main(["project-halos", "--out", str(out), *_set(TINY)]) == 0
     rows = json.loads((out / "summary.json").read_text())
     assert len(rows) == 1
     assert rows[0]["gas_mass_ratio"] == pytest.approx(1.0, abs=1e-9)
@@ -84,6 +84,6 @@ def test_demo_runs_and_conserves_mass(tmp_path, capsys):
     assert len(list((out / "maps").glob("*.npz"))) == 4
     halo_file = out / "halos" / "halo_000000.hdf5"
     first = halo_file.stat().st_mtime_ns
-    assert main(["demo", "--out", str(out), *_set(TINY)]) == 0
+    assert main(["project-halos", "--out", str(out), *_set(TINY)]) == 0
     assert halo_file.stat().st_mtime_ns == first
     assert "gas map/part" in capsys.readouterr().out

@@ -1,0 +1,177 @@
+"""Every stage in one call on one Ray session: ``cmpipe demo`` and ``cmpipe pipeline``.
+
+Stages, in order (:data:`STAGES`), each resumable and each writing under ``OUT``:
+
+==========  =======================================================  =============================
+stage       what                                                     output
+==========  =======================================================  =============================
+catalog     the halo catalog of the mock source (Tinker08)           ``catalog.parquet``,
+                                                                     ``mass_function.png``
+generate    sightline plan and image store, one Ray task per chunk   ``images.zarr``, ``plan.parquet``
+train       the score model with Ray Train (DDP)                     ``run/`` (checkpoints,
+                                                                     ``metrics.csv``, ``loss.png``)
+infer       posterior samples of the test split, Ray Data actors     ``results/`` (``posterior.zarr``,
+                                                                     ``tables/``)
+report      the paper's figures, Table 1, masses, calibration        ``results/report/``
+==========  =======================================================  =============================
+
+A rerun continues where a previous one stopped: the store resumes its missing chunks, training
+its latest checkpoint, inference the images not done; the catalog and report are rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cmpipe.config import Config
+
+logger = logging.getLogger(__name__)
+
+#: The stages of :func:`run_pipeline`, in order.
+STAGES = ("catalog", "generate", "train", "infer", "report")
+
+
+class PipelineError(ValueError):
+    """A stage failed in a way the user must fix (failed halos, unknown stage)."""
+
+
+def pipeline_paths(out: str | Path) -> dict[str, Path]:
+    """Where each stage writes under ``out``."""
+    out = Path(out)
+    return {"out": out, "catalog": out / "catalog.parquet", "store": out / "images.zarr", "run": out / "run",
+            "results": out / "results", "report": out / "results" / "report"}
+
+
+def _stage_catalog(cfg: Config, paths: dict[str, Path]) -> str:
+    from cmpipe.physics.catalog import make_catalog, write_catalog
+    from cmpipe.plots.catalog import plot_mass_function
+
+    if cfg.source.kind != "mock":
+        return f"skipped (source.kind={cfg.source.kind}: no catalog)"
+    table = make_catalog(cfg)
+    write_catalog(table, paths["catalog"])
+    plot_mass_function(table, cfg).savefig(paths["out"] / "mass_function.png", dpi=120)
+    return f"{table.num_rows} halos -> {paths['catalog']}"
+
+
+def _stage_generate(cfg: Config, paths: dict[str, Path], address: str | None) -> str:
+    from cmpipe.pipeline.generate import generate_with_ray
+
+    summary = generate_with_ray(cfg, paths["store"], address=address, progress=True)
+    if summary["failures"] or summary.get("missing_chunks"):
+        raise PipelineError(
+            f"{paths['store']}: {summary['failed_images']} images failed, {len(summary.get('missing_chunks') or [])} "
+            "chunks missing; see the store's failures and rerun (`cmpipe generate`) before training"
+        )
+    return (f"{summary['images']} images of {summary['halos']} halos ({summary['chunks_written']} chunks written, "
+            f"{summary['images_per_s']:.2f} images/s) -> {paths['store']}")
+
+
+def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, workers: int,
+                 cpus_per_worker: int | None) -> str:
+    import ray
+
+    from cmpipe.pipeline.train import train_with_ray
+    from cmpipe.plots.training import plot_loss_curve, read_metrics
+
+    if cpus_per_worker is None:  # one machine: the workers share its CPUs; a cluster: one each
+        local = len(ray.nodes()) == 1
+        cpus_per_worker = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers) if local else 1
+    summary = train_with_ray(cfg, paths["store"], paths["run"], num_workers=workers, address=address,
+                             cpus_per_worker=cpus_per_worker)
+    metrics = paths["run"] / "metrics.csv"
+    if metrics.is_file():
+        plot_loss_curve(read_metrics(metrics)).savefig(paths["run"] / "loss.png", dpi=120)
+    return (f"steps {summary['start_step']} -> {summary['step']} on {workers} worker(s), "
+            f"{summary['s_per_step'] or 0.0:.3f} s/step -> {summary['checkpoint']}")
+
+
+def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> str:
+    from cmpipe.pipeline.infer import infer_with_ray
+
+    s = infer_with_ray(cfg, paths["store"], paths["run"], paths["results"], address=address)
+    return (f"{s['images']} test images ({s['sampled']} sampled now, {s['n_samples']} samples each, {s['sampler']} "
+            f"{s['steps']} steps, {s['s_per_image']:.2f} s/image) -> {paths['results']}")
+
+
+def _stage_report(paths: dict[str, Path]) -> str:
+    from cmpipe.report import make_report
+
+    written = make_report(paths["results"], paths["report"])
+    return f"{len(written) - 2} files -> {written['report']}"
+
+
+def run_pipeline(
+    cfg: Config,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    train_workers: int = 1,
+    train_cpus_per_worker: int | None = None,
+    stages: Sequence[str] = STAGES,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Run ``stages`` of the pipeline into ``out`` on one Ray session.
+
+    Parameters
+    ----------
+    cfg : Config
+    out : str or path-like
+        Output directory (on a cluster: a path every node sees).
+    address : str, optional
+        Ray address (default ``$RAY_ADDRESS``, else a local Ray started here and stopped at the end).
+    train_workers : int
+        Ray Train workers (must divide ``train.batch_size``).
+    train_cpus_per_worker : int, optional
+        CPUs (and torch threads) per training worker; default: on a one-node Ray, its CPUs
+        shared among the workers, else 1.
+    stages : sequence of str
+        A subset of :data:`STAGES` (run in the order of :data:`STAGES`).
+    echo : callable
+        Progress lines (one per stage start and end) go here.
+
+    Returns
+    -------
+    dict
+        ``paths`` (:func:`pipeline_paths`), ``seconds`` per stage, ``lines`` (the stage summaries).
+    """
+    import ray
+
+    from cmpipe.config import save_resolved_config
+    from cmpipe.pipeline.generate import _start_ray
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
+    paths = pipeline_paths(Path(out).resolve())
+    paths["out"].mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, paths["out"])
+    todo = [s for s in STAGES if s in stages]
+    seconds: dict[str, float] = {}
+    lines: dict[str, str] = {}
+    started = _start_ray(address) if any(s in ("generate", "train", "infer") for s in todo) else False
+    try:
+        for k, stage in enumerate(todo, 1):
+            echo(f"[{k}/{len(todo)}] {stage} ...", flush=True)
+            t0 = time.perf_counter()
+            if stage == "catalog":
+                line = _stage_catalog(cfg, paths)
+            elif stage == "generate":
+                line = _stage_generate(cfg, paths, address)
+            elif stage == "train":
+                line = _stage_train(cfg, paths, address, train_workers, train_cpus_per_worker)
+            elif stage == "infer":
+                line = _stage_infer(cfg, paths, address)
+            else:
+                line = _stage_report(paths)
+            seconds[stage] = time.perf_counter() - t0
+            lines[stage] = line
+            echo(f"[{k}/{len(todo)}] {stage}: {line} ({seconds[stage]:.0f} s)", flush=True)
+    finally:
+        if started:
+            ray.shutdown()
+    return {"paths": paths, "seconds": seconds, "lines": lines}
