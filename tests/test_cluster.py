@@ -37,6 +37,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def short_tmp():
+    """A short temporary directory for Ray's session files (its socket paths must stay under 107
+    bytes, which pytest's tmp_path names exceed); removed afterwards."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="cmr", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_TMPDIR=str(tmp), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1",
@@ -71,7 +83,10 @@ def _wait_for_nodes(gcs: str, env: dict[str, str], n: int, procs, timeout: float
     while time.monotonic() < deadline:
         for p in procs:
             assert p.poll() is None, f"ray start exited with {p.returncode}"
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        try:
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            continue
         if out.returncode == 0 and out.stdout.strip() and json.loads(out.stdout.strip().splitlines()[-1]) >= n:
             return
         time.sleep(2)
@@ -99,13 +114,13 @@ def _check_outputs(out: Path, stages: tuple[str, ...]) -> None:
         assert (out / "results" / "report" / "table1.csv").is_file()
 
 
-def test_ray_job_submit_runs_the_pipeline(tmp_path):
+def test_ray_job_submit_runs_the_pipeline(tmp_path, short_tmp):
     """``ray start --head`` (with its dashboard), ``ray job submit ... python jobs/pipeline.py``."""
-    env = _env(tmp_path / "ray")
+    env = _env(short_tmp)
     port, dash = _free_port(), _free_port()
     out = tmp_path / "out"
     head = ["--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}", f"--temp-dir={tmp_path / 'ray'}", "--object-store-memory=200000000",
+            f"--dashboard-port={dash}", f"--temp-dir={short_tmp}", "--object-store-memory=200000000",
             "--disable-usage-stats"]
     with _ray_node(head, env, tmp_path / "head.log") as proc:
         _wait_for_nodes(f"127.0.0.1:{port}", env, 1, [proc])
@@ -119,15 +134,15 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
     _check_outputs(out, ("generate", "train", "infer", "report"))
 
 
-def test_two_node_cluster_generates_and_trains_across_both(tmp_path):
+def test_two_node_cluster_generates_and_trains_across_both(tmp_path, short_tmp):
     """A head and a worker node (1 CPU each, own custom resources) on this machine; generation and
     2-worker DDP training submitted from a driver connected to the head, on shared storage."""
-    env = _env(tmp_path / "ray")
+    env = _env(short_tmp)
     port = _free_port()
     gcs = f"127.0.0.1:{port}"
     out = tmp_path / "shared"
     head = ["--head", f"--port={port}", "--num-cpus=1", '--resources={"cmpipe_head": 1}', "--include-dashboard=false",
-            f"--temp-dir={tmp_path / 'ray'}", "--object-store-memory=150000000", "--disable-usage-stats"]
+            f"--temp-dir={short_tmp}", "--object-store-memory=150000000", "--disable-usage-stats"]
     worker = [f"--address={gcs}", "--num-cpus=1", '--resources={"cmpipe_worker": 1}', "--object-store-memory=150000000"]
     with _ray_node(head, env, tmp_path / "head.log") as hp:
         _wait_for_nodes(gcs, env, 1, [hp])
