@@ -662,11 +662,72 @@ class GenerateConfig(_Section):
 
 
 @dataclass(frozen=True)
+class InstrumentConfig(_Section):
+    """Instrument effects on the condition maps, all off by default (:mod:`cmpipe.instrument`).
+
+    Attributes
+    ----------
+    redshift : float
+        Observing redshift setting angular scales (beam, pixel solid angle), > 0.
+    beam_fwhm_arcmin : float
+        FWHM of the Gaussian beam on y [arcmin], >= 0 (0: none).
+    y_white_noise : float
+        rms of white noise per pixel on y [dimensionless], >= 0.
+    y_red_noise : float
+        rms of correlated noise per pixel on y [dimensionless], >= 0.
+    y_red_noise_scale_mpc : float
+        Correlation length (Gaussian sigma) of that noise [Mpc], > 0.
+    xray_exposure_s : float
+        Exposure time [s], >= 0 (0: no photon noise on S_X).
+    xray_effective_area_cm2 : float
+        Effective area [cm^2], > 0.
+    xray_photon_energy_kev : float
+        Mean photon energy converting energy to counts [keV], > 0.
+    xray_background : float
+        Background surface brightness [erg s^-1 cm^-2 sr^-1], >= 0.
+    mask_sources : int
+        Point sources masked (discs set to 0 in y and S_X) [count], >= 0.
+    mask_radius_mpc : float
+        Radius of a masked disc [Mpc], > 0.
+    """
+
+    section: ClassVar[str] = "instrument"
+
+    redshift: float = 0.05
+    beam_fwhm_arcmin: float = 0.0
+    y_white_noise: float = 0.0
+    y_red_noise: float = 0.0
+    y_red_noise_scale_mpc: float = 0.5
+    xray_exposure_s: float = 0.0
+    xray_effective_area_cm2: float = 500.0
+    xray_photon_energy_kev: float = 1.0
+    xray_background: float = 0.0
+    mask_sources: int = 0
+    mask_radius_mpc: float = 0.1
+
+    def _validate(self) -> None:
+        k = self._key
+        for name in ("redshift", "y_red_noise_scale_mpc", "xray_effective_area_cm2", "xray_photon_energy_kev",
+                     "mask_radius_mpc"):
+            value = getattr(self, name)
+            _require(value > 0, f"{k(name)} must be > 0; got {value}", k(name))
+        for name in ("beam_fwhm_arcmin", "y_white_noise", "y_red_noise", "xray_exposure_s", "xray_background",
+                     "mask_sources"):
+            value = getattr(self, name)
+            _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
+
+
+@dataclass(frozen=True)
 class ModelConfig(_Section):
     """The score model (:mod:`cmpipe.model.network`): conditional NCSN++ under the VE SDE.
 
     Attributes
     ----------
+    kind : str
+        ``score`` (the conditional score-based diffusion model) or ``unet`` (the deterministic
+        U-Net regression baseline of :mod:`cmpipe.model.unet`, de Andres et al. 2024: same data,
+        training loop and checkpoints; ``nf``, ``ch_mult``, ``num_res_blocks`` set its widths,
+        the other keys are unused).
     resolution : int
         Side of the maps the model sees [pixels], > 0: a divisor of ``maps.npix`` (block means
         of the store's maps) and a multiple of ``2**(len(ch_mult) - 1)``.
@@ -688,7 +749,9 @@ class ModelConfig(_Section):
     """
 
     section: ClassVar[str] = "model"
+    KINDS: ClassVar[tuple[str, ...]] = ("score", "unet")
 
+    kind: str = "score"
     resolution: int = 128
     nf: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 2, 2)
@@ -700,6 +763,7 @@ class ModelConfig(_Section):
 
     def _validate(self) -> None:
         k = self._key
+        _one_of(self.kind, self.KINDS, k("kind"))
         for name in ("nf", "num_res_blocks"):
             value = getattr(self, name)
             _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
@@ -976,6 +1040,7 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     mock: MockConfig = field(default_factory=MockConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)

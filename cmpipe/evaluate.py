@@ -106,6 +106,15 @@ def evaluate_image(
     -------
     dict
         Table name -> dict of columns (:func:`cmpipe.store.tables.to_table`).
+
+    Notes
+    -----
+    Samples with zero spread in every pixel of a channel (the deterministic baseline's repeated
+    point estimate, ``model.kind: unet``) are accepted: that channel's standardized errors are
+    all NaN (``z_mean``, ``z_std`` NaN, an all-zero histogram), its convergence rows have NaN
+    ``p95_deviation`` and ``mean_ratio`` and ``n_converged = n_samples + 1`` (never converged),
+    and its credible intervals have zero width (coverage: the fraction of truths equal to the
+    prediction, about 0).
     """
     from cmpipe import metrics
 
@@ -141,10 +150,17 @@ def evaluate_image(
         a_samples = sc[:, aperture].sum(axis=-1) * unit_mass
         a_true, a_pred = tc[aperture].sum() * unit_mass, mc[aperture].sum() * unit_mass
         # Standardized pixel errors, their histogram and convergence of the sample variance.
+        # All samples identical (zero spread; float rounding of the mean can leave a ~1 ulp std):
+        # no standardized errors, no convergence.
+        flat = bool(np.all(sc == sc[:1]))
         z = metrics.standardized_errors(sc, tc, axis=0)
-        z = z[np.isfinite(z)]
+        z = z[np.isfinite(z)] if not flat else np.empty(0)
         counts = metrics.standardized_error_histogram(z, metrics.Z_EDGES)
-        n_values, p95, ratio = metrics.sample_variance_convergence(sc)
+        if not flat:
+            n_values, p95, ratio = metrics.sample_variance_convergence(sc)
+        else:  # zero spread everywhere (e.g. model.kind unet's point estimate): nothing converges
+            n_values = np.arange(2, s + 1)
+            p95 = ratio = np.full(len(n_values), np.nan)
         n_conv = metrics.samples_to_converge(n_values, p95, grid.convergence_tolerance)
         add("clusters", 1, channel, r200m_mpc=r200m_mpc, mass_true_msun=m_true, mass_pred_msun=m_pred,
             mass_frac_error=(m_pred - m_true) / m_true, mass_std_frac=m_samples.std(ddof=1) / m_true,

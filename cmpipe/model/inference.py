@@ -4,6 +4,8 @@
 physical posterior samples of (gas, DM) out, through the store's normalisation recorded in
 the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The Ray Data actors of
 :mod:`cmpipe.pipeline.infer` build one per actor, through a loader that tests may replace.
+For a checkpoint of ``model.kind: unet`` the loader returns a :class:`RegressionSampler`, with
+the same interface: the deterministic baseline's point estimate repeated as every "sample".
 """
 
 from __future__ import annotations
@@ -100,13 +102,65 @@ class PosteriorSampler:
         return denormalise(x, TARGET_CHANNELS, self.normalisation)
 
 
+class RegressionSampler:
+    """The U-Net baseline behind :class:`PosteriorSampler`'s interface: a point estimate.
+
+    ``sample`` returns the deterministic prediction repeated ``n_samples`` times, so the same
+    evaluation runs on it: its "posterior" has zero spread (the posterior mean is the
+    prediction; standardized errors are NaN, no sample-variance convergence, zero-width credible
+    intervals). The seeds are accepted and ignored.
+
+    Parameters
+    ----------
+    model : cmpipe.model.unet.RegressionModel
+        In eval mode, with ``model.hyperparameters["cmpipe"]``
+        (:func:`cmpipe.model.training.load_for_inference`).
+    batch_size : int
+        Images per forward pass.
+    """
+
+    def __init__(self, model: Any, *, batch_size: int) -> None:
+        self.sm = model
+        self.hyperparameters = model.hyperparameters["cmpipe"]
+        self.normalisation = self.hyperparameters["normalisation"]
+        self.resolution = int(self.hyperparameters["model"]["resolution"])
+        self.batch_size = max(1, int(batch_size))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sm.model.parameters()).device
+
+    def predict(self, condition: np.ndarray) -> np.ndarray:
+        """The prediction for a batch: ``(B, 2, R, R)`` physical condition maps -> ``(B, 2, R, R)``
+        float64 physical (gas_sigma, dm_sigma) maps, clipped to [0, 1] in normalised units before
+        the inverse transform (as :meth:`PosteriorSampler.sample`)."""
+        condition = np.asarray(condition)
+        if condition.ndim != 4 or condition.shape[1:] != (2, self.resolution, self.resolution):
+            raise ValueError(f"condition maps must be (B, 2, {self.resolution}, {self.resolution}); got {condition.shape}")
+        cond = torch.from_numpy(normalise(condition, CONDITION_CHANNELS, self.normalisation))
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(cond), self.batch_size):
+                out.append(self.sm.model(cond[lo : lo + self.batch_size].to(self.device)).double().cpu())
+        x = torch.cat(out).numpy() if out else np.zeros((0, *condition.shape[1:]))
+        return denormalise(np.clip(x, 0.0, 1.0), TARGET_CHANNELS, self.normalisation)
+
+    def sample(self, condition: np.ndarray, n_samples: int, seeds: Sequence[int]) -> np.ndarray:
+        """:meth:`predict` repeated: ``(B, n_samples, 2, R, R)``, identical along axis 1."""
+        if len(seeds) != len(condition):
+            raise ValueError(f"{len(condition)} images but {len(seeds)} seeds")
+        pred = self.predict(condition)
+        return np.repeat(pred[:, None], int(n_samples), axis=1)
+
+
 def load_posterior_sampler(
     checkpoint: str | os.PathLike[str],
     infer_cfg: Any,
     device: str | torch.device = "cpu",
     store_fingerprint: str | None = None,
-) -> PosteriorSampler:
-    """The default loader of the inference actors: a checkpoint's EMA weights on ``device``.
+) -> PosteriorSampler | RegressionSampler:
+    """The default loader of the inference actors: a checkpoint's EMA weights on ``device``,
+    as a :class:`PosteriorSampler`, or for ``model.kind: unet`` a :class:`RegressionSampler`.
 
     Parameters
     ----------
@@ -121,6 +175,8 @@ def load_posterior_sampler(
 
     path = resolve_checkpoint(checkpoint)
     sm = load_for_inference(path, device, store_fingerprint=store_fingerprint)
+    if sm.hyperparameters["cmpipe"]["model"].get("kind", "score") == "unet":
+        return RegressionSampler(sm, batch_size=infer_cfg.batch_size)
     return PosteriorSampler(sm, sampler=infer_cfg.sampler, steps=infer_cfg.steps, denoise=infer_cfg.denoise,
                             batch_size=infer_cfg.batch_size)
 

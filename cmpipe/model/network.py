@@ -9,7 +9,7 @@ Hyper-parameters come from the ``model`` config section (:class:`cmpipe.config.M
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cmpipe.config import ModelConfig
 
-__all__ = ["SIGMA_MAX_IMAGES", "build_score_model", "compute_sigma_max", "count_parameters"]
+__all__ = ["SIGMA_MAX_IMAGES", "build_model", "build_score_model", "compute_sigma_max", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def build_score_model(model_cfg: ModelConfig, sigma_max: float, device: str | to
         condition=["input"], condition_input_channels=2,
     )
     return ScoreModel(model=net, sde="ve", sigma_min=model_cfg.sigma_min, sigma_max=sigma_max, device=torch.device(device))
+
+
+def build_model(model_cfg: ModelConfig, sigma_max: float, device: str | torch.device) -> Any:
+    """A fresh model of kind ``model_cfg.kind`` on ``device``.
+
+    ``score``: :func:`build_score_model` (needs ``sigma_max``). ``unet``:
+    :func:`cmpipe.model.unet.build_unet_model`, a :class:`~cmpipe.model.unet.RegressionModel`
+    with the same training interface (``sigma_max`` is ignored). Both draw their initial
+    weights from torch's global RNG.
+    """
+    if model_cfg.kind == "unet":
+        from cmpipe.model.unet import build_unet_model
+
+        return build_unet_model(model_cfg, device)
+    if model_cfg.kind != "score":
+        raise ValueError(f"model.kind must be score or unet; got {model_cfg.kind!r}")
+    return build_score_model(model_cfg, sigma_max, device)
 
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = True) -> int:

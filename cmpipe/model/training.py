@@ -18,7 +18,8 @@ key                      value
 =======================  ===========================================================================
 ``format_version``       :data:`CHECKPOINT_FORMAT_VERSION` (int)
 ``step``                 optimizer steps done (int)
-``model``                the NCSN++ network's ``state_dict`` (unwrapped from DDP)
+``model``                the network's ``state_dict`` (unwrapped from DDP): NCSN++, or the U-Net
+                         of ``model.kind: unet`` (:mod:`cmpipe.model.unet`)
 ``ema``                  ``torch_ema.ExponentialMovingAverage.state_dict()`` over the network's
                          parameters in ``parameters()`` order (``decay``, ``num_updates``,
                          ``shadow_params``, ``collected_params``)
@@ -26,7 +27,8 @@ key                      value
 ``rng``                  ``{"torch": torch.get_rng_state(), "cuda": [per-device states]}``
 ``store_fingerprint``    the store's ``store_fingerprint`` attribute (str)
 ``hyperparameters``      ``{"model": model config section (dict), "sigma_min", "sigma_max"
-                         (float, the value used), "sigma_max_source" ("config" or "data"),
+                         (float, the value used; 0.0 for ``model.kind: unet``),
+                         "sigma_max_source" ("config", "data", or "n/a" for unet),
                          "resolution", "channels" ({"x": [...], "cond": [...]}),
                          "normalisation" (the store's attribute), "train": train config section,
                          "score_models_version", "cmpipe_version"}``
@@ -360,12 +362,12 @@ def load_for_inference(
 
     Returns
     -------
-    ScoreModel
-        With ``sm.hyperparameters["cmpipe"]`` = the checkpoint's hyper-parameters (normalisation
+    ScoreModel or cmpipe.model.unet.RegressionModel
+        The checkpoint's ``model.kind``. With ``sm.hyperparameters["cmpipe"]`` = the checkpoint's hyper-parameters (normalisation
         included, for :func:`cmpipe.model.dataset.denormalise`) and
         ``sm.hyperparameters["cmpipe_checkpoint"]`` = ``{"path", "step"}``.
     """
-    from cmpipe.model.network import build_score_model
+    from cmpipe.model.network import build_model
 
     path = Path(run_dir)
     if not path.is_file():
@@ -374,7 +376,7 @@ def load_for_inference(
             raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
     state = load_checkpoint(path, store_fingerprint=store_fingerprint)
     hp = state.hyperparameters
-    sm = build_score_model(_model_config(hp), hp["sigma_max"], device)
+    sm = build_model(_model_config(hp), hp["sigma_max"], device)
     sm.model.load_state_dict(state.model)
     if use_ema:
         ema = make_ema(sm.model, hp["train"]["ema_decay"])
@@ -510,7 +512,9 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
     """Open the datasets, find the checkpoint to resume from and fix sigma_max.
 
     sigma_max: the checkpoint's; else ``model.sigma_max``; or if 0
-    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split.
+    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split. For
+    ``model.kind: unet`` (no SDE) 0.0 with source ``"n/a"``. A checkpoint whose model section
+    predates ``model.kind`` counts as ``kind: score``.
 
     Raises
     ------
@@ -528,10 +532,12 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
     latest = latest_checkpoint(run_dir)
     state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
     if state is not None:
-        saved = state.hyperparameters["model"]
+        saved = {"kind": "score", **state.hyperparameters["model"]}
         if saved != config_to_dict(cfg)["model"]:
             raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
         sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
+    elif mcfg.kind == "unet":
+        sigma_max, source = 0.0, "n/a"
     elif mcfg.sigma_max > 0:
         sigma_max, source = mcfg.sigma_max, "config"
     else:
@@ -545,8 +551,8 @@ def build_training(
     cfg: Config, setup: RunSetup, device: str | torch.device, *,
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None, restore_rng: bool = True,
 ) -> tuple[ScoreModel, torch.optim.Optimizer, ExponentialMovingAverage, int]:
-    """The score model (initialised from ``torch.manual_seed(train.seed)``), its Adam and EMA,
-    resumed from ``setup.state`` if any.
+    """The model of ``model.kind`` (:func:`~cmpipe.model.network.build_model`, initialised from
+    ``torch.manual_seed(train.seed)``), its Adam and EMA, resumed from ``setup.state`` if any.
 
     Parameters
     ----------
@@ -562,10 +568,10 @@ def build_training(
     -------
     (sm, optimizer, ema, start_step)
     """
-    from cmpipe.model.network import build_score_model
+    from cmpipe.model.network import build_model
 
     torch.manual_seed(cfg.train.seed)
-    sm = build_score_model(cfg.model, setup.sigma_max, device)
+    sm = build_model(cfg.model, setup.sigma_max, device)
     if wrap is not None:
         sm.model = wrap(sm.model)
     optimizer = torch.optim.Adam(sm.model.parameters(), lr=cfg.train.lr)

@@ -283,7 +283,9 @@ def write_chunk(
 
     Each halo of the chunk is loaded and prepared once (:func:`cmpipe.maps.prepare_halo_with_config`),
     then projected along each of its images' rotation and axis
-    (:func:`cmpipe.maps.sightline_maps_with_config`), cast to float32. The whole shard of
+    (:func:`cmpipe.maps.sightline_maps_with_config`), observed through the ``instrument``
+    effects on y and S_X if any is on (:func:`cmpipe.instrument.apply_instrument`, seeded by the
+    image's ``seed``), cast to float32. The whole shard of
     ``maps`` is written, then ``image_failed``, then ``chunk_done[chunk_index] = 1``. A halo that
     raises :class:`ValueError` (:class:`~cmpipe.physics.halo.HaloError` included) is a
     failure: its images stay NaN and are flagged in ``image_failed``; the chunk is still done.
@@ -304,6 +306,7 @@ def write_chunk(
         ``projection``, ``writing``, ``total``) and ``failures`` (``{chunk, halo_id, images,
         error}`` per failed halo).
     """
+    from cmpipe.instrument import apply_instrument, instrument_active
     from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
 
     t_start = time.perf_counter()
@@ -319,6 +322,8 @@ def write_chunk(
         source = open_source(cfg)
     sl = _chunk_slice(group, chunk_index)
     halo_ids = group["halo_id"][sl]
+    seeds = group["seed"][sl]
+    observe = instrument_active(cfg.instrument)
     rotations = group["rotation"][sl]
     axes = group["axis"][sl]
     maps_arr = group["maps"]
@@ -340,7 +345,10 @@ def write_chunk(
             for i in rows:
                 t0 = time.perf_counter()
                 maps = sightline_maps_with_config(prepared, cfg, rotations[i], int(axes[i]))
-                out[i] = maps.data.astype(np.float32)
+                data = maps.data
+                if observe:
+                    data = apply_instrument(data, cfg.maps.channels, cfg, cfg.maps.pixel_mpc, int(seeds[i]))
+                out[i] = data.astype(np.float32)
                 seconds["projection"] += time.perf_counter() - t0
         except ValueError as exc:
             out[rows] = np.nan
