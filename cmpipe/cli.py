@@ -313,6 +313,9 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ray cluster to run the chunk tasks on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
     )
     parser.add_argument("--serial", action="store_true", help="write the chunks in this process, one after another, without Ray (for debugging)")
+    parser.add_argument("--export-fits", metavar="SPLIT", choices=("train", "val", "test", "all"),
+                        help="afterwards, write that split's images as FITS (one file per channel, WCS in Mpc) to "
+                             "<store dir>/fits/ (inputs for cmpipe reconstruct)")
 
 
 def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
@@ -355,6 +358,20 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     if summary.get("missing_chunks"):
         print(f"cmpipe: {len(summary['missing_chunks'])} chunks not done: rerun to resume", file=sys.stderr)
         return 1
+    if args.export_fits:
+        import numpy as np
+
+        from cmpipe.reconstruct import export_store_fits
+        from cmpipe.store import open_store
+
+        group = open_store(store)
+        codes = {"train": 0, "val": 1, "test": 2}
+        usable = group["image_failed"][:] == 0
+        if args.export_fits != "all":
+            usable &= group["split"][:] == codes[args.export_fits]
+        paths = export_store_fits(store, np.flatnonzero(usable).tolist(), store.absolute().parent / "fits",
+                                  overwrite=True)
+        print(f"{len(paths)} FITS files in {store.absolute().parent / 'fits'}")
     return 0
 
 
@@ -443,6 +460,32 @@ def _run_report(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    """A checkpoint and the two observed maps as FITS."""
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint file or a run directory")
+    parser.add_argument("--sz", required=True, metavar="FITS", help="Compton-y map (dimensionless), with a WCS in Mpc or kpc")
+    parser.add_argument("--xray", required=True, metavar="FITS", help="X-ray surface brightness map (erg s-1 cm-2 sr-1)")
+    parser.add_argument("--recon", required=True, metavar="FITS", help="output FITS: MEAN and STD extensions (+ SAMPLES)")
+    parser.add_argument("--samples", type=int, default=50, help="posterior samples (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default %(default)s)")
+    parser.add_argument("--pixel-mpc", type=float, help="the model's pixel size [Mpc], if the checkpoint's run does not record it")
+    parser.add_argument("--save-samples", action="store_true", help="also write every sample (SAMPLES extension)")
+    parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+
+
+def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
+    """Posterior mean and std of gas and DM for one observed cluster, as FITS and a PNG quick look."""
+    from cmpipe.reconstruct import reconstruct
+
+    result = reconstruct(args.checkpoint, args.sz, args.xray, args.recon, n_samples=args.samples, seed=args.seed,
+                         pixel_mpc=args.pixel_mpc, save_samples=args.save_samples, device=args.device,
+                         infer_cfg=dataclasses.replace(cfg.infer, n_samples=args.samples), overwrite=True)
+    for message in result["messages"]:
+        print(f"cmpipe: {message}")
+    print(result["fits"])
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # The registry: name -> Subcommand(help, add_arguments, handler)
 # --------------------------------------------------------------------------------------------
@@ -505,6 +548,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "the paper's figures, Table 1, mass errors and calibration from the results of cmpipe infer (no model)",
         _add_report_arguments,
         _run_report,
+    ),
+    "reconstruct": Subcommand(
+        "gas and DM posterior (mean, std, samples) for one cluster's observed y and S_X FITS maps, as FITS with WCS",
+        _add_reconstruct_arguments,
+        _run_reconstruct,
     ),
 }
 

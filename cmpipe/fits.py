@@ -1,0 +1,610 @@
+"""FITS images in and out: cmpipe maps with a physical-length WCS, and external maps checked and
+put on a model's grid (no Ray, no torch).
+
+The FITS contract
+-----------------
+A map ``data[iy, ix]`` (cmpipe's ``origin="lower"`` grid centred on the halo, see
+:mod:`cmpipe.maps`) is written with FITS axis 1 = ``x`` (``ix``) and axis 2 = ``y`` (``iy``), so
+FITS pixel ``(1, 1)`` is ``data[0, 0]``. Its WCS is linear, in physical Mpc, with no celestial
+axes:
+
+==========================  ===================================================================
+keyword                     value
+==========================  ===================================================================
+``CTYPE1``, ``CTYPE2``      ``'X'``, ``'Y'`` (linear)
+``CUNIT1``, ``CUNIT2``      ``'Mpc'``
+``CDELT1``, ``CDELT2``      the pixel size [Mpc]
+``CRPIX1``, ``CRPIX2``      ``(n + 1) / 2`` (the map centre: pixel centres sit at
+                            ``(i + 0.5) p - n p / 2``, so the halo centre is at (0, 0) Mpc)
+``CRVAL1``, ``CRVAL2``      ``0``
+``BUNIT``                   the unit as a FITS string (``'erg s-1 cm-2 sr-1'``); left out
+                            for dimensionless maps
+``CHANNEL``                 the channel name (one-channel HDUs)
+``CHNAMEn``, ``CHUNITn``    name and unit of plane ``n`` (1-based) of a ``(C, H, W)`` or
+                            ``(S, C, H, W)`` cube (axis 3 is the channel)
+``CMPIPE``                  the cmpipe version that wrote the file
+``REDSHIFT``, ``ARCMINPX``  the redshift and (given a cosmology) the pixel's angular size
+                            [arcmin] from the angular diameter distance
+==========================  ===================================================================
+
+Reading (:func:`read_map_fits`) understands ``CDELTi`` (with or without ``PCi_j``) and
+``CDi_j``, ``CUNITi`` in any length unit (``kpc`` is converted to Mpc), a mirrored axis
+(flipped back so that ``x`` grows with ``ix``), and refuses, naming the file, a missing pixel
+scale or length unit, non-square or rotated pixels, and unparseable units.
+:func:`check_and_resample` converts a map's unit to a channel's and puts it on a model's grid.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FITS_UNITS",
+    "FitsError",
+    "MapImage",
+    "area_resample",
+    "arcmin_per_pixel",
+    "check_and_resample",
+    "fits_unit",
+    "parse_unit",
+    "read_map_fits",
+    "write_map_fits",
+]
+
+#: FITS ``BUNIT`` strings of cmpipe's channels ('' = dimensionless).
+FITS_UNITS: dict[str, str] = {"sz_y": "", "xray_sb": "erg s-1 cm-2 sr-1", "gas_sigma": "", "dm_sigma": ""}
+
+# Relative tolerance under which two pixel scales count as equal, and pixel tolerance of the
+# field-of-view and alignment checks.
+_SAME_SCALE_RTOL = 1e-9
+_PIX_TOL = 1e-6
+# How far below 1 the ratio model pixel / image pixel may be (a slight upsampling) [fraction].
+_UPSAMPLE_TOLERANCE = 0.01
+_RAD_TO_ARCMIN = 180.0 / math.pi * 60.0
+
+
+class FitsError(ValueError):
+    """A FITS map that cannot be used as asked (the message names the file and the reason)."""
+
+
+@dataclass(frozen=True)
+class MapImage:
+    """One 2-d map read from a FITS file.
+
+    Attributes
+    ----------
+    data : ndarray, shape (H, W)
+        float64, indexed ``[iy, ix]`` with ``origin="lower"`` (x and y grow with the indices).
+    pixel_mpc : float
+        Pixel side [physical Mpc].
+    unit : str
+        ``BUNIT`` as written ('' if absent: dimensionless).
+    channel : str or None
+        ``CHANNEL`` (or the plane's ``CHNAMEn``), if any.
+    header : astropy.io.fits.Header
+        The HDU's header.
+    path : str
+        The file.
+    centre_pix : (float, float)
+        0-based ``(x, y)`` pixel position of world (0, 0) Mpc, the halo centre (from ``CRPIX``
+        and ``CRVAL``; after any flip).
+    notes : tuple of str
+        What the reader did to the data (flips).
+    """
+
+    data: np.ndarray
+    pixel_mpc: float
+    unit: str
+    channel: str | None
+    header: Any
+    path: str
+    centre_pix: tuple[float, float]
+    notes: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------------------- units
+
+
+def parse_unit(text: str, *, path: str | os.PathLike[str] | None = None, what: str = "unit") -> Any:
+    """An ``astropy.units`` unit from a FITS or cmpipe unit string.
+
+    ``''`` and strings starting with ``dimensionless`` (cmpipe's descriptions, e.g.
+    ``'dimensionless (Compton-y)'``) are dimensionless; ``'erg s^-1 cm^-2 sr^-1'``,
+    ``'erg s-1 cm-2 sr-1'``, ``'erg / (s cm2 sr)'`` and ``'erg/s/cm2/sr'`` parse alike.
+
+    Raises
+    ------
+    FitsError
+        If the string is not a unit (naming ``path``).
+    """
+    from astropy import units as u
+
+    s = str(text).strip()
+    if s == "" or s.lower().startswith("dimensionless"):
+        return u.dimensionless_unscaled
+    try:
+        with warnings.catch_warnings():
+            # Several slashes ('erg/s/cm2/sr') are common in real headers and parse unambiguously
+            # left to right; astropy warns that the FITS standard discourages them.
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            return u.Unit(s, parse_strict="raise")
+    except ValueError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise FitsError(f"{where}{what} {s!r} is not a unit astropy can parse ({exc})") from None
+
+
+def fits_unit(unit: str | Any) -> str:
+    """The FITS ``BUNIT`` string of a unit ('' when dimensionless).
+
+    cmpipe's descriptive strings (:data:`cmpipe.maps.CHANNEL_UNITS`) are accepted; the X-ray unit
+    is written ``'erg s-1 cm-2 sr-1'``.
+    """
+    from astropy import units as u
+
+    parsed = parse_unit(unit) if isinstance(unit, str) else u.Unit(unit)
+    if parsed == u.dimensionless_unscaled:
+        return ""
+    if parsed == u.Unit("erg s-1 cm-2 sr-1"):
+        return "erg s-1 cm-2 sr-1"
+    with warnings.catch_warnings():
+        # 'erg' and some others are deprecated in the FITS standard but still the clearest spelling.
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        return parsed.to_string("fits")
+
+
+def arcmin_per_pixel(pixel_mpc: float, redshift: float, cosmology: Any) -> float | None:
+    """Angular size of a pixel [arcmin] at ``redshift``: ``pixel_mpc / D_A`` in radians.
+
+    Parameters
+    ----------
+    pixel_mpc : float
+        Physical pixel size [Mpc].
+    redshift : float
+    cosmology : cmpipe.config.CosmologyConfig or colossus Cosmology
+        colossus gives ``D_A`` in Mpc/h; it is divided by ``h``.
+
+    Returns
+    -------
+    float or None
+        None at ``redshift <= 0`` (no finite angular scale).
+    """
+    if redshift <= 0:
+        return None
+    if hasattr(cosmology, "angularDiameterDistance"):
+        cosmo = cosmology
+    else:
+        from cmpipe.physics.cosmology import colossus_cosmology
+
+        cosmo = colossus_cosmology(cosmology)
+    d_a_mpc = float(cosmo.angularDiameterDistance(float(redshift))) / float(cosmo.h)
+    return float(pixel_mpc) / d_a_mpc * _RAD_TO_ARCMIN
+
+
+# ------------------------------------------------------------------------------------- writing
+
+
+def _wcs_cards(shape: Sequence[int], pixel_mpc: float) -> list[tuple[str, Any, str]]:
+    h, w = int(shape[-2]), int(shape[-1])
+    return [
+        ("CTYPE1", "X", "linear map x, halo centre at 0"),
+        ("CTYPE2", "Y", "linear map y, halo centre at 0"),
+        ("CUNIT1", "Mpc", "physical Mpc"),
+        ("CUNIT2", "Mpc", "physical Mpc"),
+        ("CRPIX1", (w + 1) / 2.0, "map centre"),
+        ("CRPIX2", (h + 1) / 2.0, "map centre"),
+        ("CRVAL1", 0.0, "[Mpc] halo centre"),
+        ("CRVAL2", 0.0, "[Mpc] halo centre"),
+        ("CDELT1", float(pixel_mpc), "[Mpc] pixel size"),
+        ("CDELT2", float(pixel_mpc), "[Mpc] pixel size"),
+    ]
+
+
+def _image_header(
+    shape: Sequence[int], pixel_mpc: float, channel_names: Sequence[str], units: Sequence[str],
+    redshift: float | None, cosmology: Any, extra_header: Mapping[str, Any] | None,
+) -> Any:
+    from astropy.io import fits
+
+    from cmpipe import __version__
+
+    header = fits.Header()
+    for key, value, comment in _wcs_cards(shape, pixel_mpc):
+        header[key] = (value, comment)
+    fits_units = [fits_unit(x) for x in units]
+    if len(shape) == 2:
+        if len(channel_names) != 1 or len(fits_units) != 1:
+            raise ValueError(f"a 2-d map needs one channel name and one unit; got {channel_names}, {units}")
+    else:
+        n_chan = int(shape[-3])
+        if len(channel_names) != n_chan or len(fits_units) != n_chan:
+            raise ValueError(f"a map of shape {tuple(shape)} needs {n_chan} channel names and units; "
+                             f"got {list(channel_names)}, {list(units)}")
+        header["CTYPE3"] = ("CHANNEL", "plane n is channel CHNAMEn")
+        for i, (name, unit) in enumerate(zip(channel_names, fits_units), start=1):
+            header[f"CHNAME{i}"] = (str(name), f"channel of plane {i}")
+            header[f"CHUNIT{i}"] = (unit, f"unit of plane {i} ('' dimensionless)")
+        if len(shape) == 4:
+            header["CTYPE4"] = ("SAMPLE", "posterior sample index")
+    if len(set(fits_units)) == 1 and fits_units[0]:
+        header["BUNIT"] = (fits_units[0], "unit of the data")
+    if len(channel_names) == 1:
+        header["CHANNEL"] = (str(channel_names[0]), "cmpipe channel")
+    header["CMPIPE"] = (__version__, "cmpipe version that wrote this file")
+    if redshift is not None:
+        header["REDSHIFT"] = (float(redshift), "redshift of the halo")
+        if cosmology is not None:
+            scale = arcmin_per_pixel(pixel_mpc, redshift, cosmology)
+            if scale is not None:
+                header["ARCMINPX"] = (scale, "[arcmin] pixel size, angular diameter distance")
+    for key, value in (extra_header or {}).items():
+        header[key] = value
+    return header
+
+
+def _as_float(data: np.ndarray) -> np.ndarray:
+    data = np.asarray(data)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    return np.ascontiguousarray(data)
+
+
+def write_map_fits(
+    path: str | os.PathLike[str],
+    data: np.ndarray | None,
+    *,
+    pixel_mpc: float,
+    channel_names: Sequence[str] | str,
+    units: Sequence[str] | str,
+    redshift: float | None = None,
+    cosmology: Any = None,
+    extra_header: Mapping[str, Any] | None = None,
+    extensions: Mapping[str, np.ndarray] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write maps with a physical-length WCS (see the module docstring for the keywords).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The FITS file (written to a temporary name, then renamed).
+    data : ndarray, shape (H, W) or (C, H, W), or None
+        The primary HDU's maps, ``[.., iy, ix]``; float32 and float64 are kept, other dtypes
+        become float64. None: an empty primary HDU (``extensions`` holds the maps).
+    pixel_mpc : float
+        Pixel side [physical Mpc].
+    channel_names, units : str or sequence of str
+        One per channel (per plane of axis -3 for cubes); units as FITS strings ('' for
+        dimensionless) or cmpipe's descriptions (:data:`cmpipe.maps.CHANNEL_UNITS`).
+    redshift : float, optional
+        Written as ``REDSHIFT``; with ``cosmology`` also ``ARCMINPX`` [arcmin per pixel].
+    cosmology : cmpipe.config.CosmologyConfig or colossus Cosmology, optional
+    extra_header : mapping, optional
+        More cards for every HDU with data (and the primary).
+    extensions : mapping of str to ndarray, optional
+        One ``ImageHDU`` per entry, ``EXTNAME`` the key; each of shape (H, W), (C, H, W) or
+        (S, C, H, W) with the same channels, units and WCS.
+    overwrite : bool
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from astropy.io import fits
+
+    from cmpipe import __version__
+
+    if data is None and not extensions:
+        raise ValueError("write_map_fits needs data or extensions")
+    names = [channel_names] if isinstance(channel_names, str) else list(channel_names)
+    unit_list = [units] if isinstance(units, str) else list(units)
+    if not pixel_mpc > 0:
+        raise ValueError(f"pixel_mpc must be > 0; got {pixel_mpc}")
+
+    def header_for(array: np.ndarray) -> Any:
+        if array.ndim not in (2, 3, 4):
+            raise ValueError(f"maps must be (H, W), (C, H, W) or (S, C, H, W); got {array.shape}")
+        return _image_header(array.shape, pixel_mpc, names, unit_list, redshift, cosmology, extra_header)
+
+    if data is not None:
+        arr = _as_float(data)
+        primary = fits.PrimaryHDU(arr, header=header_for(arr))
+    else:
+        primary = fits.PrimaryHDU()
+        primary.header["CMPIPE"] = (__version__, "cmpipe version that wrote this file")
+        if redshift is not None:
+            primary.header["REDSHIFT"] = (float(redshift), "redshift of the halo")
+        for key, value in (extra_header or {}).items():
+            primary.header[key] = value
+    hdus = [primary]
+    for name, ext in (extensions or {}).items():
+        arr = _as_float(ext)
+        hdus.append(fits.ImageHDU(arr, header=header_for(arr), name=str(name).upper()))
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def _select_hdu(hdul: Any, hdu: int | str | None, path: str) -> Any:
+    if hdu is None:
+        for h in hdul:
+            if h.is_image and h.data is not None:
+                return h
+        raise FitsError(f"{path}: no HDU holds image data")
+    try:
+        selected = hdul[hdu]
+    except (KeyError, IndexError):
+        names = [h.name for h in hdul]
+        raise FitsError(f"{path}: no HDU {hdu!r}; it has {names}") from None
+    if not selected.is_image or selected.data is None:
+        raise FitsError(f"{path}: HDU {hdu!r} holds no image data")
+    return selected
+
+
+def _plane(data: np.ndarray, header: Any, channel: str | int | None, path: str) -> tuple[np.ndarray, str | None, str]:
+    """The 2-d plane of a map or cube (by channel name ``CHNAMEn`` or index along axis -3), its
+    channel name and unit (``CHUNITn``, else ``BUNIT``, else '')."""
+    bunit = str(header.get("BUNIT", ""))
+    if data.ndim == 2:
+        return data, header.get("CHANNEL"), bunit
+    if data.ndim > 3 and all(n == 1 for n in data.shape[:-3]):
+        data = data.reshape(data.shape[-3:])
+    if data.ndim != 3:
+        raise FitsError(f"{path}: data of shape {data.shape}; read_map_fits reads (H, W) or (C, H, W) maps")
+    names = [header.get(f"CHNAME{i + 1}") for i in range(data.shape[0])]
+    if channel is None and data.shape[0] == 1:
+        channel = 0
+    if channel is None:
+        raise FitsError(f"{path}: a cube of {data.shape[0]} channels {names}; pass channel=")
+    index = names.index(channel) if isinstance(channel, str) and channel in names else channel
+    if isinstance(index, str) or not 0 <= int(index) < data.shape[0]:
+        raise FitsError(f"{path}: no channel {channel!r}; it has {names}")
+    index = int(index)
+    return data[index], names[index], str(header.get(f"CHUNIT{index + 1}", bunit))
+
+
+def read_map_fits(
+    path: str | os.PathLike[str], *, hdu: int | str | None = None, channel: str | int | None = None
+) -> MapImage:
+    """One map of a FITS file with a physical-length WCS.
+
+    Parameters
+    ----------
+    path : str or path-like
+    hdu : int or str, optional
+        HDU index or ``EXTNAME``; default: the first HDU with image data.
+    channel : str or int, optional
+        The plane of a ``(C, H, W)`` cube (name from ``CHNAMEn`` or index).
+
+    Returns
+    -------
+    MapImage
+        ``data`` float64 ``[iy, ix]``; ``unit`` is ``CHUNITn`` of a cube's plane, else ``BUNIT``.
+
+    Raises
+    ------
+    FitsError
+        Naming the file: no image, no pixel scale (``CDELTi`` or ``CDi_j``), no or
+        non-length ``CUNITi``, non-square or rotated pixels, an unparseable unit.
+    """
+    from astropy import units as u
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    name = str(path)
+    with fits.open(path, memmap=False) as hdul:
+        selected = _select_hdu(hdul, hdu, name)
+        header = selected.header.copy()
+        data = np.array(selected.data, dtype=np.float64)
+    if data.ndim < 2:
+        raise FitsError(f"{name}: data of shape {data.shape} is not a map")
+    plane, chan, unit = _plane(data, header, channel, name)
+    parse_unit(unit, path=name, what="BUNIT")
+
+    has_cdelt = all(f"CDELT{i}" in header for i in (1, 2))
+    has_cd = any(k.startswith("CD") and "_" in k for k in header.keys())
+    if not (has_cdelt or has_cd):
+        raise FitsError(f"{name}: no pixel scale (neither CDELT1/CDELT2 nor CDi_j); cannot place the map on a grid")
+    cunits = [str(header.get(f"CUNIT{i}", "")).strip() for i in (1, 2)]
+    if not all(cunits):
+        raise FitsError(f"{name}: CUNIT1/CUNIT2 missing ({cunits}); the pixel scale needs a length unit (Mpc, kpc)")
+    factors = []
+    for cu in cunits:
+        parsed = parse_unit(cu, path=name, what="CUNIT")
+        if not parsed.is_equivalent(u.Mpc):
+            raise FitsError(f"{name}: CUNIT {cu!r} is not a length; cmpipe needs physical lengths (Mpc or kpc) "
+                            "(angular maps must be converted with the angular diameter distance first)")
+        factors.append(parsed.to(u.Mpc))
+    wcs = WCS(header, naxis=[1, 2])
+    m = np.asarray(wcs.pixel_scale_matrix, dtype=np.float64) * np.asarray(factors)[:, None]
+    diag = np.abs(np.diag(m))
+    if not np.all(diag > 0):
+        raise FitsError(f"{name}: zero pixel scale {np.diag(m)} Mpc")
+    if abs(m[0, 1]) > 1e-9 * diag.max() or abs(m[1, 0]) > 1e-9 * diag.max():
+        raise FitsError(f"{name}: the pixel grid is rotated (pixel scale matrix {m.tolist()} Mpc); "
+                        "rotate it onto the axes first")
+    if abs(diag[0] - diag[1]) > 1e-6 * diag.max():
+        raise FitsError(f"{name}: non-square pixels ({diag[0]:g} x {diag[1]:g} Mpc); resample to square pixels first")
+    pixel_mpc = float(diag[0])
+    # 0-based pixel position of world (0, 0): crpix - 1 - crval / cdelt (per axis, in Mpc).
+    crpix = np.asarray(wcs.wcs.crpix, dtype=np.float64)
+    crval = np.asarray(wcs.wcs.crval, dtype=np.float64) * np.asarray(factors)
+    centre = crpix - 1.0 - crval / np.diag(m)
+    notes = []
+    h, w = plane.shape
+    if m[0, 0] < 0:
+        plane, centre[0] = plane[:, ::-1], (w - 1) - centre[0]
+        notes.append(f"{name}: x decreases with the pixel index (CDELT1 < 0); the map was mirrored back")
+    if m[1, 1] < 0:
+        plane, centre[1] = plane[::-1, :], (h - 1) - centre[1]
+        notes.append(f"{name}: y decreases with the pixel index (CDELT2 < 0); the map was mirrored back")
+    return MapImage(
+        data=np.ascontiguousarray(plane), pixel_mpc=pixel_mpc, unit=str(unit), channel=chan, header=header,
+        path=name, centre_pix=(float(centre[0]), float(centre[1])), notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------- resampling
+
+
+def _overlap_matrix(lo: float, width: float, n_out: int, n_in: int) -> np.ndarray:
+    """``(n_out, n_in)`` weights: the fraction of output pixel ``j`` (edges ``lo + j width`` to
+    ``lo + (j + 1) width``, in input pixel units, input pixel ``i`` spans ``[i, i + 1]``) covered
+    by input pixel ``i``. Rows sum to 1 when the output lies inside the input."""
+    edges_out = lo + width * np.arange(n_out + 1)
+    a = np.maximum(edges_out[:-1, None], np.arange(n_in)[None, :])
+    b = np.minimum(edges_out[1:, None], np.arange(1, n_in + 1)[None, :])
+    return np.clip(b - a, 0.0, None) / width
+
+
+def area_resample(data: np.ndarray, x0: float, y0: float, ratio: float, n_out: int) -> np.ndarray:
+    """Area-weighted (flux-conserving) resampling of a map onto a square grid.
+
+    The input is piecewise constant on its pixels (pixel ``[iy, ix]`` covers ``[ix, ix + 1] x
+    [iy, iy + 1]`` in input pixel units); output pixel ``[j, i]`` covers ``[x0 + i r, x0 + (i + 1)
+    r] x [y0 + j r, y0 + (j + 1) r]`` and is the mean of the input over it. The mean surface
+    brightness over the output field is preserved exactly (up to rounding), a constant map stays
+    constant, and an integer ``r`` aligned on pixel edges gives block means.
+
+    Parameters
+    ----------
+    data : ndarray, shape (H, W)
+    x0, y0 : float
+        Lower-left corner of the output grid [input pixels, edge coordinates].
+    ratio : float
+        Output pixel side over input pixel side ``r`` (> 0).
+    n_out : int
+        Output pixels per side.
+
+    Returns
+    -------
+    ndarray, shape (n_out, n_out), float64
+    """
+    h, w = data.shape
+    wy = _overlap_matrix(y0, ratio, n_out, h)
+    wx = _overlap_matrix(x0, ratio, n_out, w)
+    return wy @ np.asarray(data, dtype=np.float64) @ wx.T
+
+
+def check_and_resample(
+    image: MapImage,
+    *,
+    channel: str,
+    expected_unit: str | Any,
+    model_pixel_mpc: float,
+    model_npix: int,
+) -> tuple[np.ndarray, list[str]]:
+    """A map in the channel's unit on the model's grid: ``(model_npix, model_npix)`` centred on
+    world (0, 0) Mpc (the halo centre) with pixels of ``model_pixel_mpc``.
+
+    Unit: ``image.unit`` must be convertible to ``expected_unit`` (astropy equivalence); a scale
+    factor is applied with a message. Scale: the ratio ``r = model_pixel_mpc / image.pixel_mpc``:
+
+    * ``r`` = 1 and the field aligned on pixel edges: a crop;
+    * ``r`` an integer > 1, aligned: block means (:func:`cmpipe.model.dataset.block_mean` of the
+      crop);
+    * otherwise, ``r >= 0.99``: area-weighted resampling (:func:`area_resample`: mean surface
+      brightness preserved);
+    * ``r < 0.99``: refused (upsampling cannot add the detail the model was trained on).
+
+    The field ``model_npix * model_pixel_mpc`` must lie inside the image.
+
+    Parameters
+    ----------
+    image : MapImage
+    channel : str
+        The channel it is used as (for messages).
+    expected_unit : str or astropy unit
+        The channel's unit (:data:`FITS_UNITS`, or cmpipe's description).
+    model_pixel_mpc : float
+        The model grid's pixel side [physical Mpc].
+    model_npix : int
+        The model grid's pixels per side.
+
+    Returns
+    -------
+    maps : ndarray, shape (model_npix, model_npix)
+        float64, in ``expected_unit``.
+    messages : list of str
+        What was done (unit conversion, resampling factor, crop, flips).
+
+    Raises
+    ------
+    FitsError
+        Naming the file: an incompatible unit (both units named), pixels coarser than the model's
+        by more than 1 %, a field smaller than the model's, or non-finite values in the field.
+    """
+    from astropy import units as u
+
+    name = image.path
+    messages = list(image.notes)
+    found = parse_unit(image.unit, path=name, what="BUNIT")
+    expected = parse_unit(expected_unit, what="expected unit") if isinstance(expected_unit, str) else u.Unit(expected_unit)
+    try:
+        factor = float(found.to(expected))
+    except u.UnitConversionError:
+        raise FitsError(
+            f"{name}: unit {image.unit!r} ({found}) of the {channel} map cannot be converted to the expected "
+            f"{fits_unit(expected)!r} ({expected})"
+        ) from None
+    data = image.data
+    if abs(factor - 1.0) > 1e-12:
+        data = data * factor
+        messages.append(f"{name}: {channel} converted from {image.unit!r} to {fits_unit(expected)!r} "
+                        f"(factor {factor:.6g})")
+
+    ratio = float(model_pixel_mpc) / image.pixel_mpc
+    h, w = data.shape
+    field_mpc = model_npix * float(model_pixel_mpc)
+    if ratio < 1.0 - _UPSAMPLE_TOLERANCE:
+        raise FitsError(
+            f"{name}: pixels of {image.pixel_mpc:g} Mpc are coarser than the model's {model_pixel_mpc:g} Mpc "
+            f"(ratio {ratio:.4g} < 0.99): upsampling cannot recover the small-scale structure the model "
+            "was trained on; provide a map at the model's resolution or finer"
+        )
+    span = model_npix * ratio  # field side [input pixels]
+    cx, cy = image.centre_pix[0] + 0.5, image.centre_pix[1] + 0.5  # centre in edge coordinates
+    x0, y0 = cx - 0.5 * span, cy - 0.5 * span
+    if x0 < -_PIX_TOL or y0 < -_PIX_TOL or x0 + span > w + _PIX_TOL or y0 + span > h + _PIX_TOL:
+        raise FitsError(
+            f"{name}: the {channel} map covers {w * image.pixel_mpc:g} x {h * image.pixel_mpc:g} Mpc "
+            f"(x {-cx * image.pixel_mpc:+.4g} to {(w - cx) * image.pixel_mpc:+.4g}, "
+            f"y {-cy * image.pixel_mpc:+.4g} to {(h - cy) * image.pixel_mpc:+.4g} Mpc around the halo centre); "
+            f"the model needs {field_mpc:g} x {field_mpc:g} Mpc centred on it: the image is too small"
+        )
+    k = round(ratio)
+    integer = abs(ratio - k) <= _SAME_SCALE_RTOL * ratio
+    aligned = abs(x0 - round(x0)) < _PIX_TOL and abs(y0 - round(y0)) < _PIX_TOL
+    if integer and aligned:
+        ix, iy = int(round(x0)), int(round(y0))
+        crop = data[iy : iy + k * model_npix, ix : ix + k * model_npix]
+        # Block means as cmpipe.model.dataset.block_mean (not imported: it would load torch).
+        out = crop.reshape(model_npix, k, model_npix, k).mean(axis=(1, 3)) if k > 1 else np.array(crop, dtype=np.float64)
+        if k > 1:
+            messages.append(f"{name}: {channel} block-averaged by {k}x{k} "
+                            f"({image.pixel_mpc:g} -> {model_pixel_mpc:g} Mpc, factor {ratio:g})")
+    else:
+        out = area_resample(data, x0, y0, ratio, model_npix)
+        why = "a sub-pixel shift to the halo centre" if integer else f"factor {ratio:.6g}"
+        messages.append(f"{name}: {channel} resampled by area weighting ({image.pixel_mpc:g} -> "
+                        f"{model_pixel_mpc:g} Mpc, {why})")
+    if (h, w) != (round(span), round(span)):
+        messages.append(f"{name}: {channel} cropped from {w}x{h} pixels to the model's {field_mpc:g} Mpc field")
+    if not np.all(np.isfinite(out)):
+        raise FitsError(f"{name}: the {channel} map has non-finite values inside the model's field")
+    return out, messages
