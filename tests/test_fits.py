@@ -256,9 +256,11 @@ def test_export_and_reconstruct_end_to_end(tiny_run, tmp_path):
         model_grid(run, pixel_mpc=0.5)
 
 
-def test_model_grid_without_run_config_needs_pixel_mpc(tiny_run, tmp_path):
-    # Oracle: the documented fallback -- a checkpoint alone (no config.resolved.yaml) records no
-    # map pixel size, so the caller's pixel_mpc is required and used as given.
+def test_model_grid_of_a_bare_checkpoint(tiny_run, tmp_path):
+    # Oracles: a checkpoint alone (no config.resolved.yaml beside it) records the store's map grid
+    # in its hyper-parameters (0.4 Mpc x 32 / 16 = 0.8 Mpc); one written before that (no
+    # hyperparameters["maps"]) needs the caller's pixel_mpc, used as given.
+    import json
     import shutil
 
     from cmpipe.model.training import latest_checkpoint
@@ -269,9 +271,13 @@ def test_model_grid_without_run_config_needs_pixel_mpc(tiny_run, tmp_path):
     bare = tmp_path / ckpt.name
     shutil.copy(ckpt, bare)
     shutil.copy(ckpt.with_suffix(".json"), bare.with_suffix(".json"))
+    grid = model_grid(bare)
+    assert (grid.npix, grid.pixel_mpc, grid.config) == (16, pytest.approx(0.8), None)
+    meta = json.loads(bare.with_suffix(".json").read_text())
+    old = {k: v for k, v in meta["hyperparameters"].items() if k != "maps"}
     with pytest.raises(FitsError, match="records no map pixel size"):
-        model_grid(bare)
-    grid = model_grid(bare, pixel_mpc=0.8)
+        model_grid(bare, hyperparameters=old)
+    grid = model_grid(bare, hyperparameters=old, pixel_mpc=0.8)
     assert (grid.npix, grid.pixel_mpc, grid.config) == (16, 0.8, None)
 
 

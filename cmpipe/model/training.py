@@ -444,6 +444,7 @@ def _hyperparameters(cfg: Config, sigma_max: float, source: str, normalisation: 
         "sigma_max_source": source, "resolution": cfg.model.resolution,
         "channels": {"x": list(TARGET_CHANNELS), "cond": list(CONDITION_CHANNELS)},
         "normalisation": dict(normalisation), "train": sections["train"],
+        "maps": {"npix": cfg.maps.npix, "pixel_mpc": cfg.maps.pixel_mpc, "depth_mpc": cfg.maps.depth_mpc},
         "score_models_version": version("score-models"), "cmpipe_version": __version__,
     }
 
