@@ -11,6 +11,12 @@ rows also give the wall time of ``fit()`` (worker start-up, process group, repor
 global batch / (s/step). With the same total CPUs, rate(2 workers) / rate(1 worker) is what DDP
 gains or costs on one machine (threads vs processes plus the gradient all-reduce).
 
+Then the ``paper`` config's model (NCSN++ at 128x128 with the paper's widths, 2 residual blocks
+per level): ``--paper-steps`` training steps (after one untimed warm-up) of ``--paper-batch``
+random 128x128 images through :func:`cmpipe.model.training.train_step` on ``--device`` (CPU by
+default; ``--device cuda`` on a GPU machine), for s/step and images/s at paper scale.
+``--no-paper`` skips it.
+
 Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
 """
 
@@ -33,12 +39,50 @@ STORE = [
 TRAIN = ["train.num_workers=0", "train.checkpoint_every=1000000", "train.val_every=1000000", "train.use_gpu=false"]
 
 
+def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
+    """s/step and images/s of the ``paper`` model on random 128x128 batches (one warm-up step)."""
+    import torch
+
+    from cmpipe.config import load_config
+    from cmpipe.model.network import build_score_model, count_parameters
+    from cmpipe.model.training import WarmupSchedule, make_ema, train_step
+
+    torch.set_num_threads(threads)
+    cfg = load_config("paper")
+    res = 128
+    sm = build_score_model(cfg.model, 10.0, device)
+    opt = torch.optim.Adam(sm.model.parameters(), lr=cfg.train.lr)
+    ema = make_ema(sm.model, cfg.train.ema_decay)
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.rand(batch, 2, res, res, generator=gen), torch.rand(batch, 2, res, res, generator=gen))
+    schedule = WarmupSchedule(cfg.train.lr, cfg.train.warmup_steps)
+    train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=0)  # warm-up, untimed
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=step)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    s_per_step = (time.perf_counter() - t0) / steps
+    out = {"parameters": count_parameters(sm.model), "resolution": res, "batch": batch, "device": device,
+           "threads": threads, "steps": steps, "s_per_step": s_per_step, "images_per_s": batch / s_per_step}
+    print(f"paper model: {out['parameters']} parameters, {res}x{res}, nf={cfg.model.nf}, "
+          f"ch_mult={list(cfg.model.ch_mult)}, {cfg.model.num_res_blocks} res blocks, batch {batch} on {device}: "
+          f"{s_per_step:.2f} s/step, {out['images_per_s']:.3f} images/s")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPUs for every run (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--out", type=Path, help="save the figures as JSON")
+    parser.add_argument("--no-paper", action="store_true", help="skip the paper-scale model")
+    parser.add_argument("--paper-steps", type=int, default=2, help="timed steps of the paper model (default 2)")
+    parser.add_argument("--paper-batch", type=int, default=1, help="images per step of the paper model (default 1)")
+    parser.add_argument("--device", default="cpu", help="device of the paper model (default cpu)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -90,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['run']:40s} {r['s_per_step']:8.3f} {r['images_per_s']:9.1f} {wall}")
     one, two = rows[1]["images_per_s"], rows[2]["images_per_s"]
     print(f"DDP 1 -> 2 workers (same total CPUs): rate ratio {two / one:.2f}")
+    paper = None if args.no_paper else paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"steps": args.steps, "batch": batch, "threads": args.threads, "rows": rows},
-                                       indent=2) + "\n")
+        args.out.write_text(json.dumps({"steps": args.steps, "batch": batch, "threads": args.threads, "rows": rows,
+                                        "paper": paper}, indent=2) + "\n")
     return 0
 
 

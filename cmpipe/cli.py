@@ -460,6 +460,30 @@ def _run_report(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Two or more labelled results directories."""
+    parser.add_argument("--results", action="append", required=True, metavar="LABEL=RESULTS",
+                        help="a label and the --out directory of cmpipe infer, e.g. diffusion=runs/a/results "
+                             "(repeat; at least two)")
+
+
+def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
+    """Side-by-side Table 1, mass errors, profiles and spectra of several results, on their common images."""
+    from cmpipe.report import compare_reports
+
+    pairs = {}
+    for item in args.results:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ConfigError(f"--results takes LABEL=RESULTS; got {item!r}")
+        pairs[label] = path
+    if len(pairs) < 2:
+        raise ConfigError("cmpipe compare needs at least two --results LABEL=RESULTS")
+    written = compare_reports(pairs, cfg.run.out if args.out is not None else "runs/comparison")
+    print(written["report"])
+    return 0
+
+
 def _add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     """A checkpoint and the two observed maps as FITS."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint file or a run directory")
@@ -548,6 +572,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "the paper's figures, Table 1, mass errors and calibration from the results of cmpipe infer (no model)",
         _add_report_arguments,
         _run_report,
+    ),
+    "compare": Subcommand(
+        "compare results side by side (e.g. diffusion and U-Net): Table 1, mass errors, profiles, b(k), r(k)",
+        _add_compare_arguments,
+        _run_compare,
     ),
     "reconstruct": Subcommand(
         "gas and DM posterior (mean, std, samples) for one cluster's observed y and S_X FITS maps, as FITS with WCS",

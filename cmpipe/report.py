@@ -11,6 +11,10 @@ Aggregation is done by small named functions (:func:`table1`, :func:`mass_error_
 :mod:`cmpipe.plots.evaluation`. Mass bins: ``low`` is ``log10 M200m <
 evaluate.mass_split_log10_msun_h``, ``high`` the rest. A bin without images gives NaN cells
 (written "no images"), never an error.
+
+:func:`compare_reports` puts two or more results directories (e.g. the diffusion model and the
+U-Net baseline, ``model.kind`` ``score`` / ``unet``) side by side with the same metrics, on the
+images they have in common.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MASS_BINS",
     "REFERENCES",
+    "compare_reports",
     "convergence_summary",
     "coverage_summary",
     "headline_numbers",
@@ -95,6 +100,16 @@ def _read_tables(results: Path) -> dict[str, pd.DataFrame]:
     frames = {name: read_table(results, name).to_pandas() for name in _TABLES}
     frames["images"] = read_images_table(results).to_pandas()
     return frames
+
+
+def _read_results(results: Path) -> tuple[dict[str, pd.DataFrame], Any, dict[str, Any], dict[str, float]]:
+    """``(tables, posterior group, its attrs, report_settings)`` of a results directory."""
+    from cmpipe.store.posterior import open_posterior
+
+    frames = _read_tables(results)
+    group = open_posterior(results)
+    attrs = dict(group.attrs)
+    return frames, group, attrs, report_settings(attrs)
 
 
 def mass_bin(log10_m: np.ndarray | pd.Series, mass_split: float) -> np.ndarray:
@@ -385,6 +400,14 @@ def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[s
     return out
 
 
+def _coverage_deviations(cov: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> list[dict[str, Any]]:
+    """Rows ``channel, quantity, max_coverage_deviation`` of a :func:`coverage_summary`."""
+    from cmpipe.metrics import max_coverage_deviation
+
+    return [{"channel": channel, "quantity": quantity, "max_coverage_deviation": max_coverage_deviation(lv, obs)}
+            for channel, quantities in cov.items() for quantity, (lv, obs) in quantities.items()]
+
+
 def _tarp(group, done_rows: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]] | None, str]:
     """TARP on whole maps per channel from the ``samples`` array, or (None, why not)."""
     from cmpipe.metrics import tarp_coverage
@@ -493,14 +516,10 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     """
     from cmpipe.metrics import max_coverage_deviation
     from cmpipe.plots import evaluation as plots
-    from cmpipe.store.posterior import open_posterior
 
     results = Path(results)
     out = Path(out) if out is not None else results / "report"
-    frames = _read_tables(results)
-    group = open_posterior(results)
-    attrs = dict(group.attrs)
-    settings = report_settings(attrs)
+    frames, group, attrs, settings = _read_results(results)
     split, k_split, tol = settings["mass_split"], settings["k_split"], settings["tolerance"]
     units = dict(attrs.get("channel_units") or {})
     pixel = float(attrs["pixel_mpc"])
@@ -575,12 +594,8 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     ranks = rank_summary(cl)
     tarp, tarp_note = _tarp(group, np.flatnonzero(done))
     save(plots.plot_calibration(cov, ranks, tarp, tarp_note), "fig_calibration.png")
-    cal_rows = []
-    for channel, quantities in cov.items():
-        for quantity, (levels, observed) in quantities.items():
-            dev = max_coverage_deviation(levels, observed)
-            numbers[f"calibration_{channel}_{quantity}"] = dev
-            cal_rows.append({"channel": channel, "quantity": quantity, "max_coverage_deviation": dev})
+    cal_rows = _coverage_deviations(cov)
+    numbers.update({f"calibration_{r['channel']}_{r['quantity']}": r["max_coverage_deviation"] for r in cal_rows})
     if tarp is not None:
         for channel, (alpha, ecp) in tarp.items():
             dev = max_coverage_deviation(alpha, ecp)
@@ -617,19 +632,23 @@ _CAPTIONS = {
 }
 
 
+#: The headline numbers' keys (``<key>_<channel>``) and descriptions, in the reports' order.
+_HEADLINES = (("profile_central", "mean abs profile frac error, r < 1 Mpc"),
+              ("profile_edge", "abs profile frac error, outermost bin"),
+              ("mass_bias", "mass frac error bias (whole map)"),
+              ("mass_scatter", "mass frac error scatter (whole map)"),
+              ("z_std", "std of standardized errors"),
+              ("n_converged", "samples to converge (median)"))
+
+
 def _write_index(out: Path, written: Mapping[str, Any], numbers: Mapping[str, float], t1_md: str, mass_md: str,
                  cal_md: str, settings: Mapping[str, float], n_images: int) -> Path:
     lines = ["# cmpipe evaluation report", "",
              f"{n_images} test images; mass split log10 M200m = {settings['mass_split']:g} [Msun/h]; "
              f"k_split = {settings['k_split']:.3f} Mpc^-1; convergence tolerance {settings['tolerance']:g}.", "",
              "## Headline numbers", "", "| quantity | gas | DM | reference |", "|---|---|---|---|"]
-    for key, label, scale in (("profile_central", "mean abs profile frac error, r < 1 Mpc", 1.0),
-                              ("profile_edge", "abs profile frac error, outermost bin", 1.0),
-                              ("mass_bias", "mass frac error bias (whole map)", 1.0),
-                              ("mass_scatter", "mass frac error scatter (whole map)", 1.0),
-                              ("z_std", "std of standardized errors", 1.0),
-                              ("n_converged", "samples to converge (median)", 1.0)):
-        g, d = (numbers.get(f"{key}_{c}", np.nan) * scale for c in TARGETS)
+    for key, label in _HEADLINES:
+        g, d = (numbers.get(f"{key}_{c}", np.nan) for c in TARGETS)
         lines.append(f"| {label} | {_fmt(g)} | {_fmt(d)} | {REFERENCES[key]} |")
     lines += ["", "## Table 1", "", t1_md, "## Mass errors", "", mass_md, "## Calibration", "", cal_md,
               "## Figures", ""]
@@ -639,3 +658,187 @@ def _write_index(out: Path, written: Mapping[str, Any], numbers: Mapping[str, fl
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+# --------------------------------------------------------------------------- comparison of results
+
+
+def _model_info(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kind`` (``model.kind``), ``point_estimate`` (a U-Net: every sample is the same map),
+    ``sampler``, ``steps``, ``n_samples`` of a posterior store's attributes."""
+    import yaml
+
+    cfg = yaml.safe_load(attrs.get("config_yaml") or "") or {}
+    kind = str((cfg.get("model") or {}).get("kind", "score"))
+    return {"kind": kind, "point_estimate": kind == "unet", "sampler": attrs.get("sampler"),
+            "steps": attrs.get("steps"), "n_samples": attrs.get("n_samples")}
+
+
+def _evaluated_images(frames: Mapping[str, pd.DataFrame]) -> np.ndarray:
+    """Sorted ``image_index`` of the images with rows in the ``clusters`` table."""
+    return np.unique(frames["clusters"]["image_index"].to_numpy(dtype=np.int64))
+
+
+def compare_reports(
+    results: Mapping[str, str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Compare two or more results directories of ``cmpipe infer`` side by side.
+
+    Each directory is read as :func:`make_report` reads it (tables, posterior-store attributes
+    and ``evaluate`` settings); every table is then restricted to the images evaluated in all
+    of them (``image_index``), and the same aggregations are applied per model: Table 1
+    (:func:`table1`, comparisons ``sample`` and ``posterior_mean``), mass errors
+    (:func:`mass_error_summary`), profiles, b(k) and r(k) and the headline numbers
+    (:func:`headline_numbers`); interval-coverage calibration for models that sample (not for
+    ``model.kind: unet``, a point estimate). Each model uses its own ``evaluate`` settings
+    (mass split, k split); differing settings are warned about in the text.
+
+    Parameters
+    ----------
+    results : mapping
+        Model label (e.g. ``"diffusion"``, ``"U-Net"``) -> results directory; at least two.
+    out : str or path-like
+        Output directory.
+
+    Returns
+    -------
+    dict
+        Written file name (``comparison.md``, ``comparison_table1.csv``,
+        ``comparison_mass_errors.csv``, ``comparison_profiles.png``, ``comparison_bias.png``,
+        ``comparison_correlation.png``, ``comparison_mass_error.png``) -> path; ``"report"`` ->
+        the path of ``comparison.md``; ``"numbers"`` -> label -> headline numbers (plus
+        ``calibration_<channel>_<quantity>`` for sampling models); ``"images"`` -> label ->
+        sorted ``image_index`` evaluated there; ``"common_images"`` -> those compared.
+
+    Raises
+    ------
+    ValueError
+        If fewer than two results are given, or they have no evaluated image in common.
+    cmpipe.store.tables.TableError, cmpipe.store.posterior.PosteriorStoreError
+        As :func:`make_report`.
+    """
+    from cmpipe.plots import evaluation as plots
+
+    if len(results) < 2:
+        raise ValueError(f"compare_reports needs at least two results directories; got {len(results)}")
+    out = Path(out)
+    loaded = {}
+    for label, path in results.items():
+        frames, _, attrs, settings = _read_results(Path(path))
+        loaded[label] = {"path": Path(path), "frames": frames, "settings": settings, "info": _model_info(attrs),
+                         "images": _evaluated_images(frames)}
+    images = {label: d["images"] for label, d in loaded.items()}
+    common = images[next(iter(images))]
+    for idx in images.values():
+        common = np.intersect1d(common, idx)
+    if common.size == 0:
+        raise ValueError("the results have no evaluated image in common: "
+                         + ", ".join(f"{label}: {idx.size} images" for label, idx in images.items()))
+    differ = any(not np.array_equal(idx, common) for idx in images.values())
+
+    t1_parts, mass_parts, numbers, prof, spec_b, spec_r, mass_data, cal_parts = [], [], {}, {}, {}, {}, {}, []
+    for label, d in loaded.items():
+        f = {name: frame[frame["image_index"].isin(common)] for name, frame in d["frames"].items()
+             if name != "images"}
+        split, k_split = d["settings"]["mass_split"], d["settings"]["k_split"]
+        t1_parts.append(table1(f["spectra"], split, k_split).assign(model=label))
+        masses = mass_error_summary(f["clusters"], split)
+        mass_parts.append(masses.assign(model=label))
+        prof[label] = profile_summary_by_bin(f["profiles"], split)
+        spec_b[label] = spectra_summary_by_bin(f["spectra"], split, "b")
+        spec_r[label] = spectra_summary_by_bin(f["spectra"], split, "r")
+        _, _, n_conv = convergence_summary(f["convergence"], d["settings"]["tolerance"])
+        _, _, z_std = zhist_summary(f["zhist"])
+        numbers[label] = headline_numbers(prof[label], masses, z_std, n_conv)
+        if not d["info"]["point_estimate"]:
+            rows = _coverage_deviations(coverage_summary(f["coverage"]))
+            numbers[label].update({f"calibration_{r['channel']}_{r['quantity']}": r["max_coverage_deviation"]
+                                   for r in rows})
+            cal_parts += [{"model": label, **r} for r in rows]
+        cl = f["clusters"]
+        mass_data[label] = {c: {"log10_m": g["log10_m200m_msun_h"].to_numpy(), "whole": g["mass_frac_error"].to_numpy()}
+                            for c in TARGETS for g in [cl[cl["channel"] == c]]}
+    t1 = pd.concat(t1_parts, ignore_index=True)
+    t1 = t1[["model", *[c for c in t1.columns if c != "model"]]]
+    masses = pd.concat(mass_parts, ignore_index=True)
+    masses = masses[["model", *[c for c in masses.columns if c != "model"]]]
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+
+    def save(fig, name: str) -> None:
+        written[name] = _save(fig, out / name)
+
+    first = next(iter(loaded.values()))["settings"]
+    save(plots.plot_profile_comparison(prof, TARGETS), "comparison_profiles.png")
+    save(plots.plot_spectral_comparison(spec_b, "b", TARGETS, first["k_split"]), "comparison_bias.png")
+    save(plots.plot_spectral_comparison(spec_r, "r", TARGETS, first["k_split"],
+                                        baselines=("input_sz_y", "input_xray_sb")), "comparison_correlation.png")
+    save(plots.plot_mass_error_comparison(mass_data, TARGETS, first["mass_split"]), "comparison_mass_error.png")
+    for name, frame in (("comparison_table1.csv", t1), ("comparison_mass_errors.csv", masses)):
+        frame.to_csv(out / name, index=False)
+        written[name] = out / name
+
+    # The text.
+    lines = ["# cmpipe comparison report", "", "| model | results | model.kind | sampler | steps | n_samples | "
+             "images evaluated | mass split | k_split [Mpc^-1] |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, d in loaded.items():
+        info, st = d["info"], d["settings"]
+        sampler = "point estimate" if info["point_estimate"] else info["sampler"]
+        lines.append(f"| {label} | {d['path']} | {info['kind']} | {sampler} | {info['steps']} | {info['n_samples']} "
+                     f"| {images[label].size} | {st['mass_split']:g} | {st['k_split']:.3f} |")
+    lines.append("")
+    if differ:
+        lines += ["**Warning: the models' image sets differ** ("
+                  + ", ".join(f"{label}: {idx.size}" for label, idx in images.items())
+                  + f" images); every number and figure below is on the {common.size} images common to all.", ""]
+    else:
+        lines += [f"All models were evaluated on the same {common.size} images.", ""]
+    keys = ("mass_split", "k_split", "tolerance")
+    if any(any(d["settings"][k] != first[k] for k in keys) for d in loaded.values()):
+        lines += ["**Warning: the models' evaluate settings (mass split, k split or convergence tolerance) "
+                  "differ**; each model's numbers use its own.", ""]
+    unets = [label for label, d in loaded.items() if d["info"]["point_estimate"]]
+    lines += ["Compare like with like: a point estimate (the U-Net, `model.kind: unet`) against the diffusion "
+              "model's posterior mean (`posterior_mean` rows); the diffusion model's single samples (`sample` rows) "
+              "are the generative comparison. A point estimate's \"samples\" are the estimate itself, so its "
+              "`sample` and `posterior_mean` rows coincide; and a point estimate, like any mean, has "
+              "b(k) = r(k) < 1 on the scales where the inputs lack the information (the power there is "
+              "averaged away), where a calibrated sample keeps b ~ 1 with a lower r."
+              + (f" Point estimates here: {', '.join(unets)}." if unets else ""), "",
+              "## Headline numbers", "", "| quantity | channel | " + " | ".join(loaded) + " | reference |",
+              "|---|---|" + "---|" * len(loaded) + "---|"]
+    for key, desc in _HEADLINES:
+        for channel in TARGETS:
+            cells = " | ".join(_fmt(numbers[label].get(f"{key}_{channel}", np.nan)) for label in loaded)
+            lines.append(f"| {desc} | {channel} | {cells} | {REFERENCES[key]} |")
+    lines += ["", "## Table 1", "",
+              "b and r averaged over k < k_split (large) and k >= k_split (small) per image, then over the "
+              "images of the mass bin, per model.", "", _markdown_table(t1),
+              "## Mass errors", "",
+              "Total-mass fractional error of the posterior-mean (point-estimate) map: bias = mean, scatter = std "
+              "(ddof 1); reference: de Andres et al. 2024, ~1 % bias, <= 3 % scatter.", "",
+              _markdown_table(masses), "## Calibration", ""]
+    if cal_parts:
+        lines += ["Max |observed - expected| interval coverage over the credible levels (0: calibrated), models "
+                  "that sample only.", "", _markdown_table(pd.DataFrame(cal_parts))]
+    lines += [f"Not applicable to {label} (a point estimate has no spread)." for label in unets] + [""]
+    lines += ["## Images evaluated", ""]
+    for label, idx in images.items():
+        extra = np.setdiff1d(idx, common)
+        lines.append(f"- {label}: {idx.size} images" + (f"; not in every model, left out: {extra.tolist()}"
+                                                         if extra.size else ""))
+    lines += [f"- compared: {common.tolist()}", "", "## Figures", ""]
+    for name, caption in (("comparison_profiles.png", "Fractional error of the radial profiles"),
+                          ("comparison_bias.png", "Bias b(k)"),
+                          ("comparison_correlation.png", "Cross-correlation r(k), with the inputs' baselines"),
+                          ("comparison_mass_error.png", "Total-mass fractional error vs mass")):
+        lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    path = out / "comparison.md"
+    path.write_text("\n".join(lines))
+    written["comparison.md"] = written["report"] = path
+    written["numbers"] = numbers
+    written["images"] = images
+    written["common_images"] = common
+    logger.info("comparison of %s on %d images written to %s", ", ".join(loaded), common.size, out)
+    return written

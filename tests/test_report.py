@@ -1,7 +1,10 @@
 """``cmpipe.report``: the report of a synthetic results directory written with the real writers.
 
 Oracles: Table 1 and the mass-error summary against independent numpy computations from the
-tables (1e-12); files exist and PNGs are non-trivial; an empty mass bin gives NaN cells.
+tables (1e-12); files exist and PNGs are non-trivial; an empty mass bin gives NaN cells. The
+comparison of results directories (:func:`compare_reports`): a diffusion-like result (noisy
+samples) against a U-Net-like one (every sample the same smoothed truth) on the same images, and
+with a third on a subset of them (the numbers are on the common images).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from cmpipe.config import config_to_yaml, load_config
 from cmpipe.evaluate import Grid, evaluate_image
 from cmpipe.metrics import scale_split_k
-from cmpipe.report import make_report, mass_error_summary, table1
+from cmpipe.report import compare_reports, make_report, mass_error_summary, table1
 from cmpipe.store.posterior import open_or_create, write_image
 from cmpipe.store.tables import TableError, read_table, to_table, write_images_table, write_part
 
@@ -30,9 +33,16 @@ def _beta(amplitude: float, rc_mpc: float, beta: float) -> np.ndarray:
     return amplitude * (1.0 + r2 / rc_mpc**2) ** (-1.5 * beta + 0.5)
 
 
-def _build(results, log10_m: np.ndarray, save_samples: bool, seed: int = 0):
+def _smooth(maps: np.ndarray) -> np.ndarray:
+    """3x3 box mean (periodic) of the last two axes."""
+    return sum(np.roll(maps, (dy, dx), axis=(-2, -1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+
+
+def _build(results, log10_m: np.ndarray, save_samples: bool, seed: int = 0, unet: bool = False, ns: int = NS):
+    """A results directory; ``unet``: every sample is the smoothed truth (a point estimate)."""
     rng = np.random.default_rng(seed)
-    cfg = load_config("demo", ["model.resolution=16", f"infer.save_samples={str(save_samples).lower()}"])
+    cfg = load_config("demo", ["model.resolution=16", f"infer.save_samples={str(save_samples).lower()}",
+                               f"model.kind={'unet' if unet else 'score'}"])
     grid = Grid(npix=NPIX, pixel_mpc=PIXEL, depth_mpc=12.8, rho_bar_msun_mpc3={"gas_sigma": 6e9, "dm_sigma": 3e10},
                 k_split_mpc_inv=scale_split_k(NPIX, PIXEL), convergence_tolerance=0.5)
     m = len(log10_m)
@@ -40,13 +50,17 @@ def _build(results, log10_m: np.ndarray, save_samples: bool, seed: int = 0):
     group = open_or_create(results, meta, {
         "targets": ["gas_sigma", "dm_sigma"], "conditions": ["sz_y", "xray_sb"],
         "channel_units": {"sz_y": "1", "xray_sb": "erg s^-1 cm^-2 sr^-1", "gas_sigma": "1", "dm_sigma": "1"},
-        "pixel_mpc": PIXEL, "resolution": NPIX, "depth_mpc": 12.8, "n_samples": NS, "sampler": "em", "steps": 10,
+        "pixel_mpc": PIXEL, "resolution": NPIX, "depth_mpc": 12.8, "n_samples": ns,
+        "sampler": "unet" if unet else "em", "steps": 1 if unet else 10,
         "denoise": True, "seed": 0, "save_samples": save_samples, "checkpoint": "none", "checkpoint_step": 0,
         "store": "none", "store_fingerprint": "x", "config_yaml": config_to_yaml(cfg)})
     for i in range(m):
         scale = 10.0 ** (log10_m[i] - 14.0)
         truth = np.stack([_beta(50 * scale, 0.5 + 0.2 * scale, 0.7), _beta(300 * scale, 0.3, 0.75)])
-        samples = truth * (1.0 + 0.1 * rng.standard_normal((NS, 2, NPIX, NPIX)))
+        if unet:
+            samples = np.repeat(_smooth(truth)[None], ns, axis=0)
+        else:
+            samples = truth * (1.0 + 0.1 * rng.standard_normal((ns, 2, NPIX, NPIX)))
         condition = np.stack([1e-5 * truth[0] ** 1.2, 1e-3 * truth[0] ** 2]) * (1 + 0.05 * rng.random((2, NPIX, NPIX)))
         key = {k: meta[k][i] for k in meta}
         rows = evaluate_image(samples, truth, condition, grid, key, r200m_mpc=1.5 * scale ** (1 / 3))
@@ -91,28 +105,33 @@ def test_every_file_written(full):
         assert 0.0 < numbers[f"calibration_{c}_pixels"] <= 0.9
 
 
+def _check_table1_row(row, spectra: pd.DataFrame) -> None:
+    """A Table 1 row against numpy: per-image large / small-scale means of b and r, then their mean."""
+    k_split = scale_split_k(NPIX, PIXEL)  # demo config: evaluate.k_split_mpc_inv = 0
+    split = load_config("demo").evaluate.mass_split_log10_msun_h
+    sel = spectra[(spectra.comparison == row.comparison) & (spectra.channel == row.channel)]
+    low = sel.log10_m200m_msun_h < split
+    sel = sel[low if row.mass_bin == "low" else ~low]
+    images = np.unique(sel.image_index)
+    assert row.n_images == images.size > 0
+    for q in ("b", "r"):
+        per_large, per_small = [], []
+        for i in images:
+            one = sel[sel.image_index == i].sort_values("bin")
+            k, v = one.k_mpc_inv.to_numpy(), one[q].to_numpy()
+            per_large.append(np.mean(v[k < k_split]))
+            per_small.append(np.mean(v[k >= k_split]))
+        np.testing.assert_allclose(row[f"{q}_large"], np.mean(per_large), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(row[f"{q}_small"], np.mean(per_small), rtol=1e-12, atol=1e-12)
+
+
 def test_table1_matches_numpy(full):
     results, written = full
     spectra = read_table(results, "spectra").to_pandas()
-    k_split = scale_split_k(NPIX, PIXEL)  # demo config: evaluate.k_split_mpc_inv = 0
-    split = load_config("demo").evaluate.mass_split_log10_msun_h
     got = pd.read_csv(written["table1.csv"])
     assert len(got) == 8
     for _, row in got.iterrows():
-        sel = spectra[(spectra.comparison == row.comparison) & (spectra.channel == row.channel)]
-        low = sel.log10_m200m_msun_h < split
-        sel = sel[low if row.mass_bin == "low" else ~low]
-        images = np.unique(sel.image_index)
-        assert row.n_images == images.size > 0
-        for q in ("b", "r"):
-            per_large, per_small = [], []
-            for i in images:
-                one = sel[sel.image_index == i].sort_values("bin")
-                k, v = one.k_mpc_inv.to_numpy(), one[q].to_numpy()
-                per_large.append(np.mean(v[k < k_split]))
-                per_small.append(np.mean(v[k >= k_split]))
-            np.testing.assert_allclose(row[f"{q}_large"], np.mean(per_large), rtol=1e-12, atol=1e-12)
-            np.testing.assert_allclose(row[f"{q}_small"], np.mean(per_small), rtol=1e-12, atol=1e-12)
+        _check_table1_row(row, spectra)
     assert "b_large" in written["table1.md"].read_text()
 
 
@@ -158,3 +177,100 @@ def test_table1_empty_spectra():
     empty = read_table.__globals__["SCHEMAS"]["spectra"].empty_table().to_pandas()
     t1 = table1(empty, 14.25, 1.0)
     assert len(t1) == 8 and t1[["b_large", "r_small"]].isna().all().all() and (t1.n_images == 0).all()
+
+
+COMPARISON_FILES = ["comparison.md", "comparison_table1.csv", "comparison_mass_errors.csv", "comparison_profiles.png",
+                    "comparison_bias.png", "comparison_correlation.png", "comparison_mass_error.png"]
+LOG10_M = np.linspace(13.6, 14.9, 8)  # the `full` fixture's images
+
+
+@pytest.fixture(scope="module")
+def models(full, tmp_path_factory):
+    """label -> results: diffusion-like (`full`), U-Net-like on the same images, diffusion-like on 5 of them."""
+    unet = _build(tmp_path_factory.mktemp("unet"), LOG10_M, save_samples=False, unet=True, ns=4)
+    subset = _build(tmp_path_factory.mktemp("subset"), LOG10_M[:5], save_samples=False, seed=2, ns=8)
+    return {"diffusion": full[0], "U-Net": unet, "subset": subset}
+
+
+def _check_comparison(written, models: dict, common: np.ndarray) -> None:
+    """Table 1 and mass errors of each model on the common images against numpy."""
+    t1 = pd.read_csv(written["comparison_table1.csv"])
+    masses = pd.read_csv(written["comparison_mass_errors.csv"])
+    assert list(t1.model.unique()) == list(models) and len(t1) == 8 * len(models)
+    for label, results in models.items():
+        spectra = read_table(results, "spectra").to_pandas()
+        spectra = spectra[spectra.image_index.isin(common)]
+        for _, row in t1[t1.model == label].iterrows():
+            _check_table1_row(row, spectra)
+        clusters = read_table(results, "clusters").to_pandas()
+        for _, row in masses[(masses.model == label) & (masses.mass_bin == "all")].iterrows():
+            sel = clusters[(clusters.channel == row.channel) & clusters.image_index.isin(common)]
+            x = sel["mass_frac_error" if row.aperture == "whole" else "mass_r200m_frac_error"].to_numpy()
+            assert row.n_images == x.size == common.size
+            np.testing.assert_allclose([row["bias"], row["scatter"]], [x.mean(), x.std(ddof=1)], rtol=1e-12)
+            if row.aperture == "whole":
+                assert written["numbers"][label][f"mass_bias_{row.channel}"] == pytest.approx(x.mean(), rel=1e-12)
+
+
+def test_compare_two_models(full, models, tmp_path):
+    two = {k: models[k] for k in ("diffusion", "U-Net")}
+    written = compare_reports(two, tmp_path / "cmp")
+    for name in COMPARISON_FILES:
+        assert written[name].is_file() and written[name].parent == tmp_path / "cmp", name
+        if name.endswith(".png"):
+            assert written[name].stat().st_size > 5000, name
+            assert f"]({name})" in written["report"].read_text()
+    common = np.arange(8) * 3
+    np.testing.assert_array_equal(written["common_images"], common)
+    _check_comparison(written, two, common)
+    # Same images: the diffusion rows are make_report's Table 1.
+    t1 = pd.read_csv(written["comparison_table1.csv"])
+    own = pd.read_csv(full[1]["table1.csv"])
+    cols = ["b_large", "b_small", "r_large", "r_small"]
+    np.testing.assert_allclose(t1[t1.model == "diffusion"][cols].to_numpy(), own[cols].to_numpy(), rtol=1e-12)
+    # A point estimate: its samples are the estimate, sample and posterior-mean rows coincide;
+    # smoothing removes small-scale power (b < 1).
+    unet = t1[t1.model == "U-Net"]
+    np.testing.assert_allclose(unet[unet.comparison == "sample"][cols].to_numpy(),
+                               unet[unet.comparison == "posterior_mean"][cols].to_numpy(), rtol=1e-6)
+    assert (unet.b_small < 0.9).all()
+    numbers = written["numbers"]
+    assert set(numbers) == {"diffusion", "U-Net"}
+    for c in ("gas_sigma", "dm_sigma"):
+        assert np.isnan(numbers["U-Net"][f"z_std_{c}"]) and np.isnan(numbers["U-Net"][f"n_converged_{c}"])
+        assert f"calibration_{c}_pixels" not in numbers["U-Net"] and f"calibration_{c}_pixels" in numbers["diffusion"]
+        assert numbers["diffusion"][f"z_std_{c}"] == pytest.approx(full[1]["numbers"][f"z_std_{c}"], rel=1e-12)
+    text = written["report"].read_text()
+    assert "image sets differ" not in text and "same 8 images" in text
+    assert "point estimate" in text and "| U-Net | " in text
+
+
+def test_compare_differing_images(models, tmp_path):
+    written = compare_reports(models, tmp_path / "cmp")
+    common = np.arange(5) * 3
+    np.testing.assert_array_equal(written["common_images"], common)
+    assert written["images"]["diffusion"].size == 8 and written["images"]["subset"].size == 5
+    _check_comparison(written, models, common)
+    t1 = pd.read_csv(written["comparison_table1.csv"])
+    assert (t1.groupby(["model", "comparison", "channel"]).n_images.sum() == 5).all()
+    text = written["report"].read_text()
+    assert "image sets differ" in text and "on the 5 images common to all" in text
+    assert "left out: [15, 18, 21]" in text
+
+
+def test_compare_needs_two(full, tmp_path):
+    with pytest.raises(ValueError, match="at least two"):
+        compare_reports({"diffusion": full[0]}, tmp_path)
+
+
+def test_cli_compare(models, tmp_path, capsys):
+    """``cmpipe compare --results LABEL=DIR ...``: the comparison report; bad arguments exit 2."""
+    from cmpipe.cli import main
+
+    args = ["compare", "--results", f"diffusion={models['diffusion']}", "--results", f"unet={models['U-Net']}",
+            "--out", str(tmp_path / "cmp")]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("comparison.md")
+    assert (tmp_path / "cmp" / "comparison_table1.csv").is_file()
+    assert main(["compare", "--results", f"diffusion={models['diffusion']}"]) == 2
+    assert main(["compare", "--results", "nolabel", "--results", "x=y"]) == 2

@@ -39,7 +39,7 @@ UNET = [*TINY_MODEL, "model.kind=unet", "train.checkpoint_every=3", "train.val_e
         "train.ema_decay=0.9"]
 CHECKPOINT_KEYS = {"format_version", "step", "model", "ema", "optimizer", "rng", "hyperparameters", "store_fingerprint"}
 HP_KEYS = {"model", "sigma_min", "sigma_max", "sigma_max_source", "resolution", "channels", "normalisation", "train",
-           "score_models_version", "cmpipe_version"}
+           "score_models_version", "cmpipe_version", "maps"}
 
 
 def _cfg(*extra: str):

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "plot_calibration",
     "plot_convergence",
+    "plot_mass_error_comparison",
+    "plot_profile_comparison",
+    "plot_spectral_comparison",
     "plot_example_maps",
     "plot_mass_distribution",
     "plot_mass_errors",
@@ -517,4 +520,177 @@ def plot_calibration(
         ax.set_xlabel("credibility level")
         ax.set_ylabel("expected coverage")
         ax.set_title(f"{_label(channel)}: TARP (whole maps)", fontsize="small")
+    return fig
+
+
+# --------------------------------------------------------------------------- comparison of models
+
+
+def plot_profile_comparison(
+    summaries: Mapping[str, Mapping[tuple[str, str], Mapping[str, object]]],
+    channels: Sequence[str],
+    mass_bin: str = "all",
+) -> Figure:
+    """Fractional error of the posterior-mean radial profiles vs r, one colour per model.
+
+    Parameters
+    ----------
+    summaries : mapping
+        Model label -> :func:`cmpipe.report.profile_summary_by_bin` of its results (on the
+        same images).
+    channels : sequence of str
+        One column each.
+    mass_bin : str
+        ``"low"``, ``"high"`` or ``"all"``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Mean over images of ``(pred - true) / true`` with its 16-84 % band per model and the
+        +-5 % reference band.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0 * len(channels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(channels), squeeze=False)[0]
+    for ax, channel in zip(axes, channels):
+        drawn = False
+        for i, (label, summary) in enumerate(summaries.items()):
+            s = summary.get((channel, mass_bin))
+            if not s or not s["n_images"]:
+                continue
+            drawn = True
+            _band(ax, np.asarray(s["r_mpc"]), s["frac"], f"C{i}", f"{label} ({s['n_images']})")
+        if not drawn:
+            _no_data(ax)
+        ax.axhspan(-0.05, 0.05, color="0.9", zorder=0, label=r"$\pm$5 %")
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set_title(f"{_label(channel)} ({mass_bin} masses)")
+        ax.set_xlabel("r [Mpc]")
+        ax.set_ylabel("(pred - true) / true")
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def plot_spectral_comparison(
+    summaries: Mapping[str, Mapping[tuple[str, str, str], Mapping[str, np.ndarray]]],
+    quantity: str,
+    channels: Sequence[str],
+    k_split: float,
+    comparisons: Sequence[str] = ("posterior_mean", "sample"),
+    baselines: Sequence[str] = (),
+    mass_bins: Sequence[str] = ("low", "high"),
+) -> Figure:
+    """b(k) or r(k) of several models side by side: channels (columns), mass bins (rows).
+
+    Parameters
+    ----------
+    summaries : mapping
+        Model label -> :func:`cmpipe.report.spectra_summary_by_bin` of its results (same
+        images). One colour per model; ``posterior_mean``: solid line with its 16-84 % band,
+        ``sample``: dashed line without a band (other comparisons: dotted).
+    quantity : {"b", "r"}
+    channels : sequence of str
+    k_split : float
+        Large / small scale split [Mpc^-1], a vertical line.
+    comparisons : sequence of str
+        Drawn per model.
+    baselines : sequence of str
+        Comparisons drawn once, from the first model that has them (the inputs' r(k): the same
+        condition and true maps whatever the model), in grey.
+    mass_bins : sequence of str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    styles = {"posterior_mean": "-", "sample": "--"}
+    greys = ("0.45", "0.7", "0.2")
+    fig = Figure(figsize=(4.8 * len(channels), 3.4 * len(mass_bins)), layout="constrained")
+    axes = fig.subplots(len(mass_bins), len(channels), squeeze=False, sharex=True)
+    for i, b in enumerate(mass_bins):
+        for j, channel in enumerate(channels):
+            ax = axes[i, j]
+            drawn = False
+            for m, (label, summary) in enumerate(summaries.items()):
+                for comp in comparisons:
+                    s = summary.get((channel, b, comp))
+                    if not s or not s["n_images"]:
+                        continue
+                    drawn = True
+                    k, name = np.asarray(s["k"]), f"{label}: {comp} ({s['n_images']})"
+                    if comp == "posterior_mean":
+                        _band(ax, k, s, f"C{m}", name)
+                    else:
+                        ax.plot(k, s["mean"], color=f"C{m}", ls=styles.get(comp, ":"), label=name)
+            for g, comp in enumerate(baselines):
+                s = next((summary[(channel, b, comp)] for summary in summaries.values()
+                          if (channel, b, comp) in summary and summary[(channel, b, comp)]["n_images"]), None)
+                if s is not None:
+                    drawn = True
+                    ax.plot(np.asarray(s["k"]), s["mean"], color=greys[g % len(greys)], ls="-.", lw=1.0, label=comp)
+            if not drawn:
+                _no_data(ax)
+            ax.axhline(1.0, color="k", ls="--", lw=0.7)
+            ax.axvline(k_split, color="0.4", ls=":", lw=0.9, label=f"k_split = {k_split:.2f}")
+            ax.set_xscale("log")
+            ax.set_title(f"{_label(channel)}, {b} mass", fontsize="small")
+            ax.set_ylabel(f"{quantity}(k)")
+            if i == len(mass_bins) - 1:
+                ax.set_xlabel(r"k [Mpc$^{-1}$]")
+            ax.legend(fontsize="xx-small")
+    return fig
+
+
+def plot_mass_error_comparison(
+    data: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+    channels: Sequence[str],
+    mass_split: float,
+    reference_bias: float = 0.01,
+    reference_scatter: float = 0.03,
+) -> Figure:
+    """Whole-map total-mass fractional error vs log10 M200m, one colour per model.
+
+    Parameters
+    ----------
+    data : mapping
+        Model label -> channel -> ``{"log10_m": (M,), "whole": (M,)}`` (fractional error of the
+        posterior-mean map's mass, dimensionless).
+    channels : sequence of str
+        One column each.
+    mass_split : float
+        Low / high mass boundary [log10 Msun/h].
+    reference_bias, reference_scatter : float
+        de Andres et al. (2024): the band ``|error| <= bias + scatter`` is shaded.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    markers = "os^Dv<>p"
+    fig = Figure(figsize=(4.8 * len(channels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(channels), squeeze=False)[0]
+    ref = reference_bias + reference_scatter
+    for ax, channel in zip(axes, channels):
+        ax.axhspan(-ref, ref, color="0.9", zorder=0, label="de Andres+24 (1 % bias, 3 % scatter)")
+        drawn = False
+        for m, (label, per_channel) in enumerate(data.items()):
+            d = per_channel.get(channel)
+            if d is None or not len(d["log10_m"]):
+                continue
+            drawn = True
+            ax.plot(d["log10_m"], d["whole"], markers[m % len(markers)], ms=4, mfc="none", color=f"C{m}",
+                    label=f"{label} ({len(d['log10_m'])})")
+        if not drawn:
+            _no_data(ax)
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.axvline(mass_split, color="0.4", ls=":", lw=0.9)
+        ax.set_title(f"{_label(channel)}: whole map")
+        ax.set_xlabel(r"$\log_{10} M_\mathrm{200m}$ [$h^{-1} M_\odot$]")
+        ax.set_ylabel("(M_pred - M_true) / M_true")
+        ax.legend(fontsize="x-small")
     return fig
