@@ -1,7 +1,7 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
 A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
-``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``model``, ``train``, ``render``, ``run``) to mappings of *keys*. Every section and
+``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``instrument``, ``lensing``, ``model``, ``train``, ``render``, ``run``) to mappings of *keys*. Every section and
 every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
@@ -46,6 +46,8 @@ from cmpipe import __version__
 
 __all__ = [
     "CATALOG_MODES",
+    "KNOWN_MAP_CHANNELS",
+    "LensingConfig",
     "MAP_CHANNELS",
     "PROJECTION_BACKENDS",
     "SOURCE_KINDS",
@@ -75,8 +77,13 @@ __all__ = [
 #: SPH projection backends (the registry itself lives in :mod:`cmpipe.sph`; this copy keeps
 #: ``import cmpipe.config`` free of numba). ``exact`` is the slow reference.
 PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
-#: Map channels cmpipe knows how to make.
+#: The default map channels (``maps.channels``).
 MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
+#: Every map channel cmpipe knows how to make: the defaults plus the optional weak-lensing
+#: convergence ``kappa`` (:mod:`cmpipe.maps`).
+KNOWN_MAP_CHANNELS: tuple[str, ...] = (*MAP_CHANNELS, "kappa")
+#: The model's target channels (:data:`cmpipe.model.dataset.TARGET_CHANNELS`): never conditions.
+MODEL_TARGETS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
 #: Kinds of halo source: synthetic NFW halos, real halos in HDF5 files, mock clusters.
 SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5", "mock")
 #: How the halo catalog draws masses: ``box`` from the mass function (like a simulation
@@ -343,7 +350,8 @@ class MapsConfig(_Section):
         SPH projection backend, one of :data:`PROJECTION_BACKENDS` (``exact`` is the slow
         reference, ``mesh3d`` and ``fast`` the production ones).
     channels : tuple of str
-        Map channels, in order, each one of :data:`MAP_CHANNELS`, no repeats.
+        Map channels, in order, each one of :data:`KNOWN_MAP_CHANNELS`, no repeats (default
+        :data:`MAP_CHANNELS`; ``kappa`` is the optional weak-lensing convergence).
     """
 
     section: ClassVar[str] = "maps"
@@ -368,7 +376,7 @@ class MapsConfig(_Section):
         _one_of(self.backend, PROJECTION_BACKENDS, k("backend"))
         _require(len(self.channels) > 0, f"{k('channels')} must not be empty", k("channels"))
         for i, name in enumerate(self.channels):
-            _one_of(name, MAP_CHANNELS, f"{k('channels')}[{i}]")
+            _one_of(name, KNOWN_MAP_CHANNELS, f"{k('channels')}[{i}]")
         _require(
             len(set(self.channels)) == len(self.channels),
             f"{k('channels')} must not repeat a channel; got {list(self.channels)}",
@@ -689,6 +697,11 @@ class InstrumentConfig(_Section):
         Point sources masked (discs set to 0 in y and S_X) [count], >= 0.
     mask_radius_mpc : float
         Radius of a masked disc [Mpc], > 0.
+    kappa_shape_noise : float
+        Galaxy shape noise sigma_e per ellipticity component on the ``kappa`` channel
+        [dimensionless], >= 0 (0: none).
+    kappa_galaxy_density_arcmin2 : float
+        Source-galaxy density of the shape noise [arcmin^-2], > 0.
     """
 
     section: ClassVar[str] = "instrument"
@@ -704,17 +717,49 @@ class InstrumentConfig(_Section):
     xray_background: float = 0.0
     mask_sources: int = 0
     mask_radius_mpc: float = 0.1
+    kappa_shape_noise: float = 0.0
+    kappa_galaxy_density_arcmin2: float = 30.0
 
     def _validate(self) -> None:
         k = self._key
         for name in ("redshift", "y_red_noise_scale_mpc", "xray_effective_area_cm2", "xray_photon_energy_kev",
-                     "mask_radius_mpc"):
+                     "mask_radius_mpc", "kappa_galaxy_density_arcmin2"):
             value = getattr(self, name)
             _require(value > 0, f"{k(name)} must be > 0; got {value}", k(name))
         for name in ("beam_fwhm_arcmin", "y_white_noise", "y_red_noise", "xray_exposure_s", "xray_background",
-                     "mask_sources"):
+                     "mask_sources", "kappa_shape_noise"):
             value = getattr(self, name)
             _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
+
+
+@dataclass(frozen=True)
+class LensingConfig(_Section):
+    """Lens and source redshifts of the weak-lensing convergence channel ``kappa``.
+
+    ``kappa = Sigma_total / Sigma_crit``, ``Sigma_crit = c^2 / (4 pi G) D_s / (D_l D_ls)``
+    (physical angular-diameter distances of the ``cosmology``; :mod:`cmpipe.maps`).
+
+    Attributes
+    ----------
+    z_lens : float
+        Redshift of the lens (the clusters), > 0.
+    z_source : float
+        Redshift of the source galaxies, > z_lens.
+    """
+
+    section: ClassVar[str] = "lensing"
+
+    z_lens: float = 0.3
+    z_source: float = 1.0
+
+    def _validate(self) -> None:
+        k = self._key
+        _require(self.z_lens > 0.0, f"{k('z_lens')} must be > 0; got {self.z_lens}", k("z_lens"))
+        _require(
+            self.z_source > self.z_lens,
+            f"{k('z_source')} must be > lensing.z_lens; got z_source={self.z_source}, z_lens={self.z_lens}",
+            k("z_source"), k("z_lens"),
+        )
 
 
 @dataclass(frozen=True)
@@ -746,6 +791,10 @@ class ModelConfig(_Section):
     sigma_max : float
         Largest noise level [normalised units]: 0 computes it from the training data (the
         largest pairwise distance between training images, Song & Ermon 2020); else > sigma_min.
+    conditions : tuple of str
+        The model's condition channels, in order: non-empty, no repeats, each a map channel
+        (:data:`KNOWN_MAP_CHANNELS`) other than the targets ``gas_sigma``, ``dm_sigma``. The
+        store must hold them.
     """
 
     section: ClassVar[str] = "model"
@@ -760,10 +809,20 @@ class ModelConfig(_Section):
     fir: bool = False
     sigma_min: float = 0.01
     sigma_max: float = 0.0
+    conditions: tuple[str, ...] = ("sz_y", "xray_sb")
 
     def _validate(self) -> None:
         k = self._key
         _one_of(self.kind, self.KINDS, k("kind"))
+        _require(len(self.conditions) > 0, f"{k('conditions')} must not be empty", k("conditions"))
+        allowed = tuple(c for c in KNOWN_MAP_CHANNELS if c not in MODEL_TARGETS)
+        for i, name in enumerate(self.conditions):
+            _one_of(name, allowed, f"{k('conditions')}[{i}]")
+        _require(
+            len(set(self.conditions)) == len(self.conditions),
+            f"{k('conditions')} must not repeat a channel; got {list(self.conditions)}",
+            k("conditions"),
+        )
         for name in ("nf", "num_res_blocks"):
             value = getattr(self, name)
             _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
@@ -1041,6 +1100,7 @@ class Config:
     mock: MockConfig = field(default_factory=MockConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
+    lensing: LensingConfig = field(default_factory=LensingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)

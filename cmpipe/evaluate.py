@@ -10,14 +10,15 @@ report only aggregates the rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-#: The model's generated channels and its condition channels, in the model's order
-#: (:data:`cmpipe.model.dataset.TARGET_CHANNELS`, :data:`cmpipe.model.dataset.CONDITION_CHANNELS`).
+#: The model's generated channels and its default condition channels, in the model's order
+#: (:data:`cmpipe.model.dataset.TARGET_CHANNELS`, :data:`cmpipe.model.dataset.CONDITION_CHANNELS`;
+#: ``model.conditions`` may name others).
 TARGETS = ("gas_sigma", "dm_sigma")
 CONDITIONS = ("sz_y", "xray_sb")
 
@@ -83,6 +84,7 @@ def evaluate_image(
     key: Mapping[str, Any],
     r200m_mpc: float,
     seconds: float = 0.0,
+    conditions: Sequence[str] = CONDITIONS,
 ) -> dict[str, dict[str, list[Any]]]:
     """Every table's rows for one test image.
 
@@ -92,8 +94,8 @@ def evaluate_image(
         Posterior samples of (gas_sigma, dm_sigma), physical.
     truth : ndarray, shape (2, R, R)
         The true maps.
-    condition : ndarray, shape (2, R, R)
-        The input (sz_y, xray_sb) maps.
+    condition : ndarray, shape (C_cond, R, R)
+        The input maps of ``conditions``.
     grid : Grid
     key : mapping
         ``image_index``, ``halo_id``, ``log10_m200m_msun_h`` of the image.
@@ -101,6 +103,9 @@ def evaluate_image(
         R200m of the halo [Mpc] (aperture of the R200m masses).
     seconds : float
         Sampling time attributed to the image [s].
+    conditions : sequence of str
+        The channels of ``condition``, in order (``model.conditions``): one ``input_<name>``
+        spectra comparison each.
 
     Returns
     -------
@@ -121,6 +126,9 @@ def evaluate_image(
     samples = np.asarray(samples, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     condition = np.asarray(condition, dtype=np.float64)
+    conditions = tuple(conditions)
+    if condition.shape[0] != len(conditions):
+        raise ValueError(f"image {key['image_index']}: {condition.shape[0]} condition maps for the conditions {conditions}")
     s = samples.shape[0]
     if samples.shape[1:] != truth.shape or truth.shape != (2, grid.npix, grid.npix):
         raise ValueError(f"image {key['image_index']}: samples {samples.shape} and truth {truth.shape} "
@@ -181,7 +189,7 @@ def evaluate_image(
         # Spectra: posterior mean, single samples (spectra averaged over samples), input baselines.
         _, p_true = metrics.power_spectrum(tc, grid.pixel_mpc)
         comparisons = {"posterior_mean": mc[None], "sample": sc,
-                       "input_sz_y": condition[0][None], "input_xray_sb": condition[1][None]}
+                       **{f"input_{name}": condition[j][None] for j, name in enumerate(conditions)}}
         for name, other in comparisons.items():
             _, p_other = metrics.power_spectrum(other, grid.pixel_mpc)
             _, p_cross = metrics.cross_spectrum(other, tc[None], grid.pixel_mpc)

@@ -1,6 +1,6 @@
-"""Instrument effects on the condition maps (y, S_X): beam, noise, photon counts, masks.
+"""Instrument effects on the condition maps (y, S_X, kappa): beam, noise, photon counts, masks.
 
-Applied by the generator to each image's ``sz_y`` and ``xray_sb`` channels after projection,
+Applied by the generator to each image's ``sz_y``, ``xray_sb`` and ``kappa`` channels after projection,
 before they are written to the store (the targets, gas and DM, stay clean). Every effect is off
 by default and is one value of the ``instrument`` config section
 (:class:`cmpipe.config.InstrumentConfig`); the section is part of the store's fingerprint, so a
@@ -22,6 +22,11 @@ Effects, in the order applied:
    expected background subtracted (unbiased: the mean of the noisy map is the true map).
 5. **Point-source mask** on both conditions: ``mask_sources`` discs of radius
    ``mask_radius_mpc`` [Mpc] at uniformly random positions are set to 0.
+6. **Shape noise** on kappa (where ``kappa`` is a channel): white Gaussian noise of rms
+   ``kappa_shape_noise / sqrt(kappa_galaxy_density_arcmin2 * Omega_pix)`` per pixel, with
+   ``Omega_pix`` the pixel's solid angle [arcmin^2] at the lens redshift ``lensing.z_lens``
+   (:func:`kappa_noise_rms`). Drawn last, from its own stream, so turning it on leaves the
+   other channels' draws unchanged.
 """
 
 from __future__ import annotations
@@ -97,10 +102,22 @@ def source_mask(shape: tuple[int, int], n: int, radius_px: float, rng: np.random
     return mask
 
 
+def kappa_noise_rms(cfg: Config, pixel_mpc: float) -> float:
+    """rms per pixel of the shape noise on kappa: ``sigma_e / sqrt(n_gal Omega_pix)`` [dimensionless].
+
+    ``sigma_e = instrument.kappa_shape_noise`` (per component), ``n_gal =
+    instrument.kappa_galaxy_density_arcmin2`` [arcmin^-2], ``Omega_pix`` the pixel's solid angle
+    [arcmin^2] at ``lensing.z_lens``.
+    """
+    icfg = cfg.instrument
+    omega_arcmin2 = pixel_arcmin(pixel_mpc, cfg.lensing.z_lens, cfg.cosmology) ** 2
+    return float(icfg.kappa_shape_noise / math.sqrt(icfg.kappa_galaxy_density_arcmin2 * omega_arcmin2))
+
+
 def instrument_active(icfg: InstrumentConfig) -> bool:
     """Whether any effect is on."""
     return bool(icfg.beam_fwhm_arcmin > 0 or icfg.y_white_noise > 0 or icfg.y_red_noise > 0
-                or icfg.xray_exposure_s > 0 or icfg.mask_sources > 0)
+                or icfg.xray_exposure_s > 0 or icfg.mask_sources > 0 or icfg.kappa_shape_noise > 0)
 
 
 def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pixel_mpc: float, seed: int) -> np.ndarray:
@@ -112,7 +129,7 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
         Physical maps in the order of ``channels`` (:data:`cmpipe.maps.CHANNEL_UNITS`).
     channels : sequence of str
     cfg : Config
-        ``instrument`` and ``cosmology`` sections.
+        ``instrument`` and ``cosmology`` sections (and ``lensing`` for the shape noise).
     pixel_mpc : float
         Pixel side [Mpc].
     seed : int
@@ -121,8 +138,8 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
     Returns
     -------
     ndarray
-        A new array (float64); ``maps`` itself is unchanged. Channels other than ``sz_y`` and
-        ``xray_sb`` are returned as they are.
+        A new array (float64); ``maps`` itself is unchanged. Channels other than ``sz_y``,
+        ``xray_sb`` and ``kappa`` are returned as they are.
     """
     icfg = cfg.instrument
     out = np.array(maps, dtype=np.float64, copy=True)
@@ -149,4 +166,7 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
         for name in ("sz_y", "xray_sb"):
             if name in channels:
                 out[list(channels).index(name)][mask] = 0.0
+    if "kappa" in channels and icfg.kappa_shape_noise > 0:
+        kappa_rng = np.random.default_rng([int(seed), 0x1257, 0x4B])
+        out[list(channels).index("kappa")] += kappa_noise_rms(cfg, pixel_mpc) * kappa_rng.standard_normal(shape)
     return out

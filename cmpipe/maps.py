@@ -1,4 +1,5 @@
-"""The four maps of one halo along one sightline: Compton-y, X-ray, gas and DM surface density.
+"""The maps of one halo along one sightline: Compton-y, X-ray, gas and DM surface density, and
+optionally the weak-lensing convergence.
 
 Two steps, so that the expensive part is done once per halo:
 
@@ -6,13 +7,14 @@ Two steps, so that the expensive part is done once per halo:
    lengths (k nearest neighbours, unless the source gave them), gas SPH densities (unless
    given), and each particle's projection weights. Rotations change none of these.
 2. :func:`sightline_maps` rotates the particles, picks the projection axis and projects the gas
-   (three channels in one pass) and the dark matter.
+   (three channels in one pass) and the dark matter; ``kappa`` is their sum over
+   ``Sigma_crit``.
 
 The map contract (:class:`HaloMaps`)
 ------------------------------------
 ``data`` is float64 ``(C, npix, npix)`` indexed ``[channel, iy, ix]`` on the grid of
 :class:`cmpipe.sph.projection.MapGrid` (centred on the halo, ``origin="lower"``), channels in
-the configured order from :data:`CHANNELS`:
+the configured order (:data:`CHANNELS` by default, any of :data:`ALL_CHANNELS`):
 
 ============  =====================================  ==========================================
 channel       quantity                               unit
@@ -21,7 +23,13 @@ channel       quantity                               unit
 ``xray_sb``   bolometric X-ray surface brightness     erg s^-1 cm^-2 sr^-1
 ``gas_sigma`` ``Sigma_gas / (rho_bar_gas L)``         dimensionless (cosmic mean of the slab = 1)
 ``dm_sigma``  ``Sigma_DM / (rho_bar_DM L)``           dimensionless (cosmic mean of the slab = 1)
+``kappa``     ``(Sigma_gas + Sigma_DM) / Sigma_crit`` dimensionless (weak-lensing convergence)
 ============  =====================================  ==========================================
+
+``kappa`` (optional, not in the default channels) is the projected total surface density
+[Msun Mpc^-2] (``gas_sigma rho_bar_gas L + dm_sigma rho_bar_DM L``, the same SPH projections)
+over ``Sigma_crit = c^2 / (4 pi G) D_s / (D_l D_ls)`` of the ``lensing`` config section's lens
+and source redshifts (:func:`cmpipe.physics.cosmology.sigma_crit_msun_mpc2`).
 
 ``rho_bar_gas = Omega_b rho_crit`` and ``rho_bar_DM = (Omega_m - Omega_b) rho_crit`` (physical,
 at the halo's redshift), ``L`` the projection depth. Rotations are applied as
@@ -46,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
 __all__ = [
+    "ALL_CHANNELS",
     "CHANNELS",
     "CHANNEL_UNITS",
     "HaloMaps",
@@ -60,14 +69,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Every channel cmpipe can make, in the store's order.
+#: The default channels, in the store's order.
 CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
+#: Every channel cmpipe can make: the defaults and the optional convergence ``kappa``.
+ALL_CHANNELS: tuple[str, ...] = (*CHANNELS, "kappa")
 #: Units of each channel.
 CHANNEL_UNITS: dict[str, str] = {
     "sz_y": "dimensionless (Compton-y)",
     "xray_sb": "erg s^-1 cm^-2 sr^-1",
     "gas_sigma": "dimensionless (Sigma_gas / (rho_bar_gas L))",
     "dm_sigma": "dimensionless (Sigma_DM / (rho_bar_DM L))",
+    "kappa": "dimensionless",
 }
 _GAS_CHANNELS = ("sz_y", "xray_sb", "gas_sigma")
 
@@ -91,6 +103,9 @@ class PreparedHalo:
         Projection weight of ``dm_sigma`` [Mpc^2].
     depth_mpc : float
         Projection depth ``L`` the surface densities are normalised by [Mpc].
+    gas_sigma_unit_msun_mpc2, dm_sigma_unit_msun_mpc2 : float
+        ``rho_bar_gas L`` and ``rho_bar_DM L`` [Msun Mpc^-2]: ``gas_sigma`` and ``dm_sigma``
+        times these are surface densities (NaN where unknown: no ``kappa`` then).
     """
 
     props: HaloProperties
@@ -101,6 +116,8 @@ class PreparedHalo:
     dm_support_mpc: np.ndarray
     dm_weights: np.ndarray
     depth_mpc: float
+    gas_sigma_unit_msun_mpc2: float = float("nan")
+    dm_sigma_unit_msun_mpc2: float = float("nan")
 
 
 def prepare_halo(
@@ -161,6 +178,8 @@ def prepare_halo(
         dm_support_mpc=np.ascontiguousarray(dm_h, dtype=np.float64),
         dm_weights=np.ascontiguousarray(dm_sigma_w[None, :]),
         depth_mpc=float(depth_mpc),
+        gas_sigma_unit_msun_mpc2=float(mean_gas_density_msun_mpc3 * depth_mpc),
+        dm_sigma_unit_msun_mpc2=float(mean_dm_density_msun_mpc3 * depth_mpc),
     )
 
 
@@ -300,6 +319,7 @@ def sightline_maps(
     channels: Sequence[str] = CHANNELS,
     backend: str = "fast",
     num_threads: int = 0,
+    sigma_crit_msun_mpc2: float | None = None,
 ) -> HaloMaps:
     """Project a prepared halo along one sightline.
 
@@ -314,28 +334,43 @@ def sightline_maps(
     npix, pixel_mpc : int, float
         Map size [pixels] and pixel size [Mpc]; the slab depth is ``prepared.depth_mpc``.
     channels : sequence of str
-        Channels to return, in order (a subset of :data:`CHANNELS`).
+        Channels to return, in order (a subset of :data:`ALL_CHANNELS`).
     backend : str
         Projection backend (:data:`cmpipe.sph.projection.BACKENDS`).
     num_threads : int
         numba threads (0: numba's setting).
+    sigma_crit_msun_mpc2 : float, optional
+        Critical surface density of the lensing ``Sigma_crit`` [Msun Mpc^-2]
+        (:func:`cmpipe.physics.cosmology.sigma_crit_msun_mpc2`); required for ``kappa``.
     """
     from cmpipe.sph.projection import MapGrid, project
 
-    unknown = [c for c in channels if c not in CHANNELS]
+    unknown = [c for c in channels if c not in ALL_CHANNELS]
     if unknown:
-        raise ValueError(f"unknown map channels {unknown}; known: {CHANNELS}")
+        raise ValueError(f"unknown map channels {unknown}; known: {ALL_CHANNELS}")
+    kappa = "kappa" in channels
+    if kappa:
+        units = (prepared.gas_sigma_unit_msun_mpc2, prepared.dm_sigma_unit_msun_mpc2)
+        if sigma_crit_msun_mpc2 is None or not sigma_crit_msun_mpc2 > 0:
+            raise ValueError(f"the kappa channel needs sigma_crit_msun_mpc2 > 0; got {sigma_crit_msun_mpc2}")
+        if not all(np.isfinite(u) and u > 0 for u in units):
+            raise ValueError("the kappa channel needs the prepared halo's surface-density units (from prepare_halo)")
     grid = MapGrid(npix=npix, pixel_mpc=pixel_mpc, depth_mpc=prepared.depth_mpc)
     maps: dict[str, np.ndarray] = {}
-    gas_wanted = [c for c in _GAS_CHANNELS if c in channels]
+    # kappa needs gas_sigma and dm_sigma whether they are returned or not.
+    gas_wanted = [c for c in _GAS_CHANNELS if c in channels or (kappa and c == "gas_sigma")]
     if gas_wanted:
         idx = [_GAS_CHANNELS.index(c) for c in gas_wanted]
         x, y, z = rotate_to_sightline(prepared.gas_pos_mpc, rotation, axis)
         gas_maps = project(x, y, z, prepared.gas_support_mpc, prepared.gas_weights[idx], grid, backend, num_threads)
         maps.update(zip(gas_wanted, gas_maps))
-    if "dm_sigma" in channels:
+    if "dm_sigma" in channels or kappa:
         x, y, z = rotate_to_sightline(prepared.dm_pos_mpc, rotation, axis)
         maps["dm_sigma"] = project(x, y, z, prepared.dm_support_mpc, prepared.dm_weights, grid, backend, num_threads)[0]
+    if kappa:
+        sigma_total = (maps["gas_sigma"] * prepared.gas_sigma_unit_msun_mpc2
+                       + maps["dm_sigma"] * prepared.dm_sigma_unit_msun_mpc2)
+        maps["kappa"] = sigma_total / float(sigma_crit_msun_mpc2)
     props = prepared.props
     return HaloMaps(
         data=np.stack([maps[c] for c in channels]),
@@ -369,7 +404,13 @@ def prepare_halo_with_config(halo: Halo, cfg: Config) -> PreparedHalo:
 
 
 def sightline_maps_with_config(prepared: PreparedHalo, cfg: Config, rotation: np.ndarray | None, axis: int) -> HaloMaps:
-    """:func:`sightline_maps` with the map settings of ``cfg``."""
+    """:func:`sightline_maps` with the map settings of ``cfg`` (and, for ``kappa``, the
+    ``Sigma_crit`` of its ``lensing`` and ``cosmology`` sections)."""
+    sigma_crit = None
+    if "kappa" in cfg.maps.channels:
+        from cmpipe.physics.cosmology import sigma_crit_msun_mpc2
+
+        sigma_crit = sigma_crit_msun_mpc2(cfg.lensing.z_lens, cfg.lensing.z_source, cfg.cosmology)
     return sightline_maps(
         prepared,
         rotation=rotation,
@@ -379,4 +420,5 @@ def sightline_maps_with_config(prepared: PreparedHalo, cfg: Config, rotation: np
         channels=cfg.maps.channels,
         backend=cfg.maps.backend,
         num_threads=cfg.sph.num_threads,
+        sigma_crit_msun_mpc2=sigma_crit,
     )

@@ -189,9 +189,9 @@ def test_subset_of_channels_in_requested_order(isothermal_plummer):
                          channels=("dm_sigma", "sz_y"))
     np.testing.assert_array_equal(sub.data[0], full.channel("dm_sigma"))
     np.testing.assert_array_equal(sub.data[1], full.channel("sz_y"))
-    with pytest.raises(ValueError, match="unknown map channels"):
+    with pytest.raises(ValueError, match="unknown map channels"):  # (kappa is a channel now: tests/test_kappa.py)
         sightline_maps(isothermal_plummer["prepared"], rotation=None, axis=2, npix=NPIX, pixel_mpc=PIX,
-                       channels=("kappa",))
+                       channels=("shear",))
 
 
 def test_quarter_turn_about_the_sightline_rotates_the_map(isothermal_plummer):

@@ -4,8 +4,9 @@
 own handle) and reads one image at a time, never the whole store. The per-image ``split`` and
 ``image_failed`` arrays (one byte per image) are read when the dataset is made.
 
-Channels: the targets ``gas_sigma``, ``dm_sigma`` become ``x`` and the conditions ``sz_y``,
-``xray_sb`` become ``cond``, in those orders (:data:`TARGET_CHANNELS`, :data:`CONDITION_CHANNELS`).
+Channels: the targets ``gas_sigma``, ``dm_sigma`` become ``x`` and the conditions (``model.conditions``;
+by default ``sz_y``, ``xray_sb``) become ``cond``, in those orders (:data:`TARGET_CHANNELS`,
+:data:`CONDITION_CHANNELS`).
 
 Normalisation (the store's ``normalisation`` attribute, :mod:`cmpipe.store.schema`): per channel
 ``t(x) = log10(max(x, floor))`` (``kind: log``) or ``t(x) = x`` (``linear``), then
@@ -40,7 +41,7 @@ __all__ = [
 
 #: Channels the model generates, in the order of ``x``.
 TARGET_CHANNELS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
-#: Channels the model is conditioned on, in the order of ``cond``.
+#: Channels the model is conditioned on by default (``model.conditions``), in the order of ``cond``.
 CONDITION_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb")
 #: Split name -> the store's ``split`` code.
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -143,13 +144,16 @@ class StoreDataset(Dataset):
         ``numpy.random.default_rng([seed, epoch, index])`` (:meth:`transform_for`).
     seed : int
         Seed of the augmentation.
+    conditions : sequence of str
+        The condition channels of ``cond``, in order (``model.conditions``; default
+        :data:`CONDITION_CHANNELS`).
 
     Notes
     -----
     An item key is an index ``i`` (the epoch is :attr:`epoch`, set by :meth:`set_epoch`) or a
     pair ``(epoch, i)``; the latter makes the augmentation independent of worker processes.
     Failed images (``image_failed``) are left out. Items are ``(x, cond)``, float32 tensors of
-    shape ``(2, R, R)``, ``R = resolution``.
+    shape ``(2, R, R)`` and ``(C_cond, R, R)``, ``R = resolution``.
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class StoreDataset(Dataset):
         resolution: int | None = None,
         augment: bool = False,
         seed: int = 0,
+        conditions: Sequence[str] = CONDITION_CHANNELS,
     ) -> None:
         from cmpipe.store.zarr_store import StoreError, open_store
 
@@ -175,7 +180,10 @@ class StoreDataset(Dataset):
                 "finish it with `cmpipe generate` (or cmpipe.store.compute_normalisation) before training"
             )
         channels = list(attrs["channels"])
-        missing = [c for c in (*TARGET_CHANNELS, *CONDITION_CHANNELS) if c not in channels]
+        conditions = tuple(conditions)
+        if not conditions or set(conditions) & set(TARGET_CHANNELS) or len(set(conditions)) != len(conditions):
+            raise ValueError(f"conditions must be distinct non-target channels; got {list(conditions)}")
+        missing = [c for c in (*TARGET_CHANNELS, *conditions) if c not in channels]
         if missing:
             raise StoreError(f"{store_path}: the store lacks the channels {missing} (it has {channels})")
         npix = int(attrs["npix"])
@@ -191,8 +199,10 @@ class StoreDataset(Dataset):
         self.augment = bool(augment)
         self.seed = int(seed)
         self.epoch = 0
-        self._order = [channels.index(c) for c in (*TARGET_CHANNELS, *CONDITION_CHANNELS)]
-        self._names = [*TARGET_CHANNELS, *CONDITION_CHANNELS]
+        #: The condition channels of ``cond``, in order.
+        self.conditions: tuple[str, ...] = conditions
+        self._order = [channels.index(c) for c in (*TARGET_CHANNELS, *conditions)]
+        self._names = [*TARGET_CHANNELS, *conditions]
         usable = (group["split"][:] == SPLIT_CODES[split]) & (group["image_failed"][:] == 0)
         #: Store indices of this split's images, ascending.
         self.indices = np.flatnonzero(usable)
@@ -220,7 +230,7 @@ class StoreDataset(Dataset):
 
     def physical(self, i: int) -> np.ndarray:
         """Item ``i``'s physical maps, channels (targets, conditions), down-sampled:
-        ``(4, R, R)`` float64."""
+        ``(2 + C_cond, R, R)`` float64."""
         if self._maps is None:
             from cmpipe.store.zarr_store import open_store
 

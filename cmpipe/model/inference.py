@@ -1,7 +1,8 @@
 """Posterior sampling of physical maps from a trained checkpoint (no Ray).
 
-:class:`PosteriorSampler` wraps a loaded score model: physical condition maps (y, S_X) in,
-physical posterior samples of (gas, DM) out, through the store's normalisation recorded in
+:class:`PosteriorSampler` wraps a loaded score model: physical condition maps (by default y,
+S_X; the checkpoint's ``hyperparameters["channels"]["cond"]``, ``model.conditions`` at training)
+in, physical posterior samples of (gas, DM) out, through the store's normalisation recorded in
 the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The Ray Data actors of
 :mod:`cmpipe.pipeline.infer` build one per actor, through a loader that tests may replace.
 For a checkpoint of ``model.kind: unet`` the loader returns a :class:`RegressionSampler`, with
@@ -44,8 +45,15 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
     return latest
 
 
+def checkpoint_conditions(hyperparameters: Any) -> tuple[str, ...]:
+    """The condition channels a checkpoint was trained with (its ``channels.cond``; the default
+    :data:`~cmpipe.model.dataset.CONDITION_CHANNELS` for checkpoints that lack it)."""
+    return tuple(hyperparameters.get("channels", {}).get("cond", CONDITION_CHANNELS))
+
+
 class PosteriorSampler:
-    """Samples of (gas_sigma, dm_sigma) given (sz_y, xray_sb), in physical units.
+    """Samples of (gas_sigma, dm_sigma) given the condition maps (:attr:`conditions`, by
+    default sz_y, xray_sb), in physical units.
 
     Parameters
     ----------
@@ -63,6 +71,8 @@ class PosteriorSampler:
         self.hyperparameters = sm.hyperparameters["cmpipe"]
         self.normalisation = self.hyperparameters["normalisation"]
         self.resolution = int(self.hyperparameters["model"]["resolution"])
+        #: The condition channels of ``sample``'s input, in order.
+        self.conditions: tuple[str, ...] = checkpoint_conditions(self.hyperparameters)
         self.score_fn = model_score_function(sm)
         self.sampler, self.steps, self.denoise, self.batch_size = sampler, int(steps), bool(denoise), int(batch_size)
 
@@ -75,8 +85,9 @@ class PosteriorSampler:
 
         Parameters
         ----------
-        condition : ndarray, shape (B, 2, R, R)
-            Physical (sz_y [dimensionless], xray_sb [erg s^-1 cm^-2 sr^-1]) maps on the model's grid.
+        condition : ndarray, shape (B, C_cond, R, R)
+            Physical maps of :attr:`conditions` (by default sz_y [dimensionless], xray_sb
+            [erg s^-1 cm^-2 sr^-1]) on the model's grid.
         n_samples : int
         seeds : sequence of int
             One per image: image ``b``'s samples depend only on ``seeds[b]``.
@@ -92,9 +103,11 @@ class PosteriorSampler:
         from cmpipe.model.sampling import sample_posterior
 
         condition = np.asarray(condition)
-        if condition.ndim != 4 or condition.shape[1:] != (2, self.resolution, self.resolution):
-            raise ValueError(f"condition maps must be (B, 2, {self.resolution}, {self.resolution}); got {condition.shape}")
-        cond = torch.from_numpy(normalise(condition, CONDITION_CHANNELS, self.normalisation)).to(self.device)
+        c = len(self.conditions)
+        if condition.ndim != 4 or condition.shape[1:] != (c, self.resolution, self.resolution):
+            raise ValueError(f"condition maps must be (B, {c}, {self.resolution}, {self.resolution}) "
+                             f"({', '.join(self.conditions)}); got {condition.shape}")
+        cond = torch.from_numpy(normalise(condition, self.conditions, self.normalisation)).to(self.device)
         with torch.no_grad():
             x = sample_posterior(self.score_fn, cond, n_samples, sampler=self.sampler, steps=self.steps,
                                  seeds=list(seeds), denoise=self.denoise, batch_size=self.batch_size)
@@ -124,6 +137,8 @@ class RegressionSampler:
         self.hyperparameters = model.hyperparameters["cmpipe"]
         self.normalisation = self.hyperparameters["normalisation"]
         self.resolution = int(self.hyperparameters["model"]["resolution"])
+        #: The condition channels of ``predict``'s input, in order.
+        self.conditions: tuple[str, ...] = checkpoint_conditions(self.hyperparameters)
         self.batch_size = max(1, int(batch_size))
 
     @property
@@ -131,18 +146,20 @@ class RegressionSampler:
         return next(self.sm.model.parameters()).device
 
     def predict(self, condition: np.ndarray) -> np.ndarray:
-        """The prediction for a batch: ``(B, 2, R, R)`` physical condition maps -> ``(B, 2, R, R)``
+        """The prediction for a batch: ``(B, C_cond, R, R)`` physical condition maps -> ``(B, 2, R, R)``
         float64 physical (gas_sigma, dm_sigma) maps, clipped to [0, 1] in normalised units before
         the inverse transform (as :meth:`PosteriorSampler.sample`)."""
         condition = np.asarray(condition)
-        if condition.ndim != 4 or condition.shape[1:] != (2, self.resolution, self.resolution):
-            raise ValueError(f"condition maps must be (B, 2, {self.resolution}, {self.resolution}); got {condition.shape}")
-        cond = torch.from_numpy(normalise(condition, CONDITION_CHANNELS, self.normalisation))
+        c = len(self.conditions)
+        if condition.ndim != 4 or condition.shape[1:] != (c, self.resolution, self.resolution):
+            raise ValueError(f"condition maps must be (B, {c}, {self.resolution}, {self.resolution}) "
+                             f"({', '.join(self.conditions)}); got {condition.shape}")
+        cond = torch.from_numpy(normalise(condition, self.conditions, self.normalisation))
         out = []
         with torch.no_grad():
             for lo in range(0, len(cond), self.batch_size):
                 out.append(self.sm.model(cond[lo : lo + self.batch_size].to(self.device)).double().cpu())
-        x = torch.cat(out).numpy() if out else np.zeros((0, *condition.shape[1:]))
+        x = torch.cat(out).numpy() if out else np.zeros((0, 2, *condition.shape[2:]))
         return denormalise(np.clip(x, 0.0, 1.0), TARGET_CHANNELS, self.normalisation)
 
     def sample(self, condition: np.ndarray, n_samples: int, seeds: Sequence[int]) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The conditional NCSN++ score network of score_models 0.5.11, and the VE SDE's sigma_max.
 
-The network generates the 2 target channels (``gas_sigma``, ``dm_sigma``) with the 2
-condition channels (``sz_y``, ``xray_sb``) concatenated to its input (score_models'
-``condition=["input"]``), under the VE SDE ``sigma(t) = sigma_min (sigma_max / sigma_min)^t``.
+The network generates the 2 target channels (``gas_sigma``, ``dm_sigma``) with the
+``len(model.conditions)`` condition channels (default ``sz_y``, ``xray_sb``) concatenated to its
+input (score_models' ``condition=["input"]``), under the VE SDE ``sigma(t) = sigma_min (sigma_max / sigma_min)^t``.
 Hyper-parameters come from the ``model`` config section (:class:`cmpipe.config.ModelConfig`).
 """
 
@@ -34,7 +34,8 @@ def build_score_model(model_cfg: ModelConfig, sigma_max: float, device: str | to
     Parameters
     ----------
     model_cfg : ModelConfig
-        ``nf``, ``ch_mult``, ``num_res_blocks``, ``attention``, ``fir``, ``sigma_min``.
+        ``nf``, ``ch_mult``, ``num_res_blocks``, ``attention``, ``fir``, ``sigma_min``,
+        ``conditions`` (one input channel each).
     sigma_max : float
         sigma_max of the VE SDE [normalised units], > sigma_min: ``model_cfg.sigma_max`` if
         set, else :func:`compute_sigma_max` of the training set.
@@ -54,7 +55,7 @@ def build_score_model(model_cfg: ModelConfig, sigma_max: float, device: str | to
     net = NCSNpp(
         channels=2, dimensions=2, nf=model_cfg.nf, ch_mult=tuple(model_cfg.ch_mult),
         num_res_blocks=model_cfg.num_res_blocks, attention=model_cfg.attention, fir=model_cfg.fir,
-        condition=["input"], condition_input_channels=2,
+        condition=["input"], condition_input_channels=len(model_cfg.conditions),
     )
     return ScoreModel(model=net, sde="ve", sigma_min=model_cfg.sigma_min, sigma_max=sigma_max, device=torch.device(device))
 

@@ -436,13 +436,13 @@ def _hyperparameters(cfg: Config, sigma_max: float, source: str, normalisation: 
 
     from cmpipe import __version__
     from cmpipe.config import config_to_dict
-    from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS
+    from cmpipe.model.dataset import TARGET_CHANNELS
 
     sections = config_to_dict(cfg)
     return {
         "model": sections["model"], "sigma_min": cfg.model.sigma_min, "sigma_max": float(sigma_max),
         "sigma_max_source": source, "resolution": cfg.model.resolution,
-        "channels": {"x": list(TARGET_CHANNELS), "cond": list(CONDITION_CHANNELS)},
+        "channels": {"x": list(TARGET_CHANNELS), "cond": list(cfg.model.conditions)},
         "normalisation": dict(normalisation), "train": sections["train"],
         "maps": {"npix": cfg.maps.npix, "pixel_mpc": cfg.maps.pixel_mpc, "depth_mpc": cfg.maps.depth_mpc},
         "score_models_version": version("score-models"), "cmpipe_version": __version__,
@@ -523,17 +523,19 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
         If the latest checkpoint comes from another store or another model configuration.
     """
     from cmpipe.config import config_to_dict
-    from cmpipe.model.dataset import StoreDataset
+    from cmpipe.model.dataset import CONDITION_CHANNELS, StoreDataset
     from cmpipe.model.network import compute_sigma_max
 
     tcfg, mcfg = cfg.train, cfg.model
-    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed)
-    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution)
+    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed,
+                            conditions=mcfg.conditions)
+    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution, conditions=mcfg.conditions)
     fingerprint = train_ds.store_fingerprint
     latest = latest_checkpoint(run_dir)
     state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
     if state is not None:
-        saved = {"kind": "score", **state.hyperparameters["model"]}
+        # Checkpoints from before a key existed ran with its default.
+        saved = {"kind": "score", "conditions": list(CONDITION_CHANNELS), **state.hyperparameters["model"]}
         if saved != config_to_dict(cfg)["model"]:
             raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
         sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
@@ -542,7 +544,7 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
     elif mcfg.sigma_max > 0:
         sigma_max, source = mcfg.sigma_max, "config"
     else:
-        plain = StoreDataset(store_path, "train", resolution=mcfg.resolution)
+        plain = StoreDataset(store_path, "train", resolution=mcfg.resolution, conditions=mcfg.conditions)
         sigma_max, source = compute_sigma_max(plain), "data"
     hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
     return RunSetup(train_ds, val_ds, fingerprint, latest, state, float(sigma_max), hp)

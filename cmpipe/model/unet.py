@@ -1,7 +1,7 @@
 """The deterministic baseline: a plain U-Net regression from the condition maps to the targets.
 
 The approach of de Andres et al. (2024): one network maps the normalised condition maps
-(``sz_y``, ``xray_sb``) straight to the normalised target maps (``gas_sigma``, ``dm_sigma``),
+(``model.conditions``, default ``sz_y``, ``xray_sb``) straight to the normalised target maps (``gas_sigma``, ``dm_sigma``),
 trained by mean squared error. It is trained by the same loop, on the same data and splits, saved
 through the same checkpoints and evaluated through the same inference pipeline as the score model
 (``model.kind: unet``): :class:`RegressionModel` duck-types what :mod:`cmpipe.model.training`
@@ -151,7 +151,8 @@ class RegressionModel(nn.Module):
 
 def build_unet_model(model_cfg: ModelConfig, device: str | torch.device) -> RegressionModel:
     """A fresh (randomly initialised, from torch's global RNG) :class:`RegressionModel` on ``device``."""
-    net = UNet(model_cfg.nf, tuple(model_cfg.ch_mult), model_cfg.num_res_blocks)
+    n_cond = len(model_cfg.conditions)
+    net = UNet(model_cfg.nf, tuple(model_cfg.ch_mult), model_cfg.num_res_blocks, in_channels=n_cond)
     hp = {"model": "unet", "nf": model_cfg.nf, "ch_mult": list(model_cfg.ch_mult),
-          "num_res_blocks": model_cfg.num_res_blocks}
+          "num_res_blocks": model_cfg.num_res_blocks, "in_channels": n_cond}
     return RegressionModel(net, device, hp)

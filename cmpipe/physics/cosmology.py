@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cmpipe.config import CosmologyConfig
 
-__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc"]
+__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc", "sigma_crit_msun_mpc2"]
 
 #: colossus gives densities in Msun h^2 kpc^-3: times 1e9 h^2 for Msun Mpc^-3.
 _KPC3_TO_MPC3 = 1e9
@@ -72,3 +72,34 @@ def r200m_mpc(m200m_msun: float | np.ndarray, cfg: CosmologyConfig) -> np.ndarra
     """R200m [physical Mpc] of halos of mass M200m [Msun]: ``M = 200 rho_m (4 pi / 3) R^3``."""
     rho_m = mean_densities(cfg).matter
     return np.cbrt(3.0 * np.asarray(m200m_msun, dtype=np.float64) / (4.0 * np.pi * 200.0 * rho_m))
+
+
+def sigma_crit_msun_mpc2(z_lens: float, z_source: float, cfg: CosmologyConfig) -> float:
+    """Critical surface density of lensing ``c^2 / (4 pi G) D_s / (D_l D_ls)`` [physical Msun Mpc^-2].
+
+    Physical angular-diameter distances of the flat cosmology of ``cfg`` (colossus, radiation
+    included as colossus does): ``D = D_M / (1 + z)`` and ``D_ls = (D_M(z_s) - D_M(z_l)) /
+    (1 + z_s)``, ``D_M`` the comoving distance; ``c`` and ``G`` from ``astropy.constants``.
+
+    Parameters
+    ----------
+    z_lens, z_source : float
+        Lens and source redshifts, ``0 < z_lens < z_source``.
+    cfg : CosmologyConfig
+    """
+    if not 0.0 < z_lens < z_source:
+        raise ValueError(f"sigma_crit needs 0 < z_lens < z_source; got z_lens={z_lens}, z_source={z_source}")
+    return _sigma_crit(float(z_lens), float(z_source), cfg.omega_m, cfg.omega_b, cfg.h, cfg.sigma8, cfg.ns)
+
+
+@lru_cache(maxsize=32)
+def _sigma_crit(z_l: float, z_s: float, omega_m: float, omega_b: float, h: float, sigma8: float, ns: float) -> float:
+    from astropy import constants as const
+    from astropy import units as u
+
+    cosmo = _cosmology(omega_m, omega_b, h, sigma8, ns)
+    dm_l = float(cosmo.comovingDistance(z_min=0.0, z_max=z_l, transverse=True)) / h  # Mpc
+    dm_s = float(cosmo.comovingDistance(z_min=0.0, z_max=z_s, transverse=True)) / h
+    d_l, d_s, d_ls = dm_l / (1.0 + z_l), dm_s / (1.0 + z_s), (dm_s - dm_l) / (1.0 + z_s)
+    factor = float((const.c**2 / (4.0 * np.pi * const.G)).to_value(u.Msun / u.Mpc))
+    return factor * d_s / (d_l * d_ls)

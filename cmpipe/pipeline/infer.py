@@ -113,9 +113,11 @@ class InferenceActor:
         if self.sampler.resolution != cfg.model.resolution:
             cfg = self.cfg = _with_resolution(cfg, self.sampler.resolution)
         self.grid = grid_from_config(cfg, self.attrs)
+        #: The sampler's condition channels (the checkpoint's), else the config's.
+        self.conditions: tuple[str, ...] = tuple(getattr(self.sampler, "conditions", cfg.model.conditions))
 
     def _read(self, image_index: int) -> tuple[np.ndarray, np.ndarray]:
-        from cmpipe.evaluate import CONDITIONS, TARGETS
+        from cmpipe.evaluate import TARGETS
         from cmpipe.model.dataset import block_mean
 
         image = np.asarray(self.maps[int(image_index)], dtype=np.float64)
@@ -123,7 +125,10 @@ class InferenceActor:
             raise InferError(f"{self.store_path}: image {image_index} has non-finite maps (not generated?)")
         factor = int(self.attrs["npix"]) // self.grid.npix
         pick = lambda names: image[[self.channels.index(c) for c in names]]  # noqa: E731
-        truth, cond = pick(TARGETS), pick(CONDITIONS)
+        missing = [c for c in self.conditions if c not in self.channels]
+        if missing:
+            raise InferError(f"{self.store_path}: the store lacks the condition channels {missing} (it has {self.channels})")
+        truth, cond = pick(TARGETS), pick(self.conditions)
         if factor > 1:
             truth, cond = block_mean(truth, factor), block_mean(cond, factor)
         return truth, cond
@@ -145,7 +150,8 @@ class InferenceActor:
         for b, i in enumerate(images):
             key = {"image_index": i, "halo_id": int(batch["halo_id"][b]),
                    "log10_m200m_msun_h": float(batch["log10_m200m_msun_h"][b])}
-            tables = evaluate_image(samples[b], truth[b], cond[b], self.grid, key, float(batch["r200m_mpc"][b]), seconds)
+            tables = evaluate_image(samples[b], truth[b], cond[b], self.grid, key, float(batch["r200m_mpc"][b]), seconds,
+                                    conditions=self.conditions)
             for name, columns in tables.items():
                 for col, values in columns.items():
                     rows[name].setdefault(col, []).extend(values)
@@ -230,6 +236,7 @@ def infer_with_ray(
     import ray
 
     from cmpipe.config import config_to_yaml, save_resolved_config
+    from cmpipe.model.inference import checkpoint_conditions
     from cmpipe.model.inference import resolve_checkpoint
     from cmpipe.model.training import load_checkpoint
     from cmpipe.pipeline.generate import _start_ray
@@ -253,7 +260,7 @@ def infer_with_ray(
     pixel = float(attrs["pixel_mpc"]) * int(attrs["npix"]) / resolution
     results.mkdir(parents=True, exist_ok=True)
     group = open_or_create(results, selected, {
-        "targets": ["gas_sigma", "dm_sigma"], "conditions": ["sz_y", "xray_sb"],
+        "targets": ["gas_sigma", "dm_sigma"], "conditions": list(checkpoint_conditions(state.hyperparameters)),
         "channel_units": {c: u for c, u in zip(attrs["channels"], attrs["channel_units"])},
         "pixel_mpc": pixel, "resolution": resolution, "depth_mpc": float(attrs["depth_mpc"]),
         "n_samples": icfg.n_samples, "sampler": icfg.sampler, "steps": icfg.steps, "denoise": icfg.denoise,

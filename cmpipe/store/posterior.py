@@ -1,8 +1,8 @@
 """The posterior store's data contract: ``RESULTS/posterior.zarr``, written by ``cmpipe infer``.
 
 A Zarr 3 group with one entry per inferred test image (``M`` images, ``S = infer.n_samples``,
-targets ``gas_sigma``, ``dm_sigma`` and conditions ``sz_y``, ``xray_sb``, ``R =
-model.resolution``). Maps are physical (the store's units, :data:`cmpipe.maps.CHANNEL_UNITS`)
+targets ``gas_sigma``, ``dm_sigma`` and ``C`` conditions (the model's, attribute ``conditions``;
+by default ``sz_y``, ``xray_sb``), ``R = model.resolution``). Maps are physical (the store's units, :data:`cmpipe.maps.CHANNEL_UNITS`)
 on the model's grid (block means of the store's maps, pixel side ``pixel_mpc`` in the attrs).
 
 ====================  ========  ===============  ================  ==============================
@@ -12,7 +12,7 @@ array                 dtype     shape            chunks            meaning
 ``halo_id``           int64     (M,)             (M,)              halo within the source
 ``log10_m200m_msun_h`` float64  (M,)             (M,)              log10 M200m [log10 Msun/h]
 ``truth``             float32   (M, 2, R, R)     (1, 2, R, R)      true gas, DM maps
-``condition``         float32   (M, 2, R, R)     (1, 2, R, R)      y, S_X maps (the model's input)
+``condition``         float32   (M, C, R, R)     (1, C, R, R)      condition maps (the model's input)
 ``mean``              float32   (M, 2, R, R)     (1, 2, R, R)      posterior mean (S samples)
 ``std``               float32   (M, 2, R, R)     (1, 2, R, R)      posterior std (ddof 1)
 ``samples``           float32   (M, S, 2, R, R)  (1, S, 2, R, R)   every sample (``infer.save_samples``)
@@ -42,7 +42,7 @@ POSTERIOR_SCHEMA_VERSION = 1
 
 #: Attributes a rerun must match to continue a posterior store.
 IDENTITY_ATTRS = ("n_samples", "sampler", "steps", "denoise", "seed", "checkpoint_step", "store_fingerprint",
-                  "resolution", "save_samples")
+                  "resolution", "save_samples", "conditions")
 
 
 class PosteriorStoreError(ValueError):
@@ -97,8 +97,10 @@ def open_or_create(
         arr = group.create_array(name, shape=(m,), chunks=(max(m, 1),), dtype=dtype, dimension_names=["image"])
         arr[:] = np.asarray(meta[name], dtype=dtype)
     dims = ["image", "channel", "y", "x"]
+    n_cond = len(attrs.get("conditions", ("sz_y", "xray_sb")))
     for name in ("truth", "condition", "mean", "std"):
-        group.create_array(name, shape=(m, 2, r, r), chunks=(1, 2, r, r), dtype="float32", fill_value=np.nan,
+        c = n_cond if name == "condition" else 2
+        group.create_array(name, shape=(m, c, r, r), chunks=(1, c, r, r), dtype="float32", fill_value=np.nan,
                            dimension_names=dims)
     if attrs.get("save_samples"):
         group.create_array("samples", shape=(m, s, 2, r, r), chunks=(1, s, 2, r, r), dtype="float32",

@@ -26,8 +26,9 @@ table          one row per
 
 ``spectra.comparison``: ``posterior_mean`` (the n-sample mean against the truth),
 ``sample`` (single samples against the truth, spectra averaged over the samples),
-``input_sz_y`` / ``input_xray_sb`` (the condition map against the truth: the paper's linear
-baseline; ``b`` is NaN there, the maps have other units).
+``input_<condition>``, one per condition channel of the model (``model.conditions``; by
+default ``input_sz_y`` / ``input_xray_sb``, with ``kappa`` also ``input_kappa``): the condition
+map against the truth, the paper's linear baseline; ``b`` is NaN there, the maps have other units.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "spectra": pa.schema([
         *_KEY,
-        _f("comparison", pa.string(), "", "posterior_mean | sample | input_sz_y | input_xray_sb"),
+        _f("comparison", pa.string(), "", "posterior_mean | sample | input_<condition> (input_sz_y, input_xray_sb, ...)"),
         _f("bin", pa.int32(), "", "k bin (integer |k| / k_F)"),
         _f("k_mpc_inv", pa.float64(), "Mpc^-1", "mean |k| of the bin's modes"),
         _f("p_true", pa.float64(), "Mpc^2", "P(k) of the mean-subtracted true map"),
