@@ -916,7 +916,7 @@ class TrainConfig(_Section):
         )
 
 
-SAMPLER_NAMES = ("em", "pc", "heun", "dpm2m")
+SAMPLER_NAMES = ("em", "pc", "heun", "dpm2m", "edm")
 
 
 @dataclass(frozen=True)
@@ -930,7 +930,8 @@ class InferConfig(_Section):
     sampler : str
         One of :data:`SAMPLER_NAMES`: ``em`` reverse-SDE Euler-Maruyama (the paper's), ``pc``
         predictor-corrector, ``heun`` probability-flow ODE (Heun, EDM schedule), ``dpm2m``
-        DPM-Solver++(2M) (:mod:`cmpipe.model.sampling`).
+        DPM-Solver++(2M), ``edm`` the stochastic EDM sampler (Heun with churn)
+        (:mod:`cmpipe.model.sampling`).
     steps : int
         Sampler steps [count], >= 1.
     denoise : bool

@@ -14,7 +14,8 @@ is stationary at V / (1 - snr^2) on a Gaussian (to O(1/d) in the pixel count d: 
 16x16 maps, d = 512). Tolerances: every per-pixel mean within 4.5 standard errors (S' / sqrt(n),
 S' the expected std; 2 x 16 (or 512) pixels, so a false alarm has probability < 1e-3), the
 variance pooled over items and pixels within 5 % (its standard error is ~1.3 %; the margin holds
-the discretisation error: em 500, pc 200, heun 40, dpm2m 30 steps measured within 1 %).
+the discretisation error: em 500, pc 200, heun 40, dpm2m 30 steps measured within 1 %; edm, whose
+churn re-noises by sqrt(2) in sigma at every step, 120 steps -- at 40 its variance is 5 % high).
 
 Oracle 2: score_models 0.5.11's own ``ScoreModel.sample`` (Euler-Maruyama) on a tiny NCSN++ with
 the same noise stream (a torch.Generator and the global RNG seeded alike give the same draws):
@@ -46,8 +47,8 @@ from cmpipe.model.sampling import (
 
 S, SIGMA_MIN, SIGMA_MAX = 0.5, 0.2, 30.0
 A, C = 0.8, -0.1
-STEPS = {"em": 500, "pc": 200, "heun": 40, "dpm2m": 30}
-SDE_SAMPLERS = {"em", "pc"}
+STEPS = {"em": 500, "pc": 200, "heun": 40, "dpm2m": 30, "edm": 120}
+SDE_SAMPLERS = {"em", "pc", "edm"}  # edm: the churn mixes towards the true marginals
 
 
 class GaussianScore:
@@ -144,7 +145,7 @@ def test_network_evaluations_counted(sampler: str, denoise: bool) -> None:
     # One batch of all rows: each call evaluates every row once.
     sample_posterior(score, _cond(2, 4), 3, sampler=sampler, steps=steps, seeds=[0, 1], denoise=denoise, batch_size=6)
     assert score.calls == network_evaluations(sampler, steps, denoise)
-    expected = {"em": steps, "pc": 2 * steps, "heun": 2 * steps, "dpm2m": steps}[sampler] + int(denoise)
+    expected = {"em": steps, "pc": 2 * steps, "heun": 2 * steps, "dpm2m": steps, "edm": 2 * steps}[sampler] + int(denoise)
     assert network_evaluations(sampler, steps, denoise) == expected
 
 
