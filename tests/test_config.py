@@ -46,7 +46,7 @@ EXPECTED = {
         generate=GenerateConfig(images_per_0p1dex=24, max_rotations_per_halo=4, chunk_images=16),
         model=ModelConfig(resolution=32, nf=16, num_res_blocks=1, attention=False),
         train=TrainConfig(batch_size=8, warmup_steps=20, max_steps=2000, checkpoint_every=250, val_every=250),
-        infer=InferConfig(steps=100, batch_size=100, images_per_batch=2, gpus_per_actor=0.0,
+        infer=InferConfig(sampler="edm", steps=49, batch_size=100, images_per_batch=2, gpus_per_actor=0.0,
                           threads_per_actor=2),
         evaluate=EvaluateConfig(test_log10_m_min_msun_h=13.5, test_log10_m_max_msun_h=15.0),
     ),
