@@ -485,20 +485,39 @@ def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
-    """A checkpoint and the two observed maps as FITS."""
+    """A checkpoint and the observed maps as FITS: one cluster (--sz, --xray) or many (--inputs)."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint file or a run directory")
-    parser.add_argument("--sz", required=True, metavar="FITS", help="Compton-y map (dimensionless), with a WCS in Mpc or kpc")
-    parser.add_argument("--xray", required=True, metavar="FITS", help="X-ray surface brightness map (erg s-1 cm-2 sr-1)")
-    parser.add_argument("--recon", required=True, metavar="FITS", help="output FITS: MEAN and STD extensions (+ SAMPLES)")
+    parser.add_argument("--sz", metavar="FITS", help="Compton-y map (dimensionless), with a WCS in Mpc or kpc")
+    parser.add_argument("--xray", metavar="FITS", help="X-ray surface brightness map (erg s-1 cm-2 sr-1)")
+    parser.add_argument("--inputs", metavar="DIR_OR_TABLE",
+                        help="many clusters, through Ray Data: a directory of <name>sz_y*.fits / <name>xray_sb*.fits "
+                             "pairs, or a CSV/Parquet table with columns name, sz, xray")
+    parser.add_argument("--recon", required=True, metavar="FITS_OR_DIR",
+                        help="output FITS (MEAN, STD, + SAMPLES extensions); with --inputs, the output directory")
     parser.add_argument("--samples", type=int, default=50, help="posterior samples (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default %(default)s)")
-    parser.add_argument("--pixel-mpc", type=float, help="the model's pixel size [Mpc], if the checkpoint's run does not record it")
+    parser.add_argument("--pixel-mpc", type=float, help="the model's pixel size [Mpc], if the checkpoint does not record it")
     parser.add_argument("--save-samples", action="store_true", help="also write every sample (SAMPLES extension)")
-    parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device of the one-cluster run (default %(default)s)")
+    parser.add_argument("--address", metavar="ADDRESS", help="Ray cluster for --inputs (default: $RAY_ADDRESS, else local)")
 
 
 def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
-    """Posterior mean and std of gas and DM for one observed cluster, as FITS and a PNG quick look."""
+    """Posterior mean and std of gas and DM for observed clusters, as FITS and PNG quick looks."""
+    if args.inputs:
+        if args.sz or args.xray:
+            raise ConfigError("--inputs reconstructs many clusters: drop --sz and --xray")
+        from cmpipe.pipeline.reconstruct import reconstruct_many
+
+        summary = reconstruct_many(cfg, args.checkpoint, args.inputs, args.recon, n_samples=args.samples,
+                                   seed=args.seed, pixel_mpc=args.pixel_mpc, save_samples=args.save_samples,
+                                   address=args.address)
+        print(summary["table"])
+        print(f"{summary['clusters']} clusters: {summary['done_before']} done before, "
+              f"{summary['reconstructed']} reconstructed in {summary['wall_s']:.1f} s")
+        return 0
+    if not (args.sz and args.xray):
+        raise ConfigError("give --sz and --xray (one cluster) or --inputs (many)")
     from cmpipe.reconstruct import reconstruct
 
     result = reconstruct(args.checkpoint, args.sz, args.xray, args.recon, n_samples=args.samples, seed=args.seed,

@@ -182,6 +182,7 @@ def reconstruct(
     sz_hdu: int | str | None = None,
     xray_hdu: int | str | None = None,
     overwrite: bool = False,
+    sampler: Any = None,
 ) -> dict[str, Any]:
     """Posterior (gas_sigma, dm_sigma) maps of one cluster from its y and X-ray FITS maps.
 
@@ -213,6 +214,9 @@ def reconstruct(
     sz_hdu, xray_hdu : int or str, optional
         HDUs to read (default: the first with data).
     overwrite : bool
+    sampler : cmpipe.model.inference.PosteriorSampler, optional
+        An already loaded sampler of ``checkpoint`` (many clusters, one model:
+        :func:`cmpipe.pipeline.reconstruct.reconstruct_many`); default: loaded here.
 
     Returns
     -------
@@ -237,7 +241,8 @@ def reconstruct(
     grid = model_grid(ckpt, pixel_mpc=pixel_mpc)
     if infer_cfg is None:
         infer_cfg = _default_infer_cfg(grid.config, n_samples)
-    sampler = load_posterior_sampler(ckpt, infer_cfg, device)
+    if sampler is None:
+        sampler = load_posterior_sampler(ckpt, infer_cfg, device)
     if sampler.resolution != grid.npix:
         raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
 

@@ -10,6 +10,7 @@ checkpoint (as ``tests/test_infer_ray.py`` builds them).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +307,42 @@ def test_cli_reconstruct_from_maps_the_generator_exported(tiny_run, tmp_path, ca
         hdul.writeto(bad)
     assert main([*argv[:5], "--xray", str(bad), *argv[7:]]) == 2
     assert "W m-2" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_reconstruct_many_with_ray_data(tiny_run, ray_local, tmp_path, capsys):
+    """``cmpipe reconstruct --inputs DIR``: every exported test image through a Ray Data actor pool;
+    each output equals the one-cluster reconstruction with the cluster's seed (seed + its rank in
+    name order: independent of batching); a rerun skips what is written. The table form reads the
+    same pairs."""
+    from cmpipe.cli import main
+    from cmpipe.pipeline.reconstruct import find_fits_pairs
+    from cmpipe.reconstruct import export_store_fits, reconstruct
+    from cmpipe.store.zarr_store import open_store
+
+    store, run = tiny_run
+    group = open_store(store)
+    indices = [int(i) for i in np.flatnonzero(group["split"][:] == 2)[:2]]
+    export_store_fits(store, indices, tmp_path / "fits")
+    pairs = find_fits_pairs(tmp_path / "fits")
+    assert [p["name"] for p in pairs] == [f"image_{i:06d}_" for i in indices]
+    table = tmp_path / "clusters.csv"
+    table.write_text("name,sz,xray\n" + "".join(f"{p['name']},fits/{Path(p['sz']).name},fits/{Path(p['xray']).name}\n"
+                                                 for p in pairs))
+    assert [(p["sz"], p["xray"]) for p in find_fits_pairs(table)] == [(p["sz"], p["xray"]) for p in pairs]
+    sets = [a for s in ["infer.steps=4", "infer.sampler=em", "infer.images_per_batch=1", "infer.actors=1",
+                        "infer.cpus_per_actor=1", "infer.gpus_per_actor=0", "infer.threads_per_actor=1"]
+            for a in ("--set", s)]
+    argv = ["reconstruct", "--checkpoint", str(run), "--inputs", str(tmp_path / "fits"), "--recon", str(tmp_path / "out"),
+            "--samples", "2", "--seed", "5", *sets]
+    assert main(argv) == 0
+    assert "2 clusters: 0 done before, 2 reconstructed" in capsys.readouterr().out
+    infer = dataclasses.replace(_cfg(*[s for s in sets if s != "--set"]).infer, n_samples=2)
+    for k, p in enumerate(pairs):
+        one = reconstruct(run, p["sz"], p["xray"], tmp_path / f"one{k}.fits", n_samples=2, seed=5 + k, infer_cfg=infer,
+                          quicklook=False)
+        with fits.open(one["fits"]) as a, fits.open(tmp_path / "out" / f"{p['name']}recon.fits") as b:
+            np.testing.assert_allclose(b["MEAN"].data, a["MEAN"].data, rtol=1e-5)
+    assert main(argv) == 0
+    assert "2 done before, 0 reconstructed" in capsys.readouterr().out
+    assert (tmp_path / "out" / "reconstructions.csv").read_text().count("recon.fits") == 2
