@@ -36,6 +36,7 @@ from cmpipe.model.training import (
 )
 from cmpipe.store import StoreError, generate_serial, open_store
 from tiny_stores import TRAINING_MASSES, TRAINING_STORE
+from tensor_oracles import tensors_equal
 
 MASSES = TRAINING_MASSES
 STORE_OVERRIDES = TRAINING_STORE
@@ -202,16 +203,6 @@ TRAIN = ["train.batch_size=4", "train.warmup_steps=2", "train.checkpoint_every=3
          "train.val_batches=1", "train.num_workers=0", "train.lr=1e-3", "train.ema_decay=0.9"]
 
 
-def _tensors_equal(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def _rows(run_dir):
     with (run_dir / "metrics.csv").open(newline="") as f:
         return list(csv.DictReader(f))
@@ -236,7 +227,7 @@ def test_resume_equals_an_uninterrupted_run(runs):
     sa, sb = load_checkpoint(latest_checkpoint(a)), load_checkpoint(latest_checkpoint(b))
     assert sa.step == sb.step == 6
     for field in ("model", "ema", "optimizer", "rng"):
-        assert _tensors_equal(getattr(sa, field), getattr(sb, field)), field
+        assert tensors_equal(getattr(sa, field), getattr(sb, field)), field
     assert all(float(s["step"]) == 6 for s in sb.optimizer["state"].values()) and sb.ema["num_updates"] == 6
     assert out_a["sigma_max"] == out_b["sigma_max"] == sa.hyperparameters["sigma_max"] > 0
     assert sa.hyperparameters["sigma_max_source"] == "data"
@@ -255,8 +246,8 @@ def test_resume_restores_step_optimizer_and_ema(runs, store):
     opt = torch.optim.Adam(sm.model.parameters(), lr=1e-3)
     ema = make_ema(sm.model, 0.9)
     state.restore(sm, opt, ema)
-    assert _tensors_equal(sm.model.state_dict(), state.model)
-    assert _tensors_equal(opt.state_dict(), state.optimizer) and ema.num_updates == 3
+    assert tensors_equal(sm.model.state_dict(), state.model)
+    assert tensors_equal(opt.state_dict(), state.optimizer) and ema.num_updates == 3
 
 
 def test_checkpoint_is_weights_only_with_json(runs, tmp_path):
@@ -269,7 +260,7 @@ def test_checkpoint_is_weights_only_with_json(runs, tmp_path):
     # save -> load round trip is exact.
     state = load_checkpoint(path)
     again = load_checkpoint(save_checkpoint(tmp_path / "step_00000006.pt", state))
-    assert _tensors_equal(again.to_dict(), state.to_dict())
+    assert tensors_equal(again.to_dict(), state.to_dict())
     assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
 
 
@@ -294,7 +285,7 @@ def test_load_for_inference_uses_ema_weights(runs):
     assert not sm.training and sm.device == torch.device("cpu")
     assert all(torch.equal(p, s) for p, s in zip(sm.model.parameters(), state.ema["shadow_params"]))
     raw = load_for_inference(a, "cpu", use_ema=False)
-    assert _tensors_equal(raw.model.state_dict(), state.model)
+    assert tensors_equal(raw.model.state_dict(), state.model)
     assert sm.hyperparameters["cmpipe"]["normalisation"] == state.hyperparameters["normalisation"]
 
 
@@ -337,6 +328,6 @@ def test_killed_run_resumes_to_the_uninterrupted_result(store, tmp_path):
     sa, sb = load_checkpoint(latest_checkpoint(whole)), load_checkpoint(latest_checkpoint(killed))
     assert sa.step == sb.step == steps
     for field in ("model", "ema", "optimizer", "rng"):
-        assert _tensors_equal(getattr(sa, field), getattr(sb, field)), field
+        assert tensors_equal(getattr(sa, field), getattr(sb, field)), field
     assert [r["step"] for r in _rows(killed)] == [str(s) for s in range(1, steps + 1)]
     assert [r["loss"] for r in _rows(killed)] == [r["loss"] for r in _rows(whole)]

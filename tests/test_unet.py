@@ -34,6 +34,7 @@ from cmpipe.model.training import (
 from cmpipe.model.unet import RegressionModel, UNet
 from cmpipe.store import generate_serial, open_store
 from tiny_stores import TINY_MODEL, TINY_INFER, TRAINING_STORE
+from tensor_oracles import tensors_equal
 
 UNET = [*TINY_MODEL, "model.kind=unet", "train.checkpoint_every=3", "train.val_every=3", "train.lr=1e-3",
         "train.ema_decay=0.9"]
@@ -59,16 +60,6 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("unet_store") / "images.zarr"
     generate_serial(_cfg(), path)
     return path
-
-
-def _tensors_equal(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def test_kind_is_validated():
@@ -137,7 +128,7 @@ def test_resume_equals_an_uninterrupted_run(runs, store):
     sa, sb = load_checkpoint(latest_checkpoint(a)), load_checkpoint(latest_checkpoint(b))
     assert sa.step == sb.step == 6 and sb.ema["num_updates"] == 6
     for field in ("model", "ema", "optimizer", "rng"):
-        assert _tensors_equal(getattr(sa, field), getattr(sb, field)), field
+        assert tensors_equal(getattr(sa, field), getattr(sb, field)), field
     assert np.isfinite(out_a["last"].loss) and out_a["last"].loss == out_b["last"].loss
     # A score-model config cannot resume a U-Net run.
     with pytest.raises(CheckpointError, match="was trained with model"):

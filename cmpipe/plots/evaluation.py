@@ -363,6 +363,21 @@ def plot_profiles(
     return fig
 
 
+def _finish_spectral_axis(ax, drawn: bool, channel: str, mass_bin: str, quantity: str, k_split: float,
+                          bottom_row: bool, legend_size: str) -> None:
+    """The common decoration of a b(k) or r(k) panel: unity and k_split lines, log k, labels."""
+    if not drawn:
+        _no_data(ax)
+    ax.axhline(1.0, color="k", ls="--", lw=0.7)
+    ax.axvline(k_split, color="0.4", ls=":", lw=0.9, label=f"k_split = {k_split:.2f}")
+    ax.set_xscale("log")
+    ax.set_title(f"{_label(channel)}, {mass_bin} mass", fontsize="small")
+    ax.set_ylabel(f"{quantity}(k)")
+    if bottom_row:
+        ax.set_xlabel(r"k [Mpc$^{-1}$]")
+    ax.legend(fontsize=legend_size)
+
+
 def plot_spectral_ratio(
     summary: Mapping[tuple[str, str, str], Mapping[str, np.ndarray]],
     quantity: str,
@@ -402,16 +417,7 @@ def plot_spectral_ratio(
                     continue
                 drawn = True
                 _band(ax, np.asarray(s["k"]), s, COMPARISON_COLOURS.get(comp, "C7"), f"{comp} ({s['n_images']})")
-            if not drawn:
-                _no_data(ax)
-            ax.axhline(1.0, color="k", ls="--", lw=0.7)
-            ax.axvline(k_split, color="0.4", ls=":", lw=0.9, label=f"k_split = {k_split:.2f}")
-            ax.set_xscale("log")
-            ax.set_title(f"{_label(channel)}, {b} mass", fontsize="small")
-            ax.set_ylabel(f"{quantity}(k)")
-            if i == len(mass_bins) - 1:
-                ax.set_xlabel(r"k [Mpc$^{-1}$]")
-            ax.legend(fontsize="x-small")
+            _finish_spectral_axis(ax, drawn, channel, b, quantity, k_split, i == len(mass_bins) - 1, "x-small")
     return fig
 
 
@@ -631,16 +637,7 @@ def plot_spectral_comparison(
                 if s is not None:
                     drawn = True
                     ax.plot(np.asarray(s["k"]), s["mean"], color=greys[g % len(greys)], ls="-.", lw=1.0, label=comp)
-            if not drawn:
-                _no_data(ax)
-            ax.axhline(1.0, color="k", ls="--", lw=0.7)
-            ax.axvline(k_split, color="0.4", ls=":", lw=0.9, label=f"k_split = {k_split:.2f}")
-            ax.set_xscale("log")
-            ax.set_title(f"{_label(channel)}, {b} mass", fontsize="small")
-            ax.set_ylabel(f"{quantity}(k)")
-            if i == len(mass_bins) - 1:
-                ax.set_xlabel(r"k [Mpc$^{-1}$]")
-            ax.legend(fontsize="xx-small")
+            _finish_spectral_axis(ax, drawn, channel, b, quantity, k_split, i == len(mass_bins) - 1, "xx-small")
     return fig
 
 
