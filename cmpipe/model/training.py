@@ -31,7 +31,8 @@ key                      value
                          "sigma_max_source" ("config", "data", or "n/a" for unet),
                          "resolution", "channels" ({"x": [...], "cond": [...]}),
                          "normalisation" (the store's attribute), "train": train config section,
-                         "score_models_version", "cmpipe_version"}``
+                         "maps" ({"npix", "pixel_mpc", "depth_mpc"}: the store's grid [pixels,
+                         Mpc, Mpc]), "score_models_version", "cmpipe_version"}``
 =======================  ===========================================================================
 
 ``metrics.csv`` has one row per step: ``step`` (after the update), ``loss`` (``sm.loss_fn``: the
