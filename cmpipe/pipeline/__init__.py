@@ -2,6 +2,8 @@
 
 ``generate``: one Ray task per missing chunk of the image store (:func:`generate_with_ray`).
 ``train``: data-parallel training with Ray Train (:func:`train_with_ray`).
+``infer``: posterior sampling with Ray Data actors; ``reconstruct``: observed clusters from FITS;
+``run``: every stage on one session (``cmpipe demo``, ``cmpipe pipeline``); ``session``: connecting to Ray.
 Importing this package is cheap: Ray loads when a function runs.
 """
 

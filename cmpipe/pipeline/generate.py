@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmpipe.pipeline.session import start_ray
+
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
@@ -116,20 +118,6 @@ def _chunk_task(store_path: str, chunk_index: int, cfg: Config, source: HaloSour
     from cmpipe.store.zarr_store import write_chunk
 
     return write_chunk(store_path, chunk_index, cfg, source=source)
-
-
-def _start_ray(address: str | None) -> bool:
-    """Connect to (or start) Ray unless it is initialised; True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(address="local", include_dashboard=False)
-    return True
 
 
 def _max_node_memory() -> float | None:
@@ -228,7 +216,7 @@ def generate_with_ray(
     started = False
     wall = 0.0
     if todo:
-        started = _start_ray(address)
+        started = start_ray(address)
         t0 = time.perf_counter()  # the chunk loop, as the serial generator's wall (not ray.init)
         try:
             cpus = float(ray.cluster_resources().get("CPU", 0.0))

@@ -239,7 +239,7 @@ def infer_with_ray(
     from cmpipe.model.inference import checkpoint_conditions
     from cmpipe.model.inference import resolve_checkpoint
     from cmpipe.model.training import load_checkpoint
-    from cmpipe.pipeline.generate import _start_ray
+    from cmpipe.pipeline.session import start_ray
     from cmpipe.store.posterior import done_images, mark_not_done, open_or_create
     from cmpipe.store.tables import remove_parts_not_done
     from cmpipe.store.zarr_store import StoreError, open_store
@@ -289,7 +289,7 @@ def infer_with_ray(
     t0 = time.perf_counter()
     seconds: list[float] = []
     if todo:
-        started = _start_ray(address)
+        started = start_ray(address)
         try:
             _check_gpus(cfg)
             ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 4 * icfg.actors)))

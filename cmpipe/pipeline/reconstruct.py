@@ -139,7 +139,7 @@ def reconstruct_many(
     import ray
 
     from cmpipe.model.inference import resolve_checkpoint
-    from cmpipe.pipeline.generate import _start_ray
+    from cmpipe.pipeline.session import start_ray
     from cmpipe.pipeline.infer import _check_gpus
 
     if n_samples < 2:
@@ -155,7 +155,7 @@ def reconstruct_many(
                 len(pairs) - len(todo), len(todo))
     t0 = time.perf_counter()
     if todo:
-        started = _start_ray(address)
+        started = start_ray(address)
         try:
             _check_gpus(cfg)
             ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 4 * cfg.infer.actors)))

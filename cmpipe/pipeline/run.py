@@ -142,7 +142,7 @@ def run_pipeline(
     import ray
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.pipeline.generate import _start_ray
+    from cmpipe.pipeline.session import start_ray
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -153,7 +153,7 @@ def run_pipeline(
     todo = [s for s in STAGES if s in stages]
     seconds: dict[str, float] = {}
     lines: dict[str, str] = {}
-    started = _start_ray(address) if any(s in ("generate", "train", "infer") for s in todo) else False
+    started = start_ray(address) if any(s in ("generate", "train", "infer") for s in todo) else False
     try:
         for k, stage in enumerate(todo, 1):
             echo(f"[{k}/{len(todo)}] {stage} ...", flush=True)

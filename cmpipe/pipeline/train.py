@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmpipe.pipeline.session import start_ray
+
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
@@ -162,12 +164,6 @@ def _train_worker(config: dict[str, Any]) -> None:
             log.close()
 
 
-def _start_ray(address: str | None) -> bool:
-    from cmpipe.pipeline.generate import _start_ray as start
-
-    return start(address)
-
-
 def train_with_ray(
     cfg: Config,
     store_path: str | os.PathLike[str],
@@ -227,7 +223,7 @@ def train_with_ray(
     _check_split(tcfg.batch_size, num_workers)
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
     run_dir = Path(run_dir).resolve()
-    started = _start_ray(address)
+    started = start_ray(address)
     try:
         if use_gpu:
             gpus = ray.cluster_resources().get("GPU", 0.0)
