@@ -20,9 +20,14 @@ Add one entry to :data:`SUBCOMMANDS`: ``name -> Subcommand(help, add_arguments, 
   directory (``cfg.run.out``).
 * Handlers import heavy modules (numpy, numba, ray, torch) *inside* their body, so that
   ``cmpipe --help`` stays fast; a test checks that importing this module loads none of them.
-* A :class:`ValueError` subclass defined in cmpipe (``ConfigError``, ``HaloError``, ...) raised
-  by a handler is printed as ``cmpipe: error: <message>`` with exit status 2; any other
-  exception is a bug and keeps its traceback.
+* A user error raised by a handler, directly or inside a Ray task, actor or Ray Train worker,
+  is printed as one line ``cmpipe: error: <message>`` with exit status 2
+  (:func:`user_error_message`): a :class:`ValueError` subclass defined in cmpipe
+  (``ConfigError``, ``HaloError``, ``OutputError``, ...) or an :class:`OSError` naming a path.
+  Any other exception is a bug and keeps its traceback; ``-v`` shows the traceback of user
+  errors too.
+* Outputs go through :mod:`cmpipe.outputs`: checked before work starts, never an input, and
+  ``--overwrite`` deletes only what cmpipe made.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import dataclasses
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -623,6 +629,8 @@ def _common_options() -> argparse.ArgumentParser:
         help="override one key, value parsed as YAML (repeatable, applied in order)",
     )
     group.add_argument("--out", metavar="DIR", help="output directory (overrides run.out)")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error (a user error is otherwise one line)")
     return common
 
 
@@ -658,6 +666,61 @@ def _is_cmpipe_error(exc: BaseException) -> bool:
     )
 
 
+#: OSError subclasses that name a path the user gave: user errors, not bugs.
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _os_error_message(exc: OSError) -> str:
+    """``<path>: <reason>`` (both paths of a rename), or the exception's text."""
+    if exc.filename is None:
+        return str(exc)
+    paths = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{paths}: {exc.strerror or type(exc).__name__}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: ``__cause__``/``__context__`` chains, Ray's ``RayTaskError.cause``
+    and Ray Train's ``WorkerGroupError.worker_failures`` (first failing rank), breadth first."""
+    seen: list[BaseException] = []
+    queue = [exc]
+    while queue:
+        e = queue.pop(0)
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        wrapped = [getattr(e, "cause", None), e.__cause__, e.__context__]
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            wrapped = [failures[k] for k in sorted(failures)] + wrapped
+        queue.extend(w for w in wrapped if isinstance(w, BaseException))
+    return seen
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user error, searched through wrapping exceptions (Ray task and
+    Ray Train worker errors); None for a bug.
+
+    A user error is a :class:`ValueError` subclass defined in cmpipe (``ConfigError``,
+    ``StoreError``, ``OutputError``, ...) or an :class:`OSError` naming a path
+    (missing, existing, not permitted, a directory where a file belongs or the reverse).
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str or None
+    """
+    for e in _causes(exc):
+        if _is_cmpipe_error(e):
+            return str(e).strip()
+    for e in _causes(exc):
+        if isinstance(e, _USER_OS_ERRORS) and e.filename is not None:
+            return _os_error_message(e)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cmpipe`` command.
 
@@ -669,28 +732,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 2 on a usage or configuration error (printed to stderr
-        as ``cmpipe: error: <message>``), otherwise what the subcommand returned.
+        Exit status: 0 on success, 2 on a usage, configuration or input error (printed to
+        stderr as one line, ``cmpipe: error: <message>``, also when the error was raised inside a
+        Ray worker; ``-v`` adds the traceback), otherwise what the subcommand returned. Any other
+        exception is a bug and keeps its traceback.
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    verbose = bool(getattr(args, "verbose", False))
     try:
         cfg = load_config(args.config, args.overrides)
         if args.out is not None:
             cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=args.out))
-        logging.basicConfig(level=cfg.run.log_level, format=LOG_FORMAT)
+        level = "DEBUG" if verbose else cfg.run.log_level
+        logging.basicConfig(level=level, format=LOG_FORMAT)
         logger.debug(
             "cmpipe %s %s: config %s, fingerprint %s",
             __version__, args.command, args.config, config_fingerprint(cfg),
         )
         status = SUBCOMMANDS[args.command].handler(args, cfg)
-    except ValueError as exc:
-        if not _is_cmpipe_error(exc):
+    except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
+        message = user_error_message(exc)
+        if message is None:
             raise
-        print(f"cmpipe: error: {exc}", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        print(f"cmpipe: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USAGE
     return 0 if status is None else int(status)
 

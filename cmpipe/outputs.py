@@ -1,0 +1,300 @@
+"""What cmpipe may write and delete: ownership markers, safe removal, output checks.
+
+The rule: cmpipe never destroys what it did not make.
+
+* Every directory cmpipe creates as a whole (an image store, a training run directory, an
+  inference results directory, a report directory, a reconstruction directory) is recognisable:
+  the image store by its Zarr group attribute ``cmpipe_store_schema_version``; the others by a
+  small JSON marker file :data:`MARKER_NAME` (``{"cmpipe_artifact": KIND, "version": 1}``) written
+  with :func:`mark_directory` when the directory is first made.
+* :func:`remove_owned` deletes a path only if it is an empty directory or an artefact of one of
+  the expected kinds; anything else is refused with :class:`OutputError`, naming the path and what
+  was found there. Nothing is removed then.
+* :func:`check_output_file` and :func:`check_output_dir` check, before any work is done, that an
+  output can be written: its directory is writable, an output file is not an existing directory
+  (nor a directory an existing file), an existing output file is kept unless ``overwrite`` is given,
+  and an output is never one of the command's inputs.
+
+Ray-free and light: only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "ARTIFACT_KINDS",
+    "MARKER_NAME",
+    "OutputError",
+    "artifact_kind",
+    "check_output_dir",
+    "check_output_file",
+    "describe_contents",
+    "mark_directory",
+    "remove_owned",
+    "same_path",
+]
+
+#: Name of the marker file cmpipe writes into each directory it makes as a whole.
+MARKER_NAME = ".cmpipe-artifact.json"
+
+#: Kinds of cmpipe artefacts: ``store`` (Zarr image store, marked by its group attributes), and
+#: directories marked with :data:`MARKER_NAME`.
+ARTIFACT_KINDS = ("store", "run", "results", "report", "comparison", "reconstructions", "pipeline")
+
+MARKER_VERSION = 1
+
+
+class OutputError(ValueError):
+    """An output that cannot be written, or a path cmpipe refuses to delete or overwrite."""
+
+
+def mark_directory(path: str | os.PathLike[str], kind: str) -> Path:
+    """Create ``path`` (and parents) if needed and record that cmpipe owns it as ``kind``.
+
+    An existing marker of another kind is refused: a directory is one kind of artefact.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory.
+    kind : str
+        One of :data:`ARTIFACT_KINDS` other than ``"store"``.
+
+    Returns
+    -------
+    Path
+        The directory.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is a file, is not writable, or holds another kind's marker.
+    """
+    if kind not in ARTIFACT_KINDS or kind == "store":
+        raise ValueError(f"unknown artefact kind {kind!r}")
+    path = check_output_dir(path)
+    found = artifact_kind(path)
+    if found is not None and found != kind:
+        raise OutputError(f"{path} is a cmpipe {found} directory, not a {kind} directory: use another path")
+    if found is None:
+        marker = path / MARKER_NAME
+        tmp = path / f".{MARKER_NAME}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"cmpipe_artifact": kind, "version": MARKER_VERSION}) + "\n", encoding="utf-8")
+        os.replace(tmp, marker)
+    return path
+
+
+def _zarr_store_kind(path: Path) -> str | None:
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        attrs = json.loads(meta.read_text(encoding="utf-8")).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+    if "cmpipe_store_schema_version" in attrs:
+        return "store"
+    if "cmpipe_posterior_schema_version" in attrs:
+        return "posterior"
+    return None
+
+
+def artifact_kind(path: str | os.PathLike[str]) -> str | None:
+    """The kind of cmpipe artefact at ``path``, or None if it is not one.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str or None
+        ``"store"`` for an image store (its Zarr attributes), ``"posterior"`` for a posterior
+        store, the marker's kind for a marked directory, else None.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    kind = _zarr_store_kind(path)
+    if kind is not None:
+        return kind
+    marker = path / MARKER_NAME
+    if not marker.is_file():
+        return None
+    try:
+        kind = json.loads(marker.read_text(encoding="utf-8")).get("cmpipe_artifact")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if kind in ARTIFACT_KINDS else None
+
+
+def describe_contents(path: str | os.PathLike[str], limit: int = 3) -> str:
+    """A short description of what is at ``path``, for error messages (``"a file"``,
+    ``"a directory with 2 entries (paper.tex, data.csv)"``)."""
+    path = Path(path)
+    if path.is_symlink():
+        return "a symbolic link"
+    if path.is_file():
+        return "a file"
+    if not path.is_dir():
+        return "something that is neither a file nor a directory"
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except OSError as exc:
+        return f"a directory that cannot be listed ({exc.strerror})"
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return f"a directory with {len(names)} entries ({shown})"
+
+
+def remove_owned(path: str | os.PathLike[str], kinds: Iterable[str], what: str = "output") -> bool:
+    """Delete ``path`` if it is an empty directory or a cmpipe artefact of one of ``kinds``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kinds : iterable of str
+        The artefact kinds this caller may delete (:func:`artifact_kind`).
+    what : str
+        How the caller names the path in messages (``"--store"``).
+
+    Returns
+    -------
+    bool
+        True if something was removed, False if ``path`` did not exist.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is anything else (a file, a symbolic link, a directory cmpipe did not make or
+        of another kind); nothing is removed.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return False
+    kinds = tuple(kinds)
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()):
+            path.rmdir()
+            return True
+        kind = artifact_kind(path)
+        if kind in kinds:
+            shutil.rmtree(path)
+            return True
+        if kind is not None:
+            raise OutputError(
+                f"{what} {path} is a cmpipe {kind}, not a {' or '.join(kinds)}: refusing to delete it"
+            )
+    raise OutputError(
+        f"{what} {path} is {describe_contents(path)} that cmpipe did not make: refusing to delete it; "
+        "choose another path or remove it yourself"
+    )
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same file (after resolving links), existing or not."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def _check_writable_dir(directory: Path, what: str) -> None:
+    """``directory`` (existing) accepts new files: tried with a temporary file, removed at once."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".cmpipe-write-test-", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{what} {directory} is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory", create: bool = True) -> Path:
+    """Check (and by default create) an output directory before any work is done.
+
+    Parameters
+    ----------
+    path : str or path-like
+    what : str
+        How the caller names the path in messages (``"--out"``).
+    create : bool
+        Create ``path`` and its parents if missing.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is an existing file, or it (or the nearest existing parent) is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is {describe_contents(path)}, not a directory")
+    if not path.exists():
+        parent = _existing_parent(path)
+        if not parent.is_dir():
+            raise OutputError(f"{what} {path}: {parent} is {describe_contents(parent)}, not a directory")
+        _check_writable_dir(parent, what)
+        if not create:
+            return path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{what} {path} cannot be created ({exc.strerror or exc})") from None
+    _check_writable_dir(path, what)
+    return path
+
+
+def check_output_file(
+    path: str | os.PathLike[str], *, overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = (),
+    what: str = "output file",
+) -> Path:
+    """Check an output file before any work is done; creates its directory if missing.
+
+    Parameters
+    ----------
+    path : str or path-like
+    overwrite : bool
+        Whether an existing file at ``path`` may be replaced.
+    inputs : iterable of path-like
+        The command's inputs: ``path`` must be none of them, whatever ``overwrite`` says.
+    what : str
+        How the caller names the path in messages (``"--recon"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is one of ``inputs``, an existing directory, an existing file without
+        ``overwrite``, or its directory is not writable.
+    """
+    path = Path(path)
+    for source in inputs:
+        if same_path(path, source):
+            raise OutputError(f"{what} {path} is also an input ({source}): an output never replaces an input")
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is {describe_contents(path)}, not a file")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{what} {path} exists: pass --overwrite to replace it, or choose another path")
+    check_output_dir(path.absolute().parent, what=f"directory of {what}")
+    return path
