@@ -630,6 +630,9 @@ class GenerateConfig(_Section):
     log_floor_fraction : float
         Floor of a channel's log transform as a fraction of the channel's maximum over the
         train images [dimensionless], in (0, 1): ``log10(max(x, fraction * max))``.
+    test_images_per_halo : int
+        Images kept per test halo [count], >= 0; 0: every planned image. A small value (1 or
+        2) gives many distinct test halos for few test images (:mod:`cmpipe.plan`).
     """
 
     section: ClassVar[str] = "generate"
@@ -642,9 +645,13 @@ class GenerateConfig(_Section):
     seed: int = 0
     normalisation: str = "log"
     log_floor_fraction: float = 1e-6
+    test_images_per_halo: int = 0
 
     def _validate(self) -> None:
         k = self._key
+        _require(self.test_images_per_halo >= 0,
+                 f"{k('test_images_per_halo')} must be >= 0 (0: every image); got {self.test_images_per_halo}",
+                 k("test_images_per_halo"))
         for name in ("images_per_0p1dex", "max_rotations_per_halo", "chunk_images"):
             value = getattr(self, name)
             _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))

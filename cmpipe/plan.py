@@ -39,6 +39,11 @@ furthest below its fraction so far (largest deficit ``k f_s - n_s``, ties to the
 Every split's halo count is within one of its fraction of the total, and every run of
 consecutive mass-ordered halos holds the splits in proportion (stratified by mass).
 
+With ``generate.test_images_per_halo`` ``n > 0``, each test halo keeps only its first ``n``
+images (rotation 0 axes ``0 .. A - 1``, then rotation 1, ...): many distinct test halos for
+few test images, so summaries over halos are worth making (0, the default: every image). The
+other splits, the rotations' seeds and the split itself do not change.
+
 Order of the rows (chunk grouping)
 ----------------------------------
 All images of one halo are contiguous (rotation, then axis order), and halos are ordered so
@@ -157,7 +162,15 @@ def rotation_seed(seed: int, halo_id: int, rotation_index: int) -> int:
 
 def _gen_dict(gen_cfg: Any) -> dict[str, Any]:
     keys = ("images_per_0p1dex", "max_rotations_per_halo", "axes_per_rotation", "split_fractions", "chunk_images", "seed")
-    return {k: (list(getattr(gen_cfg, k)) if k == "split_fractions" else getattr(gen_cfg, k)) for k in keys}
+    out = {k: (list(getattr(gen_cfg, k)) if k == "split_fractions" else getattr(gen_cfg, k)) for k in keys}
+    if _test_images_per_halo(gen_cfg):  # recorded only when used: older plans' metadata unchanged
+        out["test_images_per_halo"] = _test_images_per_halo(gen_cfg)
+    return out
+
+
+def _test_images_per_halo(gen_cfg: Any) -> int:
+    """``generate.test_images_per_halo`` (0: every image; sections without the key: 0)."""
+    return int(getattr(gen_cfg, "test_images_per_halo", 0) or 0)
 
 
 def _rotations_per_halo(ids: np.ndarray, bins: np.ndarray, gen_cfg: Any) -> np.ndarray:
@@ -233,7 +246,8 @@ def make_plan(catalog: pa.Table, gen_cfg: Any, *, config_fingerprint: str | None
         [log10 Msun/h], e.g. :func:`cmpipe.physics.catalog.make_catalog`.
     gen_cfg : GenerateConfig
         The ``generate`` section: ``images_per_0p1dex``, ``max_rotations_per_halo``,
-        ``axes_per_rotation``, ``split_fractions``, ``chunk_images``, ``seed``.
+        ``axes_per_rotation``, ``split_fractions``, ``chunk_images``, ``seed`` (and
+        ``test_images_per_halo``, 0 when absent).
     config_fingerprint : str, optional
         Recorded in the table's metadata.
 
@@ -268,15 +282,22 @@ def make_plan(catalog: pa.Table, gen_cfg: Any, *, config_fingerprint: str | None
     split[planned] = _assign_splits(ids[planned], bins[planned], gen_cfg.split_fractions, gen_cfg.seed)
 
     axes = gen_cfg.axes_per_rotation
+    test_cap = _test_images_per_halo(gen_cfg)
+    n_images = rots * axes
+    if test_cap:
+        is_test = split == SPLIT_NAMES.index("test")
+        n_images[is_test] = np.minimum(n_images[is_test], test_cap)
     row_of = {int(ids[i]): i for i in planned}
-    order = _chunk_order({int(ids[i]): int(rots[i]) * axes for i in planned}, gen_cfg.chunk_images)
+    order = _chunk_order({int(ids[i]): int(n_images[i]) for i in planned}, gen_cfg.chunk_images)
     cols: dict[str, list] = {name: [] for name in PLAN_SCHEMA.names}
     for hid in order:
         i = row_of[hid]
         for r in range(int(rots[i])):
+            if r * axes >= n_images[i]:
+                break
             seed = rotation_seed(gen_cfg.seed, hid, r)
             matrix = random_rotation(seed).reshape(9).tolist()
-            for a in range(axes):
+            for a in range(min(axes, int(n_images[i]) - r * axes)):
                 cols["halo_id"].append(hid)
                 cols["log10_m200m_msun_h"].append(float(logm[i]))
                 cols["mass_bin"].append(int(bins[i]))

@@ -76,9 +76,10 @@ def test_config_rejects_out_of_range(bad):
 
 
 def test_shipped_catalog_sections():
-    """Oracle: the brief's values (demo: 64 halos to 10^15; paper: the defaults)."""
+    """Oracle: the brief's values (demo: 128 halos flat in log mass to 10^15, issue 15's test set of
+    >= 20 halos; paper: the defaults)."""
     assert load_config("paper").catalog == CatalogConfig()
-    assert load_config("demo").catalog == CatalogConfig(n_halos=64, log10_m_max_msun_h=15.0)
+    assert load_config("demo").catalog == CatalogConfig(n_halos=128, log10_m_max_msun_h=15.0, mode="flat")
 
 
 # --------------------------------------------------------------------------------------------
