@@ -20,7 +20,7 @@ import torch
 
 from cmpipe.config import ModelConfig, load_config
 from cmpipe.model.dataset import StoreDataset, denormalise, normalise
-from cmpipe.model.network import build_score_model, compute_sigma_max, count_parameters
+from cmpipe.model.network import build_score_model, compute_sigma_max, count_parameters, sigma_max_subset
 from cmpipe.model.training import (
     CheckpointError,
     TrainState,
@@ -159,8 +159,25 @@ def test_sigma_max_is_largest_pairwise_distance(store):
     xs = [ds[i][0].numpy().astype(np.float64) for i in range(len(ds))]
     brute = max(np.sqrt(np.sum((a - b) ** 2)) for a, b in itertools.combinations(xs, 2))
     assert compute_sigma_max(ds, block=5) == pytest.approx(brute, rel=1e-9)
-    first5 = max(np.sqrt(np.sum((a - b) ** 2)) for a, b in itertools.combinations(xs[:5], 2))
-    assert compute_sigma_max(ds, max_images=5) == pytest.approx(first5, rel=1e-9)
+    subset = sigma_max_subset(ds.log10_m200m_msun_h, 5, seed=0)
+    sub5 = max(np.sqrt(np.sum((xs[a] - xs[b]) ** 2)) for a, b in itertools.combinations(subset, 2))
+    assert compute_sigma_max(ds, max_images=5) == pytest.approx(sub5, rel=1e-9)
+
+
+def test_sigma_max_subset_is_random_and_spans_the_mass_range():
+    """Oracle: the strata. A store ordered by mass (the first items all light) gives a subset with
+    one image in each mass quantile: from the lightest to the heaviest tenth; seeded."""
+    logm = np.sort(np.random.default_rng(0).uniform(13.5, 15.0, 5000))  # store order = mass order
+    pick = sigma_max_subset(logm, 100, seed=3)
+    assert len(pick) == 100 == len(np.unique(pick))
+    assert logm[pick].min() < 13.52 and logm[pick].max() > 14.98  # not the first 100 (all < 13.54)
+    np.testing.assert_array_equal(np.bincount(pick // 50, minlength=100), np.ones(100))  # one per quantile
+    np.testing.assert_array_equal(pick, sigma_max_subset(logm, 100, seed=3))
+    assert not np.array_equal(pick, sigma_max_subset(logm, 100, seed=4))
+    shuffled = np.random.default_rng(1).permutation(5000)  # any store order: the same mass strata
+    assert np.all(np.abs(np.sort(logm[shuffled][sigma_max_subset(logm[shuffled], 100, seed=3)])
+                         - np.sort(logm[pick])) < 1.5 / 100 * 2)
+    np.testing.assert_array_equal(sigma_max_subset(logm[:7], 100, seed=0), np.arange(7))  # below the cap: all
 
 
 def test_device_is_explicit():

@@ -206,6 +206,8 @@ class StoreDataset(Dataset):
         usable = (group["split"][:] == SPLIT_CODES[split]) & (group["image_failed"][:] == 0)
         #: Store indices of this split's images, ascending.
         self.indices = np.flatnonzero(usable)
+        #: log10 M200m of each item [log10 Msun/h] (e.g. the mass strata of sigma_max's subset).
+        self.log10_m200m_msun_h = np.asarray(group["log10_m200m_msun_h"][:], dtype=np.float64)[self.indices]
         self._maps = None  # opened lazily, per process
 
     def __getstate__(self) -> dict[str, Any]:

@@ -514,7 +514,8 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
     """Open the datasets, find the checkpoint to resume from and fix sigma_max.
 
     sigma_max: the checkpoint's; else ``model.sigma_max``; or if 0
-    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split. For
+    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split (a random,
+    mass-stratified subset of at most 1,000 images, seeded by ``train.seed``). For
     ``model.kind: unet`` (no SDE) 0.0 with source ``"n/a"``. A checkpoint whose model section
     predates ``model.kind`` counts as ``kind: score``.
 
@@ -546,7 +547,7 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
         sigma_max, source = mcfg.sigma_max, "config"
     else:
         plain = StoreDataset(store_path, "train", resolution=mcfg.resolution, conditions=mcfg.conditions)
-        sigma_max, source = compute_sigma_max(plain), "data"
+        sigma_max, source = compute_sigma_max(plain, seed=cfg.train.seed), "data"
     hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
     return RunSetup(train_ds, val_ds, fingerprint, latest, state, float(sigma_max), hp)
 
