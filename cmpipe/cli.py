@@ -139,10 +139,11 @@ def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
     from pathlib import Path
 
     from cmpipe.config import save_resolved_config
+    from cmpipe.outputs import check_output_dir
     from cmpipe.physics.catalog import catalog_summary, make_catalog, write_catalog
     from cmpipe.plots.catalog import plot_mass_function
 
-    out = Path(cfg.run.out)
+    out = check_output_dir(cfg.run.out, what="--out")
     table = make_catalog(cfg)
     path = write_catalog(table, out / "catalog.parquet")
     plot_mass_function(table, cfg).savefig(out / "mass_function.png", dpi=150)
@@ -164,7 +165,9 @@ def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
     from cmpipe.demo import run_demo
+    from cmpipe.outputs import check_output_dir
 
+    check_output_dir(cfg.run.out, what="--out")
     run_demo(cfg)
     return 0
 
@@ -239,6 +242,7 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
 
     from cmpipe.config import save_resolved_config
     from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.outputs import check_output_dir
     from cmpipe.physics.mock import MockHaloSource
     from cmpipe.physics.validate import validate_source
     from cmpipe.plots.validation import plot_showcase_maps, plot_validation
@@ -252,8 +256,7 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     seed = cfg.catalog.seed if args.seed is None else args.seed
     catalog = dataclasses.replace(cfg.catalog, mode="flat", n_halos=args.n_halos, seed=seed)
     cfg = dataclasses.replace(cfg, catalog=catalog, source=dataclasses.replace(cfg.source, kind="mock"))
-    out = Path(cfg.run.out) / "validation"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(cfg.run.out) / "validation", what="--out")
 
     start = time.perf_counter()
 
@@ -313,7 +316,9 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
 def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """The store path and whether to start over (plan keys: ``--set generate.KEY=...``)."""
     parser.add_argument("--store", required=True, metavar="PATH", help="the Zarr image store to create or resume (its plan.parquet goes next to it)")
-    parser.add_argument("--overwrite", action="store_true", help="delete an existing store first, even one made by another config")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete an existing image store first, even one made by another config (only a cmpipe "
+                             "store or an empty directory is ever deleted)")
     parser.add_argument(
         "--address", metavar="ADDRESS",
         help="Ray cluster to run the chunk tasks on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
@@ -334,7 +339,13 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
 
     from cmpipe.config import save_resolved_config
 
-    store = Path(args.store)
+    from cmpipe.outputs import claim_directory
+    from cmpipe.store.zarr_store import check_store_path
+
+    store = check_store_path(args.store, overwrite=args.overwrite)
+    fits_dir = store.absolute().parent / "fits"
+    if args.export_fits:
+        claim_directory(fits_dir, "fits", names=(), what="--export-fits directory")
     if args.serial:
         if args.address:
             raise ConfigError("--serial runs without Ray: drop --address")
@@ -375,9 +386,11 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
         usable = group["image_failed"][:] == 0
         if args.export_fits != "all":
             usable &= group["split"][:] == codes[args.export_fits]
-        paths = export_store_fits(store, np.flatnonzero(usable).tolist(), store.absolute().parent / "fits",
+        # the fits directory is cmpipe's (claimed above): re-exporting rewrites its own files
+        paths = export_store_fits(store, np.flatnonzero(usable).tolist(),
+                                  claim_directory(fits_dir, "fits", names=(), what="--export-fits directory"),
                                   overwrite=True)
-        print(f"{len(paths)} FITS files in {store.absolute().parent / 'fits'}")
+        print(f"{len(paths)} FITS files in {fits_dir}")
     return 0
 
 
@@ -441,8 +454,10 @@ def _add_infer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
     """Sample and evaluate the test split into ``--out`` (posterior.zarr, tables/), resumable."""
-    from cmpipe.pipeline.infer import infer_with_ray
+    from cmpipe.outputs import claim_directory
+    from cmpipe.pipeline.infer import RESULTS_NAMES, infer_with_ray
 
+    claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out", create=False)  # before the inputs
     summary = infer_with_ray(cfg, args.store, args.checkpoint, cfg.run.out, address=args.address)
     print(summary["results"])
     print(f"{summary['images']} test images: {summary['done_before']} done before, {summary['sampled']} sampled "

@@ -20,6 +20,7 @@ Ray-free and light: only the standard library.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ __all__ = [
     "artifact_kind",
     "check_output_dir",
     "check_output_file",
+    "check_removable",
+    "claim_directory",
     "describe_contents",
     "mark_directory",
     "remove_owned",
@@ -45,7 +48,7 @@ MARKER_NAME = ".cmpipe-artifact.json"
 
 #: Kinds of cmpipe artefacts: ``store`` (Zarr image store, marked by its group attributes), and
 #: directories marked with :data:`MARKER_NAME`.
-ARTIFACT_KINDS = ("store", "run", "results", "report", "comparison", "reconstructions", "pipeline")
+ARTIFACT_KINDS = ("store", "run", "results", "report", "comparison", "reconstructions", "pipeline", "fits")
 
 MARKER_VERSION = 1
 
@@ -152,6 +155,116 @@ def describe_contents(path: str | os.PathLike[str], limit: int = 3) -> str:
     return f"a directory with {len(names)} entries ({shown})"
 
 
+def check_removable(path: str | os.PathLike[str], kinds: Iterable[str], what: str = "output") -> Path:
+    """Check, without deleting anything, that :func:`remove_owned` may delete ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kinds : iterable of str
+        The artefact kinds the caller may delete (:func:`artifact_kind`).
+    what : str
+        How the caller names the path in messages (``"--store"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        If ``path`` exists and is not an empty directory nor an artefact of one of ``kinds``.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    kinds = tuple(kinds)
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()):
+            return path
+        kind = artifact_kind(path)
+        if kind in kinds:
+            return path
+        if kind is not None:
+            raise OutputError(
+                f"{what} {path} is a cmpipe {kind}, not a {' or '.join(kinds)}: refusing to delete it"
+            )
+    raise OutputError(
+        f"{what} {path} is {describe_contents(path)} that cmpipe did not make: refusing to delete it; "
+        "choose another path or remove it yourself"
+    )
+
+
+def _matches(name: str, names: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in names)
+
+
+def claim_directory(
+    path: str | os.PathLike[str], kind: str, *, names: Iterable[str], what: str = "output directory",
+    shared: bool = False, create: bool = True,
+) -> Path:
+    """Check, before any work, that cmpipe may write its ``kind`` outputs into directory ``path``.
+
+    * A new or empty directory is created and marked (:func:`mark_directory`).
+    * A directory marked ``kind`` is cmpipe's: its files may be rewritten (a rerun, a resume).
+    * Another cmpipe artefact is refused.
+    * An unmarked directory holding only entries named like cmpipe's (``names``: a directory made
+      before markers existed) is marked and accepted.
+    * An unmarked directory holding other entries is refused, unless ``shared`` and none of its
+      entries is named like an output (then it is used, left unmarked: cmpipe never claims it).
+
+    Parameters
+    ----------
+    path : str or path-like
+    kind : str
+        One of :data:`ARTIFACT_KINDS` other than ``"store"``.
+    names : iterable of str
+        Every entry cmpipe writes directly in ``path`` (``fnmatch`` patterns, e.g. ``"fig*.png"``).
+    what : str
+        How the caller names the path in messages (``"--out"``).
+    shared : bool
+        Whether ``path`` may also hold the user's files (an output directory such as ``run.out``).
+    create : bool
+        Create and mark the directory; False: only check (nothing is written), as a command does
+        before its inputs are checked.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is a file or not writable, another kind of artefact, or holds entries cmpipe did
+        not write (named, as is any of them cmpipe would overwrite).
+    """
+    names = (*names, MARKER_NAME)
+    path = check_output_dir(path, what=what, create=create)
+    if not path.exists():
+        return path
+    found = artifact_kind(path)
+    if found == kind:
+        return path
+    if found is not None:
+        raise OutputError(f"{what} {path} is a cmpipe {found}, not a {kind} directory: use another path")
+    entries = sorted(p.name for p in path.iterdir())
+    foreign = [n for n in entries if not _matches(n, names)]
+    clashes = [n for n in entries if _matches(n, names)]
+    if not foreign:
+        return mark_directory(path, kind) if create else path
+    if shared and not clashes:
+        return path
+    if clashes:
+        raise OutputError(
+            f"{what} {path} already holds {', '.join(clashes[:3])} but is not a directory cmpipe made "
+            f"(it also holds {', '.join(foreign[:3])}): refusing to overwrite; choose a new or empty directory"
+        )
+    raise OutputError(
+        f"{what} {path} holds files cmpipe did not write ({', '.join(foreign[:3])}"
+        f"{', ...' if len(foreign) > 3 else ''}): choose a new or empty directory"
+    )
+
+
 def remove_owned(path: str | os.PathLike[str], kinds: Iterable[str], what: str = "output") -> bool:
     """Delete ``path`` if it is an empty directory or a cmpipe artefact of one of ``kinds``.
 
@@ -174,26 +287,14 @@ def remove_owned(path: str | os.PathLike[str], kinds: Iterable[str], what: str =
         If ``path`` is anything else (a file, a symbolic link, a directory cmpipe did not make or
         of another kind); nothing is removed.
     """
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    path = check_removable(path, kinds, what=what)
+    if not path.exists():
         return False
-    kinds = tuple(kinds)
-    if path.is_dir() and not path.is_symlink():
-        if not any(path.iterdir()):
-            path.rmdir()
-            return True
-        kind = artifact_kind(path)
-        if kind in kinds:
-            shutil.rmtree(path)
-            return True
-        if kind is not None:
-            raise OutputError(
-                f"{what} {path} is a cmpipe {kind}, not a {' or '.join(kinds)}: refusing to delete it"
-            )
-    raise OutputError(
-        f"{what} {path} is {describe_contents(path)} that cmpipe did not make: refusing to delete it; "
-        "choose another path or remove it yourself"
-    )
+    if any(path.iterdir()):
+        shutil.rmtree(path)
+    else:
+        path.rmdir()
+    return True
 
 
 def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

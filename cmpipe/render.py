@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.maps import HaloMaps
     from cmpipe.physics.halo import HaloSource
 
-__all__ = ["RenderResult", "render_halo", "rotation_for_seed"]
+__all__ = ["RenderResult", "check_halo_id", "describe_halo_ids", "render_halo", "rotation_for_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +41,59 @@ def map_stem(halo_id: int, axis: int, rotation_seed: int) -> str:
     return f"halo_{halo_id:06d}_rot{rotation_seed}_axis{axis}"
 
 
+def describe_halo_ids(ids: Sequence[int], limit: int = 8) -> str:
+    """The valid halo ids, for messages: ``"0 .. 23"`` if contiguous, else the first few."""
+    ids = sorted(int(i) for i in ids)
+    if not ids:
+        return "none (the source has no halos)"
+    if ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]} .. {ids[-1]}" if len(ids) > 1 else f"{ids[0]}"
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return f"{shown}{', ...' if len(ids) > limit else ''} ({len(ids)} halos)"
+
+
+def check_halo_id(source: HaloSource, halo_id: int, where: str = "the source") -> int:
+    """``halo_id`` if ``source`` has it; ``where`` names the source in the message.
+
+    Raises
+    ------
+    cmpipe.physics.halo.HaloError
+        Naming the halo id and the source's valid ids.
+    """
+    from cmpipe.physics.halo import HaloError
+
+    ids = source.halo_ids()
+    if int(halo_id) not in set(int(i) for i in ids):
+        raise HaloError(f"halo id {halo_id} is not in {where}; valid halo ids: {describe_halo_ids(ids)}")
+    return int(halo_id)
+
+
 def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     """Project halo ``cfg.render.halo_id`` of the configured source and save the figure.
 
     Writes ``<run.out>/<stem>.png`` (the paper's Figure 2 layout), ``<stem>.npz`` when
     ``render.save_npz`` (maps with channel names, units and pixel size; see
     :meth:`cmpipe.maps.HaloMaps.save_npz`) and ``config.resolved.yaml``.
+
+    Raises
+    ------
+    cmpipe.outputs.OutputError
+        If ``run.out`` is a file or not writable (before anything is computed).
+    cmpipe.physics.halo.HaloError
+        If the source has no halo ``render.halo_id`` (naming it and the valid ids).
     """
     from cmpipe.config import save_resolved_config
     from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.outputs import check_output_dir
     from cmpipe.physics.sources import open_source
     from cmpipe.plots.maps import plot_halo_maps
 
-    out = Path(cfg.run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(cfg, out)
+    out = check_output_dir(cfg.run.out, what="--out")
     source = open_source(cfg) if source is None else source
     r = cfg.render
+    where = f"the {cfg.source.kind} source" + (f" {cfg.source.path}" if cfg.source.kind == "hdf5" else "")
+    check_halo_id(source, r.halo_id, where)
+    save_resolved_config(cfg, out)
     halo = source.load(r.halo_id)
     logger.info("halo %d: %d gas + %d DM particles", r.halo_id, halo.gas.n, halo.dm.n)
     prepared = prepare_halo_with_config(halo, cfg)

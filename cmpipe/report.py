@@ -62,6 +62,20 @@ REFERENCES = {
     "n_converged": "~40 samples (paper, Fig. 5)",
 }
 _TABLES = ("clusters", "profiles", "spectra", "convergence", "zhist", "coverage")
+#: What :func:`make_report` writes into its directory (marked ``report``; anything else there is refused).
+REPORT_NAMES = ("fig*.png", "table1.csv", "table1.md", "mass_errors.csv", "mass_errors.md", "calibration.md",
+                "report.md", "profile_errors.csv")
+#: What :func:`compare_reports` writes into its directory (marked ``comparison``).
+COMPARISON_NAMES = ("comparison*.png", "comparison_*.csv", "comparison.md")
+
+
+def _check_results_dir(results: Path) -> Path:
+    """``results`` is an existing directory (else a one-line error naming it, before anything is made)."""
+    from cmpipe.store.tables import TableError
+
+    if not results.is_dir():
+        raise TableError(f"results directory {results} does not exist or is not a directory (run `cmpipe infer` first)")
+    return results
 
 
 # --------------------------------------------------------------------------- reading
@@ -497,7 +511,8 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     results : str or path-like
         Holds ``tables/``, ``images.parquet`` and ``posterior.zarr``.
     out : str or path-like, optional
-        Output directory; default ``RESULTS/report``.
+        Output directory; default ``RESULTS/report``. New, empty, or a report directory of
+        cmpipe (it is marked as one); any other directory is refused before any work.
 
     Returns
     -------
@@ -510,15 +525,20 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     Raises
     ------
     cmpipe.store.tables.TableError
-        If a table or ``images.parquet`` is missing (naming its path).
+        If ``results``, a table or ``images.parquet`` is missing or unreadable (naming its path).
+    cmpipe.outputs.OutputError
+        If ``out`` cannot be written or holds files cmpipe did not write (naming it).
     cmpipe.store.posterior.PosteriorStoreError
         If the posterior store is missing.
     """
     from cmpipe.metrics import max_coverage_deviation
     from cmpipe.plots import evaluation as plots
 
-    results = Path(results)
-    out = Path(out) if out is not None else results / "report"
+    from cmpipe.outputs import claim_directory
+
+    results = _check_results_dir(Path(results))
+    out = claim_directory(Path(out) if out is not None else results / "report", "report", names=REPORT_NAMES,
+                          what="report directory")
     frames, group, attrs, settings = _read_results(results)
     split, k_split, tol = settings["mass_split"], settings["k_split"], settings["tolerance"]
     units = dict(attrs.get("channel_units") or {})
@@ -698,7 +718,7 @@ def compare_reports(
     results : mapping
         Model label (e.g. ``"diffusion"``, ``"U-Net"``) -> results directory; at least two.
     out : str or path-like
-        Output directory.
+        Output directory: new, empty, or a comparison directory of cmpipe (it is marked as one).
 
     Returns
     -------
@@ -721,7 +741,11 @@ def compare_reports(
 
     if len(results) < 2:
         raise ValueError(f"compare_reports needs at least two results directories; got {len(results)}")
-    out = Path(out)
+    from cmpipe.outputs import claim_directory
+
+    for path in results.values():
+        _check_results_dir(Path(path))
+    out = claim_directory(out, "comparison", names=COMPARISON_NAMES, what="comparison directory")
     loaded = {}
     for label, path in results.items():
         frames, _, attrs, settings = _read_results(Path(path))

@@ -199,6 +199,12 @@ def _check_gpus(cfg: Config) -> None:
             )
 
 
+#: What ``cmpipe infer`` writes in a results directory (marked ``results``; its default report goes
+#: to ``report/``): a directory holding anything else is refused (:func:`cmpipe.outputs.claim_directory`).
+RESULTS_NAMES = ("posterior.zarr", "tables", "images.parquet", "infer_summary.json", "config.resolved.yaml",
+                 "report", ".*.tmp")
+
+
 def infer_with_ray(
     cfg: Config,
     store_path: str | os.PathLike[str],
@@ -220,7 +226,8 @@ def infer_with_ray(
         A checkpoint file, or a run directory (its latest checkpoint), trained on this store.
     results : str or path-like
         Output directory: ``posterior.zarr``, ``tables/``, ``config.resolved.yaml``,
-        ``infer_summary.json``.
+        ``infer_summary.json``. New, empty or a results directory of cmpipe (it is marked as
+        one); any other directory is refused before any work (:class:`cmpipe.outputs.OutputError`).
     address : str, optional
         Ray address (default ``$RAY_ADDRESS``, else a local Ray); an initialised Ray is used as is.
     loader : callable, optional
@@ -239,13 +246,14 @@ def infer_with_ray(
     from cmpipe.model.inference import checkpoint_conditions
     from cmpipe.model.inference import resolve_checkpoint
     from cmpipe.model.training import load_checkpoint
+    from cmpipe.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
     from cmpipe.store.posterior import done_images, mark_not_done, open_or_create
     from cmpipe.store.tables import remove_parts_not_done
     from cmpipe.store.zarr_store import StoreError, open_store
 
     store_path = str(Path(store_path).resolve())
-    results = Path(results).resolve()
+    results = claim_directory(Path(results).resolve(), "results", names=RESULTS_NAMES, what="results directory")
     attrs = dict(open_store(store_path).attrs)
     if attrs.get("normalisation") is None:
         raise StoreError(f"{store_path}: the store has no normalisation (generation did not finish)")

@@ -39,6 +39,15 @@ class PipelineError(ValueError):
     """A stage failed in a way the user must fix (failed halos, unknown stage)."""
 
 
+#: What the stages (and ``catalog``, ``render-halo``, ``project-halos``, ``validate-mock``, which
+#: share ``run.out``) write directly in the output directory. A new or empty one is marked
+#: ``pipeline``; an unmarked one holding the user's files is used only if none is named so
+#: (:func:`cmpipe.outputs.claim_directory`, ``shared``).
+PIPELINE_NAMES = ("catalog.parquet", "mass_function.png", "images.zarr", "plan.parquet", "fits", "run", "results",
+                  "config.resolved.yaml", "*.png", "*.npz", "validation", "summary.json", "halos", "maps",
+                  "store.zarr", ".*.tmp", ".*.creating")
+
+
 def pipeline_paths(out: str | Path) -> dict[str, Path]:
     """Where each stage writes under ``out``."""
     out = Path(out)
@@ -121,7 +130,8 @@ def run_pipeline(
     ----------
     cfg : Config
     out : str or path-like
-        Output directory (on a cluster: a path every node sees).
+        Output directory (on a cluster: a path every node sees); checked before Ray starts
+        (:data:`PIPELINE_NAMES`): cmpipe's files are never written over the user's.
     address : str, optional
         Ray address (default ``$RAY_ADDRESS``, else a local Ray started here and stopped at the end).
     train_workers : int
@@ -142,13 +152,14 @@ def run_pipeline(
     import ray
 
     from cmpipe.config import save_resolved_config
+    from cmpipe.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
     paths = pipeline_paths(Path(out).resolve())
-    paths["out"].mkdir(parents=True, exist_ok=True)
+    claim_directory(paths["out"], "pipeline", names=PIPELINE_NAMES, shared=True, what="--out")
     save_resolved_config(cfg, paths["out"])
     todo = [s for s in STAGES if s in stages]
     seconds: dict[str, float] = {}

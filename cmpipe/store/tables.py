@@ -137,7 +137,36 @@ IMAGES_SCHEMA = pa.schema([
 
 
 class TableError(ValueError):
-    """A result table is missing, or its schema is not this cmpipe's."""
+    """A result table is missing, unreadable (corrupt Parquet), or its schema is not this cmpipe's."""
+
+
+def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """``pyarrow.parquet.read_table``, a corrupt or truncated file raising :class:`TableError`
+    that names it.
+
+    Parameters
+    ----------
+    path : str or path-like
+    columns : sequence of str, optional
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Raises
+    ------
+    TableError
+        If ``path`` is not a readable Parquet file (naming it and why).
+    FileNotFoundError
+        If there is no file at ``path``.
+    """
+    try:
+        return pq.read_table(path, columns=None if columns is None else list(columns))
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise TableError(f"{path}: not a readable Parquet file (corrupt or truncated?): {reason[:200]}") from exc
 
 
 def to_table(name: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> pa.Table:
@@ -198,7 +227,7 @@ def read_table(results: str | os.PathLike[str], name: str) -> pa.Table:
         raise TableError(f"{Path(results) / 'tables' / name}: no Parquet parts (run `cmpipe infer` first)")
     tables = []
     for path in parts:
-        table = pq.read_table(path)
+        table = read_parquet(path)
         version = (table.schema.metadata or {}).get(b"cmpipe_table_schema_version", b"?").decode()
         if version != str(TABLE_SCHEMA_VERSION):
             raise TableError(f"{path}: table schema version {version}, this cmpipe reads {TABLE_SCHEMA_VERSION}")
@@ -233,7 +262,7 @@ def read_images_table(results: str | os.PathLike[str]) -> pa.Table:
     path = images_path(results)
     if not path.is_file():
         raise TableError(f"{path}: missing (run `cmpipe infer` first)")
-    return pq.read_table(path).cast(IMAGES_SCHEMA)
+    return read_parquet(path).cast(IMAGES_SCHEMA)
 
 
 def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tuple[list[Path], set[int]]:

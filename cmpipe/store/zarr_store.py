@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmpipe.outputs import (
+    OutputError, artifact_kind, check_output_dir, check_removable, describe_contents, remove_owned,
+)
 from cmpipe.store.schema import PLAN_ARRAY_CHUNK, PLAN_ARRAYS, STORE_SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "StoreError",
+    "check_store_path",
     "compute_normalisation",
     "create_store",
     "missing_chunks",
@@ -162,6 +166,38 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     return pa.table({"halo_id": pa.array(ids, pa.int64()), "log10_m200m_msun_h": pa.array(logm, pa.float64())})
 
 
+def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Check, before any work, that an image store may be created, resumed or replaced at ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store directory.
+    overwrite : bool
+        Whether an existing store is to be deleted (only a cmpipe image store or an empty
+        directory ever is: :func:`cmpipe.outputs.remove_owned`).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    cmpipe.outputs.OutputError
+        If the store's directory is not writable, or ``path`` exists and is neither an image
+        store nor an empty directory (naming what is there); nothing is deleted.
+    """
+    path = Path(path)
+    check_output_dir(path.absolute().parent, what="directory of --store")
+    if overwrite:
+        check_removable(path, ("store",), what="--store")
+    elif (path.exists() or path.is_symlink()) and artifact_kind(path) != "store" and not (
+        path.is_dir() and not any(path.iterdir())
+    ):
+        raise OutputError(f"--store {path} is {describe_contents(path)}, not a cmpipe image store: choose a new path")
+    return path
+
+
 def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, overwrite: bool = False) -> zarr.Group:
     """Create the store of ``plan``, or reopen it to resume if ``cfg`` made it.
 
@@ -174,7 +210,8 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
     cfg : Config
         The resolved configuration (its YAML and fingerprints go into the attributes).
     overwrite : bool
-        Delete an existing store first, whatever made it.
+        Delete an existing store first, even one made by another config. Only a cmpipe image
+        store (or an empty directory) is ever deleted (:func:`cmpipe.outputs.remove_owned`).
 
     Returns
     -------
@@ -183,6 +220,8 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
 
     Raises
     ------
+    cmpipe.outputs.OutputError
+        If ``path`` exists and is neither an empty directory nor an image store (nothing is deleted).
     StoreError
         If a store exists at ``path`` with another :func:`store_fingerprint` (the message names
         both) or other images (halo, axis, seed) than ``plan``, and ``overwrite`` is false.
@@ -195,9 +234,10 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
 
     path = Path(path)
     fingerprint = store_fingerprint(cfg)
-    if path.exists() and overwrite:
-        shutil.rmtree(path)
-    if path.exists():
+    check_store_path(path, overwrite)
+    if overwrite:
+        remove_owned(path, ("store",), what="--store")
+    if path.exists() and any(path.iterdir()):
         group = open_store(path, mode="r+")
         found = group.attrs.get("store_fingerprint")
         if found != fingerprint:
