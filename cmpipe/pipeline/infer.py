@@ -202,7 +202,7 @@ def _check_gpus(cfg: Config) -> None:
 #: What ``cmpipe infer`` writes in a results directory (marked ``results``; its default report goes
 #: to ``report/``): a directory holding anything else is refused (:func:`cmpipe.outputs.claim_directory`).
 RESULTS_NAMES = ("posterior.zarr", "tables", "images.parquet", "infer_summary.json", "config.resolved.yaml",
-                 "report", ".*.tmp")
+                 "report", "baselines", ".*.tmp")
 
 
 def infer_with_ray(
