@@ -521,10 +521,28 @@ def _add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-samples", action="store_true", help="also write every sample (SAMPLES extension)")
     parser.add_argument("--device", default="cpu", help="torch device of the one-cluster run (default %(default)s)")
     parser.add_argument("--address", metavar="ADDRESS", help="Ray cluster for --inputs (default: $RAY_ADDRESS, else local)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs (with --inputs: reconstruct every cluster again); "
+                             "an output is never one of the inputs")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse inputs outside the training distribution (exit 2; with --inputs the cluster "
+                             "is recorded as failed) instead of reconstructing them with a warning")
+    parser.add_argument("--ood-max-fraction", type=float, default=None, metavar="F",
+                        help="a map with more than this fraction of its pixels outside the training range is out "
+                             "of distribution (default 0.01); so is a total y or S_X outside the training halos'. "
+                             "With --inputs, exit status 1 when some clusters failed (see reconstructions.csv)")
 
 
 def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
-    """Posterior mean and std of gas and DM for observed clusters, as FITS and PNG quick looks."""
+    """Posterior mean and std of gas and DM for observed clusters, as FITS and PNG quick looks.
+
+    Exit status 0; 2 (one line) for a user error, nothing written; with ``--inputs``, 1 when
+    some clusters failed (one line naming them; their errors are in ``reconstructions.csv``)."""
+    from cmpipe.reconstruct import OOD_MAX_FRACTION
+
+    max_fraction = OOD_MAX_FRACTION if args.ood_max_fraction is None else args.ood_max_fraction
+    if not 0.0 <= max_fraction <= 1.0:
+        raise ConfigError(f"--ood-max-fraction must be in [0, 1]; got {max_fraction}")
     if args.inputs:
         if args.sz or args.xray:
             raise ConfigError("--inputs reconstructs many clusters: drop --sz and --xray")
@@ -532,10 +550,19 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
 
         summary = reconstruct_many(cfg, args.checkpoint, args.inputs, args.recon, n_samples=args.samples,
                                    seed=args.seed, pixel_mpc=args.pixel_mpc, save_samples=args.save_samples,
-                                   address=args.address)
+                                   address=args.address, overwrite=args.overwrite, strict=args.strict,
+                                   max_ood_fraction=max_fraction)
         print(summary["table"])
         print(f"{summary['clusters']} clusters: {summary['done_before']} done before, "
-              f"{summary['reconstructed']} reconstructed in {summary['wall_s']:.1f} s")
+              f"{summary['reconstructed']} reconstructed, {len(summary['failed'])} failed, "
+              f"{len(summary['out_of_distribution'])} out of distribution in {summary['wall_s']:.1f} s")
+        if summary["failed"]:
+            names = [name for name, _ in summary["failed"]]
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            first = " ".join(summary["failed"][0][1].split())
+            print(f"cmpipe: error: {len(names)} of {summary['clusters']} clusters failed ({shown}); first: {first}; "
+                  f"errors in {summary['table']}, a rerun retries them", file=sys.stderr)
+            return 1
         return 0
     if not (args.sz and args.xray):
         raise ConfigError("give --sz and --xray (one cluster) or --inputs (many)")
@@ -543,7 +570,8 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
 
     result = reconstruct(args.checkpoint, args.sz, args.xray, args.recon, n_samples=args.samples, seed=args.seed,
                          pixel_mpc=args.pixel_mpc, save_samples=args.save_samples, device=args.device,
-                         infer_cfg=dataclasses.replace(cfg.infer, n_samples=args.samples), overwrite=True)
+                         infer_cfg=dataclasses.replace(cfg.infer, n_samples=args.samples), overwrite=args.overwrite,
+                         strict=args.strict, max_ood_fraction=max_fraction)
     for message in result["messages"]:
         print(f"cmpipe: {message}")
     print(result["fits"])

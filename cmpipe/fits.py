@@ -356,6 +356,35 @@ def _select_hdu(hdul: Any, hdu: int | str | None, path: str) -> Any:
     return selected
 
 
+def _read_hdu(path: str | os.PathLike[str], hdu: int | str | None, name: str) -> tuple[Any, np.ndarray]:
+    """Header and float64 data of the selected HDU; a file astropy cannot read (not FITS,
+    truncated, corrupt) is a :class:`FitsError` naming it. A missing or unreadable path stays the
+    ``OSError`` it is."""
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
+    if not Path(path).is_file():
+        open(path, "rb").close()  # FileNotFoundError, IsADirectoryError, PermissionError: naming the path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyWarning)
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                selected = _select_hdu(hdul, hdu, name)
+                header = selected.header.copy()
+                data = np.array(selected.data, dtype=np.float64)
+        except FitsError:
+            raise
+        except PermissionError:
+            raise
+        except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+            said = [str(w.message) for w in caught if issubclass(w.category, AstropyWarning)]
+            why = " ".join((said[0] if said else str(exc) or type(exc).__name__).split())
+            raise FitsError(f"{name}: not a readable FITS file ({why})") from None
+    for w in caught:  # a file read despite warnings: pass them on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return header, data
+
+
 def _plane(data: np.ndarray, header: Any, channel: str | int | None, path: str) -> tuple[np.ndarray, str | None, str]:
     """The 2-d plane of a map or cube (by channel name ``CHNAMEn`` or index along axis -3), its
     channel name and unit (``CHUNITn``, else ``BUNIT``, else '')."""
@@ -399,18 +428,17 @@ def read_map_fits(
     Raises
     ------
     FitsError
-        Naming the file: no image, no pixel scale (``CDELTi`` or ``CDi_j``), no or
-        non-length ``CUNITi``, non-square or rotated pixels, an unparseable unit.
+        Naming the file: not a readable FITS file (not FITS, truncated, corrupt), no image,
+        no pixel scale (``CDELTi`` or ``CDi_j``), no or non-length ``CUNITi``, non-square or
+        rotated pixels, an unparseable unit.
+    OSError
+        A missing or unreadable path (``FileNotFoundError``, ``PermissionError``, ...).
     """
     from astropy import units as u
-    from astropy.io import fits
     from astropy.wcs import WCS
 
     name = str(path)
-    with fits.open(path, memmap=False) as hdul:
-        selected = _select_hdu(hdul, hdu, name)
-        header = selected.header.copy()
-        data = np.array(selected.data, dtype=np.float64)
+    header, data = _read_hdu(path, hdu, name)
     if data.ndim < 2:
         raise FitsError(f"{name}: data of shape {data.shape} is not a map")
     plane, chan, unit = _plane(data, header, channel, name)

@@ -16,6 +16,22 @@ checkpoint's hyper-parameters record ``resolution`` but not the store's ``maps.p
 checkpoint format records it), the run directory's ``config.resolved.yaml`` (accepted only if
 its store fingerprint equals the checkpoint's, so its ``maps`` section is the store's), or the
 caller's ``pixel_mpc`` (the model grid's pixel [Mpc]).
+
+Out of distribution
+-------------------
+Every reconstruction compares its inputs on the model grid with the training split
+(:func:`check_distribution`): per condition channel, the fraction of pixels whose transformed
+value lies outside the train split's ``[min, max]`` (the normalisation the checkpoint records),
+and whether the map's total (sum times pixel area [unit Mpc^2]) lies outside the range of the
+train images' totals (``normalisation["totals"]``; unknown for checkpoints trained before it
+was recorded). More than :data:`OOD_MAX_FRACTION` (1 %) of a map's pixels, or a total outside
+the range, flags the inputs: a one-line warning, or with ``strict`` a refusal
+(:class:`OutOfDistributionError`) before sampling. The FITS headers record ``OODFLAG``,
+``OODMAXF``, ``OODFRAC1``/``OODFRAC2`` (sz_y, xray_sb), ``TOTALY``/``TOTALX`` and
+``OODTOTY``/``OODTOTX`` (undefined when unknown).
+
+Outputs are checked before any work (:func:`cmpipe.outputs.check_output_file`): never an
+input, and an existing file (the FITS or its PNG) is kept unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -31,12 +47,160 @@ import numpy as np
 
 from cmpipe.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
 
-__all__ = ["ModelGrid", "export_store_fits", "model_grid", "reconstruct"]
+__all__ = [
+    "OOD_MAX_FRACTION",
+    "DistributionCheck",
+    "ModelGrid",
+    "OutOfDistributionError",
+    "check_distribution",
+    "export_store_fits",
+    "model_grid",
+    "reconstruct",
+]
 
 logger = logging.getLogger(__name__)
 
 _CONDITION = ("sz_y", "xray_sb")
 _TARGET = ("gas_sigma", "dm_sigma")
+
+#: Default threshold of the out-of-distribution check: a condition map with more than this
+#: fraction of its pixels outside the training split's range is flagged (:func:`check_distribution`).
+OOD_MAX_FRACTION = 0.01
+# Slack of the pixel range check, as a fraction of the range (rounding of block means).
+_OOD_RANGE_TOLERANCE = 1e-6
+# FITS keyword letter of each condition's total flag (OODTOTY, OODTOTX) and value (TOTALY, TOTALX).
+_TOTAL_LETTER = {"sz_y": "Y", "xray_sb": "X"}
+
+
+class OutOfDistributionError(ValueError):
+    """Inputs outside the training distribution, refused under ``strict`` (the message names the
+    files and what is out of range)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributionCheck:
+    """How an observed cluster's condition maps compare with the training split.
+
+    Attributes
+    ----------
+    channels : tuple of str
+        The condition channels, in the order of the maps (``sz_y``, ``xray_sb``).
+    fractions : tuple of (float or None)
+        Per channel, the fraction of model-grid pixels whose transformed value (the store's
+        ``normalisation``: ``log10(max(x, floor))`` or ``x``) lies outside the train split's
+        ``[min, max]``; None if the checkpoint records no range for the channel.
+    totals : tuple of float
+        Per channel, the map's sum times the pixel area [channel unit x Mpc^2].
+    total_ranges : tuple of ((float, float) or None)
+        Per channel, the range of that total over the training images (the normalisation's
+        ``totals``); None (unknown) for checkpoints trained before it was recorded.
+    max_fraction : float
+        The threshold on ``fractions``.
+    """
+
+    channels: tuple[str, ...]
+    fractions: tuple[float | None, ...]
+    totals: tuple[float, ...]
+    total_ranges: tuple[tuple[float, float] | None, ...]
+    max_fraction: float = OOD_MAX_FRACTION
+
+    def total_outside(self, i: int) -> bool | None:
+        """Whether channel ``i``'s total lies outside the training range (None: unknown)."""
+        rng = self.total_ranges[i]
+        if rng is None:
+            return None
+        slack = _OOD_RANGE_TOLERANCE * max(abs(rng[0]), abs(rng[1]))  # rounding of the sums
+        return not rng[0] - slack <= self.totals[i] <= rng[1] + slack
+
+    @property
+    def flagged(self) -> bool:
+        """A fraction above :attr:`max_fraction` or a total outside the training range."""
+        return bool(self.reasons())
+
+    def reasons(self) -> list[str]:
+        """What is out of distribution, one phrase each (empty if nothing)."""
+        out = []
+        for i, name in enumerate(self.channels):
+            f = self.fractions[i]
+            if f is not None and f > self.max_fraction:
+                out.append(f"{100 * f:.3g} % of {name} pixels outside the training range")
+            if self.total_outside(i):
+                lo, hi = self.total_ranges[i]
+                out.append(f"total {name} {self.totals[i]:.4g} Mpc^2 outside the training halos' {lo:.4g} to {hi:.4g}")
+        return out
+
+    def header(self) -> dict[str, tuple[Any, str]]:
+        """FITS cards: ``OODFLAG``, ``OODMAXF``, ``OODFRACn`` (channel n, 1-based), ``TOTALY``/
+        ``TOTALX`` and ``OODTOTY``/``OODTOTX`` (undefined value when unknown)."""
+        cards: dict[str, tuple[Any, str]] = {
+            "OODFLAG": (self.flagged, "inputs outside the training distribution"),
+            "OODMAXF": (float(self.max_fraction), "OOD threshold on OODFRACn"),
+        }
+        for i, name in enumerate(self.channels):
+            f = self.fractions[i]
+            cards[f"OODFRAC{i + 1}"] = (None if f is None else float(f), f"frac of {name} pixels out of train range")
+            letter = _TOTAL_LETTER.get(name, str(i + 1))
+            cards[f"TOTAL{letter}"] = (float(self.totals[i]), f"[Mpc^2] sum of {name} x pixel area")
+            cards[f"OODTOT{letter}"] = (self.total_outside(i), f"{name} total out of range; blank: unknown")
+        return cards
+
+    def columns(self) -> dict[str, Any]:
+        """Columns of ``reconstructions.csv``: ``ood``, ``ood_frac_<channel>``,
+        ``total_<channel>_mpc2``, ``ood_total_<channel>`` (``unknown`` when not known)."""
+        cols: dict[str, Any] = {"ood": self.flagged}
+        for i, name in enumerate(self.channels):
+            f, outside = self.fractions[i], self.total_outside(i)
+            cols[f"ood_frac_{name}"] = "unknown" if f is None else f"{f:.6g}"
+            cols[f"total_{name}_mpc2"] = f"{self.totals[i]:.6g}"
+            cols[f"ood_total_{name}"] = "unknown" if outside is None else outside
+        return cols
+
+
+def check_distribution(
+    condition: np.ndarray, channels: Sequence[str], normalisation: dict[str, Any] | None, pixel_mpc: float,
+    max_fraction: float = OOD_MAX_FRACTION,
+) -> DistributionCheck:
+    """Compare condition maps on the model's grid with the training split's recorded ranges.
+
+    Parameters
+    ----------
+    condition : ndarray, shape (C, R, R)
+        Physical maps on the model grid (units of :data:`cmpipe.fits.FITS_UNITS`).
+    channels : sequence of str
+        The ``C`` channel names.
+    normalisation : dict or None
+        The checkpoint's (the store's) ``normalisation``: per channel ``floor``, ``min``,
+        ``max`` of the transformed train maps, and (newer stores) ``totals``.
+    pixel_mpc : float
+        The model grid's pixel [Mpc] (the totals are sums times ``pixel_mpc**2``).
+    max_fraction : float
+        Pixel fraction above which a channel is out of distribution.
+
+    Returns
+    -------
+    DistributionCheck
+    """
+    condition = np.asarray(condition, dtype=np.float64)
+    norm = normalisation or {}
+    stats = norm.get("channels") or {}
+    totals_rec = norm.get("totals") or {}
+    fractions, totals, ranges = [], [], []
+    for i, name in enumerate(channels):
+        x = condition[i]
+        st = stats.get(name)
+        if st is None or st.get("min") is None or st.get("max") is None:
+            fractions.append(None)
+        else:
+            lo, hi = float(st["min"]), float(st["max"])
+            floor = st.get("floor") if norm.get("kind") == "log" else None
+            with np.errstate(divide="ignore"):
+                t = np.log10(np.maximum(x, floor)) if floor is not None else x
+            slack = _OOD_RANGE_TOLERANCE * max(hi - lo, abs(hi), 1e-300)
+            fractions.append(float(np.mean((t < lo - slack) | (t > hi + slack))))
+        totals.append(float(x.sum() * float(pixel_mpc) ** 2))
+        rec = totals_rec.get(name)
+        ranges.append(None if rec is None else (float(rec["min"]), float(rec["max"])))
+    return DistributionCheck(tuple(channels), tuple(fractions), tuple(totals), tuple(ranges), float(max_fraction))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +326,9 @@ def _quicklook(path: Path, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("x [Mpc]")
         fig.colorbar(im, ax=ax, shrink=0.85)
-    fig.savefig(path, dpi=90)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=90, format="png")
+    os.replace(tmp, path)
     return path
 
 
@@ -183,6 +349,9 @@ def reconstruct(
     xray_hdu: int | str | None = None,
     overwrite: bool = False,
     sampler: Any = None,
+    strict: bool = False,
+    max_ood_fraction: float = OOD_MAX_FRACTION,
+    warn: bool = True,
 ) -> dict[str, Any]:
     """Posterior (gas_sigma, dm_sigma) maps of one cluster from its y and X-ray FITS maps.
 
@@ -214,40 +383,52 @@ def reconstruct(
     sz_hdu, xray_hdu : int or str, optional
         HDUs to read (default: the first with data).
     overwrite : bool
+        Replace an existing ``out_path`` (and its PNG); never an input, whatever this says.
     sampler : cmpipe.model.inference.PosteriorSampler, optional
         An already loaded sampler of ``checkpoint`` (many clusters, one model:
         :func:`cmpipe.pipeline.reconstruct.reconstruct_many`); default: loaded here.
+    strict : bool
+        Refuse inputs outside the training distribution (:func:`check_distribution`) instead of
+        reconstructing them with a warning.
+    max_ood_fraction : float
+        The pixel fraction above which a map is out of distribution (default 1 %).
+    warn : bool
+        Log a one-line warning for out-of-distribution inputs (the batch driver logs its own).
 
     Returns
     -------
     dict
         ``fits`` (path), ``png`` (path or None), ``messages`` (list of str: what was done to the
-        inputs), ``model_pixel_mpc``, ``resolution``, ``grid_source``, ``checkpoint``.
+        inputs), ``model_pixel_mpc``, ``resolution``, ``grid_source``, ``checkpoint``, ``ood``
+        (:class:`DistributionCheck`, also written to the FITS headers).
 
     Raises
     ------
+    cmpipe.outputs.OutputError
+        Before any work: ``out_path`` (or its PNG) is an input, exists without ``overwrite``,
+        or cannot be written.
     FitsError
-        Unusable inputs (units, scale, field of view) or no model pixel size.
+        Unusable inputs (not FITS, units, scale, field of view) or no model pixel size.
+    OutOfDistributionError
+        With ``strict``, inputs outside the training distribution (before sampling).
     """
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
+    from cmpipe.outputs import check_output_file
     from cmpipe.pipeline.infer import image_seed
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
-    out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise FileExistsError(f"{out_path} exists (pass overwrite=True to replace it)")
+    inputs = (sz_path, xray_path)
+    out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
+    png_path = out_path.with_suffix(".png")
+    if quicklook:
+        check_output_file(png_path, overwrite=overwrite, inputs=(*inputs, out_path), what="quick-look PNG")
     ckpt = resolve_checkpoint(checkpoint)
-    grid = model_grid(ckpt, pixel_mpc=pixel_mpc)
-    if infer_cfg is None:
-        infer_cfg = _default_infer_cfg(grid.config, n_samples)
-    if sampler is None:
-        sampler = load_posterior_sampler(ckpt, infer_cfg, device)
-    if sampler.resolution != grid.npix:
-        raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
+    hyperparameters = sampler.hyperparameters if sampler is not None else _checkpoint_meta(ckpt)["hyperparameters"]
+    grid = model_grid(ckpt, hyperparameters=hyperparameters, pixel_mpc=pixel_mpc)
 
     messages: list[str] = [f"model grid: {grid.npix}x{grid.npix} pixels of {grid.pixel_mpc:g} Mpc ({grid.source})"]
-    inputs = []
+    maps_in = []
     images = []
     for name, path, hdu in (("sz_y", sz_path, sz_hdu), ("xray_sb", xray_path, xray_hdu)):
         image = read_map_fits(path, hdu=hdu, channel=name)
@@ -255,10 +436,26 @@ def reconstruct(
             messages.append(f"{path}: CHANNEL is {image.channel!r}, used as {name}")
         maps, notes = check_and_resample(image, channel=name, expected_unit=FITS_UNITS[name],
                                          model_pixel_mpc=grid.pixel_mpc, model_npix=grid.npix)
-        inputs.append(maps)
+        maps_in.append(maps)
         images.append(image)
         messages.extend(notes)
-    condition = np.stack(inputs)[None]
+    condition = np.stack(maps_in)[None]
+    ood = check_distribution(condition[0], _CONDITION, hyperparameters.get("normalisation"), grid.pixel_mpc,
+                             max_ood_fraction)
+    if ood.flagged:
+        what = f"{sz_path}, {xray_path}: out of the training distribution: {'; '.join(ood.reasons())}"
+        if strict:
+            raise OutOfDistributionError(f"{what}; refused (--strict)")
+        messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
+        if warn:
+            logger.warning("%s; reconstructed anyway (OODFLAG = T in %s)", what, out_path)
+
+    if infer_cfg is None:
+        infer_cfg = _default_infer_cfg(grid.config, n_samples)
+    if sampler is None:
+        sampler = load_posterior_sampler(ckpt, infer_cfg, device)
+    if sampler.resolution != grid.npix:
+        raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
     samples = sampler.sample(condition, n_samples, [image_seed(seed, 0)])[0]  # (S, 2, R, R)
     mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
 
@@ -266,18 +463,18 @@ def reconstruct(
     cosmology = grid.config.cosmology if grid.config is not None else None
     extra = {"CKPT": (ckpt.name, "checkpoint"), "NSAMPLES": (int(n_samples), "posterior samples"),
              "SEED": (int(seed), "cmpipe reconstruct seed"), "SAMPLER": (infer_cfg.sampler, "sampler"),
-             "STEPS": (int(infer_cfg.steps), "sampler steps")}
+             "STEPS": (int(infer_cfg.steps), "sampler steps"), **ood.header()}
     extensions = {"MEAN": mean, "STD": std}
     if save_samples:
         extensions["SAMPLES"] = samples.astype(np.float32)
     write_map_fits(out_path, None, pixel_mpc=grid.pixel_mpc, channel_names=list(_TARGET),
                    units=[FITS_UNITS[c] for c in _TARGET], redshift=redshift, cosmology=cosmology,
                    extra_header=extra, extensions=extensions, overwrite=overwrite)
-    png = _quicklook(out_path.with_suffix(".png"), condition[0], mean, std, grid.pixel_mpc) if quicklook else None
+    png = _quicklook(png_path, condition[0], mean, std, grid.pixel_mpc) if quicklook else None
     for m in messages:
         logger.info("%s", m)
     return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
-            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt}
+            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood}
 
 
 def export_store_fits(

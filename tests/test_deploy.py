@@ -279,6 +279,55 @@ def test_sbatch_script_runs_the_pipeline_on_its_own_ray():
     assert not re.search(r"^\s*ray stop", text, re.M)
 
 
+# --- token auth everywhere -------------------------------------------------------------------
+
+
+def _code_lines(path):
+    """Lines of a YAML or shell file that are not comments."""
+    return [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_no_deploy_config_turns_token_auth_off():
+    """Nowhere in deploy/ (outside comments) is Ray's auth disabled."""
+    for path in DEPLOY.rglob("*"):
+        if path.is_file() and path.suffix in {".yaml", ".yml", ".sbatch", ".sh", ""}:
+            for line in _code_lines(path):
+                assert not re.search(r"RAY_AUTH_MODE\s*=\s*[\"']?disabled|mode:\s*[\"']?disabled", line), (path, line)
+
+
+def test_token_auth_is_on_in_kuberay():
+    for doc in _ray_docs():
+        assert _cluster_spec(doc)["authOptions"] == {"mode": "token"}, doc["kind"]
+
+
+def test_token_auth_is_on_in_the_cluster_launcher():
+    """Every container (head, CPU and GPU workers) runs Ray with RAY_AUTH_MODE=token and the
+    token file on the shared EFS; the head writes that token, readable only by its owner, before
+    Ray starts (as the SLURM script does)."""
+    (config,) = _load(LAUNCHER)
+    options = config["docker"]["run_options"]
+    assert "-e RAY_AUTH_MODE=token" in options
+    (path_option,) = [o for o in options if o.startswith("-e RAY_AUTH_TOKEN_PATH=")]
+    token_path = path_option.split("=", 1)[1]
+    assert token_path.startswith("/data/"), "the token must be on storage every node mounts"
+    for name, node_type in config["available_node_types"].items():
+        docker = node_type.get("docker", {})
+        for key in ("run_options", "head_run_options", "worker_run_options"):
+            for option in docker.get(key, []):
+                assert "RAY_AUTH_MODE" not in option or option == "-e RAY_AUTH_MODE=token", (name, option)
+    writes = [c for c in config["head_setup_commands"] if "RAY_AUTH_TOKEN_PATH" in c and "umask 077" in c]
+    assert len(writes) == 1 and "secrets.token_hex" in writes[0]
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert not any("RAY_AUTH_MODE" in c for c in config[key]), key
+
+
+def test_token_auth_is_on_in_slurm():
+    lines = _code_lines(SBATCH)
+    assert "export RAY_AUTH_MODE=token" in lines
+    assert any(line.startswith("export RAY_AUTH_TOKEN_PATH=$OUT/") for line in lines)
+    assert any("umask 077" in line and '"$RAY_AUTH_TOKEN_PATH"' in line for line in lines)
+
+
 # --- job entrypoints -------------------------------------------------------------------------
 
 

@@ -200,6 +200,22 @@ def test_area_resample_integer_ratio_equals_block_mean():
     np.testing.assert_allclose(area_resample(data, 0.0, 0.0, 3.0, 4), block_mean(data, 3), rtol=1e-13)
 
 
+@pytest.mark.parametrize("content", [b"", b"name,sz\nfoo,bar\n", b"SIMPLE  =                    T" + b" " * 100],
+                         ids=["empty", "text", "bare-card"])
+def test_non_fits_file_is_a_fits_error_naming_it(tmp_path, content):
+    path = tmp_path / "map.fits"
+    path.write_bytes(content)
+    with pytest.raises(FitsError, match=f"{path}: not a readable FITS file"):
+        read_map_fits(path)
+    truncated = tmp_path / "truncated.fits"
+    write_map_fits(truncated, _map(64), pixel_mpc=0.1, channel_names="sz_y", units="")
+    truncated.write_bytes(truncated.read_bytes()[:2880 + 1000])
+    with pytest.raises(FitsError, match="truncated.fits: not a readable FITS file .*truncated"):
+        read_map_fits(truncated)
+    with pytest.raises(FileNotFoundError):
+        read_map_fits(tmp_path / "missing.fits")
+
+
 # ---------------------------------------------------------------------------------- end to end
 
 from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL  # noqa: E402
@@ -305,7 +321,7 @@ def test_cli_reconstruct_from_maps_the_generator_exported(tiny_run, tmp_path, ca
     with fits.open(xray) as hdul:
         hdul[0].header["BUNIT"] = "W m-2"
         hdul.writeto(bad)
-    assert main([*argv[:5], "--xray", str(bad), *argv[7:]]) == 2
+    assert main([*argv[:5], "--xray", str(bad), "--recon", str(tmp_path / "recon_bad.fits"), *argv[9:]]) == 2
     assert "W m-2" in capsys.readouterr().err
 
 

@@ -9,6 +9,14 @@ actor pool (``infer.actors``, ``infer.cpus_per_actor``, ``infer.gpus_per_actor``
 loads the model once and runs :func:`cmpipe.reconstruct.reconstruct` per cluster, writing
 ``OUT/<name>recon.fits`` and its PNG. Cluster ``i`` of the sorted list samples from seed
 ``seed + i``. A rerun skips clusters already written; ``OUT/reconstructions.csv`` lists them all.
+
+Nothing is lost and one bad cluster does not stop the others: before Ray starts, the outputs are
+checked (none may be an input; an existing file in a directory cmpipe did not make is kept unless
+``--overwrite``) and ``OUT`` is marked as a cmpipe ``reconstructions`` directory
+(:mod:`cmpipe.outputs`). A cluster whose inputs are unusable (not FITS, wrong units, too small,
+out of distribution under ``--strict``) is recorded in ``reconstructions.csv`` with ``status``
+``failed`` and its one-line ``error``; the others go on, and a rerun retries it. Every row also
+carries the out-of-distribution flags (:class:`cmpipe.reconstruct.DistributionCheck`).
 """
 
 from __future__ import annotations
@@ -80,11 +88,67 @@ def output_path(out_dir: str | os.PathLike[str], name: str) -> Path:
     return Path(out_dir) / f"{stem}recon.fits"
 
 
+#: Columns of ``reconstructions.csv``, in order: the cluster, its status (``done`` or
+#: ``failed``), the error of a failed one, the out-of-distribution warning, then the flags of
+#: :meth:`cmpipe.reconstruct.DistributionCheck.columns` (empty for failed clusters).
+TABLE_COLUMNS = ("name", "sz", "xray", "recon", "seed", "status", "error", "warning", "ood",
+                 "ood_frac_sz_y", "total_sz_y_mpc2", "ood_total_sz_y",
+                 "ood_frac_xray_sb", "total_xray_sb_mpc2", "ood_total_xray_sb")
+_OOD_COLUMNS = TABLE_COLUMNS[TABLE_COLUMNS.index("ood"):]
+
+
+def _one_line(exc: BaseException) -> str:
+    """A user error as one line (an OSError as ``path: reason``)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Per-cluster errors that are the inputs' fault: recorded, and the batch goes on. Anything
+    else is a bug and stops the batch."""
+    from cmpipe.fits import FitsError
+    from cmpipe.outputs import OutputError
+    from cmpipe.reconstruct import OutOfDistributionError
+
+    return (FitsError, OutOfDistributionError, OutputError, OSError)
+
+
+def _header_columns(path: Path) -> dict[str, str]:
+    """The out-of-distribution columns of a reconstruction written earlier, from its FITS
+    primary header (``unknown`` for what it lacks: files written before the flags existed)."""
+    from astropy.io import fits
+
+    cols = dict.fromkeys(_OOD_COLUMNS, "unknown")
+    try:
+        header = fits.getheader(path, 0)
+    except (OSError, ValueError):
+        return cols
+
+    def card(key: str) -> str:
+        value = header.get(key)
+        if value is None or isinstance(value, fits.card.Undefined):
+            return "unknown"
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    cols["ood"] = card("OODFLAG")
+    for i, (name, letter) in enumerate((("sz_y", "Y"), ("xray_sb", "X"))):
+        cols[f"ood_frac_{name}"] = card(f"OODFRAC{i + 1}")
+        cols[f"total_{name}_mpc2"] = card(f"TOTAL{letter}")
+        cols[f"ood_total_{name}"] = card(f"OODTOT{letter}")
+    return cols
+
+
 class ReconstructActor:
-    """A Ray Data actor: one loaded model, many clusters (see the module docstring)."""
+    """A Ray Data actor: one loaded model, many clusters (see the module docstring).
+
+    A cluster whose inputs are unusable (:func:`_user_errors`: not FITS, wrong units, too small,
+    out of distribution under ``strict``, a missing file) comes back with ``status`` ``failed``
+    and its one-line ``error``; the other clusters go on.
+    """
 
     def __init__(self, cfg: Config, checkpoint: str, out_dir: str, n_samples: int, pixel_mpc: float | None,
-                 save_samples: bool) -> None:
+                 save_samples: bool, strict: bool = False, max_ood_fraction: float | None = None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(cfg.infer.threads_per_actor)
         import dataclasses
 
@@ -92,28 +156,85 @@ class ReconstructActor:
 
         torch.set_num_threads(cfg.infer.threads_per_actor)
         from cmpipe.model.inference import load_posterior_sampler
+        from cmpipe.reconstruct import OOD_MAX_FRACTION
 
         self.device = "cuda" if cfg.infer.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.infer_cfg = dataclasses.replace(cfg.infer, n_samples=n_samples)
         self.sampler = load_posterior_sampler(checkpoint, self.infer_cfg, self.device)
         self.checkpoint, self.out_dir = checkpoint, out_dir
         self.n_samples, self.pixel_mpc, self.save_samples = n_samples, pixel_mpc, save_samples
+        self.strict = bool(strict)
+        self.max_ood_fraction = OOD_MAX_FRACTION if max_ood_fraction is None else float(max_ood_fraction)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from cmpipe.reconstruct import reconstruct
 
-        fits, messages, seconds = [], [], []
+        rows: list[dict[str, str]] = []
+        seconds = []
         for name, sz, xray, seed in zip(batch["name"], batch["sz"], batch["xray"], batch["seed"]):
             t0 = time.perf_counter()
-            result = reconstruct(self.checkpoint, str(sz), str(xray), output_path(self.out_dir, str(name)),
-                                 n_samples=self.n_samples, seed=int(seed), pixel_mpc=self.pixel_mpc,
-                                 save_samples=self.save_samples, device=self.device, infer_cfg=self.infer_cfg,
-                                 overwrite=True, sampler=self.sampler)
-            fits.append(str(result["fits"]))
-            messages.append(" | ".join(result["messages"]))
+            row = {"name": str(name), "fits": "", "status": "done", "error": "", "warning": "", "messages": "",
+                   **dict.fromkeys(_OOD_COLUMNS, "")}
+            try:
+                result = reconstruct(self.checkpoint, str(sz), str(xray), output_path(self.out_dir, str(name)),
+                                     n_samples=self.n_samples, seed=int(seed), pixel_mpc=self.pixel_mpc,
+                                     save_samples=self.save_samples, device=self.device, infer_cfg=self.infer_cfg,
+                                     overwrite=True, sampler=self.sampler, strict=self.strict,
+                                     max_ood_fraction=self.max_ood_fraction, warn=False)
+            except _user_errors() as exc:
+                row.update(status="failed", error=_one_line(exc))
+            else:
+                ood = result["ood"]
+                row.update(fits=str(result["fits"]), messages=" | ".join(result["messages"]),
+                           warning="; ".join(ood.reasons()),
+                           **{k: str(v) for k, v in ood.columns().items()})
+            rows.append(row)
             seconds.append(time.perf_counter() - t0)
-        return {"name": np.asarray(batch["name"]), "fits": np.asarray(fits), "messages": np.asarray(messages),
-                "seconds": np.asarray(seconds)}
+        out = {key: np.asarray([r[key] for r in rows]) for key in rows[0]} if rows else {}
+        out["seconds"] = np.asarray(seconds, dtype=np.float64)
+        return out
+
+
+def _preflight(pairs: list[dict[str, Any]], source: Path, out_dir: Path, overwrite: bool) -> None:
+    """Refuse, before Ray starts, outputs that would replace an input, and (in a directory cmpipe
+    did not make) files that exist without ``overwrite``; then mark ``out_dir`` as a cmpipe
+    reconstructions directory."""
+    from cmpipe.outputs import OutputError, artifact_kind, check_output_dir, mark_directory, same_path
+
+    check_output_dir(out_dir, what="--recon")
+    inputs = [Path(p[k]) for p in pairs for k in ("sz", "xray")] + ([source] if source.is_file() else [])
+    table = out_dir / "reconstructions.csv"
+    owned = artifact_kind(out_dir) == "reconstructions"
+    for item, path in [(None, table)] + [(p, f) for p in pairs
+                                         for f in (output_path(out_dir, p["name"]),
+                                                   output_path(out_dir, p["name"]).with_suffix(".png"))]:
+        for source_path in inputs:
+            if same_path(path, source_path):
+                whose = f" (cluster {item['name']})" if item else ""
+                raise OutputError(f"--recon {out_dir}: the output {path}{whose} is also an input: an output never "
+                                  "replaces an input; choose another output directory")
+        if path.is_dir():
+            raise OutputError(f"--recon {out_dir}: {path} is a directory, where an output file belongs")
+        # Outputs of clusters done before are kept (skipped); the table and the outputs of the
+        # clusters still to do are written: in a directory cmpipe did not make, only with --overwrite.
+        done = item is not None and output_path(out_dir, item["name"]).is_file()
+        if path.exists() and not owned and not overwrite and not done:
+            raise OutputError(f"--recon {out_dir} is not a cmpipe reconstructions directory and {path} exists: "
+                              "pass --overwrite to replace it, or choose another output directory")
+    mark_directory(out_dir, "reconstructions")
+
+
+def _write_table(table: Path, pairs: list[dict[str, Any]], out_dir: Path, rows: dict[str, dict[str, str]]) -> None:
+    """``reconstructions.csv``, one row per cluster (:data:`TABLE_COLUMNS`), written atomically."""
+    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(TABLE_COLUMNS)
+        for p in pairs:
+            row = {"name": p["name"], "sz": p["sz"], "xray": p["xray"], "recon": str(output_path(out_dir, p["name"])),
+                   "seed": p["seed"], **rows[p["name"]]}
+            writer.writerow([row.get(c, "") for c in TABLE_COLUMNS])
+    os.replace(tmp, table)
 
 
 def reconstruct_many(
@@ -127,32 +248,63 @@ def reconstruct_many(
     pixel_mpc: float | None = None,
     save_samples: bool = False,
     address: str | None = None,
+    overwrite: bool = False,
+    strict: bool = False,
+    max_ood_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every cluster of ``source`` not yet written to ``out_dir``, with Ray Data.
+
+    Before Ray starts: the inputs are listed (:func:`find_fits_pairs`), the checkpoint and its
+    model grid resolved, and the outputs checked (none may be an input; in a directory cmpipe
+    did not make, existing files are kept unless ``overwrite``); ``out_dir`` is then marked as a
+    cmpipe ``reconstructions`` directory. A cluster whose inputs are unusable is recorded as
+    ``failed`` with its error in ``reconstructions.csv`` and the others go on; a rerun retries
+    it (clusters whose output exists are skipped unless ``overwrite``).
+
+    Parameters
+    ----------
+    overwrite : bool
+        Reconstruct every cluster again, replacing existing outputs (never an input).
+    strict : bool
+        Refuse (record as failed) clusters out of the training distribution, instead of
+        reconstructing them with a warning (:func:`cmpipe.reconstruct.check_distribution`).
+    max_ood_fraction : float, optional
+        Pixel-fraction threshold of that check (default
+        :data:`cmpipe.reconstruct.OOD_MAX_FRACTION`).
 
     Returns
     -------
     dict
-        ``clusters`` (all), ``done_before``, ``reconstructed`` (this run), ``wall_s``,
-        ``table`` (``OUT/reconstructions.csv``: name, inputs, output).
+        ``clusters`` (all), ``done_before``, ``reconstructed`` (this run), ``failed`` (list of
+        ``(name, error)``), ``out_of_distribution`` (names of the clusters flagged, this run and
+        before), ``wall_s``, ``table`` (``OUT/reconstructions.csv``: :data:`TABLE_COLUMNS`).
+
+    Raises
+    ------
+    cmpipe.outputs.OutputError
+        An output that would replace an input, or an existing file in a directory cmpipe did
+        not make (without ``overwrite``); nothing is written then.
     """
     import ray
 
     from cmpipe.model.inference import resolve_checkpoint
-    from cmpipe.pipeline.session import start_ray
     from cmpipe.pipeline.infer import _check_gpus
+    from cmpipe.pipeline.session import start_ray
+    from cmpipe.reconstruct import model_grid
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
     pairs = find_fits_pairs(source)
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = str(resolve_checkpoint(checkpoint))
+    model_grid(ckpt, pixel_mpc=pixel_mpc)  # no pixel size, or a contradicting one: refused here, not per cluster
+    _preflight(pairs, Path(source), out_dir, overwrite)
     for i, pair in enumerate(pairs):
         pair["seed"] = int(seed) + i
-    todo = [p for p in pairs if not output_path(out_dir, p["name"]).is_file()]
+    todo = pairs if overwrite else [p for p in pairs if not output_path(out_dir, p["name"]).is_file()]
     logger.info("%d clusters in %s, %d already reconstructed, %d to do", len(pairs), source,
                 len(pairs) - len(todo), len(todo))
+    rows: dict[str, dict[str, str]] = {}
     t0 = time.perf_counter()
     if todo:
         started = start_ray(address)
@@ -162,21 +314,32 @@ def reconstruct_many(
             out = ds.map_batches(
                 ReconstructActor,
                 fn_constructor_kwargs={"cfg": cfg, "checkpoint": ckpt, "out_dir": str(out_dir), "n_samples": n_samples,
-                                       "pixel_mpc": pixel_mpc, "save_samples": save_samples},
+                                       "pixel_mpc": pixel_mpc, "save_samples": save_samples, "strict": strict,
+                                       "max_ood_fraction": max_ood_fraction},
                 batch_size=cfg.infer.images_per_batch, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=cfg.infer.actors),
                 num_cpus=cfg.infer.cpus_per_actor, num_gpus=cfg.infer.gpus_per_actor,
             )
             for row in out.iter_rows():
-                logger.info("%s -> %s (%.1f s)", row["name"], row["fits"], row["seconds"])
+                name = str(row["name"])
+                rows[name] = {c: str(row[c]) for c in ("status", "error", "warning", *_OOD_COLUMNS)}
+                if row["status"] == "failed":
+                    logger.error("%s failed: %s", name, row["error"])
+                else:
+                    logger.info("%s -> %s (%.1f s)", name, row["fits"], row["seconds"])
+                    if row["warning"]:
+                        logger.warning("%s: out of the training distribution: %s (reconstructed; ood=True in %s)",
+                                       name, row["warning"], out_dir / "reconstructions.csv")
         finally:
             if started:
                 ray.shutdown()
+    for p in pairs:
+        if p["name"] not in rows:  # done before: its flags are in its FITS header
+            rows[p["name"]] = {"status": "done", "error": "", "warning": "",
+                               **_header_columns(output_path(out_dir, p["name"]))}
     table = out_dir / "reconstructions.csv"
-    with table.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["name", "sz", "xray", "recon", "seed"])
-        for p in pairs:
-            writer.writerow([p["name"], p["sz"], p["xray"], str(output_path(out_dir, p["name"])), p["seed"]])
-    return {"clusters": len(pairs), "done_before": len(pairs) - len(todo), "reconstructed": len(todo),
-            "wall_s": time.perf_counter() - t0, "table": table}
+    _write_table(table, pairs, out_dir, rows)
+    failed = [(p["name"], rows[p["name"]]["error"]) for p in pairs if rows[p["name"]]["status"] == "failed"]
+    flagged = [p["name"] for p in pairs if rows[p["name"]]["ood"] == "True"]
+    return {"clusters": len(pairs), "done_before": len(pairs) - len(todo), "reconstructed": len(todo) - len(failed),
+            "failed": failed, "out_of_distribution": flagged, "wall_s": time.perf_counter() - t0, "table": table}

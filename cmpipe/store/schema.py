@@ -54,7 +54,11 @@ attribute                       meaning
                                 ``log10(max(x, floor))`` with ``floor = log_floor_fraction *``
                                 the channel's train max, ``linear`` to x (floor null); ``min`` and
                                 ``max`` are over the train images after that transform, so the
-                                normalised map is ``(t(x) - min) / (max - min)``
+                                normalised map is ``(t(x) - min) / (max - min)``; ``totals:
+                                {name: {min, max}}`` (``totals_unit``: channel unit x Mpc^2) is
+                                the range over the train images of each map's sum times the
+                                pixel area (stores normalised before it existed lack it;
+                                ``cmpipe reconstruct`` then reports its total flags unknown)
 ==============================  ================================================================
 
 The group's metadata is consolidated (zarr's consolidated metadata, re-written after every

@@ -479,6 +479,9 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
     usable = (split == SPLIT_TRAIN) & (group["image_failed"][:] == 0)
     lo = np.full(len(channels), np.inf)
     hi = np.full(len(channels), -np.inf)
+    total_lo = np.full(len(channels), np.inf)
+    total_hi = np.full(len(channels), -np.inf)
+    pixel_area = float(group.attrs["pixel_mpc"]) ** 2
     k = group.attrs["chunk_images"]
     maps = group["maps"]
     for c in range(group.attrs["n_chunks"]):
@@ -489,6 +492,9 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
         block = maps[sl][rows]
         lo = np.minimum(lo, block.min(axis=(0, 2, 3)))
         hi = np.maximum(hi, block.max(axis=(0, 2, 3)))
+        totals = block.sum(axis=(2, 3), dtype=np.float64) * pixel_area  # (n, C) [unit Mpc^2]
+        total_lo = np.minimum(total_lo, totals.min(axis=0))
+        total_hi = np.maximum(total_hi, totals.max(axis=0))
     n_train = int(usable.sum())
     if n_train == 0:
         raise StoreError(f"{store_path}: no usable train images to normalise with")
@@ -509,6 +515,10 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
         "split": "train",
         "n_images": n_train,
         "channels": stats,
+        # Range of each map's total (sum x pixel area) over the train images: what
+        # cmpipe.reconstruct compares an observed map's total with (out-of-distribution flags).
+        "totals": {name: {"min": float(total_lo[i]), "max": float(total_hi[i])} for i, name in enumerate(channels)},
+        "totals_unit": "channel unit x Mpc^2",
     }
     if group.attrs.get("normalisation") != record:
         group.attrs["normalisation"] = record
