@@ -324,6 +324,9 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ray cluster to run the chunk tasks on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
     )
     parser.add_argument("--serial", action="store_true", help="write the chunks in this process, one after another, without Ray (for debugging)")
+    parser.add_argument("--keep-failed", action="store_true",
+                        help="do not retry failed halos: by default a rerun makes the failed images again (after "
+                             "a bad halo file is fixed), clears the failures that now succeed and renormalises")
     parser.add_argument("--export-fits", metavar="SPLIT", choices=("train", "val", "test", "all"),
                         help="afterwards, write that split's images as FITS (one file per channel, WCS in Mpc) to "
                              "<store dir>/fits/ (inputs for cmpipe reconstruct)")
@@ -332,7 +335,8 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     """Plan, create or resume the store, write every missing chunk (Ray tasks, or serially), normalise.
 
-    Exit status 1, with the failure list on stderr, when any halo failed or chunks are left.
+    A rerun also retries the failed halos' images (unless ``--keep-failed``). Exit status 1, with
+    the failure list on stderr, when any halo failed or chunks are left.
     """
     import json
     from pathlib import Path
@@ -351,11 +355,13 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
             raise ConfigError("--serial runs without Ray: drop --address")
         from cmpipe.store import generate_serial
 
-        summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True)
+        summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True,
+                                  retry_failed=not args.keep_failed)
     else:
         from cmpipe.pipeline import generate_with_ray
 
-        summary = generate_with_ray(cfg, store, overwrite=args.overwrite, address=args.address, progress=True)
+        summary = generate_with_ray(cfg, store, overwrite=args.overwrite, address=args.address, progress=True,
+                                    retry_failed=not args.keep_failed)
     save_resolved_config(cfg, store.absolute().parent)
     print(store)
     print(

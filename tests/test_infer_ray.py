@@ -179,3 +179,102 @@ def test_report_from_the_results_has_every_figure(results, tmp_path, capsys):
     assert figures <= names and {"table1.md", "table1.csv", "mass_errors.csv", "calibration.md", "report.md"} <= names
     assert all((tmp_path / "report" / f).stat().st_size > 5000 for f in figures)
     assert "TARP" in (tmp_path / "report" / "calibration.md").read_text()
+
+
+def test_corrupt_part_is_removed_with_its_batch_mates_and_redone(results, store, run, tmp_path, caplog):
+    """A truncated part: the resume removes it and its batch's parts in every table, samples those
+    images again, and every image's rows are then there once, equal to the clean run's."""
+    import logging
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from cmpipe.store.tables import TableError
+
+    cfg, out, *_ = results
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    clean = {name: read_table(out, name) for name in SCHEMAS}
+    victim = part_paths(copy, "spectra")[-1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated
+    with pytest.raises(TableError, match=victim.name):  # the report names it, no pyarrow traceback
+        read_table(copy, "spectra")
+    batch = set(pq.read_table(out / "tables" / "clusters" / victim.name).column("image_index").to_pylist())
+    with caplog.at_level(logging.WARNING, logger="cmpipe.store.tables"):
+        again = infer_with_ray(cfg, store, run, copy)
+    assert str(victim) in caplog.text
+    assert again["sampled"] == len(batch) == 2 and again["removed_parts"] == len(SCHEMAS)
+    for name in SCHEMAS:
+        after, before = read_table(copy, name), clean[name]
+        assert after.num_rows == before.num_rows, name
+        for key in before.column_names:  # NaN == NaN here; the sampling time differs, nothing else
+            if key != "seconds":
+                np.testing.assert_array_equal(after[key].to_numpy(), before[key].to_numpy(), err_msg=f"{name}.{key}")
+    ours, theirs = open_posterior(copy), open_posterior(out)
+    assert ours["done"][:].all()
+    for key in ("image_index", "mean", "std"):
+        np.testing.assert_array_equal(ours[key][:], theirs[key][:], err_msg=key)
+
+
+def _tree_digest(path):
+    import hashlib
+
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault", ["missing store", "incomplete store", "another store's checkpoint"])
+def test_infer_user_errors_stop_before_ray_and_lose_nothing(results, store, run, tmp_path, capsys, monkeypatch, fault):
+    """Exit 2 with one line naming the path, found on the driver before Ray starts; every file
+    of the results directory and the store byte-identical afterwards."""
+    import shutil
+    import time
+
+    from cmpipe.cli import main
+    from cmpipe.store import open_store
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("cmpipe.pipeline.session.start_ray", no_ray)
+    _, out, *_ = results
+    res = tmp_path / "results"
+    shutil.copytree(out, res)
+    bad = tmp_path / "images.zarr"
+    checkpoint, named = latest_checkpoint(run), str(bad)
+    if fault != "missing store":
+        shutil.copytree(store, bad)
+    if fault == "incomplete store":
+        open_store(bad, mode="r+")["chunk_done"][0] = 0
+    if fault == "another store's checkpoint":
+        open_store(bad, mode="r+").attrs["store_fingerprint"] = "f" * 16
+        named = str(checkpoint)
+    before = _tree_digest(res), _tree_digest(store), (_tree_digest(bad) if bad.exists() else {})
+    t0 = time.perf_counter()
+    status = main(["infer", "--store", str(bad), "--checkpoint", str(checkpoint), "--out", str(res),
+                   *[a for o in [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER] for a in ("--set", o)]])
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("cmpipe:")]
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("cmpipe: error: ") and named in lines[0]
+    assert seconds < 20, f"{seconds:.1f} s: not found before the work"
+    assert (_tree_digest(res), _tree_digest(store), (_tree_digest(bad) if bad.exists() else {})) == before
+
+
+def test_infer_runs_the_baselines_on_the_same_images(results):
+    """``cmpipe infer`` ends with the trivial baselines (:mod:`cmpipe.baselines`) on the model's
+    test images, in its results directory, with the model's tables' schemas and samples count."""
+    from cmpipe.baselines import BASELINES
+
+    cfg, out, summary, _ = results
+    assert set(summary["baselines"]) == set(BASELINES)
+    model_images = set(read_table(out, "clusters").column("image_index").to_pylist())
+    for name in BASELINES:
+        for table, schema in SCHEMAS.items():
+            got = read_table(out / "baselines" / name, table)
+            assert got.schema.equals(schema, check_metadata=True), (name, table)
+            assert set(got.column("image_index").to_pylist()) == model_images, (name, table)
+        assert set(read_table(out / "baselines" / name, "clusters").column("n_samples").to_pylist()) == {4}
+        group = open_posterior(out / "baselines" / name, require_complete=True)
+        assert group.attrs["resolution"] == open_posterior(out).attrs["resolution"] == 16

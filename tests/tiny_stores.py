@@ -1,5 +1,7 @@
 """Config overrides of the tiny image stores several test files build (one definition each).
 
+Every store keeps all its test images (``generate.test_images_per_halo=0``).
+
 ``GENERATION_STORE``: 7 analytic halos in three 0.1 dex bins -- five common halos at 13.5
 (subsampled), one at 14.0 and one at 14.4 (rotated twice each: target 6 images = 2 rotations x 3
 axes); 32 x 32 maps of 0.2 Mpc. Each file adds its own ``generate.chunk_images``.
@@ -19,6 +21,7 @@ GENERATION_STORE = [
     "generate.images_per_0p1dex=6",
     "generate.max_rotations_per_halo=3",
     "generate.axes_per_rotation=3",
+    "generate.test_images_per_halo=0",
 ]
 
 TRAINING_MASSES = [14.0, 14.1, 14.2, 14.3, 14.4, 14.5]
@@ -31,6 +34,7 @@ TRAINING_STORE = [
     "maps.depth_mpc=12.8",
     "generate.images_per_0p1dex=3",
     "generate.max_rotations_per_halo=1",
+    "generate.test_images_per_halo=0",
     "generate.chunk_images=4",
     "generate.split_fractions=[0.67, 0.33, 0.0]",
     "sph.num_threads=1",

@@ -20,8 +20,13 @@ A halo that raises :class:`ValueError` is recorded by ``write_chunk`` itself (it
 NaN, the chunk is done). A worker that dies (killed, out of memory, node lost) is retried up to
 ``max_retries`` times; application exceptions are never retried (they would fail again): a task
 that raises is a bug, recorded as a failure of every halo of its chunk (its images flagged in
-``image_failed``, ``chunk_done`` left 0), and the run goes on. Such a chunk is redone by the next
-run (a resume), which then replaces its failure entries.
+``image_failed``, ``chunk_done`` set to 0), and the run goes on. Such a chunk is redone by the
+next run (a resume), which then replaces its failure entries.
+
+A rerun also retries, by default (``retry_failed``), the done chunks holding failed images: only
+their failed halos are made again (a bad HDF5 file fixed since), the entries of those that now
+succeed are cleared, those that fail again carry the new error, and the normalisation is
+recomputed (:func:`cmpipe.store.chunks_to_write`).
 """
 
 from __future__ import annotations
@@ -149,12 +154,13 @@ def generate_with_ray(
     max_retries: int = 3,
     max_chunks: int | None = None,
     source: HaloSource | None = None,
+    retry_failed: bool = True,
 ) -> dict[str, Any]:
     """Make every missing image of the plan of ``cfg`` into the store, one Ray task per chunk.
 
     Steps as :func:`cmpipe.store.generate_serial`: the source's catalog, the plan (written next
-    to the store), the store (created, or reopened to resume), then a task per chunk not yet done
-    (``num_cpus=1``, ``memory=`` :func:`chunk_memory_bytes` of its largest halo, capped at the
+    to the store), the store (created, or reopened to resume), then a task per chunk not yet done,
+    or done but holding failed images (``retry_failed``) (``num_cpus=1``, ``memory=`` :func:`chunk_memory_bytes` of its largest halo, capped at the
     largest node's memory, ``max_retries`` for worker death, application errors not retried), the
     failures record updated as results arrive, and the normalisation once every chunk is done.
 
@@ -179,6 +185,9 @@ def generate_with_ray(
     source : HaloSource, optional
         Default: :func:`cmpipe.physics.sources.open_source` of ``cfg`` with one thread. Must be
         picklable; it goes to the object store once, as does the config.
+    retry_failed : bool
+        Also redo the failed images of chunks already done (default): their failure entries are
+        cleared where they now succeed. False leaves them failed.
 
     Returns
     -------
@@ -196,7 +205,14 @@ def generate_with_ray(
 
     from cmpipe.physics.sources import open_source
     from cmpipe.store.generate_serial import plan_and_create_store, run_summary
-    from cmpipe.store.zarr_store import compute_normalisation, missing_chunks, open_store, record_failures
+    from cmpipe.store.zarr_store import (
+        chunks_to_write,
+        clear_normalisation,
+        compute_normalisation,
+        missing_chunks,
+        open_store,
+        record_failures,
+    )
 
     task_cfg = _single_threaded(cfg)
     if source is None:
@@ -204,10 +220,15 @@ def generate_with_ray(
     store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
     k = int(group.attrs["chunk_images"])
-    todo = missing_chunks(store_path)
+    todo = chunks_to_write(store_path, retry_failed)
+    retried = len(todo) - len(missing_chunks(store_path))
     if max_chunks is not None:
         todo = todo[: max(0, int(max_chunks))]
-    logger.info("%s: %d images, %d chunks, %d to write with Ray", store_path, plan.num_rows, n_chunks, len(todo))
+    logger.info("%s: %d images, %d chunks, %d to write with Ray (%d retried: they hold failed images)",
+                store_path, plan.num_rows, n_chunks, len(todo), retried)
+    clear_normalisation(store_path, todo)
+    state = open_store(store_path)
+    failed_before, done_before = state["image_failed"][:], state["chunk_done"][:]
 
     seconds = dict.fromkeys(_SECONDS, 0.0)
     images_written = 0
@@ -235,7 +256,8 @@ def generate_with_ray(
                     name=f"cmpipe-chunk-{chunk}",
                 ).remote(str(store_path), chunk, cfg_ref, source_ref)
                 pending[ref] = chunk
-            n_todo = sum(min(plan.num_rows, (c + 1) * k) - c * k for c in todo)
+            n_todo = sum(int(failed_before[c * k : (c + 1) * k].sum()) if done_before[c]
+                         else min(plan.num_rows, (c + 1) * k) - c * k for c in todo)
             with tqdm(total=n_todo, desc="images", unit="img", disable=None if progress else True) as bar:
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
@@ -247,7 +269,9 @@ def generate_with_ray(
                         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
                         logger.error("chunk %d: task failed (%s); its images are flagged, the chunk stays missing", chunk, error)
                         rows = slice(chunk * k, min(plan.num_rows, (chunk + 1) * k))
-                        open_store(store_path, mode="r+")["image_failed"][rows] = 1
+                        crashed_group = open_store(store_path, mode="r+")
+                        crashed_group["image_failed"][rows] = 1
+                        crashed_group["chunk_done"][chunk] = 0  # a retried chunk is then made whole again
                         result = {"chunk": chunk, "images": 0, "failures": _crash_failures(plan, chunk, k, error)}
                     else:
                         images_written += result["images"]

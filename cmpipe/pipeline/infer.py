@@ -239,27 +239,49 @@ def infer_with_ray(
         ``images`` (selected), ``done_before``, ``sampled`` (this run), ``wall_s``,
         ``s_per_image`` (actor sampling time, mean), ``removed_parts``, ``checkpoint``,
         ``checkpoint_step``, ``results``.
+
+    Raises
+    ------
+    StoreError, CheckpointError, OutputError, InferError, PosteriorStoreError
+        Found on the driver before anything is written and before Ray starts (a second or
+        two): the store is missing, incomplete, malformed (:func:`cmpipe.store.validate_store`)
+        or not normalised; the checkpoint is missing, unloadable or trained on another store
+        (:func:`cmpipe.model.training.load_for_inference` builds its model on the CPU);
+        ``results`` cannot be written or is not cmpipe's; no test image is selected; ``results``
+        holds a run of other settings.
+
+    Notes
+    -----
+    Resuming, table parts of unfinished images (a killed run) and corrupt parts (truncated,
+    unreadable) are removed with their batch-mates, and those images sampled again
+    (:func:`cmpipe.store.tables.remove_parts_not_done`): every image's rows exist exactly once.
     """
     import ray
 
     from cmpipe.config import config_to_yaml, save_resolved_config
     from cmpipe.model.inference import checkpoint_conditions
     from cmpipe.model.inference import resolve_checkpoint
-    from cmpipe.model.training import load_checkpoint
+    from cmpipe.model.training import load_for_inference
     from cmpipe.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
     from cmpipe.store.posterior import done_images, mark_not_done, open_or_create
     from cmpipe.store.tables import remove_parts_not_done
-    from cmpipe.store.zarr_store import StoreError, open_store
+    from cmpipe.store.zarr_store import StoreError, open_store, validate_store
 
+    # What a worker would otherwise discover, checked here before anything is written.
     store_path = str(Path(store_path).resolve())
-    results = claim_directory(Path(results).resolve(), "results", names=RESULTS_NAMES, what="results directory")
+    validate_store(store_path, require_complete=True)
     attrs = dict(open_store(store_path).attrs)
     if attrs.get("normalisation") is None:
-        raise StoreError(f"{store_path}: the store has no normalisation (generation did not finish)")
+        raise StoreError(f"{store_path}: the store has no normalisation (generation did not finish: rerun "
+                         "`cmpipe generate` on it)")
     ckpt = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(ckpt, store_fingerprint=attrs["store_fingerprint"])
-    resolution = int(state.hyperparameters["model"]["resolution"])
+    model = load_for_inference(ckpt, "cpu", store_fingerprint=attrs["store_fingerprint"])  # loadable, this store's
+    hyperparameters = model.hyperparameters["cmpipe"]
+    step = int(model.hyperparameters["cmpipe_checkpoint"]["step"])
+    del model
+    results = claim_directory(Path(results).resolve(), "results", names=RESULTS_NAMES, what="results directory")
+    resolution = int(hyperparameters["model"]["resolution"])
     if resolution != cfg.model.resolution:
         logger.info("the checkpoint's model.resolution %d replaces the config's %d", resolution, cfg.model.resolution)
         cfg = _with_resolution(cfg, resolution)
@@ -268,12 +290,12 @@ def infer_with_ray(
     pixel = float(attrs["pixel_mpc"]) * int(attrs["npix"]) / resolution
     results.mkdir(parents=True, exist_ok=True)
     group = open_or_create(results, selected, {
-        "targets": ["gas_sigma", "dm_sigma"], "conditions": list(checkpoint_conditions(state.hyperparameters)),
+        "targets": ["gas_sigma", "dm_sigma"], "conditions": list(checkpoint_conditions(hyperparameters)),
         "channel_units": {c: u for c, u in zip(attrs["channels"], attrs["channel_units"])},
         "pixel_mpc": pixel, "resolution": resolution, "depth_mpc": float(attrs["depth_mpc"]),
         "n_samples": icfg.n_samples, "sampler": icfg.sampler, "steps": icfg.steps, "denoise": icfg.denoise,
         "seed": icfg.seed, "save_samples": icfg.save_samples, "checkpoint": str(ckpt),
-        "checkpoint_step": int(state.step), "store": store_path, "store_fingerprint": attrs["store_fingerprint"],
+        "checkpoint_step": step, "store": store_path, "store_fingerprint": attrs["store_fingerprint"],
         "config_yaml": config_to_yaml(cfg),
     })
     del group
@@ -282,7 +304,7 @@ def infer_with_ray(
     done = done_images(results)
     removed, redo = remove_parts_not_done(results, done)
     if removed:
-        logger.info("removed %d table parts of unfinished images (a previous run was interrupted); %d finished "
+        logger.info("removed %d table parts of unfinished images (an interrupted run) or corrupt ones; %d finished "
                     "images in them are sampled again", len(removed), len(redo))
     if redo:
         mark_not_done(results, redo)
@@ -322,7 +344,7 @@ def infer_with_ray(
     summary = {
         "images": n_sel, "done_before": len(done), "sampled": len(todo), "wall_s": wall,
         "s_per_image": float(np.mean(seconds)) if seconds else 0.0, "removed_parts": len(removed),
-        "checkpoint": str(ckpt), "checkpoint_step": int(state.step), "results": str(results),
+        "checkpoint": str(ckpt), "checkpoint_step": step, "results": str(results),
         "sampler": icfg.sampler, "steps": icfg.steps, "n_samples": icfg.n_samples,
     }
     (results / "infer_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -11,8 +11,11 @@ from cmpipe.store.generate_serial import generate_serial
 from cmpipe.store.schema import STORE_SCHEMA_VERSION
 from cmpipe.store.zarr_store import (
     StoreError,
+    chunks_to_write,
+    clear_normalisation,
     compute_normalisation,
     create_store,
+    failed_chunks,
     missing_chunks,
     open_store,
     record_failures,
@@ -26,8 +29,11 @@ from cmpipe.store.zarr_store import (
 __all__ = [
     "STORE_SCHEMA_VERSION",
     "StoreError",
+    "chunks_to_write",
+    "clear_normalisation",
     "compute_normalisation",
     "create_store",
+    "failed_chunks",
     "generate_serial",
     "missing_chunks",
     "open_store",

@@ -74,15 +74,22 @@ def run_summary(
 
 
 def generate_serial(
-    cfg: Config, store_path: str | os.PathLike[str], overwrite: bool = False, progress: bool = False
+    cfg: Config, store_path: str | os.PathLike[str], overwrite: bool = False, progress: bool = False,
+    retry_failed: bool = True,
 ) -> dict[str, Any]:
     """Make every image of the plan of ``cfg`` into the store at ``store_path``, serially.
 
     Steps: the halo catalog of the source (:func:`cmpipe.store.source_catalog`), the plan
     (:func:`cmpipe.plan.make_plan`, written to :func:`plan_path`), the store (created, or
     reopened if ``cfg`` made it: a resume), :func:`cmpipe.store.write_chunk` for each chunk not
-    yet done, the failures record, and the normalisation (:func:`cmpipe.store.compute_normalisation`).
-    A complete store is left as it is (only the normalisation is recomputed, identically).
+    yet done and (``retry_failed``) each done chunk holding failed images, the failures record,
+    and the normalisation (:func:`cmpipe.store.compute_normalisation`). A complete store without
+    failures is left as it is (only the normalisation is recomputed, identically).
+
+    A rerun retries the halos that failed (a bad HDF5 file, since fixed): their images are made
+    again, the others of their chunks kept; the failure entries of those that now succeed are
+    cleared, those that fail again are replaced with the new error, and the normalisation is
+    recomputed (:func:`cmpipe.store.chunks_to_write`).
 
     Parameters
     ----------
@@ -93,6 +100,8 @@ def generate_serial(
         Start over, deleting a store made by another config.
     progress : bool
         A tqdm bar over chunks (shown on terminals only).
+    retry_failed : bool
+        Also redo the failed images of chunks already done (default); False leaves them failed.
 
     Returns
     -------
@@ -105,13 +114,23 @@ def generate_serial(
     from tqdm import tqdm
 
     from cmpipe.physics.sources import open_source
-    from cmpipe.store.zarr_store import compute_normalisation, missing_chunks, record_failures, write_chunk
+    from cmpipe.store.zarr_store import (
+        chunks_to_write,
+        clear_normalisation,
+        compute_normalisation,
+        missing_chunks,
+        record_failures,
+        write_chunk,
+    )
 
     source = open_source(cfg)
     store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
-    todo = missing_chunks(store_path)
-    logger.info("%s: %d images, %d chunks, %d to write", store_path, plan.num_rows, n_chunks, len(todo))
+    todo = chunks_to_write(store_path, retry_failed)
+    retried = len(todo) - len(missing_chunks(store_path))
+    logger.info("%s: %d images, %d chunks, %d to write (%d retried: they hold failed images)",
+                store_path, plan.num_rows, n_chunks, len(todo), retried)
+    clear_normalisation(store_path, todo)
     seconds = dict.fromkeys(("particles", "smoothing", "projection", "writing"), 0.0)
     images_written = 0
     t0 = time.perf_counter()

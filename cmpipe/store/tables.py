@@ -33,6 +33,7 @@ map against the truth, the paper's linear baseline; ``b`` is NaN there, the maps
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,8 @@ import pyarrow.parquet as pq
 
 #: Version of every table's schema; bump on any change.
 TABLE_SCHEMA_VERSION = 1
+
+logger = logging.getLogger(__name__)
 
 
 def _f(name: str, type_: pa.DataType, unit: str, doc: str) -> pa.Field:
@@ -206,6 +209,14 @@ def write_part(results: str | os.PathLike[str], name: str, table: pa.Table, imag
     return path
 
 
+def part_images(path: str | os.PathLike[str]) -> range:
+    """The store images a part's name spans, ``first ..= last`` (a superset of its images)."""
+    match = _PART_RE.fullmatch(Path(path).name)
+    if match is None:
+        raise TableError(f"{path}: not a table part name (part-FIRST-LAST.parquet)")
+    return range(int(match.group(1)), int(match.group(2)) + 1)
+
+
 def part_paths(results: str | os.PathLike[str], name: str) -> list[Path]:
     """The parts of table ``name``, in file-name order."""
     directory = Path(results) / "tables" / name
@@ -274,6 +285,12 @@ def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tu
     tables holding them go too (repeated until nothing changes). Every image's rows then exist
     exactly once after the rerun.
 
+    A corrupt part (truncated or unreadable: every column is decoded, :func:`read_parquet`) is
+    removed the same way, with a warning naming the file: its images are those of its
+    batch-mates, the parts of the same name in the other tables (one batch writes one part per
+    table); where none of them can be read either, every image its name spans
+    (:func:`part_images`, a superset: redoing more images is safe).
+
     Returns
     -------
     removed : list of Path
@@ -283,8 +300,25 @@ def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tu
     removed: list[Path] = []
     lost: set[int] = set()
     tables_dir = Path(results) / "tables"
-    parts = {p: set(pq.read_table(p, columns=["image_index"]).column(0).to_pylist())
-             for name in SCHEMAS for p in part_paths(results, name)}
+    parts: dict[Path, set[int]] = {}
+    corrupt: list[Path] = []
+    for name in SCHEMAS:
+        for p in part_paths(results, name):
+            try:  # every column decoded: a part is kept only if it is whole
+                parts[p] = set(read_parquet(p).column("image_index").to_pylist())
+            except TableError as exc:
+                reason = str(exc)
+            except KeyError:
+                reason = f"{p}: no image_index column"
+            else:
+                continue
+            logger.warning("%s; removed with its batch-mates, whose images are sampled again", reason)
+            corrupt.append(p)
+    for p in corrupt:
+        mates = [images for q, images in parts.items() if q.name == p.name]
+        p.unlink()
+        removed.append(p)
+        lost |= set().union(*mates) if mates else set(part_images(p))
     changed = True
     while changed:
         changed = False

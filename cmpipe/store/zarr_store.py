@@ -35,8 +35,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "StoreError",
     "check_store_path",
+    "chunks_to_write",
+    "clear_normalisation",
     "compute_normalisation",
     "create_store",
+    "failed_chunks",
     "missing_chunks",
     "open_store",
     "record_failures",
@@ -330,6 +333,12 @@ def write_chunk(
     raises :class:`ValueError` (:class:`~cmpipe.physics.halo.HaloError` included) is a
     failure: its images stay NaN and are flagged in ``image_failed``; the chunk is still done.
 
+    A retry: if the chunk is already done and holds failed images (:func:`failed_chunks`), only
+    the halos of those images are loaded and projected again; the other images of the shard are
+    read back and rewritten unchanged. The returned ``failures`` are then those of the retried
+    halos that failed again (with their new error); :func:`record_failures` replaces the chunk's
+    old entries with them.
+
     Parameters
     ----------
     store_path : str or path-like
@@ -367,11 +376,19 @@ def write_chunk(
     rotations = group["rotation"][sl]
     axes = group["axis"][sl]
     maps_arr = group["maps"]
-    out = np.full((len(halo_ids), *maps_arr.shape[1:]), np.nan, dtype=np.float32)
-    failed = np.zeros(len(halo_ids), dtype=np.uint8)
+    before = group["image_failed"][sl]
+    retry = bool(group["chunk_done"][chunk_index]) and bool(before.any())
+    if retry:  # keep the images that succeeded; redo the failed halos only
+        out = np.asarray(maps_arr[sl], dtype=np.float32)
+        failed = before.astype(np.uint8)
+        halos = list(dict.fromkeys(int(h) for h in halo_ids[before != 0]))
+        logger.info("chunk %d: retrying the %d failed images of halos %s", chunk_index, int(before.sum()), halos)
+    else:
+        out = np.full((len(halo_ids), *maps_arr.shape[1:]), np.nan, dtype=np.float32)
+        failed = np.zeros(len(halo_ids), dtype=np.uint8)
+        halos = list(dict.fromkeys(int(h) for h in halo_ids))
     seconds = dict.fromkeys(("particles", "smoothing", "projection", "writing"), 0.0)
     failures: list[dict[str, Any]] = []
-    halos = list(dict.fromkeys(int(h) for h in halo_ids))
     for hid in halos:
         rows = np.flatnonzero(halo_ids == hid)
         try:
@@ -390,6 +407,7 @@ def write_chunk(
                     data = apply_instrument(data, cfg.maps.channels, cfg, cfg.maps.pixel_mpc, int(seeds[i]))
                 out[i] = data.astype(np.float32)
                 seconds["projection"] += time.perf_counter() - t0
+            failed[rows] = 0
         except ValueError as exc:
             out[rows] = np.nan
             failed[rows] = 1
@@ -402,7 +420,8 @@ def write_chunk(
     group["chunk_done"][chunk_index] = 1
     seconds["writing"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
-    return {"chunk": int(chunk_index), "images": len(halo_ids), "halos": len(halos), "seconds": seconds, "failures": failures}
+    images = int(sum(np.count_nonzero(halo_ids == h) for h in halos))
+    return {"chunk": int(chunk_index), "images": images, "halos": len(halos), "seconds": seconds, "failures": failures}
 
 
 def record_failures(store_path: str | os.PathLike[str], results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -431,6 +450,67 @@ def missing_chunks(store_path: str | os.PathLike[str]) -> list[int]:
     """Indices of the chunks not marked done, ascending."""
     group = open_store(store_path)
     return [int(i) for i in np.flatnonzero(group["chunk_done"][:] == 0)]
+
+
+def failed_chunks(store_path: str | os.PathLike[str]) -> list[int]:
+    """Indices of the chunks marked done that hold failed images, ascending.
+
+    A chunk counts if an image of it is flagged in ``image_failed`` or if the ``failures``
+    record names it (a run stopped between a retry's write and :func:`record_failures` leaves
+    a stale entry, which the retry then clears).
+    """
+    group = open_store(store_path)
+    done = group["chunk_done"][:] != 0
+    k = int(group.attrs["chunk_images"])
+    flagged = np.zeros(len(done), dtype=bool)
+    rows = np.flatnonzero(group["image_failed"][:] != 0)
+    flagged[rows // k] = True
+    for failure in group.attrs.get("failures", []):
+        flagged[int(failure["chunk"])] = True
+    return [int(i) for i in np.flatnonzero(done & flagged)]
+
+
+def chunks_to_write(store_path: str | os.PathLike[str], retry_failed: bool = True) -> list[int]:
+    """The chunks a (re)run of generate writes: the missing ones and, with ``retry_failed``
+    (the default), the done ones holding failed images (:func:`failed_chunks`), ascending.
+
+    A halo that failed (a bad or unreadable file, since fixed) is so tried again: its images
+    and failure entries are replaced by the retry's (:func:`write_chunk`,
+    :func:`record_failures`). Where a retried image is in the train split, the store's
+    ``normalisation`` is cleared first (:func:`clear_normalisation`): the generator recomputes
+    it once every chunk is done.
+    """
+    todo = set(missing_chunks(store_path))
+    if retry_failed:
+        todo |= set(failed_chunks(store_path))
+    return sorted(todo)
+
+
+def clear_normalisation(store_path: str | os.PathLike[str], chunks: Iterable[int]) -> bool:
+    """Set ``normalisation`` to None if a failed train image lies in ``chunks`` (driver only).
+
+    The normalisation excludes failed images; retrying them may change it, so a store in the
+    middle of a retry is not normalised (train and infer refuse it) until the generator
+    recomputes it (:func:`compute_normalisation`).
+
+    Returns
+    -------
+    bool
+        Whether it was cleared.
+    """
+    group = open_store(store_path, mode="r+")
+    if group.attrs.get("normalisation") is None:
+        return False
+    k, n = int(group.attrs["chunk_images"]), int(group.attrs["n_images"])
+    failed, split = group["image_failed"][:], group["split"][:]
+    for chunk in chunks:
+        sl = slice(int(chunk) * k, min(n, (int(chunk) + 1) * k))
+        if np.any((failed[sl] != 0) & (split[sl] == SPLIT_TRAIN)):
+            group.attrs["normalisation"] = None
+            _consolidate(store_path)
+            logger.info("%s: normalisation cleared (failed train images are retried); recomputed when done", store_path)
+            return True
+    return False
 
 
 def store_config(store_path: str | os.PathLike[str]) -> Config:
