@@ -70,6 +70,7 @@ __all__ = [
     "regression_feature_names",
     "regression_features",
     "run_baselines",
+    "run_baselines_for_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -647,8 +648,9 @@ def run_baselines(
             key = {"image_index": int(i), "halo_id": int(selected["halo_id"][row]),
                    "log10_m200m_msun_h": float(selected["log10_m200m_msun_h"][row])}
             extra = {"r500c_mpc": float(selected["r500c_mpc"][row])} if "r500c_mpc" in selected else {}
-            tables = evaluate_image(samples, truth[row], cond[row], grid, key, float(selected["r200m_mpc"][row]),
-                                    seconds[-1], conditions=conditions, **extra)
+            tables = evaluate_image(samples=samples, truth=truth[row], condition=cond[row], grid=grid, key=key,
+                                    r200m_mpc=float(selected["r200m_mpc"][row]), seconds=seconds[-1],
+                                    conditions=conditions, **extra)
             for table, columns in tables.items():
                 for col, values in columns.items():
                     rows[table].setdefault(col, []).extend(values)
@@ -669,3 +671,52 @@ def run_baselines(
         logger.info("baseline %s: %d test images in %.1f s (fit %.1f s)", name, len(index), summary["wall_s"], fit_s)
     logger.info("baselines %s done in %.1f s", ", ".join(todo), time.perf_counter() - t_start)
     return out
+
+
+def run_baselines_for_config(
+    cfg: Any,
+    store_path: str | os.PathLike[str],
+    results_dir: str | os.PathLike[str],
+    *,
+    names: Sequence[str] = BASELINES,
+    selected: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The stage boundary of ``cmpipe infer`` and ``cmpipe baselines``: a Config (and the model's
+    results, when ``results_dir`` holds them) made into :func:`run_baselines`' arguments.
+
+    The model's ``posterior.zarr`` in ``results_dir``, if there is one, fixes the grid
+    (``resolution``), ``conditions``, ``n_samples``, ``seed``, ``save_samples`` and the recorded
+    config, so the baselines meet the model on its own terms; otherwise ``cfg``'s ``model`` and
+    ``infer`` sections do. The test images are :func:`cmpipe.pipeline.infer.select_test_images`
+    of ``cfg`` (or ``selected``).
+    """
+    import dataclasses
+
+    import yaml
+
+    from cmpipe.config import config_from_dict, config_to_yaml
+    from cmpipe.evaluate import grid_from_config
+    from cmpipe.pipeline.infer import select_test_images
+    from cmpipe.store.posterior import posterior_path
+    from cmpipe.store.zarr_store import open_store
+
+    icfg, mcfg = cfg.infer, cfg.model
+    model: dict[str, Any] = {"resolution": mcfg.resolution, "conditions": tuple(mcfg.conditions),
+                             "n_samples": icfg.n_samples, "seed": icfg.seed, "save_samples": icfg.save_samples}
+    if posterior_path(results_dir).exists():
+        from cmpipe.store.posterior import open_posterior
+
+        pattrs = dict(open_posterior(results_dir).attrs)
+        model.update({k: pattrs[k] for k in ("resolution", "n_samples", "seed", "save_samples") if k in pattrs})
+        model["conditions"] = tuple(pattrs.get("conditions") or model["conditions"])
+        if pattrs.get("config_yaml"):
+            recorded = config_from_dict(yaml.safe_load(pattrs["config_yaml"]), "posterior.zarr config_yaml")
+            cfg = dataclasses.replace(cfg, evaluate=recorded.evaluate, cosmology=recorded.cosmology)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, resolution=int(model["resolution"]),
+                                                              conditions=model["conditions"]))
+    grid = grid_from_config(cfg, dict(open_store(store_path).attrs))
+    return run_baselines(
+        store_path, results_dir, selected=selected if selected is not None else select_test_images(cfg, store_path),
+        grid=grid, n_samples=int(model["n_samples"]), seed=int(model["seed"]), conditions=model["conditions"],
+        names=names, save_samples=bool(model["save_samples"]), attrs={"config_yaml": config_to_yaml(cfg)},
+    )

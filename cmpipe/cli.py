@@ -472,6 +472,24 @@ def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _add_baselines_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store the model was trained on (``--out``: the results directory)."""
+    parser.add_argument("--store", required=True, metavar="PATH", help="the complete, normalised Zarr image store")
+
+
+def _run_baselines(args: argparse.Namespace, cfg: Config) -> int:
+    """The trivial baselines on the test images into ``--out``/baselines/ (cmpipe infer runs them too)."""
+    from cmpipe.baselines import run_baselines_for_config
+    from cmpipe.outputs import claim_directory
+    from cmpipe.pipeline.infer import RESULTS_NAMES
+
+    out = claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out")
+    for name, s in run_baselines_for_config(cfg, args.store, out).items():
+        when = "done before" if s["skipped"] else f"{s['wall_s']:.1f} s"
+        print(f"{name}: {s['results']} ({s['images']} test images, {when})")
+    return 0
+
+
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """The results directory of ``cmpipe infer``."""
     parser.add_argument("--results", required=True, metavar="RESULTS",
@@ -641,6 +659,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "Parquet tables, resumable",
         _add_infer_arguments,
         _run_infer,
+    ),
+    "baselines": Subcommand(
+        "the trivial baselines (mass oracle, pixel regression) on the test images, scored like the model: "
+        "RESULTS/baselines/<name>/, resumable",
+        _add_baselines_arguments,
+        _run_baselines,
     ),
     "report": Subcommand(
         "the paper's figures, Table 1, mass errors and calibration from the results of cmpipe infer (no model)",

@@ -205,3 +205,21 @@ def test_baselines_rerun_skips_and_other_settings_redo(results, store):
     after = read_table(out / "baselines" / "mass_oracle", "clusters").to_pydict()
     assert not back["mass_oracle"]["skipped"]
     assert {k: v for k, v in after.items() if k != "seconds"} == {k: v for k, v in before.items() if k != "seconds"}
+
+
+def test_cmpipe_baselines_command(store, tmp_path, capsys):
+    """``cmpipe baselines --store S --out R``: the same results as the library call, then skipped."""
+    from cmpipe.cli import main
+    from cmpipe.pipeline.infer import select_test_images
+    from cmpipe.store.tables import read_table
+
+    overrides = [a for o in [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER] for a in ("--set", o)]
+    out = tmp_path / "results"
+    assert main(["baselines", "--config", "demo", *overrides, "--store", str(store), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{name}: {out / 'baselines' / name}" in printed for name in BASELINES)
+    selected = set(select_test_images(_cfg(), store)["image_index"].tolist())
+    for name in BASELINES:
+        assert set(read_table(out / "baselines" / name, "profiles").column("image_index").to_pylist()) == selected
+    assert main(["baselines", "--config", "demo", *overrides, "--store", str(store), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done before") == len(BASELINES)

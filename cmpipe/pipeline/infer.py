@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +213,10 @@ def infer_with_ray(
     *,
     address: str | None = None,
     loader: Callable[..., Any] | None = None,
+    baselines: Sequence[str] = ("mass_oracle", "pixel_regression"),
 ) -> dict[str, Any]:
-    """Sample and evaluate every selected test image not yet done, with Ray Data.
+    """Sample and evaluate every selected test image not yet done, with Ray Data; then the
+    trivial ``baselines`` on the same images (:mod:`cmpipe.baselines`, ``results/baselines/``).
 
     Parameters
     ----------
@@ -232,13 +234,15 @@ def infer_with_ray(
         Ray address (default ``$RAY_ADDRESS``, else a local Ray); an initialised Ray is used as is.
     loader : callable, optional
         The actors' model loader (tests pass a tiny model's).
+    baselines : sequence of str
+        Baselines to run after the model (:data:`cmpipe.baselines.BASELINES`; empty: none).
 
     Returns
     -------
     dict
         ``images`` (selected), ``done_before``, ``sampled`` (this run), ``wall_s``,
         ``s_per_image`` (actor sampling time, mean), ``removed_parts``, ``checkpoint``,
-        ``checkpoint_step``, ``results``.
+        ``checkpoint_step``, ``results`` and ``baselines`` (name -> summary, when run).
 
     Raises
     ------
@@ -347,5 +351,9 @@ def infer_with_ray(
         "checkpoint": str(ckpt), "checkpoint_step": step, "results": str(results),
         "sampler": icfg.sampler, "steps": icfg.steps, "n_samples": icfg.n_samples,
     }
+    if baselines:  # the trivial baselines on the same images (cmpipe.baselines): Ray-free, seconds
+        from cmpipe.baselines import run_baselines_for_config
+
+        summary["baselines"] = run_baselines_for_config(cfg, store_path, results, names=baselines, selected=selected)
     (results / "infer_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
