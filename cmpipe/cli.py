@@ -501,6 +501,7 @@ def _run_report(args: argparse.Namespace, cfg: Config) -> int:
     from cmpipe.report import make_report
 
     written = make_report(args.results, args.out)
+    print(written.get("headline_text", ""))
     print(written["report"])
     return 0
 

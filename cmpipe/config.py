@@ -1000,20 +1000,24 @@ class EvaluateConfig(_Section):
         Test images outside [min, max) of log10 M200m [log10 Msun/h] are left out of the
         summaries (the paper tests on an inner mass range).
     mass_split_log10_msun_h : float
-        Low / high mass boundary of Table 1 and the split figures [log10 Msun/h].
+        Low / high mass boundary of Table 1 and the split figures [log10 Msun/h]; 0 (default):
+        the log midpoint of the evaluated test halos' masses (:func:`cmpipe.report.resolve_mass_split`).
     k_split_mpc_inv : float
         Large / small scale boundary of Table 1 [Mpc^-1]; 0: sqrt(k_F k_Nyq) of the model's grid.
     convergence_tolerance : float
-        Tolerance of the 95th-percentile sample-variance deviation defining convergence [dimensionless].
+        Converged once the Monte-Carlo error of the posterior mean, sigma / sqrt(n), is below this
+        fraction of its actual error |mean_n - truth| (median over the pixels within R200m,
+        :func:`cmpipe.metrics.mean_convergence`) [dimensionless]; 0.25: a calibrated posterior
+        needs about 35 samples.
     """
 
     section: ClassVar[str] = "evaluate"
 
     test_log10_m_min_msun_h: float = 13.75
     test_log10_m_max_msun_h: float = 15.25
-    mass_split_log10_msun_h: float = 14.25
+    mass_split_log10_msun_h: float = 0.0
     k_split_mpc_inv: float = 0.0
-    convergence_tolerance: float = 0.5
+    convergence_tolerance: float = 0.25
 
     def _validate(self) -> None:
         k = self._key
@@ -1022,6 +1026,9 @@ class EvaluateConfig(_Section):
             f"{k('test_log10_m_min_msun_h')} must be < {k('test_log10_m_max_msun_h')}",
             k("test_log10_m_min_msun_h"), k("test_log10_m_max_msun_h"),
         )
+        _require(self.mass_split_log10_msun_h >= 0,
+                 f"{k('mass_split_log10_msun_h')} must be >= 0 (0: the log midpoint of the test halos); "
+                 f"got {self.mass_split_log10_msun_h}", k("mass_split_log10_msun_h"))
         _require(self.k_split_mpc_inv >= 0, f"{k('k_split_mpc_inv')} must be >= 0; got {self.k_split_mpc_inv}",
                  k("k_split_mpc_inv"))
         _require(self.convergence_tolerance > 0,

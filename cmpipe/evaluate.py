@@ -3,9 +3,12 @@
 :func:`evaluate_image` turns one test image's posterior samples, truth and condition maps
 (physical units, on the model's grid) into the rows of the tables of
 :mod:`cmpipe.store.tables`, with the metrics of :mod:`cmpipe.metrics` (the paper's section 4:
-masses, profiles, spectra against the truth and the input baseline, sample-variance
-convergence, standardized errors, coverage). The inference actors call it on each image; the
-report only aggregates the rows.
+masses within R500c, R200m and the whole map, profiles, spectra against the truth and the input
+baseline, the convergence of the posterior mean, standardized errors, coverage). Standardized
+errors, pixel coverage and the convergence are computed inside R200m (the headline: where the
+cluster is) and, apart from the convergence, outside it (secondary); empty background pixels
+never enter a headline. The inference actors call it on each image, the baselines of
+:mod:`cmpipe.baselines` too; the report only aggregates the rows (:mod:`cmpipe.halo_stats`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Grid:
     k_split_mpc_inv : float
         Large / small scale boundary [Mpc^-1].
     convergence_tolerance : float
+        Fraction: converged once the Monte-Carlo error of the posterior mean is below this
+        fraction of its actual error (:func:`cmpipe.metrics.mean_convergence`).
     """
 
     npix: int
@@ -76,6 +81,21 @@ def _rank(values: np.ndarray, truth: float) -> int:
     return int(np.sum(values < truth))
 
 
+#: Normal-consistent scale of the median absolute deviation.
+MAD_TO_SIGMA = 1.4826
+
+
+def z_moments(z: np.ndarray) -> tuple[float, float, float, int]:
+    """Mean, std and robust width ``1.4826 * median |z - median z|`` of the finite raw values (never
+    a clipped histogram), and their number; NaN without values."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z[np.isfinite(z)]
+    if not z.size:
+        return float("nan"), float("nan"), float("nan"), 0
+    med = np.median(z)
+    return float(z.mean()), float(z.std()), float(MAD_TO_SIGMA * np.median(np.abs(z - med))), int(z.size)
+
+
 def evaluate_image(
     samples: np.ndarray,
     truth: np.ndarray,
@@ -85,6 +105,7 @@ def evaluate_image(
     r200m_mpc: float,
     seconds: float = 0.0,
     conditions: Sequence[str] = CONDITIONS,
+    r500c_mpc: float | None = None,
 ) -> dict[str, dict[str, list[Any]]]:
     """Every table's rows for one test image.
 
@@ -106,6 +127,8 @@ def evaluate_image(
     conditions : sequence of str
         The channels of ``condition``, in order (``model.conditions``): one ``input_<name>``
         spectra comparison each.
+    r500c_mpc : float, optional
+        R500c of the halo [Mpc] (aperture of the R500c masses); None: those columns are NaN.
 
     Returns
     -------
@@ -116,8 +139,8 @@ def evaluate_image(
     -----
     Samples with zero spread in every pixel of a channel (the deterministic baseline's repeated
     point estimate, ``model.kind: unet``) are accepted: that channel's standardized errors are
-    all NaN (``z_mean``, ``z_std`` NaN, an all-zero histogram), its convergence rows have NaN
-    ``p95_deviation`` and ``mean_ratio`` and ``n_converged = n_samples + 1`` (never converged),
+    all NaN (``z_*`` NaN, an all-zero histogram), its convergence rows have NaN ``ratio`` and
+    ``mc_error`` and ``n_converged = n_samples + 1`` (never converged),
     and its credible intervals have zero width (coverage: the fraction of truths equal to the
     prediction, about 0).
     """
@@ -147,38 +170,57 @@ def evaluate_image(
     mean = samples.mean(axis=0)
     edges = metrics.radial_bin_edges(grid.npix, grid.pixel_mpc)
     aperture = metrics.aperture_mask(grid.npix, grid.pixel_mpc, r200m_mpc)
+    ap500 = metrics.aperture_mask(grid.npix, grid.pixel_mpc, r500c_mpc) if r500c_mpc is not None else None
     k, _ = metrics.power_spectrum(truth[0], grid.pixel_mpc)
     nk = len(k)
     for c, channel in enumerate(TARGETS):
         unit_mass = grid.mass_per_unit_msun(channel)
         sc, tc, mc = samples[:, c], truth[c], mean[c]
-        # Masses: whole map and within R200m (projected).
+        # Masses: whole map, within R200m and within R500c (projected), outside R200m.
         m_samples = sc.sum(axis=(-2, -1)) * unit_mass
         m_true, m_pred = tc.sum() * unit_mass, mc.sum() * unit_mass
         a_samples = sc[:, aperture].sum(axis=-1) * unit_mass
         a_true, a_pred = tc[aperture].sum() * unit_mass, mc[aperture].sum() * unit_mass
-        # Standardized pixel errors, their histogram and convergence of the sample variance.
-        # All samples identical (zero spread; float rounding of the mean can leave a ~1 ulp std):
-        # no standardized errors, no convergence.
+        o_samples, o_true = m_samples - a_samples, m_true - a_true
+        if ap500 is not None:
+            f_samples = sc[:, ap500].sum(axis=-1) * unit_mass
+            f_true, f_pred = tc[ap500].sum() * unit_mass, mc[ap500].sum() * unit_mass
+            f_rank = _rank(f_samples, f_true)
+        else:
+            f_samples, f_true, f_pred, f_rank = np.full(s, np.nan), np.nan, np.nan, -1
+        # Standardized pixel errors (raw values) inside and outside R200m, their histograms and
+        # the convergence of the posterior mean inside R200m. All samples identical (zero
+        # spread; float rounding of the mean can leave a ~1 ulp std): no z, no convergence.
         flat = bool(np.all(sc == sc[:1]))
-        z = metrics.standardized_errors(sc, tc, axis=0)
-        z = z[np.isfinite(z)] if not flat else np.empty(0)
-        counts = metrics.standardized_error_histogram(z, metrics.Z_EDGES)
+        z = metrics.standardized_errors(sc, tc, axis=0) if not flat else np.full(tc.shape, np.nan)
+        z_in, z_out = z[aperture], z[~aperture]
+        zi_mean, zi_std, zi_mad, zi_n = z_moments(z_in)
+        zo_mean, zo_std, zo_mad, zo_n = z_moments(z_out)
         if not flat:
-            n_values, p95, ratio = metrics.sample_variance_convergence(sc)
+            n_values, ratio, mc_err, mean_err = metrics.mean_convergence(sc, tc, aperture)
         else:  # zero spread everywhere (e.g. model.kind unet's point estimate): nothing converges
             n_values = np.arange(2, s + 1)
-            p95 = ratio = np.full(len(n_values), np.nan)
-        n_conv = metrics.samples_to_converge(n_values, p95, grid.convergence_tolerance)
-        add("clusters", 1, channel, r200m_mpc=r200m_mpc, mass_true_msun=m_true, mass_pred_msun=m_pred,
+            ratio = mc_err = np.full(len(n_values), np.nan)
+            mean_err = np.array([np.median(np.abs(sc[:n].mean(axis=0) - tc)[aperture]) for n in n_values])
+        n_conv = metrics.samples_to_converge(n_values, np.nan_to_num(ratio, nan=np.inf), grid.convergence_tolerance)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_err = (f_pred - f_true) / f_true
+        add("clusters", 1, channel, r200m_mpc=r200m_mpc,
+            r500c_mpc=np.nan if r500c_mpc is None else float(r500c_mpc),
+            mass_true_msun=m_true, mass_pred_msun=m_pred,
             mass_frac_error=(m_pred - m_true) / m_true, mass_std_frac=m_samples.std(ddof=1) / m_true,
             mass_rank=_rank(m_samples, m_true), mass_r200m_true_msun=a_true, mass_r200m_pred_msun=a_pred,
             mass_r200m_frac_error=(a_pred - a_true) / a_true, mass_r200m_rank=_rank(a_samples, a_true),
-            z_mean=float(z.mean()) if z.size else np.nan, z_std=float(z.std()) if z.size else np.nan,
+            mass_r500c_true_msun=f_true, mass_r500c_pred_msun=f_pred, mass_r500c_frac_error=f_err,
+            mass_r500c_rank=f_rank, mass_outside_r200m_rank=_rank(o_samples, o_true),
+            z_mean_r200m=zi_mean, z_std_r200m=zi_std, z_mad_r200m=zi_mad, n_z_r200m=zi_n,
+            z_mean_outside=zo_mean, z_std_outside=zo_std, z_mad_outside=zo_mad, n_z_outside=zo_n,
             n_converged=int(n_conv) if n_conv is not None else s + 1, n_samples=s, seconds=seconds)
-        add("zhist", len(counts), channel, bin=np.arange(len(counts)), z_lo=metrics.Z_EDGES[:-1],
-            z_hi=metrics.Z_EDGES[1:], count=counts)
-        add("convergence", len(n_values), channel, n=n_values, p95_deviation=p95, mean_ratio=ratio)
+        for region, zr in (("r200m", z_in), ("outside", z_out)):
+            counts = metrics.standardized_error_histogram(zr, metrics.Z_EDGES)
+            add("zhist", len(counts), channel, region=region, bin=np.arange(len(counts)), z_lo=metrics.Z_EDGES[:-1],
+                z_hi=metrics.Z_EDGES[1:], count=counts)
+        add("convergence", len(n_values), channel, n=n_values, ratio=ratio, mc_error=mc_err, mean_error=mean_err)
         # Radial profiles.
         r_mid, prof_true = metrics.radial_profile(tc, grid.pixel_mpc, edges)
         _, prof_samples = metrics.radial_profile(sc, grid.pixel_mpc, edges)
@@ -200,10 +242,19 @@ def evaluate_image(
             add("spectra", nk, channel, comparison=name, bin=np.arange(1, nk + 1), k_mpc_inv=k, p_true=p_true,
                 p_other=p_other, p_cross=p_cross, b=b, r=r)
         # Coverage of central credible intervals: pixels, masses and profile bins.
-        for quantity, smp, tru in (("pixels", sc.reshape(s, -1), tc.reshape(-1)),
-                                   ("mass", m_samples[:, None], np.array([m_true])),
-                                   ("mass_r200m", a_samples[:, None], np.array([a_true])),
-                                   ("profile", prof_samples, prof_true)):
+        quantities = [("pixels_r200m", sc[:, aperture], tc[aperture]),
+                      ("pixels_outside", sc[:, ~aperture], tc[~aperture]),
+                      ("mass", m_samples[:, None], np.array([m_true])),
+                      ("mass_r200m", a_samples[:, None], np.array([a_true])),
+                      ("profile", prof_samples, prof_true)]
+        if ap500 is not None:
+            quantities.append(("mass_r500c", f_samples[:, None], np.array([f_true])))
+        for quantity, smp, tru in quantities:
+            if quantity == "pixels_outside":  # empty background (zero in truth and every sample) left out
+                keep = np.any(smp != 0, axis=0) | (tru != 0)
+                smp, tru = smp[:, keep], tru[keep]
+            if tru.size == 0:
+                continue
             covered = metrics.coverage(smp, tru, levels=COVERAGE_LEVELS, axis=0)
             add("coverage", len(COVERAGE_LEVELS), channel, quantity=quantity, level=COVERAGE_LEVELS, covered=covered)
     return tables

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ import numpy as np
 import pandas as pd
 
 from cmpipe.evaluate import TARGETS
+from cmpipe.halo_stats import (
+    BOOTSTRAP_SEED,
+    MIN_HALOS,
+    N_BOOTSTRAP,
+    TOO_FEW,
+    Summary,
+    halo_means,
+    paired_skill,
+    summarise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +70,7 @@ REFERENCES = {
     "mass_bias": "~1 % (de Andres et al. 2024)",
     "mass_scatter": "<= 3 % (de Andres et al. 2024)",
     "z_std": "< 1: narrower than N(0, 1), under-confident (paper, Fig. 6)",
-    "n_converged": "~40 samples (paper, Fig. 5)",
+    "n_converged": "~40 samples (paper, Fig. 5; by another criterion)",
 }
 _TABLES = ("clusters", "profiles", "spectra", "convergence", "zhist", "coverage")
 #: What :func:`make_report` writes into its directory (marked ``report``; anything else there is refused).
@@ -92,8 +103,10 @@ def report_settings(attrs: Mapping[str, Any]) -> dict[str, float]:
     Returns
     -------
     dict
-        ``mass_split`` [log10 Msun/h], ``k_split`` [Mpc^-1] (``sqrt(k_F k_Nyq)`` of the model's
-        grid when the config says 0), ``tolerance``, ``test_min``, ``test_max`` [log10 Msun/h].
+        ``mass_split`` [log10 Msun/h] (0 in the config: the log midpoint of the test halos'
+        masses, set by :func:`resolve_mass_split`), ``k_split`` [Mpc^-1] (``sqrt(k_F k_Nyq)``
+        of the model's grid when the config says 0), ``tolerance``, ``test_min``, ``test_max``
+        [log10 Msun/h].
     """
     import yaml
 
@@ -108,12 +121,36 @@ def report_settings(attrs: Mapping[str, Any]) -> dict[str, float]:
             "test_max": float(ev.test_log10_m_max_msun_h)}
 
 
-def _read_tables(results: Path) -> dict[str, pd.DataFrame]:
-    from cmpipe.store.tables import read_images_table, read_table
+def resolve_mass_split(settings: dict[str, float], clusters: pd.DataFrame) -> dict[str, float]:
+    """``settings`` with ``mass_split`` set to the log midpoint of the evaluated halos' log10 M200m
+    range when it is 0 (the default), so that both bins hold halos; unchanged otherwise."""
+    if settings["mass_split"] <= 0:
+        m = clusters.drop_duplicates("halo_id")["log10_m200m_msun_h"].to_numpy(np.float64)
+        mid = 0.5 * (m.min() + m.max()) if m.size else 0.5 * (settings["test_min"] + settings["test_max"])
+        settings = {**settings, "mass_split": float(mid)}
+    return settings
+
+
+def _read_tables(results: Path, images: bool = True) -> dict[str, pd.DataFrame]:
+    from cmpipe.store.tables import images_path, read_images_table, read_table
 
     frames = {name: read_table(results, name).to_pandas() for name in _TABLES}
-    frames["images"] = read_images_table(results).to_pandas()
+    if images or images_path(results).is_file():
+        frames["images"] = read_images_table(results).to_pandas()
     return frames
+
+
+def find_baselines(results: str | os.PathLike[str]) -> dict[str, Path]:
+    """The baselines' results directories ``RESULTS/baselines/<name>/`` holding ``tables/`` (by name)."""
+    root = Path(results) / "baselines"
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "tables").is_dir()}
+
+
+def read_baselines(results: str | os.PathLike[str]) -> dict[str, dict[str, pd.DataFrame]]:
+    """Tables of every baseline of :func:`find_baselines` (the same tables as the model's)."""
+    return {name: _read_tables(path, images=False) for name, path in find_baselines(results).items()}
 
 
 def _read_results(results: Path) -> tuple[dict[str, pd.DataFrame], Any, dict[str, Any], dict[str, float]]:
@@ -126,22 +163,24 @@ def _read_results(results: Path) -> tuple[dict[str, pd.DataFrame], Any, dict[str
     return frames, group, attrs, report_settings(attrs)
 
 
+def channel_units(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """Channel -> unit of a posterior store, from its ``channel_units``; a unit equal to its channel's
+    name (stores written before that was fixed) is replaced by :data:`cmpipe.maps.CHANNEL_UNITS`."""
+    from cmpipe.maps import CHANNEL_UNITS
+
+    units = dict(attrs.get("channel_units") or {})
+    return {**CHANNEL_UNITS, **{c: u for c, u in units.items() if u and u != c}}
+
+
 def mass_bin(log10_m: np.ndarray | pd.Series, mass_split: float) -> np.ndarray:
     """``"low"`` where ``log10_m < mass_split`` [log10 Msun/h], else ``"high"``."""
     return np.where(np.asarray(log10_m, dtype=np.float64) < mass_split, "low", "high")
 
 
 def _in_bin(df: pd.DataFrame, b: str, mass_split: float) -> pd.DataFrame:
+    if b == "all":
+        return df
     return df[mass_bin(df["log10_m200m_msun_h"], mass_split) == b]
-
-
-def _mean(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
-    """Mean that gives NaN (no warning) on an empty axis."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0 or (axis is not None and x.shape[axis] == 0):
-        shape = () if axis is None else tuple(s for i, s in enumerate(x.shape) if i != axis)
-        return np.full(shape, np.nan) if shape else float("nan")
-    return x.mean(axis=axis)
 
 
 def _per_image(df: pd.DataFrame, value: str, column: str = "bin") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,16 +189,42 @@ def _per_image(df: pd.DataFrame, value: str, column: str = "bin") -> tuple[np.nd
     return wide.index.to_numpy(), wide.columns.to_numpy(), wide.to_numpy(dtype=np.float64)
 
 
-def _stats(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean, 16th and 84th percentiles over axis 0 (NaN when there are no rows)."""
-    if values.shape[0] == 0:
-        nan = np.full(values.shape[1:], np.nan)
-        return {"mean": nan, "p16": nan, "p84": nan}
-    p16, p84 = np.percentile(values, [16.0, 84.0], axis=0)
-    return {"mean": values.mean(axis=0), "p16": p16, "p84": p84}
+def _halo_of(df: pd.DataFrame) -> pd.Series:
+    """``image_index`` -> ``halo_id`` of a table."""
+    return df.drop_duplicates("image_index").set_index("image_index")["halo_id"]
 
 
-# --------------------------------------------------------------------------- aggregation
+def _per_halo_curves(df: pd.DataFrame, value: str, column: str = "bin") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(column values (K,), per-halo mean curves (H, K), images per halo (H,))`` of a long table:
+    each halo's images are averaged first (NaNs skipped), so every halo weighs the same."""
+    if not len(df):
+        return np.zeros(0), np.zeros((0, 0)), np.zeros(0, int)
+    images, cols, values = _per_image(df, value, column)
+    halos = _halo_of(df).reindex(images).to_numpy()
+    frame = pd.DataFrame(values, index=halos)
+    with np.errstate(all="ignore"):
+        grouped = frame.groupby(level=0, sort=True)
+        curves = grouped.mean().to_numpy(dtype=np.float64)
+        counts = grouped.size().to_numpy()
+    return cols, curves, counts
+
+
+def _band_over_halos(curves: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean, median and 16th / 84th percentiles over halos (axis 0), NaN-skipping; NaN without halos."""
+    if curves.shape[0] == 0:
+        nan = np.full(curves.shape[1:], np.nan)
+        return {"mean": nan, "median": nan, "p16": nan, "p84": nan}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p16, med, p84 = np.nanpercentile(curves, [16.0, 50.0, 84.0], axis=0)
+        return {"mean": np.nanmean(curves, axis=0), "median": med, "p16": p16, "p84": p84}
+
+
+def _cells(prefix: str, summary: Summary) -> dict[str, Any]:
+    return {prefix: summary.value, f"{prefix}_lo": summary.lo, f"{prefix}_hi": summary.hi}
+
+
+# --------------------------------------------------------------------------- aggregation over halos
 
 
 def table1(
@@ -170,29 +235,20 @@ def table1(
 ) -> pd.DataFrame:
     """The paper's Table 1: bias and correlation on large and small scales per channel and mass bin.
 
-    For each comparison, channel and mass bin: per image, ``b_large`` is the unweighted mean
-    of ``b(k)`` over the k bins with ``k_mpc_inv < k_split`` and ``b_small`` over those with
-    ``k_mpc_inv >= k_split`` (:func:`cmpipe.metrics.large_small_means`; likewise ``r``); the
-    cell is the unweighted mean of these per-image values over the images of the mass bin
-    (NaN if the bin has no image; NaNs propagate). ``comparison="sample"`` is the paper's
-    generated maps (single samples; their spectra averaged over the samples of an image),
-    ``"posterior_mean"`` the n-sample mean map.
-
-    Parameters
-    ----------
-    spectra : DataFrame
-        The ``spectra`` table.
-    mass_split : float
-        Low / high mass boundary [log10 Msun/h].
-    k_split : float
-        Large / small scale boundary [Mpc^-1].
-    comparisons : sequence of str
+    For each comparison, channel and mass bin: per image, ``b_large`` is the mean of ``b(k)``
+    over the k bins with ``k_mpc_inv < k_split``, each bin weighted by its width in ``ln k``
+    (bins equally spaced in log k, :func:`cmpipe.metrics.large_small_means`), ``b_small`` over
+    ``k_mpc_inv >= k_split``; likewise ``r``. The images of each halo are averaged, then the
+    cell is the mean over halos with a 68 % bootstrap interval over halos
+    (:mod:`cmpipe.halo_stats`; ``_lo``, ``_hi`` columns). Fewer than
+    :data:`cmpipe.halo_stats.MIN_HALOS` halos: NaN cells, ``note`` "too few halos".
 
     Returns
     -------
     DataFrame
-        Columns ``comparison, channel, mass_bin, n_images, b_large, b_small, r_large,
-        r_small`` (dimensionless); rows ordered comparison x [gas, DM] x [low, high].
+        Columns ``comparison, channel, mass_bin, n_halos, n_images, b_large, b_large_lo,
+        b_large_hi, ... r_small_hi, note`` (dimensionless); rows comparison x [gas, DM] x
+        [low, high].
     """
     from cmpipe.metrics import large_small_means
 
@@ -202,88 +258,176 @@ def table1(
             sel = spectra[(spectra["comparison"] == comp) & (spectra["channel"] == channel)]
             for b in MASS_BINS:
                 part = _in_bin(sel, b, mass_split)
-                row: dict[str, Any] = {"comparison": comp, "channel": channel, "mass_bin": b}
-                images = part["image_index"].unique()
-                row["n_images"] = int(images.size)
+                per_image = pd.DataFrame({"image_index": part["image_index"].unique()})
+                per_image["halo_id"] = _halo_of(part).reindex(per_image["image_index"]).to_numpy()
                 for q in ("b", "r"):
-                    _, _, values = _per_image(part, q) if len(part) else (None, None, np.zeros((0, 0)))
-                    _, _, kk = _per_image(part, "k_mpc_inv") if len(part) else (None, None, np.zeros((0, 0)))
-                    if values.shape[0] == 0:
-                        large = small = np.zeros(0)
+                    if len(part):
+                        _, kk, values = _per_image(part, q)
+                        _, _, ks = _per_image(part, "k_mpc_inv")
+                        large, small = large_small_means(ks[0], values, k_split)
                     else:
-                        large, small = large_small_means(kk[0], values, k_split)
-                    row[f"{q}_large"] = float(_mean(large))
-                    row[f"{q}_small"] = float(_mean(small))
+                        large = small = np.zeros(0)
+                    per_image[f"{q}_large"], per_image[f"{q}_small"] = large, small
+                cols = ["b_large", "b_small", "r_large", "r_small"]
+                halos = halo_means(per_image, cols)
+                row: dict[str, Any] = {"comparison": comp, "channel": channel, "mass_bin": b,
+                                       "n_halos": int(len(halos)), "n_images": int(len(per_image))}
+                for col in cols:
+                    row.update(_cells(col, summarise(halos[col], halos["n_images"], "mean")))
+                row["note"] = TOO_FEW if len(halos) < MIN_HALOS else ""
                 rows.append(row)
-    return pd.DataFrame(rows, columns=["comparison", "channel", "mass_bin", "n_images",
-                                       "b_large", "b_small", "r_large", "r_small"])
+    columns = ["comparison", "channel", "mass_bin", "n_halos", "n_images"]
+    columns += [f"{c}{s}" for c in ("b_large", "b_small", "r_large", "r_small") for s in ("", "_lo", "_hi")]
+    return pd.DataFrame(rows, columns=[*columns, "note"])
+
+
+#: Mass apertures: (name, fractional-error column); the first two are the headline masses.
+APERTURES = (("r500c", "mass_r500c_frac_error"), ("r200m", "mass_r200m_frac_error"), ("whole", "mass_frac_error"))
 
 
 def mass_error_summary(clusters: pd.DataFrame, mass_split: float) -> pd.DataFrame:
-    """Total-mass fractional error statistics per channel, aperture and mass bin.
+    """Mass errors within R500c, R200m (headline) and the whole map (secondary), over halos.
 
-    Parameters
-    ----------
-    clusters : DataFrame
-        The ``clusters`` table (``mass_frac_error``: whole map; ``mass_r200m_frac_error``:
-        within R200m; both ``(pred - true) / true`` of the posterior-mean map).
-    mass_split : float
-        Low / high mass boundary [log10 Msun/h].
+    Per image the fractional error ``(pred - true) / true`` of the posterior-mean map's mass;
+    per halo the mean of ``|error|`` over its images (errors never cancel) and, separately, the
+    mean signed error. Over halos: ``abs_error`` = median of the per-halo ``|error|``,
+    ``bias`` = mean of the per-halo signed errors, ``scatter`` = their std (ddof 1), each with
+    a 68 % bootstrap interval over halos (``_lo``, ``_hi``).
 
     Returns
     -------
     DataFrame
-        Columns ``channel, aperture ("whole" | "r200m"), mass_bin ("low" | "high" | "all"),
-        n_images, bias`` (mean), ``scatter`` (std with ddof=1; NaN below 2 images),
-        ``median``, ``ref_bias`` (0.01), ``ref_scatter`` (0.03): de Andres et al. 2024. All
-        dimensionless fractions; NaN for a bin without images.
+        Columns ``channel, aperture (r500c | r200m | whole), mass_bin (low | high | all),
+        n_halos, n_images, abs_error[_lo, _hi], bias[_lo, _hi], scatter[_lo, _hi], ref_bias
+        (0.01), ref_scatter (0.03)`` (de Andres et al. 2024), ``note``. Dimensionless.
     """
     rows = []
     for channel in TARGETS:
         sel = clusters[clusters["channel"] == channel]
-        for aperture, col in (("whole", "mass_frac_error"), ("r200m", "mass_r200m_frac_error")):
+        for aperture, col in APERTURES:
             for b in (*MASS_BINS, "all"):
-                part = sel if b == "all" else _in_bin(sel, b, mass_split)
-                x = part[col].to_numpy(dtype=np.float64)
-                rows.append({
-                    "channel": channel, "aperture": aperture, "mass_bin": b, "n_images": int(x.size),
-                    "bias": float(_mean(x)),
-                    "scatter": float(x.std(ddof=1)) if x.size >= 2 else float("nan"),
-                    "median": float(np.median(x)) if x.size else float("nan"),
-                    "ref_bias": 0.01, "ref_scatter": 0.03,
-                })
+                part = _in_bin(sel, b, mass_split)
+                part = part.assign(abs_err=part[col].abs(), err=part[col])
+                halos = halo_means(part, ["abs_err", "err"])
+                finite = halos["err"].notna()
+                row: dict[str, Any] = {"channel": channel, "aperture": aperture, "mass_bin": b,
+                                       "n_halos": int(finite.sum()),
+                                       "n_images": int(halos.loc[finite, "n_images"].sum())}
+                row.update(_cells("abs_error", summarise(halos["abs_err"], halos["n_images"], "median")))
+                row.update(_cells("bias", summarise(halos["err"], halos["n_images"], "mean")))
+                row.update(_cells("scatter", summarise(halos["err"], halos["n_images"], "std")))
+                row.update({"ref_bias": 0.01, "ref_scatter": 0.03, "note": TOO_FEW if finite.sum() < MIN_HALOS else ""})
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
-def profile_summary_by_bin(profiles: pd.DataFrame, mass_split: float) -> dict[tuple[str, str], dict[str, Any]]:
-    """Stacked profiles per channel and mass bin (Fig. 7).
+#: Radial ranges of the profile errors: name -> description.
+PROFILE_RANGES = {"central": "r < 1 Mpc", "outer": "1 Mpc <= r < R200m", "edge": "outermost radial bin"}
+
+
+def profile_errors(profiles: pd.DataFrame, r200m_mpc: pd.Series | Mapping[int, float] | None = None,
+                   central_mpc: float = 1.0) -> pd.DataFrame:
+    """Per image and channel: mean over the radial bins of a range of |fractional error| and of the
+    signed fractional error of the posterior-mean profile.
 
     Parameters
     ----------
     profiles : DataFrame
         The ``profiles`` table.
-    mass_split : float
-        [log10 Msun/h].
+    r200m_mpc : Series or mapping, optional
+        ``image_index`` -> R200m [Mpc] (the ``clusters`` table's); without it the ``outer``
+        range is NaN.
+    central_mpc : float
+        [Mpc].
+
+    Returns
+    -------
+    DataFrame
+        Columns ``image_index, halo_id, log10_m200m_msun_h, channel, range`` (see
+        :data:`PROFILE_RANGES`), ``abs_error``, ``signed_error`` (dimensionless; NaN for an
+        empty range).
+    """
+    if not len(profiles):
+        return pd.DataFrame(columns=["image_index", "halo_id", "log10_m200m_msun_h", "channel", "range",
+                                     "abs_error", "signed_error"])
+    df = profiles[["image_index", "halo_id", "log10_m200m_msun_h", "channel", "bin", "r_mpc", "frac_error"]].copy()
+    r200 = pd.Series(dict(r200m_mpc) if r200m_mpc is not None and not isinstance(r200m_mpc, pd.Series)
+                     else r200m_mpc, dtype=np.float64) if r200m_mpc is not None else None
+    df["r200m"] = df["image_index"].map(r200) if r200 is not None else np.nan
+    last = df.groupby("image_index")["bin"].transform("max")
+    masks = {"central": df["r_mpc"] < central_mpc,
+             "outer": (df["r_mpc"] >= central_mpc) & (df["r_mpc"] < df["r200m"]),
+             "edge": df["bin"] == last}
+    keys = ["image_index", "halo_id", "log10_m200m_msun_h", "channel"]
+    parts = []
+    base = df[keys].drop_duplicates()
+    for name, mask in masks.items():
+        sub = df[mask].assign(abs_error=lambda d: d["frac_error"].abs(), signed_error=lambda d: d["frac_error"])
+        agg = sub.groupby(keys, sort=False)[["abs_error", "signed_error"]].mean().reset_index()
+        parts.append(base.merge(agg, on=keys, how="left").assign(range=name))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["image_index", "halo_id", "log10_m200m_msun_h", "channel", "range", "abs_error", "signed_error"]]
+
+
+def profile_error_summary(errors: pd.DataFrame, mass_split: float) -> pd.DataFrame:
+    """Profile errors over halos, from :func:`profile_errors`.
+
+    Per halo the mean over its images; over halos ``abs_error`` = the median of the per-halo
+    mean |fractional error| with its 68 % bootstrap interval (``_lo``, ``_hi``), ``p16``,
+    ``p84`` = the 68 % range over halos, and ``bias`` = the mean over halos of the signed
+    error (reported separately, never as the headline) with its interval.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``channel, range, mass_bin, n_halos, n_images, abs_error[_lo, _hi], p16, p84,
+        bias[_lo, _hi], note``.
+    """
+    rows = []
+    for channel in TARGETS:
+        for rng_name in PROFILE_RANGES:
+            sel = errors[(errors["channel"] == channel) & (errors["range"] == rng_name)]
+            for b in (*MASS_BINS, "all"):
+                halos = halo_means(_in_bin(sel, b, mass_split), ["abs_error", "signed_error"])
+                a = halos["abs_error"].to_numpy(np.float64)
+                fin = np.isfinite(a)
+                row: dict[str, Any] = {"channel": channel, "range": rng_name, "mass_bin": b,
+                                       "n_halos": int(fin.sum()), "n_images": int(halos["n_images"][fin].sum())}
+                row.update(_cells("abs_error", summarise(halos["abs_error"], halos["n_images"], "median")))
+                few = fin.sum() < MIN_HALOS
+                p16, p84 = (np.percentile(a[fin], [16.0, 84.0]) if not few else (np.nan, np.nan))
+                row.update({"p16": float(p16), "p84": float(p84)})
+                row.update(_cells("bias", summarise(halos["signed_error"], halos["n_images"], "mean")))
+                row["note"] = TOO_FEW if few else ""
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def profile_summary_by_bin(profiles: pd.DataFrame, mass_split: float) -> dict[tuple[str, str], dict[str, Any]]:
+    """Stacked profiles per channel and mass bin over halos (Fig. 7).
 
     Returns
     -------
     dict
-        ``(channel, mass_bin)`` (mass bins ``low``, ``high``, ``all``) -> ``{"r_mpc": (nb,)
-        [Mpc], "n_images": int, "true", "pred", "frac"}``; the last three are ``{"mean",
-        "p16", "p84"}`` over images of the true profile, the posterior-mean profile
-        [channel unit] and the fractional error ``(pred - true) / true``.
+        ``(channel, mass_bin)`` (``low``, ``high``, ``all``) -> ``{"r_mpc": (nb,) [Mpc],
+        "n_halos", "n_images", "true", "pred", "frac", "abs_frac"}``; the last four are
+        ``{"mean", "median", "p16", "p84"}`` over halos (each halo's images averaged first) of
+        the true and posterior-mean profiles [channel unit], the signed and the absolute
+        fractional error.
     """
     out: dict[tuple[str, str], dict[str, Any]] = {}
     bins = np.sort(profiles["bin"].unique())
     r = profiles.groupby("bin")["r_mpc"].first().reindex(bins).to_numpy(dtype=np.float64)
+    profiles = profiles.assign(abs_frac=profiles["frac_error"].abs())
     for channel in TARGETS:
         sel = profiles[profiles["channel"] == channel]
         for b in (*MASS_BINS, "all"):
-            part = sel if b == "all" else _in_bin(sel, b, mass_split)
-            entry: dict[str, Any] = {"r_mpc": r, "n_images": int(part["image_index"].nunique())}
-            for key, col in (("true", "true"), ("pred", "pred_mean"), ("frac", "frac_error")):
-                values = _per_image(part, col)[2] if len(part) else np.zeros((0, r.size))
-                entry[key] = _stats(values)
+            part = _in_bin(sel, b, mass_split)
+            entry: dict[str, Any] = {"r_mpc": r, "n_images": int(part["image_index"].nunique()),
+                                     "n_halos": int(part["halo_id"].nunique())}
+            for key, col in (("true", "true"), ("pred", "pred_mean"), ("frac", "frac_error"), ("abs_frac", "abs_frac")):
+                _, curves, _ = _per_halo_curves(part, col)
+                entry[key] = _band_over_halos(curves if curves.size else np.zeros((0, r.size)))
             out[(channel, b)] = entry
     return out
 
@@ -291,36 +435,43 @@ def profile_summary_by_bin(profiles: pd.DataFrame, mass_split: float) -> dict[tu
 def spectra_summary_by_bin(
     spectra: pd.DataFrame, mass_split: float, quantity: str
 ) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Mean and 16-84 % band over images of ``b(k)`` or ``r(k)`` (Figs. 8, 9).
+    """Mean and 16-84 % band over halos of ``b(k)`` or ``r(k)`` (Figs. 8, 9); images of a halo averaged first.
 
     Returns
     -------
     dict
-        ``(channel, mass_bin, comparison)`` -> ``{"k": (nk,) [Mpc^-1], "mean", "p16",
-        "p84": (nk,), "n_images": int}``.
+        ``(channel, mass_bin, comparison)`` -> ``{"k": (nk,) [Mpc^-1], "mean", "median",
+        "p16", "p84": (nk,), "n_halos": int, "n_images": int}``.
     """
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for (channel, comp), sel in spectra.groupby(["channel", "comparison"]):
         k = sel.groupby("bin")["k_mpc_inv"].first().to_numpy(dtype=np.float64)
         for b in MASS_BINS:
             part = _in_bin(sel, b, mass_split)
-            values = _per_image(part, quantity)[2] if len(part) else np.zeros((0, k.size))
-            out[(channel, b, comp)] = {"k": k, "n_images": int(values.shape[0]), **_stats(values)}
+            _, curves, _ = _per_halo_curves(part, quantity)
+            curves = curves if curves.size else np.zeros((0, k.size))
+            out[(channel, b, comp)] = {"k": k, "n_halos": int(curves.shape[0]),
+                                       "n_images": int(part["image_index"].nunique()), **_band_over_halos(curves)}
     return out
 
 
 def convergence_summary(
     convergence: pd.DataFrame, tolerance: float
 ) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, int | None]]:
-    """Median and 16-84 % band over images of the 95th-percentile variance deviation (Fig. 5).
+    """Median and 16-84 % band over halos of the convergence ratio (Fig. 5).
+
+    The ratio is the Monte-Carlo error of the n-sample posterior mean over its actual error
+    (median over the pixels within R200m, :func:`cmpipe.metrics.mean_convergence`); each
+    halo's images are averaged first.
 
     Returns
     -------
     n_values : ndarray, shape (K,)
     summary : dict
-        Channel -> ``{"median", "p16", "p84"}`` of shape (K,).
+        Channel -> ``{"median", "p16", "p84"}`` of shape (K,), and ``n_halos``.
     n_converged : dict
-        Channel -> :func:`cmpipe.metrics.samples_to_converge` of the median (None: never).
+        Channel -> :func:`cmpipe.metrics.samples_to_converge` of the median curve with
+        ``tolerance`` (None: never, e.g. too few samples or a point estimate).
     """
     from cmpipe.metrics import samples_to_converge
 
@@ -330,51 +481,95 @@ def convergence_summary(
         part = convergence[convergence["channel"] == channel]
         if not len(part):
             continue
-        _, n, values = _per_image(part, "p95_deviation", "n")
-        p16, med, p84 = np.percentile(values, [16.0, 50.0, 84.0], axis=0)
-        summary[channel] = {"median": med, "p16": p16, "p84": p84}
-        conv[channel] = samples_to_converge(n, med, tolerance)
+        n, curves, _ = _per_halo_curves(part, "ratio", "n")
+        band = _band_over_halos(curves)
+        if not np.isfinite(band["median"]).any():
+            conv[channel] = None
+            continue
+        summary[channel] = {"median": band["median"], "p16": band["p16"], "p84": band["p84"],
+                            "n_halos": int(curves.shape[0])}
+        conv[channel] = samples_to_converge(n, np.nan_to_num(band["median"], nan=np.inf), tolerance)
         n_values = n
     return n_values, summary, conv
 
 
-def zhist_summary(zhist: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
-    """Standardized-error counts summed over images, and the std of z from the histogram (Fig. 6).
+def zhist_summary(zhist: pd.DataFrame, region: str = "r200m") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Standardized-error counts of one region summed over images, for Fig. 6 only.
 
-    The std is ``sqrt(sum c_i (x_i - mu)^2 / sum c_i)`` with bin centres ``x_i`` and
-    ``mu = sum c_i x_i / sum c_i`` (values beyond the edges were clipped into the end bins).
+    The end bins hold the values beyond the edges (clipped): no spread is computed from these
+    counts; the numbers are :func:`z_summary`'s, from the raw values.
 
     Returns
     -------
     edges : ndarray, shape (B + 1,)
     counts : dict
         Channel -> counts (B,).
-    z_std : dict
-        Channel -> std of z (NaN without pixels).
     """
     from cmpipe.metrics import Z_EDGES
 
     edges = np.asarray(Z_EDGES, dtype=np.float64)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    counts, stds = {}, {}
+    counts = {}
+    if "region" in zhist:
+        zhist = zhist[zhist["region"] == region]
     for channel in TARGETS:
         part = zhist[zhist["channel"] == channel]
-        c = np.zeros(centres.size)
+        c = np.zeros(edges.size - 1)
         if len(part):
             sums = part.groupby("bin")["count"].sum()
             c[sums.index.to_numpy()] = sums.to_numpy(dtype=np.float64)
         counts[channel] = c
-        total = c.sum()
-        if total > 0:
-            mu = float((c * centres).sum() / total)
-            stds[channel] = float(np.sqrt((c * (centres - mu) ** 2).sum() / total))
-        else:
-            stds[channel] = float("nan")
-    return edges, counts, stds
+    return edges, counts
+
+
+def z_summary(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Width of the standardized pixel errors inside R200m (headline) and outside, over halos.
+
+    From the raw per-image moments of the ``clusters`` table (never a clipped histogram):
+    per halo the mean over its images of ``z_mean``, ``z_std`` and ``z_mad`` (1.4826 MAD), then
+    the median over halos with a 68 % bootstrap interval. A calibrated posterior gives a width
+    near 1 (1.03 for 50 samples); > 1 is over-confident, < 1 under-confident.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``channel, region (r200m | outside), n_halos, n_images, z_mean[_lo, _hi],
+        z_std[_lo, _hi], z_mad[_lo, _hi], verdict, note``.
+    """
+    rows = []
+    for channel in TARGETS:
+        sel = clusters[clusters["channel"] == channel]
+        for region in ("r200m", "outside"):
+            cols = {f"z_mean_{region}": "z_mean", f"z_std_{region}": "z_std", f"z_mad_{region}": "z_mad"}
+            part = sel.rename(columns=cols)
+            halos = halo_means(part, list(cols.values())) if len(part) else pd.DataFrame(
+                columns=[*cols.values(), "n_images"])
+            row: dict[str, Any] = {"channel": channel, "region": region}
+            for col in cols.values():
+                summ = summarise(halos[col], halos["n_images"], "median")
+                row.update(_cells(col, summ))
+            row["n_halos"], row["n_images"] = summ.n_halos, summ.n_images
+            row["verdict"] = _width_verdict(row["z_std_lo"], row["z_std_hi"])
+            row["note"] = summ.note
+            rows.append(row)
+    cols = ["channel", "region", "n_halos", "n_images"]
+    cols += [f"{c}{s}" for c in ("z_mean", "z_std", "z_mad") for s in ("", "_lo", "_hi")]
+    return pd.DataFrame(rows, columns=[*cols, "verdict", "note"])
+
+
+def _width_verdict(lo: float, hi: float, tolerance: float = 0.1) -> str:
+    """``over-confident`` if the interval of the z width lies above ``1 + tolerance``, ``under-confident``
+    below ``1 - tolerance``, else ``consistent``; ``-`` without a number."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "-"
+    if lo > 1.0 + tolerance:
+        return "over-confident"
+    if hi < 1.0 - tolerance:
+        return "under-confident"
+    return "consistent"
 
 
 def coverage_summary(coverage: pd.DataFrame) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Observed coverage averaged over images per channel and quantity.
+    """Observed coverage per channel and quantity: images of a halo averaged, then the mean over halos.
 
     Returns
     -------
@@ -383,21 +578,51 @@ def coverage_summary(coverage: pd.DataFrame) -> dict[str, dict[str, tuple[np.nda
     """
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for (channel, quantity), part in coverage.groupby(["channel", "quantity"], sort=False):
-        mean = part.groupby("level")["covered"].mean()
-        out.setdefault(channel, {})[quantity] = (mean.index.to_numpy(dtype=np.float64),
-                                                 mean.to_numpy(dtype=np.float64))
+        levels, curves, _ = _per_halo_curves(part, "covered", "level")
+        out.setdefault(channel, {})[quantity] = (np.asarray(levels, dtype=np.float64), np.nanmean(curves, axis=0))
     return out
 
 
+def calibration_summary(coverage: pd.DataFrame) -> pd.DataFrame:
+    """Interval coverage per channel and quantity over halos, with a verdict.
+
+    Per halo the observed coverage at each credible level (its images averaged); over halos
+    the mean. ``max_coverage_deviation`` = max over levels of |observed - expected|;
+    ``mean_deviation`` = mean over levels of (observed - expected), with a 68 % bootstrap
+    interval over halos: its interval below -0.05 is ``over-confident`` (intervals too
+    narrow), above 0.05 ``under-confident``, else ``consistent``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``channel, quantity, n_halos, n_images, max_coverage_deviation,
+        mean_deviation[_lo, _hi], verdict, note``.
+    """
+    rows = []
+    for (channel, quantity), part in coverage.groupby(["channel", "quantity"], sort=False):
+        levels, curves, counts = _per_halo_curves(part, "covered", "level")
+        levels = np.asarray(levels, dtype=np.float64)
+        dev = np.nanmean(curves - levels[None, :], axis=1)
+        summ = summarise(dev, counts, "mean")
+        mean_curve = np.nanmean(curves, axis=0)
+        verdict = "-" if summ.note else ("over-confident" if summ.hi < -0.05 else
+                                         "under-confident" if summ.lo > 0.05 else "consistent")
+        rows.append({"channel": channel, "quantity": quantity, "n_halos": summ.n_halos, "n_images": summ.n_images,
+                     "max_coverage_deviation": float(np.max(np.abs(mean_curve - levels))),
+                     **_cells("mean_deviation", summ), "verdict": verdict, "note": summ.note})
+    return pd.DataFrame(rows, columns=["channel", "quantity", "n_halos", "n_images", "max_coverage_deviation",
+                                       "mean_deviation", "mean_deviation_lo", "mean_deviation_hi", "verdict", "note"])
+
+
 def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Rank histograms of the true masses among the sample masses, with the uniform expectation.
+    """Rank histograms of the true masses among the sample masses (one rank per image), with the
+    uniform expectation: within R200m (headline), outside R200m and within R500c.
 
     Returns
     -------
     dict
-        Channel -> ``mass_rank`` | ``mass_r200m_rank`` -> ``(counts, expected)`` of shape
-        (n_bins,), ``n_bins = min(max_bins, S + 1)``; expected from
-        :func:`cmpipe.metrics.rank_bin_probabilities` times the number of images.
+        Channel -> ``mass_r200m_rank`` | ``mass_outside_r200m_rank`` | ``mass_r500c_rank`` ->
+        ``(counts, expected)`` of shape (n_bins,), ``n_bins = min(max_bins, S + 1)``.
     """
     from cmpipe.metrics import rank_bin_probabilities, rank_histogram
 
@@ -408,9 +633,13 @@ def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[s
             continue
         s = int(part["n_samples"].max())
         n_bins = min(max_bins, s + 1)
-        for col in ("mass_rank", "mass_r200m_rank"):
-            counts = rank_histogram(part[col].to_numpy(), s, n_bins)
-            out.setdefault(channel, {})[col] = (counts, rank_bin_probabilities(s, n_bins) * len(part))
+        for col in ("mass_r200m_rank", "mass_outside_r200m_rank", "mass_r500c_rank"):
+            ranks = part[col].to_numpy()
+            ranks = ranks[ranks >= 0]
+            if not ranks.size:
+                continue
+            counts = rank_histogram(ranks, s, n_bins)
+            out.setdefault(channel, {})[col] = (counts, rank_bin_probabilities(s, n_bins) * ranks.size)
     return out
 
 
@@ -426,8 +655,8 @@ def _tarp(group, done_rows: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, np.
     """TARP on whole maps per channel from the ``samples`` array, or (None, why not)."""
     from cmpipe.metrics import tarp_coverage
 
-    if "samples" not in group:
-        return None, "not available: infer.save_samples=false"
+    if group is None or "samples" not in group:
+        return None, "not available: infer.save_samples=false (no samples saved)"
     if done_rows.size < 2:
         return None, "not available: fewer than 2 images"
     samples = np.stack([np.asarray(group["samples"][int(i)]) for i in done_rows], axis=1)  # (S, M, 2, R, R)
@@ -435,37 +664,134 @@ def _tarp(group, done_rows: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, np.
     return {channel: tarp_coverage(samples[:, :, c], truth[:, c]) for c, channel in enumerate(TARGETS)}, ""
 
 
-def headline_numbers(
-    profiles: Mapping[tuple[str, str], Mapping[str, Any]],
-    masses: pd.DataFrame,
-    z_std: Mapping[str, float],
-    n_converged: Mapping[str, int | None],
-    central_mpc: float = 1.0,
-) -> dict[str, float]:
-    """The report's headline numbers per channel.
+#: The headline metrics: key -> (description, statistic over halos, lower-is-better error (gets a skill)).
+#: Per halo: the mean over its images of the image-level value.
+HEADLINES: dict[str, tuple[str, str, bool]] = {
+    "profile_central": ("profile abs frac error, r < 1 Mpc (median over halos)", "median", True),
+    "profile_outer": ("profile abs frac error, 1 Mpc - R200m (median over halos)", "median", True),
+    "profile_edge": ("profile abs frac error, outermost bin (median over halos)", "median", True),
+    "profile_bias_central": ("profile signed frac error, r < 1 Mpc (mean over halos)", "mean", False),
+    "mass_r500c": ("abs mass frac error within R500c (median over halos)", "median", True),
+    "mass_r200m": ("abs mass frac error within R200m (median over halos)", "median", True),
+    "mass_r200m_bias": ("mass signed frac error within R200m (mean over halos)", "mean", False),
+    "mass_r200m_scatter": ("mass frac error scatter within R200m (std over halos)", "std", True),
+    "mass_whole": ("abs mass frac error, whole map (secondary; median over halos)", "median", True),
+    "z_std_r200m": ("std of standardized errors within R200m (raw; median over halos)", "median", False),
+    "z_mad_r200m": ("1.4826 MAD of standardized errors within R200m", "median", False),
+    "z_std_outside": ("std of standardized errors outside R200m (secondary)", "median", False),
+    "n_converged": ("samples until the mean's MC error < tolerance x its error (median over halos)", "median", False),
+}
+#: Keys of :data:`HEADLINES` shown on the terminal.
+TERMINAL_HEADLINES = ("profile_central", "profile_outer", "mass_r500c", "mass_r200m", "z_std_r200m")
 
-    ``profile_central_<channel>``: mean over the radial bins with ``r < central_mpc`` [Mpc]
-    of ``|mean over images of the fractional profile error|`` (all images);
-    ``profile_edge_<channel>``: the same at the outermost bin; ``mass_bias_<channel>``,
-    ``mass_scatter_<channel>``: whole-map mass error over all images
-    (:func:`mass_error_summary`); ``z_std_<channel>``; ``n_converged_<channel>`` (NaN: never).
+
+def halo_values(frames: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, pd.Series]]:
+    """Per-halo values of every :data:`HEADLINES` metric: key -> channel -> Series (index halo_id).
+
+    Each is the mean over the halo's images of the image-level value (absolute errors are
+    made absolute per image, before any averaging).
+    """
+    cl = frames["clusters"]
+    r200 = cl.drop_duplicates("image_index").set_index("image_index")["r200m_mpc"]
+    perr = profile_errors(frames["profiles"], r200)
+    out: dict[str, dict[str, pd.Series]] = {k: {} for k in HEADLINES}
+    for channel in TARGETS:
+        c = cl[cl["channel"] == channel]
+        img = pd.DataFrame({"image_index": c["image_index"], "halo_id": c["halo_id"],
+                            "mass_r500c": c["mass_r500c_frac_error"].abs(),
+                            "mass_r200m": c["mass_r200m_frac_error"].abs(),
+                            "mass_r200m_bias": c["mass_r200m_frac_error"],
+                            "mass_r200m_scatter": c["mass_r200m_frac_error"],
+                            "mass_whole": c["mass_frac_error"].abs(),
+                            "z_std_r200m": c["z_std_r200m"], "z_mad_r200m": c["z_mad_r200m"],
+                            "z_std_outside": c["z_std_outside"],
+                            "n_converged": c["n_converged"].astype(np.float64)})
+        for key in img.columns[2:]:
+            out[key][channel] = img.groupby("halo_id", sort=True)[key].mean()
+        p = perr[perr["channel"] == channel]
+        for rng_name in PROFILE_RANGES:
+            q = p[p["range"] == rng_name]
+            out[f"profile_{rng_name}"][channel] = q.groupby("halo_id", sort=True)["abs_error"].mean()
+        q = p[p["range"] == "central"]
+        out["profile_bias_central"][channel] = q.groupby("halo_id", sort=True)["signed_error"].mean()
+    return out
+
+
+def headline_numbers(values: Mapping[str, Mapping[str, pd.Series]], n_images: int | None = None) -> dict[str, float]:
+    """The headline numbers with their 68 % halo-bootstrap intervals.
+
+    Parameters
+    ----------
+    values : mapping
+        :func:`halo_values`.
+    n_images : int, optional
+        Images behind them (``n_images``).
+
+    Returns
+    -------
+    dict
+        ``<key>_<channel>``, ``<key>_<channel>_lo``, ``<key>_<channel>_hi`` for each key of
+        :data:`HEADLINES` (NaN with fewer than :data:`cmpipe.halo_stats.MIN_HALOS` halos), and
+        ``n_halos``, ``n_images``.
     """
     out: dict[str, float] = {}
-    for channel in TARGETS:
-        p = profiles.get((channel, "all"))
-        if p is not None and p["n_images"]:
-            frac = np.abs(np.asarray(p["frac"]["mean"]))
-            central = np.asarray(p["r_mpc"]) < central_mpc
-            out[f"profile_central_{channel}"] = float(_mean(frac[central]))
-            out[f"profile_edge_{channel}"] = float(frac[-1])
-        else:
-            out[f"profile_central_{channel}"] = out[f"profile_edge_{channel}"] = float("nan")
-        row = masses[(masses["channel"] == channel) & (masses["aperture"] == "whole") & (masses["mass_bin"] == "all")]
-        out[f"mass_bias_{channel}"] = float(row["bias"].iloc[0]) if len(row) else float("nan")
-        out[f"mass_scatter_{channel}"] = float(row["scatter"].iloc[0]) if len(row) else float("nan")
-        out[f"z_std_{channel}"] = float(z_std.get(channel, np.nan))
-        nc = n_converged.get(channel)
-        out[f"n_converged_{channel}"] = float(nc) if nc is not None else float("nan")
+    n_halos = 0
+    for key, (_, stat, _) in HEADLINES.items():
+        for channel in TARGETS:
+            series = values.get(key, {}).get(channel, pd.Series(dtype=np.float64))
+            summ = summarise(series, None, stat)
+            out[f"{key}_{channel}"], out[f"{key}_{channel}_lo"], out[f"{key}_{channel}_hi"] = summ.value, summ.lo, summ.hi
+            n_halos = max(n_halos, summ.n_halos)
+    out["n_halos"] = float(n_halos)
+    if n_images is not None:
+        out["n_images"] = float(n_images)
+    return out
+
+
+def skill_numbers(model: Mapping[str, Mapping[str, pd.Series]],
+                  baselines: Mapping[str, Mapping[str, Mapping[str, pd.Series]]]) -> dict[str, dict[str, Any]]:
+    """Skill of the model against the best baseline per error metric and channel.
+
+    For each lower-is-better key of :data:`HEADLINES`: the best baseline is the one with the
+    smallest statistic over the halos it shares with the model; skill = ``1 - err_model /
+    err_best`` (:func:`cmpipe.halo_stats.paired_skill`, paired bootstrap over the common
+    halos). 1: perfect; 0: no better than the best baseline; < 0: worse.
+
+    Returns
+    -------
+    dict
+        ``<key>_<channel>`` -> ``{"best": name, "skill": Summary, "better_than": [names],
+        "not_better_than": [names]}``; empty without baselines.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if not baselines:
+        return out
+    for key, (_, stat, is_error) in HEADLINES.items():
+        if not is_error:
+            continue
+        for channel in TARGETS:
+            m = model.get(key, {}).get(channel)
+            if m is None:
+                continue
+            skills = {name: paired_skill(m, b[key][channel], stat) for name, b in baselines.items()
+                      if channel in b.get(key, {})}
+            if not skills:
+                continue
+            errs, own = {}, {}
+            for name, b in baselines.items():
+                if channel in b.get(key, {}):
+                    common = b[key][channel].reindex(m.dropna().index).dropna()
+                    errs[name] = summarise(common, None, stat).value
+                    own[name] = summarise(m.reindex(common.index), None, stat).value
+            finite = {n: e for n, e in errs.items() if np.isfinite(e)}
+            best = min(finite, key=finite.get) if finite else next(iter(skills))
+            # Not better: the model's error on the common halos is not below the baseline's (this
+            # also covers a baseline with zero error, where the skill ratio is undefined).
+            worse = [n for n in finite if np.isfinite(own[n]) and own[n] >= finite[n]]
+            out[f"{key}_{channel}"] = {
+                "best": best, "skill": skills[best],
+                "better_than": [n for n in finite if n not in worse and np.isfinite(own[n])],
+                "not_better_than": worse}
     return out
 
 
@@ -493,9 +819,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _example_rows(log10_m: np.ndarray, done: np.ndarray, k: int) -> np.ndarray:
-    """Up to ``k`` done rows of the posterior store spread evenly in log10 M."""
+def _example_rows(log10_m: np.ndarray, done: np.ndarray, k: int, halo_id: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``k`` done rows of the posterior store spread evenly in log10 M, one per halo (its first image)."""
     rows = np.flatnonzero(done)
+    if halo_id is not None and rows.size:
+        _, first = np.unique(np.asarray(halo_id)[rows], return_index=True)
+        rows = rows[np.sort(first)]
     if rows.size == 0:
         return rows
     rows = rows[np.argsort(log10_m[rows], kind="stable")]
@@ -540,138 +869,268 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     out = claim_directory(Path(out) if out is not None else results / "report", "report", names=REPORT_NAMES,
                           what="report directory")
     frames, group, attrs, settings = _read_results(results)
+    settings = resolve_mass_split(settings, frames["clusters"])
     split, k_split, tol = settings["mass_split"], settings["k_split"], settings["tolerance"]
-    units = dict(attrs.get("channel_units") or {})
+    units = channel_units(attrs)
     pixel = float(attrs["pixel_mpc"])
+    baselines = read_baselines(results)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
     numbers: dict[str, float] = {}
+    cl = frames["clusters"]
+    n_halos, n_images = int(cl["halo_id"].nunique()), int(cl["image_index"].nunique())
+    counts_note = f"n_halos = {n_halos}, n_images = {n_images}"
 
     def save(fig, name: str) -> None:
         written[name] = _save(fig, out / name)
 
-    # Fig. 1: mass distribution.
+    # Fig. 1: mass distribution (the shaded range is the one the evaluated test halos span).
     images = frames["images"]
     halos = images.drop_duplicates("halo_id")["log10_m200m_msun_h"].to_numpy()
     by_split = {s: g["log10_m200m_msun_h"].to_numpy() for s, g in images.groupby("split", sort=True)}
-    save(plots.plot_mass_distribution(halos, by_split, (settings["test_min"], settings["test_max"])),
+    tested = cl["log10_m200m_msun_h"].to_numpy(np.float64)
+    reached = (float(tested.min()), float(tested.max())) if tested.size else None
+    save(plots.plot_mass_distribution(halos, by_split, (settings["test_min"], settings["test_max"]), tested=reached),
          "fig1_mass_distribution.png")
 
-    # Figs. 2 and 4: maps of a few test images from the posterior store.
+    # Figs. 2 and 4: maps of a few test images (distinct halos) from the posterior store.
     log10_m = np.asarray(group["log10_m200m_msun_h"][:], dtype=np.float64)
+    halo_ids = np.asarray(group["halo_id"][:], dtype=np.int64)
     done = np.asarray(group["done"][:]) == 1
-    rows = _example_rows(log10_m, done, 3)
+    rows = _example_rows(log10_m, done, 3, halo_ids)
     maps = np.stack([np.concatenate([group["condition"][int(i)], group["truth"][int(i)]]) for i in rows]) \
         if rows.size else np.zeros((0, 4, 1, 1))
-    save(plots.plot_example_maps(maps, ("sz_y", "xray_sb", *TARGETS), units, pixel, log10_m[rows]),
-         "fig2_example_maps.png")
-    rows6 = _example_rows(log10_m, done, 6)
+    conds = tuple(attrs.get("conditions") or ("sz_y", "xray_sb"))
+    save(plots.plot_example_maps(maps, (*conds, *TARGETS), units, pixel, log10_m[rows]), "fig2_example_maps.png")
+    rows6 = _example_rows(log10_m, done, 6, halo_ids)
     arrays = {name: (np.stack([np.asarray(group[name][int(i)]) for i in rows6]) if rows6.size
                      else np.zeros((0, 2, 1, 1))) for name in ("truth", "mean", "std")}
     save(plots.plot_truth_vs_mean(arrays["truth"], arrays["mean"], arrays["std"], TARGETS, units, pixel,
                                   log10_m[rows6]), "fig4_truth_vs_mean.png")
 
-    # Fig. 5: convergence; Fig. 6: standardized errors.
+    # Fig. 5: convergence of the posterior mean; Fig. 6: standardized errors (numbers from raw values).
     n_values, conv, n_conv = convergence_summary(frames["convergence"], tol)
     save(plots.plot_convergence(n_values, conv, tol, n_conv), "fig5_convergence.png")
-    edges, counts, z_std = zhist_summary(frames["zhist"])
-    save(plots.plot_standardized_errors(edges, counts, z_std), "fig6_standardized_errors.png")
+    zsum = z_summary(cl)
+    edges, counts = zhist_summary(frames["zhist"], "r200m")
+    z_in = {r.channel: (r.z_std, r.z_mad) for r in zsum[zsum.region == "r200m"].itertuples()}
+    save(plots.plot_standardized_errors(edges, counts, z_in), "fig6_standardized_errors.png")
 
-    # Fig. 7: profiles; Figs. 8, 9: spectra.
+    # Fig. 7: profiles; Figs. 8, 9: spectra (the baselines' r(k) beside the inputs').
     prof = profile_summary_by_bin(frames["profiles"], split)
     save(plots.plot_profiles(prof, TARGETS), "fig7_profiles.png")
-    save(plots.plot_spectral_ratio(spectra_summary_by_bin(frames["spectra"], split, "b"), "b", TARGETS,
-                                   ("sample", "posterior_mean"), k_split), "fig8_bias.png")
-    save(plots.plot_spectral_ratio(spectra_summary_by_bin(frames["spectra"], split, "r"), "r", TARGETS,
-                                   ("sample", "posterior_mean", "input_sz_y", "input_xray_sb"), k_split),
+    spec_b = spectra_summary_by_bin(frames["spectra"], split, "b")
+    spec_r = spectra_summary_by_bin(frames["spectra"], split, "r")
+    for name, bf in baselines.items():
+        for key, value in spectra_summary_by_bin(bf["spectra"][bf["spectra"]["comparison"] == "posterior_mean"],
+                                                 split, "r").items():
+            spec_r[(key[0], key[1], f"baseline_{name}")] = value
+    save(plots.plot_spectral_ratio(spec_b, "b", TARGETS, ("sample", "posterior_mean"), k_split), "fig8_bias.png")
+    save(plots.plot_spectral_ratio(spec_r, "r", TARGETS, ("sample", "posterior_mean", "input_sz_y", "input_xray_sb",
+                                                          *[f"baseline_{n}" for n in baselines]), k_split),
          "fig9_correlation.png")
 
     # Table 1.
     t1 = table1(frames["spectra"], split, k_split)
     t1.to_csv(out / "table1.csv", index=False)
     written["table1.csv"] = out / "table1.csv"
-    t1_md = (f"Table 1: b and r averaged over k < {k_split:.3f} Mpc^-1 (large) and k >= it (small) per image, "
-             f"then over the images of the mass bin (low: log10 M200m < {split:g}).\n\n" + _markdown_table(t1))
+    t1_md = (f"Table 1: b and r per image averaged over k < {k_split:.3f} Mpc^-1 (large) and k >= it (small), each "
+             "k bin weighted by its width in ln k (bins equally spaced in log k); the images of a halo averaged; "
+             f"then the mean over the halos of the mass bin (low: log10 M200m < {split:.3g}) with its 68 % bootstrap "
+             f"interval over halos ({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}). Fewer than {MIN_HALOS} halos: "
+             f"{TOO_FEW}.\n\n" + _interval_table(t1, ("b_large", "b_small", "r_large", "r_small")))
     (out / "table1.md").write_text(t1_md)
     written["table1.md"] = out / "table1.md"
 
-    # Mass errors.
-    masses = mass_error_summary(frames["clusters"], split)
+    # Mass and profile errors.
+    masses = mass_error_summary(cl, split)
     masses.to_csv(out / "mass_errors.csv", index=False)
     written["mass_errors.csv"] = out / "mass_errors.csv"
-    mass_md = ("Total-mass fractional error (posterior mean vs truth): bias = mean, scatter = std (ddof 1); "
-               "reference: de Andres et al. 2024, ~1 % bias, <= 3 % scatter.\n\n" + _markdown_table(masses))
+    r200 = cl.drop_duplicates("image_index").set_index("image_index")["r200m_mpc"]
+    perr = profile_error_summary(profile_errors(frames["profiles"], r200), split)
+    perr.to_csv(out / "profile_errors.csv", index=False)
+    written["profile_errors.csv"] = out / "profile_errors.csv"
+    mass_md = ("Mass fractional error of the posterior-mean map within R500c and R200m (headline) and over the whole "
+               "map (secondary). Per halo the mean over its images of |error| (abs_error) and of the signed error; "
+               "abs_error = median over halos, bias = mean over halos of the signed error, scatter = its std over "
+               "halos; [68 % bootstrap interval over halos]. Reference: de Andres et al. 2024, ~1 % bias, <= 3 % "
+               "scatter.\n\n" + _interval_table(masses, ("abs_error", "bias", "scatter"),
+                                                  extra=("ref_bias", "ref_scatter")))
     (out / "mass_errors.md").write_text(mass_md)
     written["mass_errors.md"] = out / "mass_errors.md"
-    cl = frames["clusters"]
+    prof_md = ("Profile fractional error of the posterior mean per halo: the mean of |error| over the radial bins of "
+               "each range (images of a halo averaged); abs_error = median over halos [68 % bootstrap interval], "
+               "p16-p84 = the 68 % range over halos; bias = mean signed error over halos, reported separately.\n\n"
+               + _interval_table(perr, ("abs_error", "bias"), extra=("p16", "p84"), key=("channel", "range",
+                                                                                          "mass_bin")))
     mass_data = {c: {"log10_m": g["log10_m200m_msun_h"].to_numpy(), "whole": g["mass_frac_error"].to_numpy(),
-                     "r200m": g["mass_r200m_frac_error"].to_numpy()}
+                     "r200m": g["mass_r200m_frac_error"].to_numpy(), "r500c": g["mass_r500c_frac_error"].to_numpy()}
                  for c in TARGETS for g in [cl[cl["channel"] == c]]}
     save(plots.plot_mass_errors(mass_data, split), "fig_mass_error.png")
 
-    # Calibration.
+    # Calibration (inside R200m the headline; outside secondary).
     cov = coverage_summary(frames["coverage"])
     ranks = rank_summary(cl)
     tarp, tarp_note = _tarp(group, np.flatnonzero(done))
     save(plots.plot_calibration(cov, ranks, tarp, tarp_note), "fig_calibration.png")
-    cal_rows = _coverage_deviations(cov)
-    numbers.update({f"calibration_{r['channel']}_{r['quantity']}": r["max_coverage_deviation"] for r in cal_rows})
+    cal = calibration_summary(frames["coverage"])
+    numbers.update({f"calibration_{r.channel}_{r.quantity}": r.max_coverage_deviation for r in cal.itertuples()})
+    tarp_rows = []
     if tarp is not None:
         for channel, (alpha, ecp) in tarp.items():
             dev = max_coverage_deviation(alpha, ecp)
             numbers[f"tarp_{channel}"] = dev
-            cal_rows.append({"channel": channel, "quantity": "tarp (whole maps)", "max_coverage_deviation": dev})
-    cal = pd.DataFrame(cal_rows, columns=["channel", "quantity", "max_coverage_deviation"])
-    cal_md = ("Calibration: max |observed - expected| coverage over the credible levels, averaged over images "
-              "(0: calibrated).\n\n" + _markdown_table(cal) + "\nTARP (whole maps): "
-              + ("see the tarp rows above.\n" if tarp is not None else f"{tarp_note}\n"))
+            tarp_rows.append(f"| {channel} | {dev:.3g} |")
+    cal_md = ("Calibration: interval coverage per halo (images averaged), mean over halos; max |observed - expected| "
+              "over the credible levels (0: calibrated) and the mean signed deviation [68 % bootstrap interval over "
+              "halos]: below 0 the intervals are too narrow (over-confident).\n\n"
+              + _interval_table(cal, ("mean_deviation",), extra=("max_coverage_deviation", "verdict"),
+                                key=("channel", "quantity"))
+              + "\nWidth of the standardized pixel errors from the raw values (std and 1.4826 MAD; median over "
+                "halos [68 % interval]); > 1: over-confident.\n\n"
+              + _interval_table(zsum, ("z_mean", "z_std", "z_mad"), extra=("verdict",), key=("channel", "region"))
+              + "\nTARP (whole maps): "
+              + ("\n\n| channel | max deviation |\n|---|---|\n" + "\n".join(tarp_rows) + "\n" if tarp is not None
+                 else f"{tarp_note}; the TARP panels are left out of fig_calibration.png.\n"))
     (out / "calibration.md").write_text(cal_md)
     written["calibration.md"] = out / "calibration.md"
 
-    # Headline numbers and the index.
-    numbers.update(headline_numbers(prof, masses, z_std, n_conv))
-    written["report.md"] = _write_index(out, written, numbers, t1_md, mass_md, cal_md, settings,
-                                        int(done.sum()))
+    # Headline numbers against the baselines, and the index.
+    values = halo_values(frames)
+    numbers.update(headline_numbers(values, n_images))
+    base_values = {name: halo_values(bf) for name, bf in baselines.items()}
+    base_numbers = {name: headline_numbers(v) for name, v in base_values.items()}
+    skills = skill_numbers(values, base_values)
+    for key, sk in skills.items():
+        numbers[f"skill_{key}"], numbers[f"skill_{key}_lo"], numbers[f"skill_{key}_hi"] = (
+            sk["skill"].value, sk["skill"].lo, sk["skill"].hi)
+    headline_md, verdicts = _headline_markdown({"model": numbers, **base_numbers}, skills, list(baselines))
+    written["headline_text"] = _headline_text({"model": numbers, **base_numbers}, skills, list(baselines),
+                                              counts_note)
+    written["report.md"] = _write_index(out, written, headline_md, verdicts, t1_md, mass_md, prof_md, cal_md,
+                                        settings, counts_note, list(baselines))
     written["report"] = written["report.md"]
     written["numbers"] = numbers
-    logger.info("report of %d images written to %s", int(done.sum()), out)
+    written["baseline_numbers"] = base_numbers
+    written["skills"] = skills
+    logger.info("report of %d images of %d halos written to %s", n_images, n_halos, out)
     return written
 
 
 _CAPTIONS = {
     "fig1_mass_distribution.png": "Fig. 1: mass distribution of the halos and of each split's images",
-    "fig2_example_maps.png": "Fig. 2: example test inputs (y, S_X) and targets (gas, DM)",
-    "fig4_truth_vs_mean.png": "Fig. 4: truth, posterior mean and posterior std",
-    "fig5_convergence.png": "Fig. 5: sample-variance convergence",
-    "fig6_standardized_errors.png": "Fig. 6: standardized pixel errors",
-    "fig7_profiles.png": "Fig. 7: radial profiles and their fractional error",
+    "fig2_example_maps.png": "Fig. 2: example test inputs and targets (distinct halos)",
+    "fig4_truth_vs_mean.png": "Fig. 4: truth, posterior mean and posterior std (distinct halos)",
+    "fig5_convergence.png": "Fig. 5: Monte-Carlo error of the posterior mean over its actual error, within R200m",
+    "fig6_standardized_errors.png": "Fig. 6: standardized pixel errors within R200m",
+    "fig7_profiles.png": "Fig. 7: radial profiles and their fractional error (over halos)",
     "fig8_bias.png": "Fig. 8: bias b(k)",
-    "fig9_correlation.png": "Fig. 9: cross-correlation r(k), with the input baselines",
-    "fig_mass_error.png": "Total-mass fractional error vs mass",
+    "fig9_correlation.png": "Fig. 9: cross-correlation r(k), with the input and trivial baselines",
+    "fig_mass_error.png": "Mass fractional error vs mass",
     "fig_calibration.png": "Calibration: interval coverage, mass rank histograms, TARP",
 }
 
 
-#: The headline numbers' keys (``<key>_<channel>``) and descriptions, in the reports' order.
-_HEADLINES = (("profile_central", "mean abs profile frac error, r < 1 Mpc"),
-              ("profile_edge", "abs profile frac error, outermost bin"),
-              ("mass_bias", "mass frac error bias (whole map)"),
-              ("mass_scatter", "mass frac error scatter (whole map)"),
-              ("z_std", "std of standardized errors"),
-              ("n_converged", "samples to converge (median)"))
+def _interval_table(df: pd.DataFrame, columns: Sequence[str], extra: Sequence[str] = (),
+                    key: Sequence[str] | None = None) -> str:
+    """A pipe table: key columns, ``n_halos``, ``n_images``, each of ``columns`` as ``value [lo, hi]``
+    (or "too few halos"), then ``extra``."""
+    if key is None:
+        key = [c for c in ("comparison", "channel", "aperture", "range", "region", "quantity", "mass_bin")
+               if c in df.columns]
+    head = [*key, "n_halos", "n_images", *columns, *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in df.iterrows():
+        few = str(row.get("note", "")) == TOO_FEW
+        cells = [str(row[k]) for k in key] + [str(int(row["n_halos"])), str(int(row["n_images"]))]
+        for c in columns:
+            cells.append(TOO_FEW if few or not np.isfinite(row[c])
+                         else f"{_fmt(row[c])} [{_fmt(row[f'{c}_lo'])}, {_fmt(row[f'{c}_hi'])}]")
+        cells += [_fmt(row[c]) for c in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def _write_index(out: Path, written: Mapping[str, Any], numbers: Mapping[str, float], t1_md: str, mass_md: str,
-                 cal_md: str, settings: Mapping[str, float], n_images: int) -> Path:
+def _num(numbers: Mapping[str, float], name: str) -> str:
+    v = numbers.get(name, np.nan)
+    if not np.isfinite(v):
+        return TOO_FEW if name in numbers else "-"
+    return f"{_fmt(v)} [{_fmt(numbers.get(name + '_lo', np.nan))}, {_fmt(numbers.get(name + '_hi', np.nan))}]"
+
+
+def _headline_markdown(numbers: Mapping[str, Mapping[str, float]], skills: Mapping[str, Mapping[str, Any]],
+                       baselines: Sequence[str]) -> tuple[str, list[str]]:
+    """The headline table (model, baselines, skill against the best baseline) and the sentences
+    saying where the model is not better than a baseline."""
+    labels = list(numbers)
+    head = ["quantity", "channel", *labels, "n_halos"] + (["skill vs best baseline"] if baselines else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    verdicts: list[str] = []
+    for key, (desc, _, is_error) in HEADLINES.items():
+        for channel in TARGETS:
+            name = f"{key}_{channel}"
+            cells = [desc, channel, *[_num(numbers[lb], name) for lb in labels], _fmt(int(numbers["model"]["n_halos"]))]
+            if baselines:
+                sk = skills.get(name)
+                cells.append(f"{sk['skill'].text()} (vs {sk['best']})" if sk else "-")
+                if sk:
+                    for b in sk["not_better_than"]:
+                        verdicts.append(f"The model is **not better** than the `{b}` baseline at {desc}, {channel}: "
+                                        f"{_fmt(numbers['model'][name])} against {_fmt(numbers[b][name])}.")
+                    s = sk["skill"]
+                    if sk["best"] in sk["better_than"] and np.isfinite(s.lo) and s.lo <= 0:
+                        verdicts.append(f"At {desc}, {channel}, the model's advantage over `{sk['best']}` is within "
+                                        f"the halo-to-halo uncertainty (skill {s.text()}).")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n", verdicts
+
+
+def _headline_text(numbers: Mapping[str, Mapping[str, float]], skills: Mapping[str, Mapping[str, Any]],
+                   baselines: Sequence[str], counts_note: str) -> str:
+    """The compact headline table printed by ``cmpipe report``."""
+    labels = list(numbers)
+    rows = [["metric", "chan", *labels] + (["skill"] if baselines else [])]
+    for key in TERMINAL_HEADLINES:
+        for channel in TARGETS:
+            name = f"{key}_{channel}"
+            row = [key, "gas" if channel == "gas_sigma" else "DM", *[_num(numbers[lb], name) for lb in labels]]
+            if baselines:
+                sk = skills.get(name)
+                row.append(f"{sk['skill'].text('{:.2f}')} vs {sk['best']}" if sk else "-")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    text = [f"headline over halos, median [68 % halo-bootstrap interval]; {counts_note}"
+            + ("" if baselines else "; no baselines found under RESULTS/baselines/")]
+    text += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(text)
+
+
+def _write_index(out: Path, written: Mapping[str, Any], headline_md: str, verdicts: Sequence[str], t1_md: str,
+                 mass_md: str, prof_md: str, cal_md: str, settings: Mapping[str, float], counts_note: str,
+                 baselines: Sequence[str]) -> Path:
     lines = ["# cmpipe evaluation report", "",
-             f"{n_images} test images; mass split log10 M200m = {settings['mass_split']:g} [Msun/h]; "
-             f"k_split = {settings['k_split']:.3f} Mpc^-1; convergence tolerance {settings['tolerance']:g}.", "",
-             "## Headline numbers", "", "| quantity | gas | DM | reference |", "|---|---|---|---|"]
-    for key, label in _HEADLINES:
-        g, d = (numbers.get(f"{key}_{c}", np.nan) for c in TARGETS)
-        lines.append(f"| {label} | {_fmt(g)} | {_fmt(d)} | {REFERENCES[key]} |")
-    lines += ["", "## Table 1", "", t1_md, "## Mass errors", "", mass_md, "## Calibration", "", cal_md,
-              "## Figures", ""]
+             f"{counts_note} (test set); every number is a statistic over halos (the images of a halo averaged "
+             f"first) with a 68 % bootstrap interval over halos ({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}); "
+             f"fewer than {MIN_HALOS} halos: {TOO_FEW}. Mass split log10 M200m = {settings['mass_split']:.3g} [Msun/h]; "
+             f"k_split = {settings['k_split']:.3f} Mpc^-1; convergence: the Monte-Carlo error of the posterior mean "
+             f"below {settings['tolerance']:g} of its actual error.", "",
+             "## Headline numbers", ""]
+    if baselines:
+        lines += [f"Model beside the trivial baselines ({', '.join(f'`{b}`' for b in baselines)}; "
+                  "`RESULTS/baselines/`), evaluated with the same metrics on the same test images. Skill = "
+                  "1 - error(model) / error(best baseline) (paired bootstrap over the common halos): 1 perfect, "
+                  "0 no better than the best baseline, < 0 worse.", ""]
+    else:
+        lines += ["No baselines found under `RESULTS/baselines/`: nothing tells whether these numbers beat a "
+                  "trivial predictor (run the baselines).", ""]
+    lines += [headline_md, ""]
+    if verdicts:
+        lines += ["### Where the model is not better than a baseline", ""] + [f"- {v}" for v in verdicts] + [""]
+    elif baselines:
+        lines += ["The model is better than every baseline on every headline error.", ""]
+    lines += ["References: " + "; ".join(f"{k}: {v}" for k, v in REFERENCES.items()), ""]
+    lines += ["## Table 1", "", t1_md, "## Mass errors", "", mass_md, "## Profile errors", "", prof_md,
+              "## Calibration", "", cal_md, "## Figures", ""]
     for name, caption in _CAPTIONS.items():
         if name in written:
             lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
@@ -747,10 +1206,13 @@ def compare_reports(
         _check_results_dir(Path(path))
     out = claim_directory(out, "comparison", names=COMPARISON_NAMES, what="comparison directory")
     loaded = {}
+    baselines: dict[str, dict[str, pd.DataFrame]] = {}
     for label, path in results.items():
         frames, _, attrs, settings = _read_results(Path(path))
         loaded[label] = {"path": Path(path), "frames": frames, "settings": settings, "info": _model_info(attrs),
                          "images": _evaluated_images(frames)}
+        for name, bf in read_baselines(path).items():
+            baselines.setdefault(name, bf)
     images = {label: d["images"] for label, d in loaded.items()}
     common = images[next(iter(images))]
     for idx in images.values():
@@ -761,9 +1223,11 @@ def compare_reports(
     differ = any(not np.array_equal(idx, common) for idx in images.values())
 
     t1_parts, mass_parts, numbers, prof, spec_b, spec_r, mass_data, cal_parts = [], [], {}, {}, {}, {}, {}, []
+    values: dict[str, Any] = {}
     for label, d in loaded.items():
         f = {name: frame[frame["image_index"].isin(common)] for name, frame in d["frames"].items()
              if name != "images"}
+        d["settings"] = resolve_mass_split(d["settings"], f["clusters"])  # on the common images
         split, k_split = d["settings"]["mass_split"], d["settings"]["k_split"]
         t1_parts.append(table1(f["spectra"], split, k_split).assign(model=label))
         masses = mass_error_summary(f["clusters"], split)
@@ -771,9 +1235,8 @@ def compare_reports(
         prof[label] = profile_summary_by_bin(f["profiles"], split)
         spec_b[label] = spectra_summary_by_bin(f["spectra"], split, "b")
         spec_r[label] = spectra_summary_by_bin(f["spectra"], split, "r")
-        _, _, n_conv = convergence_summary(f["convergence"], d["settings"]["tolerance"])
-        _, _, z_std = zhist_summary(f["zhist"])
-        numbers[label] = headline_numbers(prof[label], masses, z_std, n_conv)
+        values[label] = halo_values(f)
+        numbers[label] = headline_numbers(values[label], int(common.size))
         if not d["info"]["point_estimate"]:
             rows = _coverage_deviations(coverage_summary(f["coverage"]))
             numbers[label].update({f"calibration_{r['channel']}_{r['quantity']}": r["max_coverage_deviation"]
@@ -782,6 +1245,10 @@ def compare_reports(
         cl = f["clusters"]
         mass_data[label] = {c: {"log10_m": g["log10_m200m_msun_h"].to_numpy(), "whole": g["mass_frac_error"].to_numpy()}
                             for c in TARGETS for g in [cl[cl["channel"] == c]]}
+    base_values = {name: halo_values({n: fr[fr["image_index"].isin(common)] for n, fr in bf.items()})
+                   for name, bf in baselines.items()}
+    base_numbers = {name: headline_numbers(v) for name, v in base_values.items()}
+    skills = {label: skill_numbers(values[label], base_values) for label in loaded}
     t1 = pd.concat(t1_parts, ignore_index=True)
     t1 = t1[["model", *[c for c in t1.columns if c != "model"]]]
     masses = pd.concat(mass_parts, ignore_index=True)
@@ -830,19 +1297,41 @@ def compare_reports(
               "b(k) = r(k) < 1 on the scales where the inputs lack the information (the power there is "
               "averaged away), where a calibrated sample keeps b ~ 1 with a lower r."
               + (f" Point estimates here: {', '.join(unets)}." if unets else ""), "",
-              "## Headline numbers", "", "| quantity | channel | " + " | ".join(loaded) + " | reference |",
-              "|---|---|" + "---|" * len(loaded) + "---|"]
-    for key, desc in _HEADLINES:
+              "## Headline numbers", "",
+              f"Statistics over halos (images of a halo averaged first) with 68 % bootstrap intervals over halos "
+              f"({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED})"
+              + (f"; beside the trivial baselines {', '.join(f'`{b}`' for b in baselines)} (found under the results' "
+                 "`baselines/`), with each model's skill = 1 - error(model) / error(best baseline)." if baselines
+                 else "; no baselines found under the results' `baselines/`: no skill column."), ""]
+    labels = [*loaded, *baselines]
+    all_numbers = {**numbers, **base_numbers}
+    head = ["quantity", "channel", *labels] + [f"skill {lb}" for lb in loaded if baselines]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    not_better: list[str] = []
+    for key, (desc, _, _) in HEADLINES.items():
         for channel in TARGETS:
-            cells = " | ".join(_fmt(numbers[label].get(f"{key}_{channel}", np.nan)) for label in loaded)
-            lines.append(f"| {desc} | {channel} | {cells} | {REFERENCES[key]} |")
+            name = f"{key}_{channel}"
+            cells = [desc, channel, *[_num(all_numbers[lb], name) for lb in labels]]
+            for lb in (loaded if baselines else ()):
+                sk = skills[lb].get(name)
+                cells.append(f"{sk['skill'].text()} (vs {sk['best']})" if sk else "-")
+                for b in (sk or {}).get("not_better_than", []):
+                    not_better.append(f"{lb} is **not better** than the `{b}` baseline at {desc}, {channel}.")
+            lines.append("| " + " | ".join(cells) + " |")
+    if not_better:
+        lines += ["", "Where a model is not better than a baseline:", ""] + [f"- {v}" for v in not_better]
     lines += ["", "## Table 1", "",
-              "b and r averaged over k < k_split (large) and k >= k_split (small) per image, then over the "
-              "images of the mass bin, per model.", "", _markdown_table(t1),
+              "b and r per image averaged over k < k_split (large) and k >= k_split (small), k bins weighted by "
+              "their width in ln k; the images of a halo averaged; the mean over halos [68 % bootstrap interval], "
+              "per model.", "", _interval_table(t1, ("b_large", "b_small", "r_large", "r_small"),
+                                                 key=("model", "comparison", "channel", "mass_bin")),
               "## Mass errors", "",
-              "Total-mass fractional error of the posterior-mean (point-estimate) map: bias = mean, scatter = std "
-              "(ddof 1); reference: de Andres et al. 2024, ~1 % bias, <= 3 % scatter.", "",
-              _markdown_table(masses), "## Calibration", ""]
+              "Mass fractional error of the posterior-mean (point-estimate) map within R500c, R200m and the whole "
+              "map: abs_error = median over halos of the per-halo mean |error|, bias = mean signed error over halos, "
+              "scatter = its std over halos [68 % intervals]; reference: de Andres et al. 2024, ~1 % bias, <= 3 % "
+              "scatter.", "",
+              _interval_table(masses, ("abs_error", "bias", "scatter"), key=("model", "channel", "aperture",
+                                                                             "mass_bin")), "## Calibration", ""]
     if cal_parts:
         lines += ["Max |observed - expected| interval coverage over the credible levels (0: calibrated), models "
                   "that sample only.", "", _markdown_table(pd.DataFrame(cal_parts))]
@@ -862,6 +1351,8 @@ def compare_reports(
     path.write_text("\n".join(lines))
     written["comparison.md"] = written["report"] = path
     written["numbers"] = numbers
+    written["baseline_numbers"] = base_numbers
+    written["skills"] = skills
     written["images"] = images
     written["common_images"] = common
     logger.info("comparison of %s on %d images written to %s", ", ".join(loaded), common.size, out)

@@ -128,7 +128,7 @@ def test_rerun_skips_done_images_and_redoes_interrupted_ones(results, store, run
     assert again["done_before"] == 4 and again["sampled"] == 2 and again["removed_parts"] == len(SCHEMAS)
     after = read_table(out, "clusters").to_pydict()
     assert after["image_index"].count(first) == 2  # its two channels, once each
-    for key in ("image_index", "channel", "mass_true_msun", "mass_pred_msun", "mass_rank", "z_std"):
+    for key in ("image_index", "channel", "mass_true_msun", "mass_pred_msun", "mass_rank", "z_std_r200m"):
         assert after[key] == before[key], key
     assert all(len(part_paths(out, name)) >= 1 for name in SCHEMAS)
 

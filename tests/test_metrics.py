@@ -21,6 +21,8 @@ from cmpipe.metrics import (
     fractional_error,
     k_bins,
     large_small_means,
+    log_k_weights,
+    mean_convergence,
     mass_fractional_error,
     max_coverage_deviation,
     power_spectrum,
@@ -200,11 +202,21 @@ def test_scale_split_and_large_small_means() -> None:
     )
     k = np.array([1.0, 2.0, 3.0, 4.0])
     values = np.array([[1.0, 3.0, 10.0, 20.0], [0.0, 0.0, 1.0, 1.0]])
-    large, small = large_small_means(k, values, 3.0)
+    large, small = large_small_means(k, values, 3.0, weighting="uniform")
     np.testing.assert_array_equal(large, [2.0, 0.0])
     np.testing.assert_array_equal(small, [15.0, 1.0])
     large, small = large_small_means(k, values, 10.0)
     assert np.all(np.isnan(small)) and large.shape == (2,)
+    # Log weighting: each ring weighs its width in ln k (edges at the ln-k midpoints), so a
+    # ring at high k, among many, weighs less than one at low k.
+    w = log_k_weights(k)
+    lk = np.log(k)
+    mid = 0.5 * (lk[1:] + lk[:-1])
+    np.testing.assert_allclose(w, np.diff(np.concatenate([[2 * lk[0] - mid[0]], mid, [2 * lk[-1] - mid[-1]]])))
+    large, small = large_small_means(k, values, 3.0)
+    np.testing.assert_allclose(large, values[:, :2] @ w[:2] / w[:2].sum(), rtol=1e-14)
+    np.testing.assert_allclose(small, values[:, 2:] @ w[2:] / w[2:].sum(), rtol=1e-14)
+    assert w[0] > w[-1]
 
 
 def test_power_spectrum_of_a_paper_sized_batch_runs() -> None:
@@ -348,6 +360,34 @@ def test_sample_variance_convergence() -> None:
     n2, _, ratio2 = sample_variance_convergence(samples, n_values=[7])
     expected = (samples[:7].var(axis=0, ddof=1) / samples.var(axis=0, ddof=1)).mean()
     assert n2.tolist() == [7] and ratio2[0] == pytest.approx(expected, rel=1e-10)
+
+
+def test_mean_convergence_does_not_converge_by_construction() -> None:
+    """Oracles: the old criterion is 0 at n = S whatever the posterior; the new one is not. A
+    calibrated Gaussian posterior (truth and samples from N(mu, 1)) has median ratio about
+    1.48 / sqrt(n) (median |N(0, 1)| = 0.674): with S = 8 and a 0.2 threshold it never converges;
+    with S = 400 it converges near n = 55 (between 25 and 150). A posterior whose mean misses the
+    truth by 5 sigma converges at once (more samples cannot help); the ratio is not 0 at n = S."""
+    rng = np.random.default_rng(11)
+    mu = rng.normal(size=(48, 48))
+    truth = mu + rng.normal(size=mu.shape)
+    few = mu + rng.normal(size=(8, *mu.shape))
+    _, dev, _ = sample_variance_convergence(few)
+    assert dev[-1] == pytest.approx(0.0, abs=1e-12)  # the old criterion: converged at n = S by construction
+    n, ratio, mc, err = mean_convergence(few, truth)
+    assert ratio[-1] > 0.3 and samples_to_converge(n, ratio, 0.2) is None
+    many = mu + rng.normal(size=(400, *mu.shape))
+    n, ratio, mc, err = mean_convergence(many, truth)
+    assert 25 <= samples_to_converge(n, ratio, 0.2) <= 150
+    np.testing.assert_allclose(mc, np.median(many.std(axis=0, ddof=1)) / np.sqrt(n), rtol=1e-12)
+    biased = truth + 5.0 + rng.normal(size=(8, *mu.shape))
+    n, ratio, _, _ = mean_convergence(biased, truth)
+    assert samples_to_converge(n, ratio, 0.2) == 2 and ratio[-1] > 0
+    # a mask selects pixels (e.g. within R200m)
+    mask = np.zeros(mu.shape, bool)
+    mask[:4] = True
+    _, _, _, err_mask = mean_convergence(few, truth, mask, n_values=[8])
+    assert err_mask[0] == pytest.approx(np.median(np.abs(few.mean(0) - truth)[mask]), rel=1e-12)
 
 
 def test_samples_to_converge() -> None:

@@ -16,6 +16,7 @@ from cmpipe.metrics.calibration import (
 from cmpipe.metrics.mass import aperture_mask, mass_fractional_error, total_mass
 from cmpipe.metrics.posterior import (
     Z_EDGES,
+    mean_convergence,
     sample_variance_convergence,
     samples_to_converge,
     standardized_error_histogram,
@@ -33,6 +34,7 @@ from cmpipe.metrics.spectra import (
     cross_spectrum,
     k_bins,
     large_small_means,
+    log_k_weights,
     power_spectrum,
     scale_split_k,
 )
@@ -47,7 +49,9 @@ __all__ = [
     "fractional_error",
     "k_bins",
     "large_small_means",
+    "log_k_weights",
     "mass_fractional_error",
+    "mean_convergence",
     "max_coverage_deviation",
     "pixel_radii_mpc",
     "power_spectrum",

@@ -32,6 +32,7 @@ __all__ = [
     "cross_spectrum",
     "k_bins",
     "large_small_means",
+    "log_k_weights",
     "power_spectrum",
     "scale_split_k",
 ]
@@ -210,8 +211,36 @@ def scale_split_k(npix: int, pixel_mpc: float) -> float:
     return math.sqrt(k_fund * k_nyq)
 
 
+def log_k_weights(k: np.ndarray) -> np.ndarray:
+    """Width in ``ln k`` of each ring: weights that make a mean over rings a mean in log k.
+
+    Ring ``i`` is taken to span ``ln k`` from the midpoint with its lower neighbour to the
+    midpoint with its upper one (the end rings: symmetric about their own ``ln k``). A
+    weighted mean with these weights is the mean of the piecewise-constant ``v(ln k)``
+    over ``ln k``: each decade of k counts the same, not each of the (linearly spaced,
+    far more numerous) small-scale rings.
+
+    Parameters
+    ----------
+    k : array_like, shape (nbins,)
+        Increasing ring wavenumbers, > 0 [Mpc^-1].
+
+    Returns
+    -------
+    ndarray, shape (nbins,)
+        Weights [dimensionless, ln k units]; all 1 for a single ring.
+    """
+    lk = np.log(np.asarray(k, dtype=np.float64))
+    if lk.size < 2:
+        return np.ones(lk.size)
+    mid = 0.5 * (lk[1:] + lk[:-1])
+    lower = np.concatenate([[lk[0] - (mid[0] - lk[0])], mid])
+    upper = np.concatenate([mid, [lk[-1] + (lk[-1] - mid[-1])]])
+    return upper - lower
+
+
 def large_small_means(
-    k: np.ndarray, values: np.ndarray, k_split: float
+    k: np.ndarray, values: np.ndarray, k_split: float, weighting: str = "log"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean of a binned quantity over large scales (``k < k_split``) and small scales.
 
@@ -223,22 +252,30 @@ def large_small_means(
         E.g. ``b(k)`` or ``r(k)`` per map.
     k_split : float
         Split [Mpc^-1]; rings with ``k >= k_split`` are small scales.
+    weighting : {"log", "uniform"}
+        ``log`` (default): each ring weighted by its width in ``ln k`` (:func:`log_k_weights`
+        of all rings), i.e. the mean over bins equally spaced in log k; ``uniform``: every
+        ring the same (the small-scale side is then dominated by its many high-k rings).
 
     Returns
     -------
     large, small : ndarray, shape (...)
-        Unweighted means over the rings on each side (NaNs propagate); NaN if a side has no
+        Weighted means over the rings on each side (NaNs propagate); NaN if a side has no
         ring.
     """
     k = np.asarray(k, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     if values.shape[-1] != k.size:
         raise ValueError(f"values last axis {values.shape[-1]} != len(k) {k.size}")
+    if weighting not in ("log", "uniform"):
+        raise ValueError(f"weighting must be 'log' or 'uniform', got {weighting!r}")
+    weights = log_k_weights(k) if weighting == "log" else np.ones(k.size)
     large_sel = k < k_split
 
     def side(sel: np.ndarray) -> np.ndarray:
         if not sel.any():
             return np.full(values.shape[:-1], np.nan)
-        return values[..., sel].mean(axis=-1)
+        w = weights[sel]
+        return (values[..., sel] * w).sum(axis=-1) / w.sum()
 
     return side(large_sel), side(~large_sel)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cmpipe.config import CosmologyConfig
 
-__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc", "sigma_crit_msun_mpc2"]
+__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc", "r500c_from_m200m", "rho_crit_msun_mpc3",
+           "sigma_crit_msun_mpc2"]
 
 #: colossus gives densities in Msun h^2 kpc^-3: times 1e9 h^2 for Msun Mpc^-3.
 _KPC3_TO_MPC3 = 1e9
@@ -72,6 +73,55 @@ def r200m_mpc(m200m_msun: float | np.ndarray, cfg: CosmologyConfig) -> np.ndarra
     """R200m [physical Mpc] of halos of mass M200m [Msun]: ``M = 200 rho_m (4 pi / 3) R^3``."""
     rho_m = mean_densities(cfg).matter
     return np.cbrt(3.0 * np.asarray(m200m_msun, dtype=np.float64) / (4.0 * np.pi * 200.0 * rho_m))
+
+
+def rho_crit_msun_mpc3(cfg: CosmologyConfig) -> float:
+    """Critical density at ``cfg.redshift`` [physical Msun Mpc^-3]."""
+    cosmo = colossus_cosmology(cfg)
+    return float(cosmo.rho_c(cfg.redshift)) * _KPC3_TO_MPC3 * cfg.h**2
+
+
+def r500c_from_m200m(
+    m200m_msun: float | np.ndarray, c200m: float | np.ndarray, cfg: CosmologyConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """R500c and M500c of NFW halos given M200m and the concentration c200m = R200m / r_s.
+
+    Solves ``M_NFW(< R) = 500 rho_c (4 pi / 3) R^3`` with ``M_NFW(< R) = M200m mu(R / r_s) /
+    mu(c200m)``, ``mu(x) = ln(1 + x) - x / (1 + x)`` (bisection in ``ln R``, 60 steps:
+    relative precision ~1e-15), at ``cfg.redshift``.
+
+    Parameters
+    ----------
+    m200m_msun : float or array
+        M200m [Msun] (not Msun/h).
+    c200m : float or array
+        NFW concentration (broadcast against ``m200m_msun``).
+    cfg : CosmologyConfig
+
+    Returns
+    -------
+    r500c_mpc : ndarray
+        [physical Mpc].
+    m500c_msun : ndarray
+        [Msun].
+    """
+    m200m, c = np.broadcast_arrays(np.asarray(m200m_msun, dtype=np.float64), np.asarray(c200m, dtype=np.float64))
+    r200m = r200m_mpc(m200m, cfg)
+    rs = r200m / c
+
+    def mu(x):
+        return np.log1p(x) - x / (1.0 + x)
+
+    target = 500.0 * rho_crit_msun_mpc3(cfg) * 4.0 * np.pi / 3.0
+    norm = m200m / mu(c)
+    lo, hi = np.log(r200m * 1e-3), np.log(r200m)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        r = np.exp(mid)
+        above = norm * mu(r / rs) > target * r**3  # mean density above 500 rho_c: R500c is further out
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    r500 = np.exp(0.5 * (lo + hi))
+    return r500, norm * mu(r500 / rs)
 
 
 def sigma_crit_msun_mpc2(z_lens: float, z_source: float, cfg: CosmologyConfig) -> float:

@@ -49,8 +49,9 @@ def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[
     Returns
     -------
     dict
-        ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``r200m_mpc`` [physical Mpc], in
-        ascending store order.
+        ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``r200m_mpc`` [physical Mpc],
+        ``r500c_mpc`` [physical Mpc] and ``m500c_msun`` [Msun] (NFW with the halo's
+        concentration, :func:`halo_concentrations`), in ascending store order.
 
     Raises
     ------
@@ -58,7 +59,7 @@ def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[
         If there is none (naming the store and the mass range).
     """
     from cmpipe.model.dataset import SPLIT_CODES
-    from cmpipe.physics.cosmology import r200m_mpc
+    from cmpipe.physics.cosmology import r200m_mpc, r500c_from_m200m
     from cmpipe.store.zarr_store import open_store
 
     group = open_store(store_path)
@@ -73,9 +74,25 @@ def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[
             f"{ecfg.test_log10_m_max_msun_h}) (set evaluate.test_log10_m_* or generate.split_fractions)"
         )
     m_msun = 10.0 ** log10m[index] / cfg.cosmology.h
-    return {"image_index": index.astype(np.int64), "halo_id": group["halo_id"][:][index].astype(np.int64),
+    halo_id = group["halo_id"][:][index].astype(np.int64)
+    r500c, m500c = r500c_from_m200m(m_msun, halo_concentrations(cfg, halo_id, log10m[index]), cfg.cosmology)
+    return {"image_index": index.astype(np.int64), "halo_id": halo_id,
             "log10_m200m_msun_h": log10m[index].astype(np.float64),
-            "r200m_mpc": np.asarray(r200m_mpc(m_msun, cfg.cosmology), dtype=np.float64)}
+            "r200m_mpc": np.asarray(r200m_mpc(m_msun, cfg.cosmology), dtype=np.float64),
+            "r500c_mpc": np.asarray(r500c, dtype=np.float64), "m500c_msun": np.asarray(m500c, dtype=np.float64)}
+
+
+def halo_concentrations(cfg: Config, halo_id: np.ndarray, log10_m200m_msun_h: np.ndarray) -> np.ndarray:
+    """NFW c200m of each halo: its catalog row's ``c200m`` for ``source.kind: mock`` (the halo's own,
+    with scatter), else the Diemer & Joyce (2019) median at its mass (the store holds no profile fit)."""
+    from cmpipe.physics.catalog import halo_parameters, median_concentration
+
+    if cfg.source.kind == "mock":
+        own = {int(h): float(halo_parameters(cfg, int(h))["c200m"]) for h in np.unique(halo_id)}
+        c = np.array([own[int(h)] for h in halo_id], dtype=np.float64)
+        if np.all(np.isfinite(c)):
+            return c
+    return np.asarray(median_concentration(np.asarray(log10_m200m_msun_h, np.float64), cfg.cosmology), np.float64)
 
 
 class InferenceActor:
@@ -151,7 +168,7 @@ class InferenceActor:
             key = {"image_index": i, "halo_id": int(batch["halo_id"][b]),
                    "log10_m200m_msun_h": float(batch["log10_m200m_msun_h"][b])}
             tables = evaluate_image(samples[b], truth[b], cond[b], self.grid, key, float(batch["r200m_mpc"][b]), seconds,
-                                    conditions=self.conditions)
+                                    conditions=self.conditions, r500c_mpc=float(batch["r500c_mpc"][b]))
             for name, columns in tables.items():
                 for col, values in columns.items():
                     rows[name].setdefault(col, []).extend(values)
@@ -179,6 +196,14 @@ def _write_images_table(store_path: str, selected: dict[str, np.ndarray], result
         "split": [names[int(c)] for c in group["split"][:]], "failed": group["image_failed"][:] == 1,
         "selected": np.isin(np.arange(n), selected["image_index"]),
     })
+
+
+def _channel_units(attrs: dict[str, Any]) -> dict[str, str]:
+    """Channel -> unit of the image store (its ``channel_units`` is a mapping, older stores a list)."""
+    units = attrs["channel_units"]
+    if isinstance(units, dict):
+        return {c: str(units[c]) for c in attrs["channels"]}
+    return {c: str(u) for c, u in zip(attrs["channels"], units)}
 
 
 def _with_resolution(cfg: Config, resolution: int) -> Config:
@@ -295,7 +320,7 @@ def infer_with_ray(
     results.mkdir(parents=True, exist_ok=True)
     group = open_or_create(results, selected, {
         "targets": ["gas_sigma", "dm_sigma"], "conditions": list(checkpoint_conditions(hyperparameters)),
-        "channel_units": {c: u for c, u in zip(attrs["channels"], attrs["channel_units"])},
+        "channel_units": _channel_units(attrs),
         "pixel_mpc": pixel, "resolution": resolution, "depth_mpc": float(attrs["depth_mpc"]),
         "n_samples": icfg.n_samples, "sampler": icfg.sampler, "steps": icfg.steps, "denoise": icfg.denoise,
         "seed": icfg.seed, "save_samples": icfg.save_samples, "checkpoint": str(ckpt),
@@ -313,9 +338,11 @@ def infer_with_ray(
     if redo:
         mark_not_done(results, redo)
         done -= redo
-    todo = [{"row": r, "image_index": int(i), "halo_id": int(h), "log10_m200m_msun_h": float(m), "r200m_mpc": float(rr)}
-            for r, (i, h, m, rr) in enumerate(zip(selected["image_index"], selected["halo_id"],
-                                                  selected["log10_m200m_msun_h"], selected["r200m_mpc"]))
+    todo = [{"row": r, "image_index": int(i), "halo_id": int(h), "log10_m200m_msun_h": float(m), "r200m_mpc": float(rr),
+             "r500c_mpc": float(r5)}
+            for r, (i, h, m, rr, r5) in enumerate(zip(selected["image_index"], selected["halo_id"],
+                                                      selected["log10_m200m_msun_h"], selected["r200m_mpc"],
+                                                      selected["r500c_mpc"]))
             if int(i) not in done]
     n_sel = len(selected["image_index"])
     logger.info("%d test images selected, %d done before, %d to sample (%s, %d steps, %d samples each)",

@@ -63,6 +63,7 @@ def plot_mass_distribution(
     split_log10_m: Mapping[str, np.ndarray],
     test_range: tuple[float, float],
     bins: int = 30,
+    tested: tuple[float, float] | None = None,
 ) -> Figure:
     """Histograms of log10 M200m of the halos and of the images of each split (Fig. 1).
 
@@ -73,7 +74,10 @@ def plot_mass_distribution(
     split_log10_m : mapping
         Split name (``train``, ``val``, ``test``) -> log10 M200m of its images [log10 Msun/h].
     test_range : (float, float)
-        The evaluated test mass range [log10 Msun/h], shaded.
+        The configured test mass range [log10 Msun/h] (dotted lines).
+    tested : (float, float), optional
+        The range the evaluated test halos actually span [log10 Msun/h], shaded (nothing is
+        shaded where no test halo was evaluated).
     bins : int
         Number of bins spanning all values.
 
@@ -92,7 +96,11 @@ def plot_mass_distribution(
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
-    ax.axvspan(*test_range, color="0.85", zorder=0, label="test range evaluated")
+    if tested is not None:
+        ax.axvspan(*tested, color="0.85", zorder=0, label=f"evaluated test halos ({tested[0]:.2f}-{tested[1]:.2f})")
+    for x in test_range:
+        ax.axvline(x, color="0.4", ls=":", lw=0.9)
+    ax.plot([], [], color="0.4", ls=":", lw=0.9, label="configured test range")
     ax.hist(values[0], bins=edges, histtype="step", color="k", lw=1.5, label=f"halos ({values[0].size})")
     for i, (name, v) in enumerate(split_log10_m.items()):
         ax.hist(np.asarray(v, np.float64), bins=edges, histtype="step", color=f"C{i}", label=f"{name} images ({len(v)})")
@@ -221,14 +229,15 @@ def plot_convergence(
     tolerance: float,
     n_converged: Mapping[str, int | None],
 ) -> Figure:
-    """95th-percentile sample-variance deviation vs the number of samples (Fig. 5).
+    """Monte-Carlo error of the n-sample posterior mean over its actual error vs n (Fig. 5).
 
     Parameters
     ----------
     n_values : ndarray, shape (K,)
         Sample counts ``n``.
     summary : mapping
-        Channel -> ``{"median", "p16", "p84"}`` arrays of shape (K,) over images (dimensionless).
+        Channel -> ``{"median", "p16", "p84"}`` arrays of shape (K,) over halos (dimensionless):
+        the median over pixels within R200m of ``(sigma / sqrt(n)) / |mean_n - truth|``.
     tolerance : float
         ``evaluate.convergence_tolerance``.
     n_converged : mapping
@@ -254,8 +263,12 @@ def plot_convergence(
     if not summary:
         _no_data(ax)
     ax.set_xlabel("number of samples n")
-    ax.set_ylabel(r"95th percentile of $|\sigma^2_n / \sigma^2_\mathrm{all} - 1|$")
+    ax.set_ylabel(r"$(\sigma / \sqrt{n}) \,/\, |\bar{x}_n - x_\mathrm{true}|$ (median, $r < R_\mathrm{200m}$)")
     ax.set_yscale("log")
+    vals = np.concatenate([np.asarray(v[q], np.float64) for v in summary.values() for q in ("p16", "median", "p84")]
+                          + [np.array([tolerance])])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    ax.set_ylim(vals.min() / 1.5, vals.max() * 1.5)
     ax.legend(fontsize="small")
     return fig
 
@@ -263,7 +276,7 @@ def plot_convergence(
 def plot_standardized_errors(
     edges: np.ndarray,
     counts: Mapping[str, np.ndarray],
-    z_std: Mapping[str, float],
+    z_std: Mapping[str, float | tuple[float, float]],
 ) -> Figure:
     """Density of the standardized pixel errors with N(0, 1) overlaid (Fig. 6).
 
@@ -274,7 +287,8 @@ def plot_standardized_errors(
     counts : mapping
         Channel -> counts of shape (B,) summed over images.
     z_std : mapping
-        Channel -> the standard deviation of z computed from the histogram.
+        Channel -> the std of z, or ``(std, robust width)``, computed from the raw values (the
+        histogram clips values beyond the edges into its end bins: for the eye only).
 
     Returns
     -------
@@ -295,11 +309,20 @@ def plot_standardized_errors(
         else:
             _no_data(ax, "no pixels")
         ax.plot(x, gauss, "k--", lw=0.8, label="N(0, 1)")
-        ax.set_title(f"{_label(channel)}: std(z) = {z_std.get(channel, np.nan):.3f}")
+        w = z_std.get(channel, np.nan)
+        std, mad = (w if isinstance(w, tuple) else (w, np.nan))
+        ax.set_title(f"{_label(channel)}: std(z) = {std:.3f}" + (f", 1.48 MAD = {mad:.3f}" if np.isfinite(mad) else ""),
+                     fontsize="small")
         ax.set_xlabel(r"$z = (\mu - x_\mathrm{true}) / \sigma$")
         ax.set_ylabel("density")
         ax.legend(fontsize="small")
     return fig
+
+
+def _reference_band(ax, bias: float, scatter: float) -> None:
+    """de Andres et al. (2024): bias +- scatter (not +-(bias + scatter))."""
+    ax.axhspan(bias - scatter, bias + scatter, color="0.9", zorder=0,
+               label=f"de Andres+24: bias {bias:+.0%} $\\pm$ scatter {scatter:.0%}")
 
 
 def _band(ax, x, stats, colour, label, ls="-"):
@@ -328,8 +351,9 @@ def plot_profiles(
     Returns
     -------
     matplotlib.figure.Figure
-        Top row: profiles (solid: truth, dashed: posterior mean; bands: 16-84 percentiles);
-        bottom row: mean fractional error with its 16-84 band and the +-5 % reference.
+        Top row: profiles (solid: truth, dashed: posterior mean; bands: 16-84 percentiles over
+        halos); bottom row: mean fractional error over halos with its 16-84 band, the median
+        |fractional error| (dotted) and the +-5 % reference.
     """
     from matplotlib.figure import Figure
 
@@ -345,9 +369,11 @@ def plot_profiles(
             any_data = True
             colour = BIN_COLOURS.get(b, "C5")
             r = np.asarray(s["r_mpc"])
-            _band(top, r, s["true"], colour, f"{b} mass truth ({s['n_images']})")
+            _band(top, r, s["true"], colour, f"{b} mass truth ({s.get('n_halos', '?')} halos, {s['n_images']} images)")
             top.plot(r, s["pred"]["mean"], color=colour, ls="--", label=f"{b} mass posterior mean")
-            _band(bottom, r, s["frac"], colour, f"{b} mass")
+            _band(bottom, r, s["frac"], colour, f"{b} mass (signed)")
+            if "abs_frac" in s:
+                bottom.plot(r, s["abs_frac"]["median"], color=colour, ls=":", label=f"{b} mass median |error|")
         if not any_data:
             _no_data(top)
         else:
@@ -371,6 +397,11 @@ def _finish_spectral_axis(ax, drawn: bool, channel: str, mass_bin: str, quantity
     ax.axhline(1.0, color="k", ls="--", lw=0.7)
     ax.axvline(k_split, color="0.4", ls=":", lw=0.9, label=f"k_split = {k_split:.2f}")
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="both", labelsize="small")
     ax.set_title(f"{_label(channel)}, {mass_bin} mass", fontsize="small")
     ax.set_ylabel(f"{quantity}(k)")
     if bottom_row:
@@ -416,7 +447,11 @@ def plot_spectral_ratio(
                 if not s or not s["n_images"]:
                     continue
                 drawn = True
-                _band(ax, np.asarray(s["k"]), s, COMPARISON_COLOURS.get(comp, "C7"), f"{comp} ({s['n_images']})")
+                n = f"{s.get('n_halos', s['n_images'])} halos"
+                if comp.startswith("baseline_"):
+                    ax.plot(np.asarray(s["k"]), s["mean"], color="0.3", ls=(0, (3, 1, 1, 1)), lw=1.0, label=f"{comp} ({n})")
+                    continue
+                _band(ax, np.asarray(s["k"]), s, COMPARISON_COLOURS.get(comp, "C7"), f"{comp} ({n})")
             _finish_spectral_axis(ax, drawn, channel, b, quantity, k_split, i == len(mass_bins) - 1, "x-small")
     return fig
 
@@ -432,12 +467,12 @@ def plot_mass_errors(
     Parameters
     ----------
     data : mapping
-        Channel -> ``{"log10_m": (M,), "whole": (M,), "r200m": (M,)}`` (fractional errors,
-        dimensionless).
+        Channel -> ``{"log10_m": (M,), "whole": (M,), "r200m": (M,)}`` and optionally
+        ``"r500c"`` (fractional errors per image, dimensionless).
     mass_split : float
         Low / high mass boundary [log10 Msun/h].
     reference_bias, reference_scatter : float
-        de Andres et al. (2024): the band ``|error| <= bias + scatter`` is shaded.
+        de Andres et al. (2024): the band ``bias - scatter .. bias + scatter`` is shaded.
 
     Returns
     -------
@@ -448,8 +483,9 @@ def plot_mass_errors(
     fig = Figure(figsize=(4.8 * max(len(data), 1), 3.8), layout="constrained")
     axes = fig.subplots(1, max(len(data), 1), squeeze=False)[0]
     for ax, (channel, d) in zip(axes, data.items()):
-        ref = reference_bias + reference_scatter
-        ax.axhspan(-ref, ref, color="0.9", zorder=0, label="de Andres+24 (1 % bias, 3 % scatter)")
+        _reference_band(ax, reference_bias, reference_scatter)
+        if "r500c" in d and np.isfinite(np.asarray(d["r500c"], np.float64)).any():
+            ax.plot(d["log10_m"], d["r500c"], "^", ms=4, mfc="none", color="C2", label=r"within $R_\mathrm{500c}$")
         ax.plot(d["log10_m"], d["whole"], "o", ms=4, color="C0", label="whole map")
         ax.plot(d["log10_m"], d["r200m"], "s", ms=4, mfc="none", color="C3", label=r"within $R_\mathrm{200m}$")
         ax.axhline(0.0, color="k", lw=0.6)
@@ -479,7 +515,8 @@ def plot_calibration(
     tarp : mapping or None
         Channel -> ``(alpha, ecp)``; None when not available.
     tarp_note : str
-        Shown in the TARP panel when ``tarp`` is None.
+        Why ``tarp`` is None: the TARP column is then left out and this note is the figure's
+        subtitle (no empty panels).
 
     Returns
     -------
@@ -489,7 +526,8 @@ def plot_calibration(
 
     channels = list(coverage) or list(ranks)
     rank_names = sorted({name for c in ranks.values() for name in c})
-    ncol = 2 + len(rank_names)
+    with_tarp = tarp is not None
+    ncol = 1 + len(rank_names) + int(with_tarp)
     fig = Figure(figsize=(3.6 * ncol, 3.4 * max(len(channels), 1)), layout="constrained")
     axes = fig.subplots(max(len(channels), 1), ncol, squeeze=False)
     for i, channel in enumerate(channels):
@@ -515,17 +553,21 @@ def plot_calibration(
             ax.set_xlabel("rank bin")
             ax.set_ylabel("images")
             ax.set_title(f"{_label(channel)}: {name}", fontsize="small")
+        if not with_tarp:
+            continue
         ax = axes[i, -1]
-        if tarp is not None and channel in tarp:
+        if channel in tarp:
             alpha, ecp = tarp[channel]
             ax.plot(alpha, ecp, color="C2", label="TARP")
             ax.legend(fontsize="x-small")
         else:
-            _no_data(ax, tarp_note or "TARP not available")
+            _no_data(ax, "TARP not available")
         ax.plot([0, 1], [0, 1], "k--", lw=0.7)
         ax.set_xlabel("credibility level")
         ax.set_ylabel("expected coverage")
         ax.set_title(f"{_label(channel)}: TARP (whole maps)", fontsize="small")
+    if not with_tarp:
+        fig.suptitle(f"TARP: {tarp_note or 'not available'}", fontsize="small")
     return fig
 
 
@@ -660,7 +702,7 @@ def plot_mass_error_comparison(
     mass_split : float
         Low / high mass boundary [log10 Msun/h].
     reference_bias, reference_scatter : float
-        de Andres et al. (2024): the band ``|error| <= bias + scatter`` is shaded.
+        de Andres et al. (2024): the band ``bias - scatter .. bias + scatter`` is shaded.
 
     Returns
     -------
@@ -671,9 +713,8 @@ def plot_mass_error_comparison(
     markers = "os^Dv<>p"
     fig = Figure(figsize=(4.8 * len(channels), 3.8), layout="constrained")
     axes = fig.subplots(1, len(channels), squeeze=False)[0]
-    ref = reference_bias + reference_scatter
     for ax, channel in zip(axes, channels):
-        ax.axhspan(-ref, ref, color="0.9", zorder=0, label="de Andres+24 (1 % bias, 3 % scatter)")
+        _reference_band(ax, reference_bias, reference_scatter)
         drawn = False
         for m, (label, per_channel) in enumerate(data.items()):
             d = per_channel.get(channel)

@@ -14,15 +14,24 @@ pixel area: ``map * rho_bar * L * A_pix`` [Msun] with the channel's cosmic mean 
 =============  =============================================================================
 table          one row per
 =============  =============================================================================
-``clusters``   (image, channel): masses, their errors and ranks, standardized-error moments
+``clusters``   (image, channel): masses within R500c, R200m and the whole map, their errors
+               and ranks; standardized-error moments (raw values) inside / outside R200m
 ``profiles``   (image, channel, radial bin): truth and posterior-mean profiles
 ``spectra``    (image, channel, comparison, k bin): P(k) of truth and of the other map, the
                cross spectrum, b(k) and r(k)
-``convergence`` (image, channel, n): the 95th-percentile deviation of the n-sample variance
-``zhist``      (image, channel, bin): histogram of the standardized pixel errors
+``convergence`` (image, channel, n): Monte-Carlo error of the n-sample posterior mean against
+               its actual error, pixels inside R200m
+``zhist``      (image, channel, region, bin): histogram of the standardized pixel errors inside
+               R200m (``r200m``) and outside (``outside``); end bins hold the clipped values:
+               for figures only, every number comes from the raw moments of ``clusters``
 ``coverage``   (image, channel, quantity, level): fraction of the truth inside the central
                credible interval of that level
 =============  =============================================================================
+
+Version 2 (issue 15) added R500c masses, the inside / outside R200m split of the standardized
+errors, pixel coverage and ranks, and replaced the sample-variance convergence (0 at n = S by
+construction) by :func:`cmpipe.metrics.mean_convergence`. Baselines (``cmpipe.baselines``)
+write the same tables under ``RESULTS/baselines/<name>/tables/``.
 
 ``spectra.comparison``: ``posterior_mean`` (the n-sample mean against the truth),
 ``sample`` (single samples against the truth, spectra averaged over the samples),
@@ -44,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 #: Version of every table's schema; bump on any change.
-TABLE_SCHEMA_VERSION = 1
+TABLE_SCHEMA_VERSION = 2
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "clusters": pa.schema([
         *_KEY,
         _f("r200m_mpc", pa.float64(), "Mpc", "R200m of the halo (physical)"),
+        _f("r500c_mpc", pa.float64(), "Mpc", "R500c of the halo (physical; NFW with its c200m); NaN: unknown"),
         _f("mass_true_msun", pa.float64(), "Msun", "true mass in the map"),
         _f("mass_pred_msun", pa.float64(), "Msun", "mass of the posterior mean map"),
         _f("mass_frac_error", pa.float64(), "", "(pred - true) / true, whole map"),
@@ -73,10 +83,22 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("mass_r200m_pred_msun", pa.float64(), "Msun", "mass of the posterior mean within R200m"),
         _f("mass_r200m_frac_error", pa.float64(), "", "(pred - true) / true within R200m"),
         _f("mass_r200m_rank", pa.int32(), "count", "samples with a mass within R200m below the true one"),
-        _f("z_mean", pa.float64(), "", "mean of the standardized pixel errors (mean - true) / std"),
-        _f("z_std", pa.float64(), "", "standard deviation of the standardized pixel errors"),
-        _f("n_converged", pa.int32(), "count", "samples after which the 95th-percentile variance deviation stays "
-                                               "below evaluate.convergence_tolerance (n_samples + 1: never)"),
+        _f("mass_r500c_true_msun", pa.float64(), "Msun", "true mass within R500c (projected); NaN: R500c unknown"),
+        _f("mass_r500c_pred_msun", pa.float64(), "Msun", "mass of the posterior mean within R500c"),
+        _f("mass_r500c_frac_error", pa.float64(), "", "(pred - true) / true within R500c"),
+        _f("mass_r500c_rank", pa.int32(), "count", "samples with a mass within R500c below the true one (-1: unknown)"),
+        _f("mass_outside_r200m_rank", pa.int32(), "count", "samples with a mass outside R200m below the true one"),
+        _f("z_mean_r200m", pa.float64(), "", "mean of the standardized pixel errors (mean - true) / std, r <= R200m"),
+        _f("z_std_r200m", pa.float64(), "", "std of the raw standardized pixel errors, r <= R200m"),
+        _f("z_mad_r200m", pa.float64(), "", "1.4826 median |z - median z|, r <= R200m (robust width)"),
+        _f("n_z_r200m", pa.int64(), "count", "pixels with a standardized error, r <= R200m"),
+        _f("z_mean_outside", pa.float64(), "", "mean of the standardized pixel errors, r > R200m"),
+        _f("z_std_outside", pa.float64(), "", "std of the raw standardized pixel errors, r > R200m"),
+        _f("z_mad_outside", pa.float64(), "", "1.4826 median |z - median z|, r > R200m"),
+        _f("n_z_outside", pa.int64(), "count", "pixels with a standardized error (spread > 0), r > R200m"),
+        _f("n_converged", pa.int32(), "count", "samples from which the Monte-Carlo error of the mean stays below "
+                                               "evaluate.convergence_tolerance of its actual error, median over "
+                                               "pixels within R200m (n_samples + 1: never)"),
         _f("n_samples", pa.int32(), "count", "posterior samples of the image"),
         _f("seconds", pa.float64(), "s", "sampling wall time of the image's batch, divided by its images"),
     ]),
@@ -103,11 +125,13 @@ SCHEMAS: dict[str, pa.Schema] = {
     "convergence": pa.schema([
         *_KEY,
         _f("n", pa.int32(), "count", "samples used"),
-        _f("p95_deviation", pa.float64(), "", "95th percentile over pixels of |var_n / var_all - 1|"),
-        _f("mean_ratio", pa.float64(), "", "mean over pixels of var_n / var_all"),
+        _f("ratio", pa.float64(), "", "median over pixels within R200m of (sigma / sqrt(n)) / |mean_n - true|"),
+        _f("mc_error", pa.float64(), "channel unit", "median over pixels within R200m of sigma / sqrt(n)"),
+        _f("mean_error", pa.float64(), "channel unit", "median over pixels within R200m of |mean_n - true|"),
     ]),
     "zhist": pa.schema([
         *_KEY,
+        _f("region", pa.string(), "", "r200m (r <= R200m) | outside"),
         _f("bin", pa.int32(), "", "bin of cmpipe.metrics.Z_EDGES"),
         _f("z_lo", pa.float64(), "", "lower edge"),
         _f("z_hi", pa.float64(), "", "upper edge"),
@@ -115,7 +139,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "coverage": pa.schema([
         *_KEY,
-        _f("quantity", pa.string(), "", "pixels (fraction of pixels) | mass | mass_r200m | profile (fraction of bins)"),
+        _f("quantity", pa.string(), "", "pixels_r200m | pixels_outside (fraction of pixels; empty background left "
+                                          "out) | mass | mass_r200m | mass_r500c | profile (fraction of bins)"),
         _f("level", pa.float64(), "", "credible level of the central interval"),
         _f("covered", pa.float64(), "", "fraction of the truth inside the interval"),
     ]),
