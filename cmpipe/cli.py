@@ -754,7 +754,12 @@ def _os_error_message(exc: OSError) -> str:
 
 def _causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and what it wraps: ``__cause__``/``__context__`` chains, Ray's ``RayTaskError.cause``
-    and Ray Train's ``WorkerGroupError.worker_failures`` (first failing rank), breadth first."""
+    and Ray Train's ``WorkerGroupError.worker_failures`` (first failing rank), breadth first.
+
+    Ray Train 2.60 (V2, ``ray/train/v2/api/exceptions.py``): ``fit()`` raises
+    ``WorkerGroupError(TrainingFailedError)`` whose ``worker_failures`` maps each failed world
+    rank to the user's own exception (already unwrapped from ``UserExceptionWithTraceback._base_exc``),
+    or ``ControllerError`` with ``controller_failure``."""
     seen: list[BaseException] = []
     queue = [exc]
     while queue:
@@ -762,7 +767,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
         if e is None or any(e is s for s in seen):
             continue
         seen.append(e)
-        wrapped = [getattr(e, "cause", None), e.__cause__, e.__context__]
+        wrapped = [getattr(e, "cause", None), getattr(e, "controller_failure", None), getattr(e, "_base_exc", None),
+                   e.__cause__, e.__context__]
         failures = getattr(e, "worker_failures", None)
         if isinstance(failures, dict):
             wrapped = [failures[k] for k in sorted(failures)] + wrapped

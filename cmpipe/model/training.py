@@ -6,7 +6,8 @@ reference driver.
 
 Checkpoint format (a data contract)
 -----------------------------------
-A run directory holds ``metrics.csv``, ``config.resolved.yaml`` and ``checkpoints/``, which holds
+A run directory holds ``metrics.csv``, ``config.resolved.yaml``, cmpipe's ownership marker
+(:func:`cmpipe.outputs.mark_directory`, kind ``run``) and ``checkpoints/``, which holds
 ``step_XXXXXXXX.pt`` (8-digit step) and, beside each, ``step_XXXXXXXX.json`` (its
 hyper-parameters, for people and tools without torch). Only the last ``train.keep_checkpoints``
 pairs are kept. Each ``.pt`` is written atomically (a temporary file, then ``os.replace``) by
@@ -40,6 +41,11 @@ denoising score-matching loss summed over channels and pixels, mean over the bat
 (``loss / (C H W)``, about 1 at initialisation), ``lr``, ``grad_norm`` (before clipping),
 ``val_loss`` (same definition as ``loss``, EMA weights, fixed noise; empty except every
 ``train.val_every`` steps), ``images_per_s``. On resume, rows after the checkpoint's step are dropped.
+
+Resume reads the latest *readable* checkpoint (:func:`resume_checkpoint`): one that cannot be read
+(:class:`CheckpointReadError`: truncated, a foreign file) is skipped for the previous one with a
+warning naming both, and is rewritten when the run reaches its step again. Everything a run needs
+is checked first by :func:`validate_run` (the serial loop and the Ray driver alike).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +75,9 @@ __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "METRICS_COLUMNS",
     "CheckpointError",
+    "CheckpointReadError",
+    "LATEST",
+    "RunCheck",
     "MetricsLog",
     "RunSetup",
     "StepBatchSampler",
@@ -83,10 +93,12 @@ __all__ = [
     "make_ema",
     "make_loaders",
     "prepare_run",
+    "resume_checkpoint",
     "save_checkpoint",
     "train_loop",
     "train_step",
     "unwrap",
+    "validate_run",
     "validation_loss",
     "write_checkpoint",
 ]
@@ -104,6 +116,14 @@ _VAL_SEED_OFFSET = 1_000_003
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked: another store's, another model's, malformed."""
+
+
+class CheckpointReadError(CheckpointError):
+    """A file that cannot be read as a cmpipe checkpoint: truncated, foreign, another format version.
+
+    Resume skips such a checkpoint for the previous readable one (:func:`resume_checkpoint`); a
+    checkpoint that reads but belongs to another store or model is a plain :class:`CheckpointError`.
+    """
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -306,13 +326,35 @@ def load_checkpoint(
 
     Raises
     ------
+    CheckpointReadError
+        If the file cannot be read as a cmpipe checkpoint (truncated, not a torch file, not a
+        cmpipe checkpoint, fields missing), naming it.
     CheckpointError
         If the format version differs, or the store fingerprint differs (naming both).
+    FileNotFoundError
+        If there is no file at ``path``.
     """
-    data = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol: the failure below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
+        reason = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__  # torch's first sentence
+        raise CheckpointReadError(
+            f"{path}: not a readable checkpoint (truncated or not written by cmpipe): {reason}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise CheckpointReadError(f"{path}: not a cmpipe checkpoint (holds a {type(data).__name__}, not a dict)")
     version = data.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {version!r}, this cmpipe reads {CHECKPOINT_FORMAT_VERSION}")
+        raise CheckpointReadError(
+            f"{path}: checkpoint format {version!r}, this cmpipe reads {CHECKPOINT_FORMAT_VERSION}"
+        )
+    missing = [f.name for f in dataclasses.fields(TrainState) if f.name not in data]
+    if missing:
+        raise CheckpointReadError(f"{path}: not a complete cmpipe checkpoint (no {', '.join(missing)})")
     if store_fingerprint is not None and data["store_fingerprint"] != store_fingerprint:
         raise CheckpointError(
             f"{path} was trained on a store with fingerprint {data['store_fingerprint']}, "
@@ -320,6 +362,61 @@ def load_checkpoint(
         )
     fields = {f.name for f in dataclasses.fields(TrainState)}
     return TrainState(**{k: v for k, v in data.items() if k in fields})
+
+
+def _readable(path: Path) -> bool:
+    try:
+        load_checkpoint(path)
+    except CheckpointReadError:
+        return False
+    return True
+
+
+def resume_checkpoint(run_dir: str | os.PathLike[str], store_fingerprint: str | None = None
+                      ) -> tuple[Path | None, TrainState | None]:
+    """The checkpoint a run resumes from: the latest readable one, and its content.
+
+    An unreadable checkpoint (:class:`CheckpointReadError`: truncated by a crash mid-copy, a
+    foreign file) is skipped for the previous one with a logged warning naming both; it is left in
+    place (the run rewrites it when it reaches its step again).
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+    store_fingerprint : str, optional
+        The store being trained on: a readable checkpoint of another store is refused.
+
+    Returns
+    -------
+    (path, state) or (None, None)
+        ``(None, None)`` if the run has no checkpoint: a fresh start.
+
+    Raises
+    ------
+    CheckpointReadError
+        If the run has checkpoints and none is readable (naming the latest).
+    CheckpointError
+        If the checkpoint resumed from belongs to another store.
+    """
+    paths = checkpoint_paths(run_dir)
+    skipped: list[tuple[Path, CheckpointReadError]] = []
+    for path in reversed(paths):
+        try:
+            state = load_checkpoint(path, store_fingerprint=store_fingerprint)
+        except CheckpointReadError as exc:
+            skipped.append((path, exc))
+            continue
+        if skipped:
+            logger.warning("%s is unreadable (%s): falling back to the previous checkpoint %s (step %d)",
+                           skipped[0][0], skipped[0][1], path, state.step)
+        return path, state
+    if skipped:
+        path, exc = skipped[0]
+        raise CheckpointReadError(
+            f"{exc}; no checkpoint of {Path(run_dir) / CHECKPOINT_DIR} is readable: "
+            "move them away to start afresh, or use another run directory"
+        ) from exc
+    return None, None
 
 
 def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -375,7 +472,15 @@ def load_for_inference(
         path = latest_checkpoint(run_dir)
         if path is None:
             raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
-    state = load_checkpoint(path, store_fingerprint=store_fingerprint)
+    try:
+        state = load_checkpoint(path, store_fingerprint=store_fingerprint)
+    except CheckpointReadError as exc:
+        if Path(run_dir).is_file():
+            raise
+        # No silent fall-back to an older model for inference: say which one would do.
+        older = next((p for p in reversed(checkpoint_paths(run_dir)[:-1]) if _readable(p)), None)
+        hint = f"; pass the previous readable checkpoint {older} explicitly" if older else ""
+        raise CheckpointReadError(f"the latest checkpoint of {run_dir}: {exc}{hint}") from exc
     hp = state.hyperparameters
     sm = build_model(_model_config(hp), hp["sigma_max"], device)
     sm.model.load_state_dict(state.model)
@@ -510,8 +615,107 @@ class RunSetup:
     hyperparameters: dict[str, Any]
 
 
-def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> RunSetup:
-    """Open the datasets, find the checkpoint to resume from and fix sigma_max.
+@dataclasses.dataclass
+class RunCheck:
+    """What :func:`validate_run` found: a run that can start.
+
+    Attributes
+    ----------
+    train_ds, val_ds : StoreDataset
+        The train split (augmented as configured) and the val split, at ``model.resolution``.
+    fingerprint : str
+        The store's fingerprint.
+    latest : pathlib.Path or None
+        The checkpoint to resume from (None: a fresh start).
+    state : TrainState or None
+        Its content.
+    """
+
+    train_ds: Any
+    val_ds: Any
+    fingerprint: str
+    latest: Path | None
+    state: TrainState | None
+
+
+#: ``resume`` of :func:`validate_run`: choose the latest readable checkpoint of the run directory.
+LATEST = "latest"
+
+
+def validate_run(
+    cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
+    resume: str | os.PathLike[str] | None = LATEST,
+) -> RunCheck:
+    """Check, in a second or so and before any training, everything a training process needs.
+
+    The serial loop (:func:`prepare_run`) and the Ray driver (before starting Ray) run the same
+    checks, so a user error is one message and not a worker's traceback:
+
+    * the store exists, is a complete cmpipe store (every chunk done) and normalised, has the
+      channels ``model.conditions`` names, and ``model.resolution`` divides its maps;
+    * the run directory is (or can be made) a writable directory and is no other cmpipe artefact;
+    * the checkpoint resumed from (:func:`resume_checkpoint`: the latest readable one, skipping
+      unreadable ones with a warning) comes from this store and this ``model`` configuration.
+
+    Nothing is written.
+
+    Parameters
+    ----------
+    cfg : Config
+    store_path, run_dir : str or path-like
+    resume : "latest", path or None
+        :data:`LATEST` (default): choose as above; a path: that checkpoint (what a Ray driver chose
+        for its workers); None: a fresh start (the driver found no checkpoint).
+
+    Returns
+    -------
+    RunCheck
+
+    Raises
+    ------
+    StoreError, OutputError, CheckpointError
+        Naming the store, the run directory or the checkpoint.
+    """
+    from cmpipe.config import config_to_dict
+    from cmpipe.model.dataset import CONDITION_CHANNELS, StoreDataset
+    from cmpipe.outputs import artifact_kind, check_output_dir
+    from cmpipe.store.zarr_store import validate_store
+
+    tcfg, mcfg = cfg.train, cfg.model
+    validate_store(store_path, require_complete=True)
+    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed,
+                            conditions=mcfg.conditions)
+    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution, conditions=mcfg.conditions)
+    fingerprint = train_ds.store_fingerprint
+    kind = artifact_kind(run_dir)
+    if kind not in (None, "run"):
+        from cmpipe.outputs import OutputError
+
+        raise OutputError(f"run directory {run_dir} is a cmpipe {kind}, not a training run: use another path")
+    check_output_dir(run_dir, what="run directory", create=False)
+    if resume == LATEST:
+        latest, state = resume_checkpoint(run_dir, store_fingerprint=fingerprint)
+    elif resume is None:
+        latest, state = None, None
+    else:
+        latest = Path(resume)
+        state = load_checkpoint(latest, store_fingerprint=fingerprint)
+    if state is not None:
+        # Checkpoints from before a key existed ran with its default.
+        saved = {"kind": "score", "conditions": list(CONDITION_CHANNELS), **state.hyperparameters["model"]}
+        wanted = config_to_dict(cfg)["model"]
+        if saved != wanted:
+            diff = ", ".join(f"model.{k}={saved.get(k)!r} (the config has {wanted.get(k)!r})"
+                             for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
+            raise CheckpointError(f"{latest} was trained with {diff}: use another run directory for another model")
+    return RunCheck(train_ds, val_ds, fingerprint, latest, state)
+
+
+def prepare_run(
+    cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
+    resume: str | os.PathLike[str] | None = LATEST,
+) -> RunSetup:
+    """:func:`validate_run` (``resume`` as there), then fix sigma_max.
 
     sigma_max: the checkpoint's; else ``model.sigma_max``; or if 0
     :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split (a random,
@@ -521,25 +725,17 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
 
     Raises
     ------
-    CheckpointError
-        If the latest checkpoint comes from another store or another model configuration.
+    StoreError, OutputError, CheckpointError
+        As :func:`validate_run`: e.g. the checkpoint comes from another store or another model
+        configuration.
     """
-    from cmpipe.config import config_to_dict
-    from cmpipe.model.dataset import CONDITION_CHANNELS, StoreDataset
+    from cmpipe.model.dataset import StoreDataset
     from cmpipe.model.network import compute_sigma_max
 
-    tcfg, mcfg = cfg.train, cfg.model
-    train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed,
-                            conditions=mcfg.conditions)
-    val_ds = StoreDataset(store_path, "val", resolution=mcfg.resolution, conditions=mcfg.conditions)
-    fingerprint = train_ds.store_fingerprint
-    latest = latest_checkpoint(run_dir)
-    state = load_checkpoint(latest, store_fingerprint=fingerprint) if latest is not None else None
+    mcfg = cfg.model
+    check = validate_run(cfg, store_path, run_dir, resume=resume)
+    state = check.state
     if state is not None:
-        # Checkpoints from before a key existed ran with its default.
-        saved = {"kind": "score", "conditions": list(CONDITION_CHANNELS), **state.hyperparameters["model"]}
-        if saved != config_to_dict(cfg)["model"]:
-            raise CheckpointError(f"{latest} was trained with model {saved}, the config has {config_to_dict(cfg)['model']}")
         sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
     elif mcfg.kind == "unet":
         sigma_max, source = 0.0, "n/a"
@@ -548,8 +744,8 @@ def prepare_run(cfg: Config, store_path: str | os.PathLike[str], run_dir: str | 
     else:
         plain = StoreDataset(store_path, "train", resolution=mcfg.resolution, conditions=mcfg.conditions)
         sigma_max, source = compute_sigma_max(plain, seed=cfg.train.seed), "data"
-    hp = _hyperparameters(cfg, sigma_max, source, train_ds.normalisation)
-    return RunSetup(train_ds, val_ds, fingerprint, latest, state, float(sigma_max), hp)
+    hp = _hyperparameters(cfg, sigma_max, source, check.train_ds.normalisation)
+    return RunSetup(check.train_ds, check.val_ds, check.fingerprint, check.latest, state, float(sigma_max), hp)
 
 
 def build_training(
@@ -708,13 +904,14 @@ def train_loop(
     """
     from cmpipe.config import save_resolved_config
     from cmpipe.model.network import count_parameters
+    from cmpipe.outputs import mark_directory
 
     tcfg = cfg.train
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
     run_dir = Path(run_dir)
     setup = prepare_run(cfg, store_path, run_dir)
     sm, optimizer, ema, start = build_training(cfg, setup, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_directory(run_dir, "run")
     save_resolved_config(cfg, run_dir)
     schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
     train_loader, val_loader = make_loaders(cfg, setup, start, max_steps)

@@ -15,7 +15,10 @@ Every worker runs :func:`_train_worker`, built from the single-process loop's pi
 * the loss's noise and diffusion times come from ``torch.manual_seed(step_noise_seed(seed, step,
   rank))`` before each step, a function of the step and the rank only: a resumed run draws what
   the uninterrupted one would (torch's RNG state in the checkpoint is rank 0's, and unused here);
-* every rank resumes from the latest cmpipe checkpoint of ``run_dir``; rank 0 alone writes the
+* the driver first runs :func:`~cmpipe.model.training.validate_run` (store, run directory,
+  checkpoints: user errors are found in about a second, before Ray starts) and chooses the
+  checkpoint to resume from, the latest readable one of ``run_dir`` (an unreadable newer one is
+  skipped with a warning); every rank resumes from that one; rank 0 alone writes the
   checkpoints (same format as :func:`~cmpipe.model.training.train_loop`), ``metrics.csv`` (the loss
   averaged over the ranks: the global batch's loss) and the validation loss (EMA weights);
 * at every checkpoint step each rank calls ``ray.train.report``; rank 0 attaches a
@@ -85,12 +88,12 @@ def _train_worker(config: dict[str, Any]) -> None:
         WarmupSchedule,
         build_training,
         ema_validation_loss,
-        latest_checkpoint,
         make_loaders,
         prepare_run,
         train_step,
         write_checkpoint,
     )
+    from cmpipe.outputs import mark_directory
 
     cfg: Config = config["cfg"]
     tcfg = cfg.train
@@ -100,7 +103,8 @@ def _train_worker(config: dict[str, Any]) -> None:
     _check_split(tcfg.batch_size, world)
     device = ray.train.torch.get_device()
 
-    setup = prepare_run(cfg, config["store_path"], run_dir)
+    # The driver validated the run and chose the checkpoint (None: fresh); every rank resumes from it.
+    setup = prepare_run(cfg, config["store_path"], run_dir, resume=config["resume"])
     sm, optimizer, ema, start = build_training(
         cfg, setup, device, wrap=ray.train.torch.prepare_model, restore_rng=False,
     )
@@ -108,7 +112,7 @@ def _train_worker(config: dict[str, Any]) -> None:
     schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
     log = None
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        mark_directory(run_dir, "run")
         save_resolved_config(cfg, run_dir)
         log = MetricsLog(run_dir, start)
 
@@ -158,7 +162,7 @@ def _train_worker(config: dict[str, Any]) -> None:
             t0 = time.perf_counter()
         if step == start:  # nothing to do: report the latest checkpoint so the Result has one
             metrics["s_per_step"] = 0.0
-            report(metrics, latest_checkpoint(run_dir) if rank == 0 else None)
+            report(metrics, setup.latest if rank == 0 else None)
     finally:
         if log is not None:
             log.close()
@@ -211,18 +215,24 @@ def train_with_ray(
     ------
     TrainError
         If ``use_gpu`` and the cluster has fewer GPUs than workers, or the batch does not split.
+    StoreError, OutputError, CheckpointError
+        From :func:`~cmpipe.model.training.validate_run`, before Ray is started.
     """
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from cmpipe.model.training import latest_checkpoint
+    from cmpipe.model.training import latest_checkpoint, validate_run
 
     tcfg = cfg.train
     use_gpu = tcfg.use_gpu if use_gpu is None else bool(use_gpu)
     _check_split(tcfg.batch_size, num_workers)
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
     run_dir = Path(run_dir).resolve()
+    store_path = Path(store_path).resolve()
+    # What a worker would find after Ray's ~20 s start, found here in about a second (user errors
+    # become one line); the checkpoint chosen here is the one every rank resumes from.
+    resume = validate_run(cfg, store_path, run_dir).latest
     started = start_ray(address)
     try:
         if use_gpu:
@@ -235,7 +245,8 @@ def train_with_ray(
         resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"cfg": cfg, "store_path": str(Path(store_path).resolve()), "run_dir": str(run_dir),
+            train_loop_config={"cfg": cfg, "store_path": str(store_path), "run_dir": str(run_dir),
+                               "resume": None if resume is None else str(resume),
                                "max_steps": max_steps, "cpus_per_worker": cpus_per_worker},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
             run_config=RunConfig(
