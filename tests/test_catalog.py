@@ -382,11 +382,11 @@ def test_cli_catalog_writes_its_files(tmp_path, capsys):
     assert status == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == str(out / "catalog.parquet")
-    assert printed[1].startswith("8 halos (box mode)")
-    assert "mergers" in printed[1] and "(Mpc/h)^3" in printed[1]
+    assert printed[1].startswith("8 halos (flat mode)")  # the demo config's catalog
+    assert "mergers" in printed[1]
     table = cat.read_catalog(out / "catalog.parquet")
     assert table.num_rows == 8
     assert (out / "mass_function.png").stat().st_size > 0
     resolved = load_config(out / "config.resolved.yaml")
     assert table.schema.metadata[b"cmpipe.config_fingerprint"] == config_fingerprint(resolved).encode()
-    assert resolved.catalog == CatalogConfig(n_halos=8, log10_m_max_msun_h=15.0)
+    assert resolved.catalog == CatalogConfig(n_halos=8, log10_m_max_msun_h=15.0, mode="flat")

@@ -173,15 +173,19 @@ def test_evaluate_image_accepts_zero_spread(runs, store):
     clusters = tables["clusters"]
     for col in ("mass_true_msun", "mass_pred_msun", "mass_frac_error", "mass_r200m_pred_msun"):
         assert np.isfinite(clusters[col]).all(), col
-    assert np.isnan(clusters["z_mean"]).all() and np.isnan(clusters["z_std"]).all()
+    for region in ("r200m", "outside"):
+        for stat in ("mean", "std", "mad"):
+            assert np.isnan(clusters[f"z_{stat}_{region}"]).all(), (stat, region)
     assert clusters["n_converged"] == [s + 1, s + 1] and clusters["n_samples"] == [s, s]
     assert sum(tables["zhist"]["count"]) == 0
     conv = tables["convergence"]
-    assert conv["n"] == [*range(2, s + 1)] * 2 and np.isnan(conv["p95_deviation"]).all()
+    assert conv["n"] == [*range(2, s + 1)] * 2
+    assert np.isnan(conv["ratio"]).all() and np.isnan(conv["mc_error"]).all()
     for col in ("true", "pred_mean", "pred_std"):
         assert np.isfinite(tables["profiles"][col]).all(), col
     spectra = tables["spectra"]
     mine = [i for i, name in enumerate(spectra["comparison"]) if name in ("posterior_mean", "sample")]
     assert np.isfinite(np.asarray(spectra["p_other"])[mine]).all()
-    assert len(tables["coverage"]["covered"]) == 2 * 4 * len(COVERAGE_LEVELS)
+    # pixels inside and outside R200m, whole-map mass, mass within R200m, profile (no r500c given)
+    assert len(tables["coverage"]["covered"]) == 2 * 5 * len(COVERAGE_LEVELS)
     assert all(0.0 <= v <= 1.0 for v in tables["coverage"]["covered"])
