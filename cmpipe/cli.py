@@ -244,8 +244,9 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.outputs import check_output_dir
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.physics.observed import compare_relations, fits_by_name, validation_markdown
     from cmpipe.physics.validate import validate_source
-    from cmpipe.plots.validation import plot_showcase_maps, plot_validation
+    from cmpipe.plots.validation import plot_observed_relations, plot_showcase_maps, plot_validation
 
     if args.n_halos < 2:
         raise ConfigError(f"--n-halos must be >= 2; got {args.n_halos}")
@@ -267,8 +268,10 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
         )
 
     result = validate_source(MockHaloSource.from_config(cfg), progress=progress)
+    comparisons = compare_relations(result, seed=seed)
     written = []
-    for name, fig in plot_validation(result).items():
+    figures = {**plot_validation(result), **plot_observed_relations(result, fits_by_name(comparisons))}
+    for name, fig in figures.items():
         written.append(out / f"{name}.png")
         fig.savefig(written[-1], dpi=120)
 
@@ -289,7 +292,12 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
 
     numbers = result.to_dict()
     numbers["showcase_log10_m200m_msun_h"] = showcase
+    numbers["observed"] = [c.to_dict() for c in comparisons]
     (out / "validation.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    header = (f"`cmpipe validate-mock --n-halos {args.n_halos}`, catalog seed {seed}, log10 M200m "
+              f"{catalog.log10_m_min_msun_h:g}-{catalog.log10_m_max_msun_h:g} [Msun/h], pair mass "
+              f"{cfg.mock.pair_mass_msun_h:g} Msun/h. Figures: `observed_*.png`.")
+    (out / "validate.md").write_text(validation_markdown(comparisons, int(result.halo_ids.size), header))
     save_resolved_config(cfg, out)
 
     print(f"{'check':<34} {'value':>10}  reference")
@@ -304,6 +312,19 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{'L_X-M500c slope':<34} {result.lx_m.slope:>10.3f}  4/3; +- {result.lx_m.slope_error:.3f}")
     print(f"{'L_X-M500c scatter sigma_ln':<34} {result.lx_m.scatter_ln:>10.3f}")
     print(f"{'L_X at 3e14 Msun [erg/s]':<34} {result.lx_m.normalisation:>10.3g}")
+    print()
+    print(f"{'against observations':<16} {'slope':>13} {'at 3e14 Msun':>12} {'scatter dex':>13}  verdict")
+    for c in comparisons:
+        fit = c.numbers.get("mock_fit") if c.name in ("t_m500c", "lx_bol_m500c", "lx_soft_m500c", "y500_m500c") else None
+        if fit is not None:
+            cols = (f"{fit['slope']:.2f}±{fit['slope_error']:.2f}", f"{fit['normalisation']:.3g}",
+                    f"{fit['scatter_dex']:.3f}±{fit['scatter_dex_error']:.3f}")
+        elif c.consistent is not None:
+            cols = ("", f"{c.numbers['mean']:.3f}", "")
+        else:
+            cols = ("", "no halos", "")
+        print(f"{c.name:<16} {cols[0]:>13} {cols[1]:>12} {cols[2]:>13}  {c.verdict}")
+    print(out / "validate.md")
     print(out)
     return 0
 

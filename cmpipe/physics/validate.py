@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,11 +68,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ARNAUD10_Y500",
     "DEFAULT_EDGES",
+    "BootstrapFit",
     "HaloChecks",
     "PowerLawFit",
     "StackedProfile",
     "ValidationResult",
     "arnaud10_y500_mpc2",
+    "bootstrap_power_law",
     "fit_power_law",
     "measure_halo",
     "model_axes",
@@ -90,6 +92,10 @@ SELF_SIMILAR_Y_SLOPE = 5.0 / 3.0
 SELF_SIMILAR_LX_SLOPE = 4.0 / 3.0
 #: Pivot of the power-law fits [Msun] (3e14 h70^-1 Msun at h = 0.7).
 FIT_PIVOT_MSUN = 3e14
+#: Band of the soft-band L_X [keV] (Pratt et al. 2009's [0.1-2.4]).
+SOFT_BAND_KEV = (0.1, 2.4)
+#: Annulus of the gas-mass-weighted temperature [R500c] (Vikhlinin et al. 2009's 0.15-1 R500).
+T_ANNULUS_R500C = (0.15, 1.0)
 #: Sub-shell points in the model's shell volume average.
 _N_QUAD = 32
 #: Directions of the model's spherical averages (Fibonacci sphere).
@@ -214,6 +220,88 @@ def fit_power_law(x: np.ndarray, y: np.ndarray, pivot: float) -> PowerLawFit:
 
 
 @dataclass(frozen=True)
+class BootstrapFit:
+    """:func:`fit_power_law` on all halos, with errors from a bootstrap over halos.
+
+    Attributes
+    ----------
+    slope, slope_error : float
+        Slope and the standard deviation of the bootstrap slopes.
+    normalisation : float
+        ``y`` at the pivot [units of y].
+    normalisation_rel_error : float
+        Standard deviation of the bootstrap ``ln A`` (the relative error of ``A``).
+    pivot : float
+        [units of x].
+    scatter_dex, scatter_dex_error : float
+        RMS residual in ``log10 y`` (``n - 2`` degrees of freedom) and its bootstrap error.
+    n, n_boot, seed : int
+        Points, resamples and the seed of ``np.random.default_rng``.
+    """
+
+    slope: float
+    slope_error: float
+    normalisation: float
+    normalisation_rel_error: float
+    pivot: float
+    scatter_dex: float
+    scatter_dex_error: float
+    n: int
+    n_boot: int
+    seed: int
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The fitted ``y(x)``."""
+        return self.normalisation * (np.asarray(x, dtype=np.float64) / self.pivot) ** self.slope
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_power_law(x: np.ndarray, y: np.ndarray, pivot: float, n_boot: int = 1000, seed: int = 0) -> BootstrapFit:
+    """Fit ``y = A (x / pivot)^slope`` (:func:`fit_power_law`) and bootstrap it over the points.
+
+    Parameters
+    ----------
+    x, y : (N,) float64, N >= 3
+        Positive values (non-finite or non-positive pairs are dropped first).
+    pivot : float
+        Pivot of ``x``.
+    n_boot : int
+        Resamples with replacement; a resample with fewer than 3 distinct ``x`` is redrawn.
+    seed : int
+        Seed of ``np.random.default_rng``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[ok], y[ok]
+    n = x.size
+    if n < 3:
+        raise ValueError(f"a bootstrapped power-law fit needs at least 3 points; got {n}")
+    best = fit_power_law(x, y, pivot)
+    rng = np.random.default_rng(seed)
+    stats = np.empty((n_boot, 3))
+    i = 0
+    while i < n_boot:
+        idx = rng.integers(0, n, size=n)
+        if np.unique(x[idx]).size < 3:
+            continue
+        f = fit_power_law(x[idx], y[idx], pivot)
+        stats[i] = f.slope, np.log(f.normalisation), f.scatter_ln * np.sqrt((n - 2) / n)
+        i += 1
+    # The resamples' scatter uses the ML (1/n) normaliser: duplicated points make the n - 2
+    # estimate meaningless; its spread, not its mean, is what is used.
+    errs = np.std(stats, axis=0, ddof=1)
+    ln10 = np.log(10.0)
+    return BootstrapFit(
+        slope=best.slope, slope_error=float(errs[0]), normalisation=best.normalisation,
+        normalisation_rel_error=float(errs[1]), pivot=float(pivot), scatter_dex=best.scatter_ln / ln10,
+        scatter_dex_error=float(errs[2]) / ln10, n=n, n_boot=n_boot, seed=seed,
+    )
+
+
+@dataclass(frozen=True)
 class HaloChecks:
     """What :func:`measure_halo` measures for one halo (bins: ``edges``, K = len(edges) - 1).
 
@@ -232,11 +320,18 @@ class HaloChecks:
         ``f_gas(< edges[1:] R500c) / f_b`` [dimensionless].
     fgas_r500c : float
         Measured ``f_gas(< R500c) / f_b``.
+    fgas500 : float
+        Measured ``f_gas,500 = M_gas(<R500c) / M_tot(<R500c)`` (not divided by f_b).
     y500_mpc2, y500_model_mpc2 : float
         Spherical Y inside R500c, ``E(z)^(-2/3)`` times ``Y D_A^2`` [Mpc^2], from the particles
         and from the DPP.
     lx500_erg_s : float
         Bolometric L_X inside R500c [erg s^-1].
+    lx500_soft_erg_s : float
+        L_X in 0.1-2.4 keV inside R500c [erg s^-1]: each particle's bremsstrahlung continuum times
+        ``exp(-0.1 keV / kT) - exp(-2.4 keV / kT)`` (Gaunt factor constant in energy).
+    tmw_kev : float
+        Gas-mass-weighted temperature of the particles in 0.15-1 R500c [keV].
     n_gas, n_dm : int
         Particles of the halo (background included).
     """
@@ -261,6 +356,9 @@ class HaloChecks:
     lx500_erg_s: float
     n_gas: int
     n_dm: int
+    fgas500: float = float("nan")
+    lx500_soft_erg_s: float = float("nan")
+    tmw_kev: float = float("nan")
 
 
 def _shell_mass(r_mpc: np.ndarray, mass: np.ndarray, edges_mpc: np.ndarray) -> np.ndarray:
@@ -387,6 +485,14 @@ def measure_halo(
     y500_model = k.compton_y_cm3_per_kev_mpc * _sphere_integral(pressure_of_r, r500c, 1e-6 * r500c) * ez_y
     eps = BREMSSTRAHLUNG_CGS * np.sqrt(temperature) * n_e * n_z2 * plasma.gaunt_factor  # erg s^-1 cm^-3
     lx500 = float(np.sum(eps[in500_gas] * v_mpc3[in500_gas]) * k.mpc_cm**3)
+    kt_kev = k.boltzmann_kev_per_k * temperature
+    lo_kev, hi_kev = SOFT_BAND_KEV
+    band = np.exp(-lo_kev / kt_kev) - np.exp(-hi_kev / kt_kev)
+    lx500_soft = float(np.sum((eps * band * v_mpc3)[in500_gas]) * k.mpc_cm**3)
+    # Gas-mass-weighted temperature in 0.15-1 R500c.
+    annulus = (r_gas >= T_ANNULUS_R500C[0] * r500c) & (r_gas < T_ANNULUS_R500C[1] * r500c)
+    w = m_gas[annulus]
+    tmw = float(np.sum(w * kt_kev[annulus]) / np.sum(w)) if w.sum() > 0 else float("nan")
 
     return HaloChecks(
         halo_id=int(halo.props.halo_id), m200m_msun=float(halo.props.m200m_msun), m500c_msun=prof.m500c_msun,
@@ -397,6 +503,8 @@ def measure_halo(
         fgas=fgas, fgas_model=fgas_model, fgas_r500c=fgas_r500c,
         y500_mpc2=y500, y500_model_mpc2=float(y500_model), lx500_erg_s=lx500,
         n_gas=int(halo.gas.n), n_dm=int(halo.dm.n),
+        fgas500=float(g500 / (g500 + d500)) if g500 + d500 > 0 else float("nan"),
+        lx500_soft_erg_s=lx500_soft, tmw_kev=tmw,
     )
 
 
@@ -450,6 +558,9 @@ class ValidationResult:
         ``dm_density``, ``gas_density`` (x in R200m), ``pressure``, ``fgas`` (x in R500c).
     m500c_msun, y500_mpc2, y500_model_mpc2, lx500_erg_s, fgas_r500c : (H,) float64
         Per halo (Y scaled by ``E(z)^(-2/3)``).
+    fgas500, lx500_soft_erg_s, tmw_kev : (H,) float64
+        Per halo: ``M_gas / M_tot`` inside R500c, L_X in 0.1-2.4 keV [erg s^-1], the
+        gas-mass-weighted temperature in 0.15-1 R500c [keV] (:class:`HaloChecks`).
     y_m, y_m_model, lx_m : PowerLawFit
         Fits of Y500 (particles), Y500 (model) and L_X against M500c, pivot 3e14 Msun.
     arnaud10_y500_at_pivot_mpc2 : float
@@ -471,6 +582,9 @@ class ValidationResult:
     lx_m: PowerLawFit
     arnaud10_y500_at_pivot_mpc2: float
     h: float
+    fgas500: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lx500_soft_erg_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    tmw_kev: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def to_dict(self) -> dict:
         """JSON-ready numbers: fits, per-halo values and per-bin profile deviations."""
@@ -497,6 +611,9 @@ class ValidationResult:
                 "y500_model_mpc2": clean(self.y500_model_mpc2),
                 "lx500_erg_s": clean(self.lx500_erg_s),
                 "fgas_r500c_over_fb": clean(self.fgas_r500c),
+                "fgas500": clean(self.fgas500),
+                "lx500_soft_erg_s": clean(self.lx500_soft_erg_s),
+                "tmw_kev": clean(self.tmw_kev),
             },
             "profiles": {
                 name: {"x_unit": p.x_unit, "x": clean(p.x), "measured": clean(p.measured), "model": clean(p.model),
@@ -557,6 +674,9 @@ def stack_checks(checks: Sequence[HaloChecks], h: float) -> ValidationResult:
         lx_m=fit_power_law(m500, lx, FIT_PIVOT_MSUN),
         arnaud10_y500_at_pivot_mpc2=float(arnaud10_y500_mpc2(np.array([FIT_PIVOT_MSUN]), h)[0]),
         h=h,
+        fgas500=np.array([c.fgas500 for c in checks]),
+        lx500_soft_erg_s=np.array([c.lx500_soft_erg_s for c in checks]),
+        tmw_kev=np.array([c.tmw_kev for c in checks]),
     )
 
 
