@@ -131,6 +131,18 @@ def test_y_m_slope_is_self_similar(spherical):
     assert result.lx_m.slope > 1.0 and np.all(result.lx500_erg_s > 1e41)
 
 
+def test_observed_quantities_from_the_particles(spherical):
+    """The quantities set against observations are the particles': f_gas,500 is f_gas(<R500c)/f_b
+    times f_b (1e-12); the 0.1-2.4 keV luminosity is a fraction of the bolometric one (the band
+    factor exp(-0.1/kT) - exp(-2.4/kT) < 1); the gas-mass-weighted temperature in 0.15-1 R500c
+    lies between 0.3 and 10 keV for these 10^13.5-10^14.3 halos and rises with mass."""
+    cfg, checks, result, _ = spherical
+    f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
+    np.testing.assert_allclose(result.fgas500, result.fgas_r500c * f_b, rtol=1e-12)
+    assert np.all((result.lx500_soft_erg_s > 0) & (result.lx500_soft_erg_s < result.lx500_erg_s))
+    assert np.all((result.tmw_kev > 0.3) & (result.tmw_kev < 10.0)) and np.all(np.diff(result.tmw_kev) > 0)
+
+
 def test_reference_formulas():
     """Oracles: Arnaud et al. (2010) eq. 22 at its pivot (h = 0.7: 10^-4.739 Mpc^2) and its slope;
     an exact power law fitted exactly."""
@@ -156,16 +168,28 @@ def test_cli_writes_figures_numbers_and_config(tmp_path, capsys):
     names = {p.name for p in val.iterdir()}
     expected = {"profile_dm_density.png", "profile_gas_density.png", "profile_pressure.png", "profile_fgas.png",
                 "y500_m500c.png", "lx500_m500c.png", "maps_13.5.png", "maps_14.5.png", "maps_15.2.png",
-                "validation.json", "config.resolved.yaml"}
+                "validation.json", "config.resolved.yaml", "validate.md",
+                *(f"observed_{n}_m500c.png" for n in ("fgas500", "t", "lx_bol", "lx_soft", "y500"))}
     assert expected <= names
     numbers = json.loads((val / "validation.json").read_text())
     assert numbers["n_halos"] == 3
     assert np.isfinite(numbers["y500_m500c"]["slope"]) and np.isfinite(numbers["lx500_m500c"]["scatter_ln"])
     assert len(numbers["profiles"]["dm_density"]["deviation"]) == len(DEFAULT_EDGES) - 1
+    observed = {c["name"]: c for c in numbers["observed"]}
+    assert set(observed) == {"fgas_groups", "fgas_clusters", "t_m500c", "lx_bol_m500c", "lx_soft_m500c", "y500_m500c"}
+    for name in ("t_m500c", "lx_bol_m500c", "lx_soft_m500c", "y500_m500c"):
+        fit = observed[name]["numbers"]["mock_fit"]
+        assert fit["n"] == 3 and np.isfinite(fit["slope_error"]) and np.isfinite(fit["scatter_dex"])
+    md = (val / "validate.md").read_text()
+    assert "| relation | mock | published (ref) | verdict |" in md
+    for ref in ("Vikhlinin", "Pratt", "Arnaud", "Sun et al. 2009", "L_X,bol", "0.1-2.4 keV", "f_gas,500"):
+        assert ref in md, ref
+    assert md.count("\n| ") == 1 + 6  # the header and one row per relation
     resolved = load_config(str(val / "config.resolved.yaml"))
     assert resolved.catalog.mode == "flat" and resolved.catalog.n_halos == 3 and resolved.catalog.seed == 1
     stdout = capsys.readouterr().out
     assert "Y500-M500c slope" in stdout and "L_X-M500c slope" in stdout
+    assert "against observations" in stdout and "t_m500c" in stdout and "validate.md" in stdout
 
 
 def test_y_m_scatter_with_the_realism_knobs_on():

@@ -268,7 +268,10 @@ def bootstrap_power_law(x: np.ndarray, y: np.ndarray, pivot: float, n_boot: int 
     pivot : float
         Pivot of ``x``.
     n_boot : int
-        Resamples with replacement; a resample with fewer than 3 distinct ``x`` is redrawn.
+        Resamples with replacement; a resample with fewer than 3 distinct ``x`` is redrawn. Each
+        error is the larger of the bootstraps' standard deviation and the least-squares one
+        (slope ``s / sqrt(Sxx)``, ln A ``s sqrt(1/n + mean(ln x/pivot)^2 / Sxx)``, scatter
+        ``s / sqrt(2 (n - 2))``), since a bootstrap over a few halos underestimates them.
     seed : int
         Seed of ``np.random.default_rng``.
     """
@@ -293,6 +296,13 @@ def bootstrap_power_law(x: np.ndarray, y: np.ndarray, pivot: float, n_boot: int 
     # The resamples' scatter uses the ML (1/n) normaliser: duplicated points make the n - 2
     # estimate meaningless; its spread, not its mean, is what is used.
     errs = np.std(stats, axis=0, ddof=1)
+    # Floors from the least-squares (Gaussian) errors: a bootstrap over a few halos has few
+    # distinct resamples and underestimates the errors (3 halos: only permutations, error 0).
+    lx = np.log(x / pivot)
+    sxx = float(np.sum((lx - lx.mean()) ** 2))
+    s = best.scatter_ln
+    gauss = (s / np.sqrt(sxx), s * np.sqrt(1.0 / n + lx.mean() ** 2 / sxx), s / np.sqrt(2.0 * max(n - 2, 1)))
+    errs = np.maximum(errs, gauss)
     ln10 = np.log(10.0)
     return BootstrapFit(
         slope=best.slope, slope_error=float(errs[0]), normalisation=best.normalisation,
