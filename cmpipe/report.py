@@ -615,14 +615,19 @@ def calibration_summary(coverage: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Rank histograms of the true masses among the sample masses (one rank per image), with the
-    uniform expectation: within R200m (headline), outside R200m and within R500c.
+    """Rank histograms of the true masses among the sample masses, over halos, with the uniform
+    expectation: within R200m (headline), outside R200m and within R500c.
+
+    Each image's rank counts ``1 / n_images`` of its halo, so every halo weighs 1 whatever its
+    number of images (a halo seen ten times does not fill ten counts); the counts sum to the
+    number of halos with a rank, and so does the expectation.
 
     Returns
     -------
     dict
         Channel -> ``mass_r200m_rank`` | ``mass_outside_r200m_rank`` | ``mass_r500c_rank`` ->
-        ``(counts, expected)`` of shape (n_bins,), ``n_bins = min(max_bins, S + 1)``.
+        ``(counts, expected)`` of shape (n_bins,), ``n_bins = min(max_bins, S + 1)``; ``counts``
+        [halos] may be fractional where a halo's images fall in different bins.
     """
     from cmpipe.metrics import rank_bin_probabilities, rank_histogram
 
@@ -634,12 +639,14 @@ def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[s
         s = int(part["n_samples"].max())
         n_bins = min(max_bins, s + 1)
         for col in ("mass_r200m_rank", "mass_outside_r200m_rank", "mass_r500c_rank"):
-            ranks = part[col].to_numpy()
-            ranks = ranks[ranks >= 0]
-            if not ranks.size:
+            if col not in part:
                 continue
-            counts = rank_histogram(ranks, s, n_bins)
-            out.setdefault(channel, {})[col] = (counts, rank_bin_probabilities(s, n_bins) * ranks.size)
+            valid = part[part[col] >= 0]
+            if not len(valid):
+                continue
+            _, inverse, per_halo = np.unique(valid["halo_id"].to_numpy(), return_inverse=True, return_counts=True)
+            counts = rank_histogram(valid[col].to_numpy(), s, n_bins, weights=1.0 / per_halo[inverse])
+            out.setdefault(channel, {})[col] = (counts, rank_bin_probabilities(s, n_bins) * len(per_halo))
     return out
 
 

@@ -5,7 +5,7 @@ many synthetic data sets of known mean (68 % +- 5 %); R500c against colossus'
 ``changeMassDefinition`` (1e-5); evaluate_image on constructed posteriors: a posterior 3x too
 narrow inside R200m and right outside is called over-confident inside R200m only; a report
 whose model equals the truth has zero error and skill 1 against a baseline; a model worse than
-a baseline is said to be so in words.
+a baseline is said to be so in words; rank histograms count each halo once (hand-counted bins).
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ import pytest
 from cmpipe.evaluate import Grid, evaluate_image
 from cmpipe.halo_stats import MIN_HALOS, TOO_FEW, bootstrap, halo_means, paired_skill, summarise
 from cmpipe.metrics import scale_split_k
-from cmpipe.report import calibration_summary, mass_error_summary, profile_error_summary, profile_errors, z_summary
+from cmpipe.report import (
+    calibration_summary,
+    mass_error_summary,
+    profile_error_summary,
+    profile_errors,
+    rank_summary,
+    z_summary,
+)
 from cmpipe.store.tables import to_table
 
 
@@ -160,3 +167,17 @@ def test_model_equal_to_truth_has_zero_error_and_perfect_skill(tmp_path):
     written = make_report(results)
     text = written["report"].read_text()
     assert "not better** than the `oracle` baseline" in text
+
+
+def test_rank_histogram_counts_each_halo_once():
+    """Halo 1 has 10 images, all of rank 0; halos 2 and 3 one image each, of rank 9 (S = 9, 10
+    bins of one rank each). Per image, bin 0 would hold 10 of 12 counts; per halo it holds 1 of 3,
+    and the expectation is 3 halos spread uniformly."""
+    rows = []
+    for image, (halo, rank) in enumerate([(1, 0)] * 10 + [(2, 9), (3, 9)]):
+        rows.append({"image_index": image, "halo_id": halo, "channel": "gas_sigma", "n_samples": 9,
+                     "mass_r200m_rank": rank, "mass_outside_r200m_rank": -1, "mass_r500c_rank": rank})
+    counts, expected = rank_summary(pd.DataFrame(rows))["gas_sigma"]["mass_r200m_rank"]
+    np.testing.assert_allclose(counts, [1, 0, 0, 0, 0, 0, 0, 0, 0, 2])
+    np.testing.assert_allclose(expected, np.full(10, 0.3))
+    assert "mass_outside_r200m_rank" not in rank_summary(pd.DataFrame(rows))["gas_sigma"]

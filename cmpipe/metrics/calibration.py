@@ -108,7 +108,7 @@ def rank_bin_probabilities(n_samples: int, n_bins: int) -> np.ndarray:
     return np.bincount(per_value, minlength=n_bins) / (n_samples + 1)
 
 
-def rank_histogram(ranks: np.ndarray, n_samples: int, n_bins: int) -> np.ndarray:
+def rank_histogram(ranks: np.ndarray, n_samples: int, n_bins: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Histogram of ranks ``0 .. S``: rank ``j`` goes to bin ``j * n_bins // (S + 1)``.
 
     Parameters
@@ -120,17 +120,26 @@ def rank_histogram(ranks: np.ndarray, n_samples: int, n_bins: int) -> np.ndarray
     n_bins : int
         Number of bins, ``1 <= n_bins <= S + 1``. Choose a divisor of ``S + 1`` for equal
         expected counts; otherwise see :func:`rank_bin_probabilities`.
+    weights : array_like of float, optional
+        One weight per rank (e.g. ``1 / n_images`` of the rank's halo); default 1 each.
 
     Returns
     -------
-    ndarray of int64, shape (n_bins,)
+    ndarray, shape (n_bins,)
+        int64 counts, or float64 sums of ``weights``.
     """
     if not 1 <= n_bins <= n_samples + 1:
         raise ValueError(f"n_bins must lie in 1 .. {n_samples + 1}")
     r = np.asarray(ranks, dtype=np.int64).ravel()
     if r.size and (r.min() < 0 or r.max() > n_samples):
         raise ValueError(f"ranks must lie in 0 .. {n_samples}")
-    return np.bincount(r * n_bins // (n_samples + 1), minlength=n_bins).astype(np.int64)
+    bins = r * n_bins // (n_samples + 1)
+    if weights is None:
+        return np.bincount(bins, minlength=n_bins).astype(np.int64)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != r.shape:
+        raise ValueError(f"{w.size} weights for {r.size} ranks")
+    return np.bincount(bins, weights=w, minlength=n_bins)
 
 
 def tarp_coverage(

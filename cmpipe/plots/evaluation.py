@@ -551,7 +551,7 @@ def plot_calibration(
             else:
                 _no_data(ax)
             ax.set_xlabel("rank bin")
-            ax.set_ylabel("images")
+            ax.set_ylabel("halos (images weighted 1 / n_images of their halo)", fontsize="x-small")
             ax.set_title(f"{_label(channel)}: {name}", fontsize="small")
         if not with_tarp:
             continue
