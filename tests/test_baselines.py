@@ -17,6 +17,8 @@ import json
 
 import numpy as np
 import pytest
+from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_store
+from tiny_stores import inference_config as _cfg
 
 from cmpipe.baselines import (
     BASELINES,
@@ -26,9 +28,7 @@ from cmpipe.baselines import (
     regression_feature_names,
     run_baselines,
 )
-from cmpipe.config import load_config
 from cmpipe.metrics import pixel_radii_mpc, radial_bin_edges, radial_profile
-from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL
 
 
 # ----------------------------------------------------------------------------- mass oracle
@@ -129,17 +129,10 @@ def test_block_mean_is_the_models():
 # ----------------------------------------------------------------------------- on a store
 
 
-def _cfg(*extra: str):
-    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from cmpipe.store import generate_serial
-
-    path = tmp_path_factory.mktemp("baseline_store") / "images.zarr"
-    generate_serial(_cfg(), path)
-    return path
+    return make_store(_cfg(), tmp_path_factory.mktemp("baseline_store"))
 
 
 def _run(cfg, store, out, **kw):

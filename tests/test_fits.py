@@ -218,23 +218,14 @@ def test_non_fits_file_is_a_fits_error_naming_it(tmp_path, content):
 
 # ---------------------------------------------------------------------------------- end to end
 
-from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL  # noqa: E402
-
-
-def _cfg(*extra: str):
-    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
+from tiny_stores import inference_config as _cfg  # noqa: E402
+from tiny_stores import make_run, make_store  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from cmpipe.model.training import train_loop
-    from cmpipe.store import generate_serial
-
-    store = tmp_path_factory.mktemp("fits_store") / "images.zarr"
-    generate_serial(_cfg(), store)
-    run = tmp_path_factory.mktemp("fits_run") / "run"
-    train_loop(_cfg(), store, run, max_steps=2)
-    return store, run
+    store = make_store(_cfg(), tmp_path_factory.mktemp("fits_store"))
+    return store, make_run(_cfg(), store, tmp_path_factory.mktemp("fits_run"))
 
 
 def test_export_and_reconstruct_end_to_end(tiny_run, tmp_path):

@@ -15,34 +15,26 @@ import dataclasses
 
 import numpy as np
 import pytest
+from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_run, make_store
+from tiny_stores import inference_config as _cfg
 
-from cmpipe.config import load_config
-from cmpipe.model.training import CheckpointError, latest_checkpoint, train_loop
+from cmpipe.model.training import CheckpointError, latest_checkpoint
 from cmpipe.pipeline.infer import InferError, image_seed, infer_with_ray, select_test_images
-from cmpipe.store import generate_serial
 from cmpipe.store.posterior import open_posterior
 from cmpipe.store.tables import SCHEMAS, part_paths, read_images_table, read_table
-from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 
-def _cfg(*extra: str):
-    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("infer_store") / "images.zarr"
-    generate_serial(_cfg(), path)
-    return path
+    return make_store(_cfg(), tmp_path_factory.mktemp("infer_store"))
 
 
 @pytest.fixture(scope="module")
 def run(store, tmp_path_factory):
-    run = tmp_path_factory.mktemp("infer_run") / "run"
-    train_loop(_cfg(), store, run, max_steps=2)
-    return run
+    return make_run(_cfg(), store, tmp_path_factory.mktemp("infer_run"))
 
 
 def _marking_loader(marker_dir: str):

@@ -18,30 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
-from cmpipe.config import load_config
-from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL
+from tiny_stores import inference_config as _cfg
+from tiny_stores import make_run, make_store
 
 SETS = [a for s in ["infer.steps=4", "infer.sampler=em", "infer.images_per_batch=1", "infer.actors=1",
                     "infer.cpus_per_actor=1", "infer.gpus_per_actor=0", "infer.threads_per_actor=1"]
         for a in ("--set", s)]
 
 
-def _cfg(*extra: str):
-    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny store and a 2-step training run (as tests/test_fits.py makes them)."""
-    from cmpipe.model.training import train_loop
-    from cmpipe.store import generate_serial
-
-    store = tmp_path_factory.mktemp("ood_store") / "images.zarr"
-    generate_serial(_cfg(), store)
-    run = tmp_path_factory.mktemp("ood_run") / "run"
-    train_loop(_cfg(), store, run, max_steps=2)
-    return store, run
+    store = make_store(_cfg(), tmp_path_factory.mktemp("ood_store"))
+    return store, make_run(_cfg(), store, tmp_path_factory.mktemp("ood_run"))
 
 
 def _train_indices(store, n):

@@ -50,3 +50,29 @@ TINY_INFER = ["infer.n_samples=4", "infer.sampler=em", "infer.steps=4", "infer.b
               "infer.images_per_batch=2", "infer.actors=1", "infer.cpus_per_actor=1", "infer.gpus_per_actor=0",
               "infer.threads_per_actor=1", "evaluate.test_log10_m_min_msun_h=13.5",
               "evaluate.test_log10_m_max_msun_h=15.0", "evaluate.mass_split_log10_msun_h=14.25"]
+
+
+def inference_config(*extra: str):
+    """The demo config on ``INFERENCE_STORE`` with the tiny model and sampler, plus ``extra``
+    overrides (the config of the inference, baseline, FITS and training-error tests)."""
+    from cmpipe.config import load_config
+
+    return load_config("demo", [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, *extra])
+
+
+def make_store(cfg, directory):
+    """``directory / "images.zarr"``: the store of ``cfg``, generated serially."""
+    from cmpipe.store import generate_serial
+
+    path = directory / "images.zarr"
+    generate_serial(cfg, path)
+    return path
+
+
+def make_run(cfg, store, directory, max_steps: int = 2):
+    """``directory / "run"``: a serial training run of ``max_steps`` steps on ``store``."""
+    from cmpipe.model.training import train_loop
+
+    run = directory / "run"
+    train_loop(cfg, store, run, max_steps=max_steps)
+    return run

@@ -588,34 +588,6 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 @dataclasses.dataclass
-class RunSetup:
-    """What a training process finds before building the model (:func:`prepare_run`).
-
-    Attributes
-    ----------
-    train_ds, val_ds : StoreDataset
-        The train split (augmented as configured) and the val split, at ``model.resolution``.
-    fingerprint : str
-        The store's fingerprint.
-    latest : pathlib.Path or None
-        The checkpoint to resume from.
-    state : TrainState or None
-        Its content.
-    sigma_max : float
-    hyperparameters : dict
-        What every checkpoint of the run records.
-    """
-
-    train_ds: Any
-    val_ds: Any
-    fingerprint: str
-    latest: Path | None
-    state: TrainState | None
-    sigma_max: float
-    hyperparameters: dict[str, Any]
-
-
-@dataclasses.dataclass
 class RunCheck:
     """What :func:`validate_run` found: a run that can start.
 
@@ -636,6 +608,22 @@ class RunCheck:
     fingerprint: str
     latest: Path | None
     state: TrainState | None
+
+
+@dataclasses.dataclass
+class RunSetup(RunCheck):
+    """What a training process finds before building the model (:func:`prepare_run`): the
+    :class:`RunCheck`, and
+
+    Attributes
+    ----------
+    sigma_max : float
+    hyperparameters : dict
+        What every checkpoint of the run records.
+    """
+
+    sigma_max: float
+    hyperparameters: dict[str, Any]
 
 
 #: ``resume`` of :func:`validate_run`: choose the latest readable checkpoint of the run directory.
