@@ -292,6 +292,22 @@ class CatalogConfig(_Section):
         [dex], >= 0 (0 switches it off).
     merger_fraction : float
         Probability that a halo is an ongoing merger [dimensionless], in [0, 1].
+    merger_post_pericentre_fraction : float
+        Probability that a merger is seen after its first pericentre [dimensionless], in [0, 1];
+        only then does the secondary's gas lag its DM (and the merger shock exist).
+    cool_core_fraction : float
+        Probability that a halo is a cool core [dimensionless], in [0, 1]: its pressure follows
+        the Arnaud et al. (2010) cool-core fit, else the morphologically disturbed one. About
+        0.3 in SZ (mass-) selected samples (Andrade-Santos et al. 2017; Rossetti et al. 2017).
+    gas_fraction_scatter_dex : float
+        Log-normal scatter of f_gas,500 about the Vikhlinin et al. (2009) f_gas-M relation
+        [dex], >= 0.
+    pressure_c500_scatter_dex : float
+        Log-normal scatter of the pressure profile's concentration c500 about its family's
+        value [dex], >= 0.
+    nonthermal_scatter_ln : float
+        Log-normal scatter of the radius scale B of the Nelson et al. (2014) non-thermal
+        pressure fraction [natural log], >= 0.
     """
 
     section: ClassVar[str] = "catalog"
@@ -303,9 +319,20 @@ class CatalogConfig(_Section):
     seed: int = 0
     concentration_scatter_dex: float = 0.16
     merger_fraction: float = 0.3
+    merger_post_pericentre_fraction: float = 0.5
+    cool_core_fraction: float = 0.3
+    gas_fraction_scatter_dex: float = 0.12
+    pressure_c500_scatter_dex: float = 0.05
+    nonthermal_scatter_ln: float = 0.25
 
     def _validate(self) -> None:
         k = self._key
+        for name in ("merger_post_pericentre_fraction", "cool_core_fraction"):
+            value = getattr(self, name)
+            _require(0.0 <= value <= 1.0, f"{k(name)} must be in [0, 1]; got {value}", k(name))
+        for name in ("gas_fraction_scatter_dex", "pressure_c500_scatter_dex", "nonthermal_scatter_ln"):
+            value = getattr(self, name)
+            _require(value >= 0.0, f"{k(name)} must be >= 0; got {value}", k(name))
         _require(self.n_halos > 0, f"{k('n_halos')} must be > 0; got {self.n_halos}", k("n_halos"))
         lo, hi = self.log10_m_min_msun_h, self.log10_m_max_msun_h
         _require(
@@ -549,6 +576,25 @@ class MockConfig(_Section):
         Apply the catalog's gas-fraction and pressure factors.
     n_neighbours_temperature : int
         Neighbours of the SPH density that sets each gas particle's temperature [count], >= 2.
+    transition : bool
+        Smooth outskirts: the DM follows NFW times the Diemer & Kravtsov (2014) transition term
+        (no truncation), plus the smooth two-halo term ``rho_bar_m b xi_lin`` outside it, and the
+        background fills the whole sphere; replaces ``truncation_r200m`` and ``infall``.
+    observed_baryons : bool
+        Gas from the catalog's pressure family (Arnaud et al. 2010 cool-core or disturbed fits),
+        its amplitude set by the Vikhlinin et al. (2009) f_gas,500-M relation with scatter, the
+        non-thermal fraction scaled per halo; false: the DPP pressure at its P500 amplitude.
+    neighbours : bool
+        Neighbouring and line-of-sight halos from the mass function, clustered about the halo,
+        in the projected sphere (:mod:`cmpipe.physics.neighbours`).
+    neighbour_min_particles : int
+        Fewest DM particles of a neighbour halo [count], >= 1: lighter halos stay in the smooth
+        background and two-halo term.
+    gas_clumps : bool
+        Resolved gas clumps carrying ``gas_clump_fraction`` of the halo's gas between 0.3 and 2
+        R200m, visible in the gas map.
+    gas_clump_fraction : float
+        Gas mass fraction in resolved clumps [dimensionless], in [0, 0.5].
     """
 
     section: ClassVar[str] = "mock"
@@ -558,7 +604,7 @@ class MockConfig(_Section):
     infall: bool = True
     infall_extent_r200m: float = 3.0
     triaxial: bool = True
-    substructure: bool = False
+    substructure: bool = True
     clumping: bool = True
     mergers: bool = True
     shocks: bool = False
@@ -568,9 +614,25 @@ class MockConfig(_Section):
     background: bool = True
     scatter: bool = True
     n_neighbours_temperature: int = 32
+    transition: bool = True
+    observed_baryons: bool = True
+    neighbours: bool = True
+    neighbour_min_particles: int = 100
+    gas_clumps: bool = True
+    gas_clump_fraction: float = 0.03
 
     def _validate(self) -> None:
         k = self._key
+        _require(
+            self.neighbour_min_particles >= 1,
+            f"{k('neighbour_min_particles')} must be >= 1; got {self.neighbour_min_particles}",
+            k("neighbour_min_particles"),
+        )
+        _require(
+            0.0 <= self.gas_clump_fraction <= 0.5,
+            f"{k('gas_clump_fraction')} must be in [0, 0.5]; got {self.gas_clump_fraction}",
+            k("gas_clump_fraction"),
+        )
         _require(
             self.pair_mass_msun_h > 0.0,
             f"{k('pair_mass_msun_h')} must be > 0; got {self.pair_mass_msun_h}",

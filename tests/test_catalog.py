@@ -340,7 +340,7 @@ def test_parquet_round_trip_keeps_values_units_and_metadata(tmp_path):
                               table.column(f.name).to_numpy(zero_copy_only=False),
                               equal_nan=f.type == pa.float64())
     meta = pq.read_metadata(path).metadata
-    assert meta[b"cmpipe.catalog_schema_version"] == b"1"
+    assert meta[b"cmpipe.catalog_schema_version"] == b"2"
     assert meta[b"cmpipe.config_fingerprint"] == config_fingerprint(cfg).encode()
     assert cat.catalog_config(back) == cfg
     assert [p.name for p in path.parent.iterdir()] == ["catalog.parquet"]

@@ -45,12 +45,16 @@ SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mo
 #: Every knob off: a spherical truncated NFW halo, gas following it, nothing else.
 ALL_OFF = ["mock.infall=false", "mock.triaxial=false", "mock.gas_shape=false", "mock.background=false",
            "mock.scatter=false", "mock.substructure=false", "mock.gas_from_hse=false", "mock.clumping=false",
-           "mock.mergers=false"]
+           "mock.mergers=false", "mock.transition=false", "mock.observed_baryons=false", "mock.neighbours=false",
+           "mock.gas_clumps=false"]
+#: The knobs of issue 16 (smooth outskirts, observed baryons, neighbours, gas clumps) off: the older model.
+ISSUE16_OFF = ["mock.transition=false", "mock.observed_baryons=false", "mock.neighbours=false", "mock.gas_clumps=false",
+               "mock.substructure=false"]
 #: Spherical halo with the physical gas: HSE gas, infall to 3 R200m, no background, no scatter.
 SPHERICAL_GAS = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-                 "mock.clumping=false", "mock.mergers=false"]
+                 "mock.clumping=false", "mock.mergers=false", *ISSUE16_OFF]
 #: The knobs added after the first mock (off: the halo is particle for particle the earlier one).
-NEW_OFF = ["mock.clumping=false", "mock.mergers=false", "mock.substructure=false", "mock.shocks=false"]
+NEW_OFF = ["mock.clumping=false", "mock.mergers=false", "mock.substructure=false", "mock.shocks=false", *ISSUE16_OFF]
 
 
 def mock_config(lo: float, hi: float, n: int, *extra: str):
@@ -337,7 +341,7 @@ def merger_pair():
     """Halos 4 (xi = 0.17, lag capped at 0.3 Mpc) and 7 (xi = 0.32, lag 0.11 Mpc) of an
     8-halo catalog, spherical HSE gas without background or clumping, mergers on and off."""
     base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-            "mock.clumping=false"]
+            "mock.clumping=false", *ISSUE16_OFF]
     on = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base))
     off = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.mergers=false"))
     return on, {hid: (on.load(hid), off.load(hid)) for hid in (4, 7)}
@@ -425,7 +429,7 @@ def test_clumping_factor_and_volumes():
     (0.1-3 R200m) the particle means satisfy <1/f> = 1 (volumes kept) and <f> / <C(r)> = 1
     (<rho^2>_V / <rho>_V^2 = C), each within 4 sigma of its sample standard error."""
     extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-             "mock.mergers=false"]
+             "mock.mergers=false", *ISSUE16_OFF]
     on_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra))
     off_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra, "mock.clumping=false"))
     on, off = on_src.load(0), off_src.load(0)
@@ -458,7 +462,7 @@ def test_clumping_raises_xray_not_y():
     3 % (measured: S_X up by 0.3 % in the core to 31 % at 0.75-1 R200m, 0.1-1.2 % below the
     particle expectation, which ignores the kernels' spread across the annulus edges)."""
     extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-             "mock.mergers=false"]
+             "mock.mergers=false", *ISSUE16_OFF]
     on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra))
     off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra, "mock.clumping=false"))
     cfg = on_src.cfg
@@ -550,8 +554,8 @@ def test_substructure_particles_keep_the_halo_mass():
     radius of its centre, the DM centroid of each subhalo with >= 200 particles at its centre
     within 4 sigma of shot noise; the other DM particles are particles of the halo without
     substructure."""
-    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, "mock.substructure=true"))
-    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1))
+    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, *ISSUE16_OFF, "mock.substructure=true"))
+    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, *ISSUE16_OFF))
     on, off, subs = on_src.load(0), off_src.load(0), on_src.subhalos(0)
     m_pair = on_src.cfg.mock.pair_mass_msun_h / on_src.cfg.cosmology.h
     assert subs.psi.size >= 3
@@ -579,8 +583,8 @@ def test_substructure_keeps_the_radial_profile():
     particles are matched in radius to the subhalos' particles, so the removed mass follows the
     added mass (the earlier uniform removal, NFW-concentrated, missed by up to 1300 DM particles
     at 0.3 R200m, about 20 sigma)."""
-    on_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, "mock.substructure=true"))
-    off_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4))
+    on_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, *ISSUE16_OFF, "mock.substructure=true"))
+    off_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, *ISSUE16_OFF))
     n_subhalos = 0
     for hid in on_src.halo_ids():
         on, off, subs = on_src.load(hid), off_src.load(hid), on_src.subhalos(hid)
@@ -609,7 +613,7 @@ def shock_pair(merger_pair):
     the merger: ``{halo_id: (shocked, unshocked, no merger)}``."""
     _, halos = merger_pair
     base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-            "mock.clumping=false"]
+            "mock.clumping=false", *ISSUE16_OFF]
     on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.shocks=true"))
     return on_src, {hid: (on_src.load(hid), halos[hid][0], halos[hid][1]) for hid in halos}
 
@@ -710,7 +714,7 @@ def test_shock_only_for_mergers():
     :meth:`MockHaloSource.shock` is None for them; its merging halos differ only in the gas
     densities and temperatures of the primary's own particles (the secondary's and the
     subhalos' gas, appended after it, bit-identical), by the jumps' powers r^w and (p/r)^w."""
-    extra = ["mock.substructure=true"]
+    extra = [*ISSUE16_OFF, "mock.substructure=true"]
     on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra, "mock.shocks=true"))
     off_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra))
     n_merger = 0

@@ -43,9 +43,17 @@ they were.
 16  U Mach                       1.5 + 1.5 U
 17  U direction cos(theta)       2 U - 1
 18  U direction phi              2 pi U
+19  U cool core                  is_cool_core = U < cool_core_fraction
+20  N pressure c500              pressure_c500_factor = 10^(pressure_c500_scatter_dex N)
+21  N non-thermal                nonthermal_radius_factor = exp(nonthermal_scatter_ln N)
+22  U merger phase               is_post_pericentre = is_merger and U < post fraction
+23  N f_gas,500                  fgas500_factor = 10^(gas_fraction_scatter_dex N)
 ==  ===========================  =========================================================
 
-The data contract (:data:`CATALOG_SCHEMA`, version :data:`CATALOG_SCHEMA_VERSION` = 1)
+Draws 8 and 9 (``gas_fraction_factor``, ``pressure_factor``) scale the older DPP gas model
+(``mock.observed_baryons`` off); draws 19-23 the observed-baryons model and the merger phase.
+
+The data contract (:data:`CATALOG_SCHEMA`, version :data:`CATALOG_SCHEMA_VERSION` = 2)
 --------------------------------------------------------------------------------------
 One row per halo, in halo-id order; every field float64 unless said, none null, its unit in
 the field's metadata (``b"unit"``). The Parquet file's key-value metadata holds
@@ -78,6 +86,12 @@ field                            unit           meaning
 ``merger_gas_lag_fraction``      -              gas-DM offset of the secondary / separation
 ``merger_mach``                  -              Mach number of the merger shock
 ``merger_dir_x`` .. ``_z``       -              unit vector from the primary to the secondary
+``is_cool_core`` (bool)          -              pressure from the Arnaud et al. (2010) cool-core
+                                                fit (else the morphologically disturbed one)
+``pressure_c500_factor``         -              multiplies the pressure family's c500
+``nonthermal_radius_factor``     -              multiplies B of the Nelson et al. (2014) f_nt(r)
+``is_post_pericentre`` (bool)    -              a merger seen after pericentre (false if none)
+``fgas500_factor``               -              multiplies the mean f_gas,500(M500c) relation
 ===============================  =============  =================================================
 
 The merger columns are NaN when ``is_merger`` is false (the variates are still drawn). The
@@ -126,7 +140,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of :data:`CATALOG_SCHEMA`; bump it on any change of fields, types or meaning.
-CATALOG_SCHEMA_VERSION = 1
+CATALOG_SCHEMA_VERSION = 2
 
 #: Key-value metadata keys of a catalog table and its Parquet file.
 META_SCHEMA_VERSION = b"cmpipe.catalog_schema_version"
@@ -179,6 +193,11 @@ _DRAWS: tuple[tuple[str, str], ...] = (
     ("merger_mach", "U"),
     ("merger_cos_theta", "U"),
     ("merger_phi", "U"),
+    ("cool_core", "U"),
+    ("pressure_c500", "N"),
+    ("nonthermal", "N"),
+    ("merger_phase", "U"),
+    ("fgas500", "N"),
 )
 _DRAW_INDEX = {name: i for i, (name, _) in enumerate(_DRAWS)}
 
@@ -221,6 +240,11 @@ CATALOG_SCHEMA: pa.Schema = pa.schema([
     _field("merger_dir_x", _F64, "-", "unit vector to the secondary, x; NaN if not a merger"),
     _field("merger_dir_y", _F64, "-", "unit vector to the secondary, y; NaN if not a merger"),
     _field("merger_dir_z", _F64, "-", "unit vector to the secondary, z; NaN if not a merger"),
+    _field("is_cool_core", pa.bool_(), "-", "Arnaud et al. 2010 cool-core pressure (else disturbed)"),
+    _field("pressure_c500_factor", _F64, "-", "log-normal factor on the pressure family's c500"),
+    _field("nonthermal_radius_factor", _F64, "-", "log-normal factor on B of Nelson et al. 2014 f_nt(r)"),
+    _field("is_post_pericentre", pa.bool_(), "-", "a merger after pericentre; false if not a merger"),
+    _field("fgas500_factor", _F64, "-", "log-normal factor on the mean f_gas,500(M500c)"),
 ])
 
 
@@ -555,6 +579,11 @@ def _columns(cfg: Config, halo_ids: np.ndarray) -> dict[str, np.ndarray]:
         "merger_dir_x": nan_unless(sin_t * np.cos(phi)),
         "merger_dir_y": nan_unless(sin_t * np.sin(phi)),
         "merger_dir_z": nan_unless(cos_t),
+        "is_cool_core": draw("cool_core") < cat.cool_core_fraction,
+        "pressure_c500_factor": 10.0 ** (cat.pressure_c500_scatter_dex * draw("pressure_c500")),
+        "nonthermal_radius_factor": np.exp(cat.nonthermal_scatter_ln * draw("nonthermal")),
+        "is_post_pericentre": is_merger & (draw("merger_phase") < cat.merger_post_pericentre_fraction),
+        "fgas500_factor": 10.0 ** (cat.gas_fraction_scatter_dex * draw("fgas500")),
     }
 
 

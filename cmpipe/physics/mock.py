@@ -15,6 +15,60 @@ Dark matter
     ``b(M200m)`` and the linear matter correlation function (colossus ``haloBias`` and
     ``correlationFunction``, comoving Mpc/h; ``r_com = (1 + z) h r_phys``). Radii come from the
     inverse of the tabulated enclosed mass, directions are isotropic.
+Smooth outskirts (``transition``, default; issue 16)
+    The halo's own matter follows NFW times the Diemer & Kravtsov (2014) transition term,
+    ``rho ~ f_t(r) / [y (1 + y)^2]``, ``f_t = [1 + (r / r_t)^4]^(-2)``, ``r_t = (1.9 - 0.18 nu)
+    R200m`` (``nu`` the peak height, colossus ``peakHeight``), normalised to hold M200m inside
+    R200m: it steepens smoothly past ``r_t`` instead of being truncated. Around it lies the smooth
+    two-halo term ``rho_bar_m b xi_lin(r) [1 - f_t(r)] (1 - F)`` (Tinker et al. 2010 bias ``b``;
+    ``1 - f_t`` keeps it out of the halo, a smooth halo exclusion; ``F`` the bias-weighted share of
+    the two-halo term in resolved neighbours, made as particles with ``neighbours``), DM and gas in
+    the cosmic ratio, and a uniform background at ``(1 - f_coll)`` times the cosmic means fills the
+    whole sphere (``f_coll`` the share of the mean density in resolved neighbours, the gas share
+    weighted by their depletion). The profiles reach the background sphere's radius, so density
+    is continuous everywhere and no radius proportional to R200m is marked in the maps.
+    **M200m stays the primary's own**: the catalog's M200m is the mass of this own profile inside
+    R200m; the two-halo term, background and neighbours come on top, as in a simulation.
+Observed baryons (``observed_baryons``, default; issue 16)
+    *Prescribed*: the shape of the thermal pressure and the gas mass inside R500c. The pressure
+    shape is the Arnaud et al. (2010) GNFW fit of the REXCESS cool-core sub-sample for the
+    catalog's cool cores (``is_cool_core``, fraction ``catalog.cool_core_fraction``) and of the
+    morphologically disturbed sub-sample otherwise, its c500 scattered per halo
+    (``pressure_c500_factor``). The non-thermal fraction is Nelson et al. (2014) with the radius
+    scale ``B`` scattered per halo (``nonthermal_radius_factor``): ``f_nt(R500c)`` from about 0.1
+    to 0.3, a hydrostatic bias ``1 - b = M_HSE / M`` of 0.85-0.95 at R500c. *Follows*: the gas
+    density from hydrostatic equilibrium of the total pressure ``P_th / (1 - f_nt)`` in the
+    halo's own total mass, ``rho_gas = -(dP_tot/dr) r^2 / (G M_tot)``; the pressure amplitude
+    from the gas mass, ``M_gas(<R500c) = f_gas,500 M500c`` with the Vikhlinin et al. (2009)
+    relation ``f_gas,500 = 0.0764 h^-1.5 + 0.037 log10(M500 / 1e15 h^-1 Msun)`` times
+    ``fgas500_factor`` (0.12 dex), at most f_b (HSE is linear in the pressure, so the amplitude
+    moves density and pressure together and leaves the temperature alone); the temperature
+    ``T = mu m_p P_th / rho`` per particle (below). Where the hydrostatic density would exceed
+    ``f_b`` times the halo's own matter density (the infall region of massive clusters) it is
+    capped there and the pressure follows at the hydrostatic temperature (``pressure_cap``):
+    beyond ~R200m the gas is not in equilibrium. Consequences, measured from the profiles: T is
+    self-similar, the spectroscopic-like T at the hydrostatic mass 0.85-1.0 x Vikhlinin et al.
+    (2009) M-T; ``L_X,bol ~ f_gas^2 M^(4/3)`` gives a slope of ~1.7, cool cores ~3x brighter.
+    The merger secondary and neighbours keep ``f_gas,500(M) M`` of gas (:func:`neighbour_gas_depletion`).
+Neighbours (``neighbours``, default; issue 16)
+    Halos of M200m from ``neighbour_min_particles`` particle pairs to 10^15.5 Msun/h drawn from the
+    Tinker et al. (2008) mass function in the background sphere, clustered about the halo with the
+    linear bias ``1 + b(M) b_host xi_lin(r)``, excluded inside ``R200m_host + R200m``
+    (:func:`cmpipe.physics.neighbours.draw_neighbours`). Each is a spherical NFW of its median
+    concentration truncated at its R200m, ``(1 - f_b) M`` of DM and ``f_gas,500(M) M`` of
+    isothermal gas at its virial temperature (its pressure adds to the temperature's, like the
+    secondary's). They add to y, S_X, gas and DM alike.
+Gas clumps (``gas_clumps``, default; issue 16)
+    Resolved clumps carrying ``gas_clump_fraction`` of the gas between 0.3 and 2 R200m: particle
+    counts log-uniform in [32, 1000], centres from that gas's radial distribution (stretched like
+    the gas), Plummer spheres of scale radius ``0.03 Mpc (m / 1e11 Msun)^(1/3)`` truncated at five
+    scale radii. Their particles replace as many host profile gas particles of matching radii
+    (as the subhalos do), so the gas mass and its radial profile are kept while the gas map gains
+    the clumps. Dense and isobaric with the host, they are cool and bright in S_X, faint in y.
+Merger phase
+    With ``observed_baryons`` the secondary's gas lags its DM only for mergers seen after
+    pericentre (``is_post_pericentre``, fraction ``catalog.merger_post_pericentre_fraction``),
+    and only those carry a shock; before pericentre gas and DM share their centre.
 Triaxiality (``triaxial``)
     A volume-preserving stretch by axis lengths ``(a, b, c) = (1, q, s) / (q s)^(1/3)`` along
     x, y, z, then the catalog orientation (``x = R x_principal``,
@@ -142,6 +196,8 @@ Substructure (``substructure``)
     without substructure. Their gas temperature
     follows from the host pressure like every particle's (dense and cool, isobaric).
 Random numbers
+    The neighbours and the gas clumps draw from the fourth and fifth children of the halo's seed
+    sequence (``spawn(5)``, whose first three are those of ``spawn(3)``).
     Every draw above the three newer knobs comes from the halo's generator in a fixed order (the
     tilt axis, DM, gas, background DM, background gas). The newer knobs draw from the children
     of the halo's seed sequence, ``SeedSequence([catalog.seed, halo_id, 1]).spawn(3)`` (clumping,
@@ -191,6 +247,27 @@ __all__ = [
 
 #: DPP (He et al. 2021) generalised-NFW parameters [P0, c500, a, b, g].
 DPP_PARAMETERS = (5.048, 1.217, 1.192, 5.490, 0.433)
+#: Arnaud et al. (2010, A&A 517, A92, section 6 and appendix C) GNFW fits of the REXCESS cool-core
+#: and morphologically disturbed sub-samples, in the order of :data:`DPP_PARAMETERS`
+#: [P0 (h70^-3/2), c500, a (alpha), b (beta), g (gamma)]. With ``observed_baryons`` only the shape
+#: is used: the amplitude follows from the gas fraction.
+A10_COOL_CORE = (3.249, 1.128, 1.2223, 5.4905, 0.7736)
+A10_DISTURBED = (3.202, 1.083, 1.4063, 5.4905, 0.3798)
+#: Vikhlinin et al. (2009, ApJ 692, 1033) mean gas fraction inside R500c,
+#: ``f_gas = a h^-1.5 + b log10(M500 / 1e15 h^-1 Msun)``: (a, b).
+VIKHLININ09_FGAS = (0.0764, 0.037)
+#: Floor of the extrapolated f_gas,500 relation (galaxy-scale neighbours) [dimensionless].
+FGAS_FLOOR = 0.01
+#: Diemer & Kravtsov (2014) transition term ``[1 + (r / r_t)^beta]^(-gamma / beta)`` of mass-selected
+#: halos: beta, gamma and ``r_t / R200m = 1.9 - 0.18 nu`` (their eq. 6 and section 3.3).
+DK14_BETA, DK14_GAMMA = 4.0, 8.0
+DK14_RT = (1.9, 0.18)
+#: Resolved gas clumps: radial range [R200m], fewest particles, largest mass [gas particles],
+#: Plummer scale radius at 1e11 Msun [Mpc] (a ~ m^(1/3)).
+GAS_CLUMP_RANGE_R200M = (0.3, 2.0)
+GAS_CLUMP_MIN_PARTICLES = 32
+GAS_CLUMP_MAX_PARTICLES = 1000
+GAS_CLUMP_SCALE_MPC = 0.03
 #: Nelson et al. (2014) non-thermal pressure fraction parameters (A, B, gamma).
 NELSON14_PARAMETERS = (0.452, 0.841, 1.628)
 #: Temperature floor of the gas [K] (IGM at the mean density, T0 of the T-rho relation).
@@ -313,7 +390,13 @@ class MockSecondary:
     virial_temperature_k : float
         ``T200m_s`` [K], the temperature of its gas.
     gas_mass_msun : float
-        ``f_b M_s`` [Msun].
+        Its gas mass [Msun]: ``f_b M_s``, or with ``observed_baryons`` ``f_gas,500 M_s``
+        (:func:`neighbour_gas_depletion`).
+    post_pericentre : bool
+        Seen after pericentre: only then does its gas lag (and a shock exist).
+
+    Neighbour halos (``neighbours``) are made with the same class: no lag, their own R200m as
+    truncation, the same isothermal gas.
     """
 
     m200m_msun: float
@@ -324,6 +407,7 @@ class MockSecondary:
     truncation_mpc: float
     virial_temperature_k: float
     gas_mass_msun: float
+    post_pericentre: bool = True
 
     def gas_density_msun_mpc3(self, r_mpc: np.ndarray) -> np.ndarray:
         """Truncated NFW gas density at distance ``r`` from the gas centre [Msun Mpc^-3]."""
@@ -382,6 +466,25 @@ class MockSubhalos:
     n_gas: np.ndarray
 
 
+@dataclass(frozen=True)
+class MockGasClumps:
+    """Resolved gas clumps of one halo (module docstring, ``Gas clumps``).
+
+    Attributes
+    ----------
+    n_gas : (K,) int64
+        Gas particles per clump [count].
+    centre_mpc : (K, 3) float64
+        Centres relative to the halo [Mpc].
+    scale_mpc : (K,) float64
+        Plummer scale radii [Mpc].
+    """
+
+    n_gas: np.ndarray
+    centre_mpc: np.ndarray
+    scale_mpc: np.ndarray
+
+
 def dpp_electron_pressure_kev_cm3(
     r_mpc: np.ndarray, m500c_msun: float, r500c_mpc: float, h: float, e_z: float = 1.0
 ) -> np.ndarray:
@@ -398,11 +501,38 @@ def dpp_electron_pressure_kev_cm3(
     e_z : float
         ``E(z) = H(z) / H0``.
     """
-    p0, c500, a, b, g = DPP_PARAMETERS
+    return gnfw_electron_pressure_kev_cm3(r_mpc, m500c_msun, r500c_mpc, h, e_z, DPP_PARAMETERS)
+
+
+def gnfw_electron_pressure_kev_cm3(
+    r_mpc: np.ndarray, m500c_msun: float, r500c_mpc: float, h: float, e_z: float,
+    params: tuple[float, float, float, float, float],
+) -> np.ndarray:
+    """Generalised-NFW electron pressure [keV cm^-3] of Arnaud et al. (2010),
+    ``P500 P0 / [(c500 x)^g (1 + (c500 x)^a)^((b - g) / a)]``, ``x = r / R500c``, ``params`` in the
+    order ``[P0, c500, a, b, g]`` (:data:`DPP_PARAMETERS`, :data:`A10_COOL_CORE`), ``P500`` as in
+    :func:`dpp_electron_pressure_kev_cm3`."""
+    p0, c500, a, b, g = params
     h70 = h / 0.7
     p500 = 1.65e-3 * e_z ** (8.0 / 3.0) * (m500c_msun * h70 / 3e14) ** (2.0 / 3.0) * h70**2
     cx = c500 * np.asarray(r_mpc, dtype=np.float64) / r500c_mpc
     return p500 * p0 / (cx**g * (1.0 + cx**a) ** ((b - g) / a))
+
+
+def vikhlinin09_fgas500(m500c_msun: np.ndarray, h: float) -> np.ndarray:
+    """Mean gas fraction inside R500c of Vikhlinin et al. (2009, ApJ 692, 1033),
+    ``f_gas = 0.0764 h^-1.5 + 0.037 log10(M500 / 1e15 h^-1 Msun)`` [dimensionless], floored at
+    :data:`FGAS_FLOOR` below its calibrated range (1e14-1e15 h^-1 Msun; 0.068 at M500c = 3e13 Msun,
+    0.113 at 5e14 Msun for h = 0.7)."""
+    a, b = VIKHLININ09_FGAS
+    m = np.asarray(m500c_msun, dtype=np.float64) * h / 1e15
+    return np.maximum(a * h**-1.5 + b * np.log10(m), FGAS_FLOOR)
+
+
+def dk14_transition(r_mpc: np.ndarray, r_t_mpc: float) -> np.ndarray:
+    """Diemer & Kravtsov (2014) transition term ``[1 + (r / r_t)^4]^(-2)`` (beta = 4, gamma = 8)."""
+    x = np.asarray(r_mpc, dtype=np.float64) / r_t_mpc
+    return (1.0 + x**DK14_BETA) ** (-DK14_GAMMA / DK14_BETA)
 
 
 def nonthermal_fraction(r_mpc: np.ndarray, r200m_mpc: float) -> np.ndarray:
@@ -446,10 +576,49 @@ def _log_concentration_table(cosmo_cfg: CosmologyConfig, lo: float, hi: float):
     return CubicSpline(grid, np.log10(median_concentration(grid, cosmo_cfg)))
 
 
+def _cap(limit: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``min(1, limit / value)`` element-wise, 1 where ``value`` is 0."""
+    out = np.ones_like(value)
+    np.divide(limit, value, out=out, where=value > 0)
+    return np.minimum(out, 1.0)
+
+
+def _density(r: np.ndarray, enclosed: np.ndarray) -> np.ndarray:
+    """``dM/dV = (dM/dr) / (4 pi r^2)`` of a tabulated enclosed mass [mass Mpc^-3]."""
+    dm_dr = np.gradient(enclosed, r)
+    return dm_dr / (4.0 * np.pi * np.maximum(r, r[1]) ** 2)
+
+
 def _cumulative(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """``int_0^r 4 pi r'^2 rho dr'`` on the grid (trapezoid; ``r[0] = 0``)."""
     f = 4.0 * np.pi * r**2 * rho
     return np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(r))])
+
+
+def neighbour_gas_depletion(log10_m200m_msun_h: np.ndarray, cosmo_cfg: CosmologyConfig) -> np.ndarray:
+    """Gas mass over ``f_b M200m`` of a neighbour halo [dimensionless]: its f_gas,500 from
+    :func:`vikhlinin09_fgas500` at its M500c (Diemer & Joyce 2019 median concentration) over
+    ``f_b``, at most 1. A neighbour's gas is ``f_gas,500 M200m``."""
+    from cmpipe.physics.catalog import median_concentration
+    from cmpipe.physics.cosmology import r500c_from_m200m
+
+    lm = np.asarray(log10_m200m_msun_h, dtype=np.float64)
+    m200m = 10.0**lm / cosmo_cfg.h
+    _, m500c = r500c_from_m200m(m200m, median_concentration(lm, cosmo_cfg), cosmo_cfg)
+    f_b = cosmo_cfg.omega_b / cosmo_cfg.omega_m
+    return np.minimum(vikhlinin09_fgas500(m500c, cosmo_cfg.h) / f_b, 1.0)
+
+
+@lru_cache(maxsize=16)
+def _resolved_fractions(cosmo_cfg: CosmologyConfig, lo: float, hi: float, bias_weighted: bool) -> tuple[float, float]:
+    """``(DM share, gas share)`` of the mean densities in resolved neighbours, or with
+    ``bias_weighted`` ``(collapsed, bias-weighted share of the two-halo term)``."""
+    from cmpipe.physics.neighbours import resolved_fractions
+
+    fr = resolved_fractions(lo, hi, cosmo_cfg, weight=lambda lm: neighbour_gas_depletion(lm, cosmo_cfg))
+    if bias_weighted:
+        return fr.collapsed, fr.bias_weighted
+    return fr.collapsed, fr.weighted_collapsed
 
 
 @dataclass(frozen=True)
@@ -470,6 +639,23 @@ class MockProfiles:
         What :meth:`thermal_pressure_kev_cm3` needs.
     electron_pressure_fraction : float
         ``P_e / P_th``.
+    gnfw : tuple of 5 floats
+        Pressure shape ``[P0, c500, a, b, g]`` (:data:`DPP_PARAMETERS` or an Arnaud et al. 2010
+        family with the halo's c500); ``P_e = p500_scale P500 GNFW(r)``.
+    hse_mass_msun : (K,) float64 or None
+        Hydrostatic mass from the thermal pressure alone, ``-r^2 (dP_th/dr) / (G rho_gas)`` [Msun]
+        on ``r_mpc`` (None without ``gas_from_hse``): what an X-ray analysis assuming hydrostatic
+        equilibrium would measure, ``(1 - b) M`` with b the hydrostatic bias.
+    background_dm_msun_mpc3, background_gas_msun_mpc3 : float
+        Densities of the uniform background particles [Msun Mpc^-3] (0 without ``background``).
+    background_inside : bool
+        True when the background fills the whole sphere, halo included (``transition``); false
+        when it lies only outside the halo's outer ellipsoid ``outer_mpc``.
+    fgas500_target : float
+        The prescribed gas fraction inside R500c (``observed_baryons``; NaN otherwise).
+    pressure_cap : (K,) float64 or None
+        Factor <= 1 on the pressure (and gas density) on ``r_mpc`` where the hydrostatic gas
+        would exceed ``f_b`` times the halo's own matter density (``observed_baryons``).
     """
 
     r_mpc: np.ndarray
@@ -483,11 +669,29 @@ class MockProfiles:
     h: float
     e_z: float
     electron_pressure_fraction: float
+    gnfw: tuple[float, float, float, float, float] = DPP_PARAMETERS
+    hse_mass_msun: np.ndarray | None = None
+    background_dm_msun_mpc3: float = 0.0
+    background_gas_msun_mpc3: float = 0.0
+    background_inside: bool = False
+    fgas500_target: float = float("nan")
+    pressure_cap: np.ndarray | None = None
 
     def electron_pressure_kev_cm3(self, r_mpc: np.ndarray) -> np.ndarray:
-        """DPP ``P_e(r)`` times the pressure factor [keV cm^-3]."""
+        """GNFW ``P_e(r)`` times the pressure factor (and the cap) [keV cm^-3]."""
         r = np.maximum(np.asarray(r_mpc, dtype=np.float64), _X_MIN * self.r200m_mpc)
-        return self.p500_scale * dpp_electron_pressure_kev_cm3(r, self.m500c_msun, self.r500c_mpc, self.h, self.e_z)
+        p = self.p500_scale * gnfw_electron_pressure_kev_cm3(r, self.m500c_msun, self.r500c_mpc, self.h, self.e_z, self.gnfw)
+        if self.pressure_cap is not None:
+            p = p * np.interp(r, self.r_mpc, self.pressure_cap)
+        return p
+
+    def hydrostatic_mass_msun(self, r_mpc: np.ndarray) -> np.ndarray:
+        """Hydrostatic mass from the thermal pressure alone at ``r_mpc`` [Msun] (NaN without
+        ``gas_from_hse``)."""
+        r = np.asarray(r_mpc, dtype=np.float64)
+        if self.hse_mass_msun is None:
+            return np.full(r.shape, np.nan)
+        return np.interp(r, self.r_mpc, self.hse_mass_msun)
 
     def thermal_pressure_kev_cm3(self, r_mpc: np.ndarray) -> np.ndarray:
         """``P_th = P_e / (P_e / P_th)`` [keV cm^-3]."""
@@ -604,8 +808,11 @@ class MockHaloSource:
     # ----------------------------------------------------------------------------------------
 
     def outer_radius_mpc(self, row: dict) -> float:
-        """Outer radius of the halo's particles [Mpc]: the infall extent or the truncation."""
+        """Outer radius of the halo's particles [Mpc]: the background sphere (``transition``),
+        else the infall extent or the truncation."""
         mock = self.cfg.mock
+        if mock.transition:
+            return self.background_radius_mpc()
         extent = mock.infall_extent_r200m if mock.infall else mock.truncation_r200m
         return float(extent * row["r200m_mpc"])
 
@@ -622,54 +829,158 @@ class MockHaloSource:
         f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
         m200m = float(row["m200m_msun_h"]) / h
         r200m, c = float(row["r200m_mpc"]), float(row["c200m"])
-        r_trunc = mock.truncation_r200m * r200m
+        m500c, r500c = float(row["m500c_msun_h"]) / h, float(row["r500c_mpc"])
         r_out = self.outer_radius_mpc(row)
         r = np.concatenate([[0.0], np.geomspace(_X_MIN * r200m, r_out, _N_TABLE)])
 
-        # Dark matter: truncated NFW, plus the infall shell.
-        dm_enc = (1.0 - f_b) * m200m * nfw_mass_fraction(np.minimum(r, r_trunc) / r200m, c)
-        infall_rho = np.zeros_like(r)
-        if mock.infall:
-            from colossus.lss import bias
-
-            colossus_cosmology(cfg.cosmology)  # haloBias uses colossus' current cosmology
-            b = float(bias.haloBias(m200m * h, z, "200m", model="tinker10"))
-            r_tab, xi_tab = _xi_table(cfg.cosmology)
-            r_com = np.clip(r * (1.0 + z) * h, r_tab[0], r_tab[-1])
-            xi = np.exp(np.interp(np.log(r_com), np.log(r_tab), np.log(np.maximum(xi_tab, 1e-30))))
-            rho_m = mean_densities(cfg.cosmology).matter
-            infall_rho = np.where(r > r_trunc, rho_m * (1.0 + b * xi), 0.0)
-        dm_enc = dm_enc + (1.0 - f_b) * _cumulative(r, infall_rho)
+        # Total matter of the halo itself [Msun], M_tot(<r), and its DM; then the smooth outer term.
+        m_tot = self._own_mass_msun(row, r)
+        dm_enc = (1.0 - f_b) * m_tot
+        two_halo = self._two_halo_enclosed_msun(row, r)
+        dm_enc = dm_enc + (1.0 - f_b) * two_halo
 
         # Pressure and gas.
         plasma = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor)
         e_z = float(colossus_cosmology(cfg.cosmology).Ez(z))
         scatter = mock.scatter
+        gnfw, p500_scale, fgas_target, pressure_cap = DPP_PARAMETERS, 1.0, float("nan"), None
+        if mock.observed_baryons:
+            family = A10_COOL_CORE if bool(row["is_cool_core"]) else A10_DISTURBED
+            c500 = family[1] * (float(row["pressure_c500_factor"]) if scatter else 1.0)
+            gnfw = (family[0], c500, *family[2:])
         base = MockProfiles(
-            r_mpc=r, dm_enclosed_msun=dm_enc, gas_enclosed_msun=dm_enc, outer_mpc=r_out, p500_scale=1.0,
-            m500c_msun=float(row["m500c_msun_h"]) / h, r500c_mpc=float(row["r500c_mpc"]), r200m_mpc=r200m,
-            h=h, e_z=e_z, electron_pressure_fraction=plasma.electron_pressure_fraction,
+            r_mpc=r, dm_enclosed_msun=dm_enc, gas_enclosed_msun=dm_enc, outer_mpc=r_out, p500_scale=p500_scale,
+            m500c_msun=m500c, r500c_mpc=r500c, r200m_mpc=r200m, h=h, e_z=e_z,
+            electron_pressure_fraction=plasma.electron_pressure_fraction, gnfw=gnfw,
         )
+        hse_mass = None
         if mock.gas_from_hse:
             g_newton, kev_cm3, _ = _units()
             rr = r[1:]
-            p_tot = base.thermal_pressure_kev_cm3(rr) * kev_cm3
+            p_th = base.thermal_pressure_kev_cm3(rr) * kev_cm3
+            f_nt = np.zeros_like(rr)
             if mock.nonthermal_support:
-                p_tot = p_tot / (1.0 - nonthermal_fraction(rr, r200m))
-            dp_dr = np.gradient(p_tot, rr)
-            m_tot = m200m * nfw_mass_fraction(rr / r200m, c)
-            rho_gas = np.concatenate([[0.0], np.maximum(-dp_dr * rr**2 / (g_newton * m_tot), 0.0)])
+                scale = float(row["nonthermal_radius_factor"]) if (mock.observed_baryons and scatter) else 1.0
+                f_nt = nonthermal_fraction(rr, scale * r200m)
+            p_tot = p_th / (1.0 - f_nt)
+            dp_tot, dp_th = np.gradient(p_tot, rr), np.gradient(p_th, rr)
+            m_hse_tot = m_tot[1:] if mock.transition else m200m * nfw_mass_fraction(rr / r200m, c)
+            rho_gas = np.concatenate([[0.0], np.maximum(-dp_tot * rr**2 / (g_newton * m_hse_tot), 0.0)])
+            hse_mass = np.concatenate([[0.0], m_hse_tot * dp_th / np.where(dp_tot < 0, dp_tot, -1e-300)])
             gas_enc = _cumulative(r, rho_gas)
+            if mock.observed_baryons:
+                # The pressure amplitude follows from the prescribed gas mass inside R500c (HSE is
+                # linear in the pressure: density and pressure scale together, T is unchanged).
+                fgas_target = float(vikhlinin09_fgas500(m500c, h))
+                if scatter:
+                    fgas_target *= float(row["fgas500_factor"])
+                fgas_target = min(fgas_target, f_b)
+                # Outside equilibrium: the gas density never exceeds the cosmic share f_b of the
+                # halo's own matter density (the infall region beyond ~R200m of massive
+                # clusters); there the temperature stays the hydrostatic one and the pressure
+                # follows, P = n k T (``pressure_cap``). A few fixed-point steps keep the
+                # prescribed gas mass inside R500c.
+                rho_cap = f_b * _density(r, m_tot)
+                amplitude, cap = 1.0, np.ones_like(r)
+                for _ in range(4):
+                    cap = _cap(rho_cap, amplitude * rho_gas)
+                    enc = _cumulative(r, rho_gas * cap)
+                    amplitude = fgas_target * m500c / float(np.interp(r500c, r, enc))
+                cap = _cap(rho_cap, amplitude * rho_gas)
+                gas_enc, p500_scale = amplitude * _cumulative(r, rho_gas * cap), amplitude
+                pressure_cap = cap
         else:
-            gas_enc = dm_enc * f_b / (1.0 - f_b)
-        if scatter:
+            gas_enc = m_tot * f_b
+        if not mock.observed_baryons and scatter:
+            # The DPP model: the HSE density uses the mean pressure, the two scatters stay independent.
             gas_enc = gas_enc * float(row["gas_fraction_factor"])
+            p500_scale = float(row["pressure_factor"])
+        if mock.transition:  # the older infall shell held DM only
+            gas_enc = gas_enc + f_b * two_halo
+
+        bg_dm = bg_gas = 0.0
+        if mock.background:
+            means = mean_densities(cfg.cosmology)
+            resolved_dm, resolved_gas = self._resolved_neighbour_fractions()
+            bg_dm, bg_gas = means.dark_matter * (1.0 - resolved_dm), means.baryon * (1.0 - resolved_gas)
         return MockProfiles(
-            r_mpc=r, dm_enclosed_msun=dm_enc, gas_enclosed_msun=gas_enc, outer_mpc=r_out,
-            p500_scale=float(row["pressure_factor"]) if scatter else 1.0,
-            m500c_msun=base.m500c_msun, r500c_mpc=base.r500c_mpc, r200m_mpc=r200m, h=h, e_z=e_z,
-            electron_pressure_fraction=base.electron_pressure_fraction,
+            r_mpc=r, dm_enclosed_msun=dm_enc, gas_enclosed_msun=gas_enc, outer_mpc=r_out, p500_scale=p500_scale,
+            m500c_msun=m500c, r500c_mpc=r500c, r200m_mpc=r200m, h=h, e_z=e_z,
+            electron_pressure_fraction=base.electron_pressure_fraction, gnfw=gnfw, hse_mass_msun=hse_mass,
+            background_dm_msun_mpc3=bg_dm, background_gas_msun_mpc3=bg_gas, background_inside=mock.transition,
+            fgas500_target=fgas_target, pressure_cap=pressure_cap,
         )
+
+    def transition_radius_mpc(self, row: dict) -> float:
+        """``r_t = (1.9 - 0.18 nu) R200m`` of Diemer & Kravtsov (2014) [Mpc], ``nu`` the peak height."""
+        from colossus.lss import peaks
+
+        from cmpipe.physics.cosmology import colossus_cosmology
+
+        colossus_cosmology(self.cfg.cosmology)
+        nu = float(peaks.peakHeight(float(row["m200m_msun_h"]), self.cfg.cosmology.redshift))
+        return (DK14_RT[0] - DK14_RT[1] * nu) * float(row["r200m_mpc"])
+
+    def _own_mass_msun(self, row: dict, r: np.ndarray) -> np.ndarray:
+        """Total matter of the halo itself inside ``r`` [Msun]: NFW times the DK14 transition term
+        normalised to M200m at R200m (``transition``), else the NFW truncated at
+        ``truncation_r200m``."""
+        h = self.cfg.cosmology.h
+        m200m = float(row["m200m_msun_h"]) / h
+        r200m, c = float(row["r200m_mpc"]), float(row["c200m"])
+        if not self.cfg.mock.transition:
+            r_trunc = self.cfg.mock.truncation_r200m * r200m
+            return m200m * nfw_mass_fraction(np.minimum(r, r_trunc) / r200m, c)
+        rs = r200m / c
+        x = np.maximum(r, _X_MIN * r200m) / rs
+        rho = dk14_transition(r, self.transition_radius_mpc(row)) / (x * (1.0 + x) ** 2)
+        enc = _cumulative(r, np.where(r > 0, rho, 0.0))
+        return m200m * enc / float(np.interp(r200m, r, enc))
+
+    def _two_halo_enclosed_msun(self, row: dict, r: np.ndarray) -> np.ndarray:
+        """Smooth matter around the halo beyond its own profile [Msun inside r].
+
+        ``transition``: the two-halo term ``rho_bar_m b xi_lin(r) [1 - f_t(r)] (1 - F)``, with the
+        DK14 transition term ``f_t`` keeping it out of the halo (exclusion) and ``F`` the share of the
+        two-halo term in resolved neighbour halos (``neighbours``), which are made as particles.
+        Otherwise the old infall shell ``rho_bar_m [1 + b xi_lin]`` beyond the truncation radius."""
+        from colossus.lss import bias
+
+        from cmpipe.physics.cosmology import colossus_cosmology, mean_densities
+
+        cfg, mock = self.cfg, self.cfg.mock
+        h, z = cfg.cosmology.h, cfg.cosmology.redshift
+        if not (mock.transition or mock.infall):
+            return np.zeros_like(r)
+        colossus_cosmology(cfg.cosmology)  # haloBias uses colossus' current cosmology
+        b = float(bias.haloBias(float(row["m200m_msun_h"]), z, "200m", model="tinker10"))
+        r_tab, xi_tab = _xi_table(cfg.cosmology)
+        r_com = np.clip(r * (1.0 + z) * h, r_tab[0], r_tab[-1])
+        xi = np.exp(np.interp(np.log(r_com), np.log(r_tab), np.log(np.maximum(xi_tab, 1e-30))))
+        rho_m = mean_densities(cfg.cosmology).matter
+        if mock.transition:
+            _, resolved_bias = self._resolved_neighbour_fractions(bias_weighted=True)
+            exclusion = 1.0 - dk14_transition(r, self.transition_radius_mpc(row))
+            rho = rho_m * b * xi * exclusion * (1.0 - resolved_bias)
+        else:
+            r_trunc = mock.truncation_r200m * float(row["r200m_mpc"])
+            rho = np.where(r > r_trunc, rho_m * (1.0 + b * xi), 0.0)
+        return _cumulative(r, rho)
+
+    def neighbour_mass_range_log10_msun_h(self) -> tuple[float, float]:
+        """log10 M200m [Msun/h] of the resolved neighbour halos: from ``neighbour_min_particles``
+        particle pairs to 10^15.5."""
+        lo = float(np.log10(self.cfg.mock.neighbour_min_particles * self.cfg.mock.pair_mass_msun_h))
+        return lo, max(15.5, lo + 0.1)
+
+    def _resolved_neighbour_fractions(self, bias_weighted: bool = False) -> tuple[float, float]:
+        """Shares of the mean density in resolved neighbour halos (0 without ``neighbours``):
+        ``(DM, gas)`` of the mean densities, or with ``bias_weighted`` ``(collapsed,
+        bias-weighted)`` of the two-halo term (:func:`cmpipe.physics.neighbours.resolved_fractions`)."""
+        mock = self.cfg.mock
+        if not (mock.neighbours and mock.transition):
+            return 0.0, 0.0
+        return _resolved_fractions(self.cfg.cosmology, *self.neighbour_mass_range_log10_msun_h(), bias_weighted)
 
     def secondary(self, halo_id: int) -> MockSecondary | None:
         """The merger secondary of one halo, or None when the catalog row is not a merger."""
@@ -693,13 +1004,18 @@ class MockHaloSource:
         direction = np.array([row["merger_dir_x"], row["merger_dir_y"], row["merger_dir_z"]], dtype=np.float64)
         direction = direction / np.linalg.norm(direction)
         separation = float(row["merger_separation_r200m"]) * r200m
-        lag = min(float(row["merger_gas_lag_fraction"]) * separation, MERGER_MAX_LAG_MPC)
+        post = bool(row.get("is_post_pericentre", True)) or not cfg.mock.observed_baryons
+        lag = min(float(row["merger_gas_lag_fraction"]) * separation, MERGER_MAX_LAG_MPC) if post else 0.0
         mu = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor).mean_molecular_weight
+        gas_fraction = f_b
+        if cfg.mock.observed_baryons:
+            gas_fraction = f_b * float(neighbour_gas_depletion(np.log10(m_s * h), cfg.cosmology))
         return MockSecondary(
             m200m_msun=m_s, r200m_mpc=r_s, concentration=c_s,
             dm_centre_mpc=separation * direction, gas_centre_mpc=(separation - lag) * direction,
-            truncation_mpc=cfg.mock.truncation_r200m * r_s,
-            virial_temperature_k=virial_temperature_k(m_s, r_s, mu), gas_mass_msun=f_b * m_s,
+            truncation_mpc=(1.0 if cfg.mock.transition else cfg.mock.truncation_r200m) * r_s,
+            virial_temperature_k=virial_temperature_k(m_s, r_s, mu), gas_mass_msun=gas_fraction * m_s,
+            post_pericentre=post,
         )
 
     def shock(self, halo_id: int) -> MockShock | None:
@@ -708,7 +1024,7 @@ class MockHaloSource:
         return self._shock(row, self._secondary(row))
 
     def _shock(self, row: dict, sec: MockSecondary | None) -> MockShock | None:
-        if sec is None:
+        if sec is None or not sec.post_pericentre:
             return None
         separation = float(np.linalg.norm(sec.dm_centre_mpc))
         return MockShock(
@@ -726,14 +1042,16 @@ class MockHaloSource:
         r = np.concatenate([[0.0], np.geomspace(_X_MIN * sec.r200m_mpc, sec.truncation_mpc, _N_TABLE)])
         shape = nfw_mass_fraction(r / sec.r200m_mpc, sec.concentration)
         ones, eye = np.ones(3), np.eye(3)
+        shape = shape / shape[-1]
         dm = _sample(r, (1.0 - f_b) * sec.m200m_msun * shape, m_dm, ones, eye, rng) + sec.dm_centre_mpc
-        gas = _sample(r, f_b * sec.m200m_msun * shape, m_gas, ones, eye, rng) + sec.gas_centre_mpc
+        gas = _sample(r, sec.gas_mass_msun * shape, m_gas, ones, eye, rng) + sec.gas_centre_mpc
         return dm, gas
 
     def _knob_generators(self, halo_id: int) -> list[np.random.Generator]:
-        """Generators of the clumping, merger and substructure draws: the children of
-        ``SeedSequence([catalog.seed, halo_id, 1])`` (independent of the particles' stream)."""
-        children = np.random.SeedSequence([self.cfg.catalog.seed, int(halo_id), _STREAM]).spawn(3)
+        """Generators of the clumping, merger, substructure, neighbour and gas-clump draws: the
+        children of ``SeedSequence([catalog.seed, halo_id, 1])`` (independent of the particles'
+        stream; the first three are those of ``spawn(3)``, so adding the last two changed none)."""
+        children = np.random.SeedSequence([self.cfg.catalog.seed, int(halo_id), _STREAM]).spawn(5)
         return [np.random.default_rng(c) for c in children]
 
     def subhalos(self, halo_id: int) -> MockSubhalos:
@@ -802,6 +1120,65 @@ class MockHaloSource:
                 out.append(radii[:, None] * _isotropic(int(n_part), rng) + subs.centre_mpc[i])
         return np.concatenate(dm), np.concatenate(gas)
 
+    def gas_clumps(
+        self, row: dict, prof: MockProfiles, axes: np.ndarray, rotation: np.ndarray, rng: np.random.Generator,
+    ) -> MockGasClumps:
+        """Resolved gas clumps of one halo (``gas_clumps``): particle counts log-uniform in
+        [32, 1000] drawn until they hold ``gas_clump_fraction`` of the halo's gas between 0.3 and
+        2 R200m; centres from that gas's radial distribution, isotropic, stretched like the gas;
+        Plummer scale radius ``0.03 Mpc (m / 1e11 Msun)^(1/3)``."""
+        _, m_gas = self.particle_masses_msun()
+        lo, hi = (f * prof.r200m_mpc for f in GAS_CLUMP_RANGE_R200M)
+        enc_lo, enc_hi = np.interp([lo, hi], prof.r_mpc, prof.gas_enclosed_msun)
+        budget = self.cfg.mock.gas_clump_fraction * (enc_hi - enc_lo) / m_gas  # particles
+        counts: list[int] = []
+        log_lo, log_hi = np.log(GAS_CLUMP_MIN_PARTICLES), np.log(GAS_CLUMP_MAX_PARTICLES)
+        while budget >= GAS_CLUMP_MIN_PARTICLES and sum(counts) < budget:
+            counts.append(int(round(np.exp(log_lo + (log_hi - log_lo) * rng.random()))))
+        n = np.array(counts, dtype=np.int64)
+        radius = np.interp(enc_lo + (enc_hi - enc_lo) * rng.random(n.size), prof.gas_enclosed_msun, prof.r_mpc)
+        centre = (radius[:, None] * _isotropic(n.size, rng) * axes) @ rotation.T
+        scale = GAS_CLUMP_SCALE_MPC * np.cbrt(n * m_gas / 1e11)
+        return MockGasClumps(n_gas=n, centre_mpc=centre, scale_mpc=scale)
+
+    def _gas_clump_particles(self, clumps: MockGasClumps, rng: np.random.Generator) -> np.ndarray:
+        """Gas positions [Mpc]: Plummer spheres truncated at 5 scale radii about each centre."""
+        out = [np.zeros((0, 3))]
+        u_max = 125.0 / 26.0**1.5  # M(<5a) / M of a Plummer sphere
+        for n, centre, a in zip(clumps.n_gas.tolist(), clumps.centre_mpc, clumps.scale_mpc):
+            u = rng.random(n) * u_max
+            r = a / np.sqrt(u ** (-2.0 / 3.0) - 1.0)
+            out.append(r[:, None] * _isotropic(n, rng) + centre)
+        return np.concatenate(out)
+
+    def neighbours(self, halo_id: int, rng: np.random.Generator | None = None) -> list[MockSecondary]:
+        """The neighbour halos of one halo (``neighbours``): masses and positions from
+        :func:`cmpipe.physics.neighbours.draw_neighbours` in the background sphere, each a
+        truncated NFW (its R200m) of ``(1 - f_b) M`` DM and ``f_gas,500 M`` isothermal gas."""
+        from cmpipe.physics.analytic import virial_temperature_k
+        from cmpipe.physics.neighbours import draw_neighbours
+        from cmpipe.physics.plasma import Plasma
+
+        cfg = self.cfg
+        if rng is None:
+            rng = self._knob_generators(int(halo_id))[3]
+        m200m = float(self.parameters(halo_id)["m200m_msun_h"]) / cfg.cosmology.h
+        lo, hi = self.neighbour_mass_range_log10_msun_h()
+        found = draw_neighbours(m200m, cfg.cosmology, self.background_radius_mpc(), lo, hi, rng)
+        mu = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor).mean_molecular_weight
+        f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
+        depletion = neighbour_gas_depletion(found.log10_m200m_msun_h, cfg.cosmology) if found.n else np.zeros(0)
+        return [
+            MockSecondary(
+                m200m_msun=float(found.m200m_msun[i]), r200m_mpc=float(found.r200m_mpc[i]),
+                concentration=float(found.c200m[i]), dm_centre_mpc=found.centre_mpc[i], gas_centre_mpc=found.centre_mpc[i],
+                truncation_mpc=float(found.r200m_mpc[i]),
+                virial_temperature_k=virial_temperature_k(float(found.m200m_msun[i]), float(found.r200m_mpc[i]), mu),
+                gas_mass_msun=float(f_b * depletion[i] * found.m200m_msun[i]), post_pericentre=False,
+            )
+            for i in range(found.n)
+        ]
+
     def particle_masses_msun(self) -> tuple[float, float]:
         """``(m_DM, m_gas) = ((1 - f_b) m_pair, f_b m_pair)`` [Msun]."""
         f_b = self.cfg.cosmology.omega_b / self.cfg.cosmology.omega_m
@@ -854,21 +1231,30 @@ class MockHaloSource:
         gas_pos = _sample(prof.r_mpc, prof.gas_enclosed_msun, m_gas, gas_axes, gas_rot, rng)
         n_primary_gas = gas_pos.shape[0]  # the primary's profile gas (the shock's medium)
         if mock.background:
-            means = mean_densities(cfg.cosmology)
-            bg_dm = self._background(means.dark_matter, m_dm, prof.outer_mpc, dm_axes, dm_rot, rng)
-            bg_gas = self._background(means.baryon, m_gas, prof.outer_mpc, gas_axes, gas_rot, rng)
+            # Outside the halo's outer ellipsoid, or (transition) everywhere in the sphere.
+            exclude = 0.0 if prof.background_inside else prof.outer_mpc
+            bg_dm = self._background(prof.background_dm_msun_mpc3, m_dm, exclude, dm_axes, dm_rot, rng)
+            bg_gas = self._background(prof.background_gas_msun_mpc3, m_gas, exclude, gas_axes, gas_rot, rng)
             dm_pos = np.concatenate([dm_pos, bg_dm])
             gas_pos = np.concatenate([gas_pos, bg_gas])
 
         # The newer knobs draw from their own child streams (module docstring, "Random numbers").
-        clump_rng, merger_rng, sub_rng = self._knob_generators(props.halo_id)
+        clump_rng, merger_rng, sub_rng, neighbour_rng, gas_clump_rng = self._knob_generators(props.halo_id)
         secondary = self._secondary(row) if mock.mergers else None
+        companions = [secondary] if secondary is not None else []
         if secondary is not None:
             sec_dm, sec_gas = self._secondary_particles(secondary, merger_rng)
             dm_pos = np.concatenate([dm_pos, sec_dm])
             gas_pos = np.concatenate([gas_pos, sec_gas])
+        if mock.neighbours and mock.transition:
+            for neighbour in self.neighbours(props.halo_id, neighbour_rng):
+                nb_dm, nb_gas = self._secondary_particles(neighbour, neighbour_rng)
+                dm_pos = np.concatenate([dm_pos, nb_dm])
+                gas_pos = np.concatenate([gas_pos, nb_gas])
+                companions.append(neighbour)
         clump_normals = clump_rng.standard_normal(gas_pos.shape[0]) if mock.clumping else None
         primary_gas = np.arange(gas_pos.shape[0]) < n_primary_gas
+        n_profile_gas = int(round(prof.gas_enclosed_msun[-1] / m_gas))  # the host's own gas particles, first
         if mock.substructure:
             subs = self._subhalos(row, dm_axes, dm_rot, sub_rng)
             sub_dm, sub_gas = self._subhalo_particles(subs, sub_rng)
@@ -888,6 +1274,19 @@ class MockHaloSource:
             primary_gas = np.concatenate([primary_gas[keep_gas], np.zeros(sub_gas.shape[0], dtype=bool)])
             if clump_normals is not None:
                 clump_normals = np.concatenate([clump_normals[keep_gas], clump_rng.standard_normal(sub_gas.shape[0])])
+            n_profile_gas -= sub_gas.shape[0]
+        if mock.gas_clumps and mock.gas_from_hse:
+            # Resolved clumps: gas particles gathered into Plummer spheres; as many host profile
+            # gas particles of matching radii go, so the gas mass and its radial profile stay.
+            clump_gas = self._gas_clump_particles(self.gas_clumps(row, prof, gas_axes, gas_rot, gas_clump_rng),
+                                                  gas_clump_rng)
+            keep = _remove_matching_radii(np.linalg.norm(gas_pos[:n_profile_gas], axis=1),
+                                          np.linalg.norm(clump_gas, axis=1))
+            keep = np.concatenate([keep, np.ones(gas_pos.shape[0] - n_profile_gas, dtype=bool)])
+            gas_pos = np.concatenate([gas_pos[keep], clump_gas])
+            primary_gas = np.concatenate([primary_gas[keep], np.zeros(clump_gas.shape[0], dtype=bool)])
+            if clump_normals is not None:
+                clump_normals = np.concatenate([clump_normals[keep], clump_rng.standard_normal(clump_gas.shape[0])])
 
         # Temperatures from the profile pressure and each particle's density. The density is the
         # k-NN volume estimate, whose inverse (the particle volume m / rho that weights every SPH
@@ -901,10 +1300,10 @@ class MockHaloSource:
         _, _, to_g_cm3 = _units()
         gas_r = _ellipsoidal_radius(gas_pos, gas_axes, gas_rot)
         p_th = prof.thermal_pressure_kev_cm3(gas_r)
-        if secondary is not None:
-            rho_s = secondary.gas_density_msun_mpc3(np.linalg.norm(gas_pos - secondary.gas_centre_mpc, axis=1))
+        for comp in companions:
+            rho_s = comp.gas_density_msun_mpc3(np.linalg.norm(gas_pos - comp.gas_centre_mpc, axis=1))
             p_th = p_th + (rho_s * to_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
-                           * k.boltzmann_kev_per_k * secondary.virial_temperature_k)
+                           * k.boltzmann_kev_per_k * comp.virial_temperature_k)
         if mock.clumping:
             density = density * clumping_boost(gas_r, prof.r200m_mpc, float(row["clumping_c0"]), clump_normals)
         shock = self._shock(row, secondary) if mock.shocks else None
