@@ -233,7 +233,8 @@ def _add_validate_mock_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
-    """Validate the mock clusters against their input model: profiles, f_gas, Y-M, L_X-M, maps."""
+    """Validate the mock clusters against their input model and observed relations: profiles,
+    f_gas, M-T, Y-M, L_X-M, the stacked profiles to the map edge, line-of-sight halos, maps."""
     import json
     import time
     from pathlib import Path
@@ -244,9 +245,11 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.outputs import check_output_dir
     from cmpipe.physics.mock import MockHaloSource
-    from cmpipe.physics.observed import compare_relations, fits_by_name, validation_markdown
-    from cmpipe.physics.validate import validate_source
-    from cmpipe.plots.validation import plot_observed_relations, plot_showcase_maps, plot_validation
+    from cmpipe.physics.observed import VIKHLININ09_FGAS, VIKHLININ09_MT, compare_relations, fits_by_name, validation_markdown
+    from cmpipe.physics.validate import line_of_sight_check, profile_checks_markdown, validate_source
+    from cmpipe.plots.validation import (
+        plot_observed_relation, plot_observed_relations, plot_profile, plot_showcase_maps, plot_validation,
+    )
 
     if args.n_halos < 2:
         raise ConfigError(f"--n-halos must be >= 2; got {args.n_halos}")
@@ -258,6 +261,10 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     catalog = dataclasses.replace(cfg.catalog, mode="flat", n_halos=args.n_halos, seed=seed)
     cfg = dataclasses.replace(cfg, catalog=catalog, source=dataclasses.replace(cfg.source, kind="mock"))
     out = check_output_dir(Path(cfg.run.out) / "validation", what="--out")
+    # The halos are measured without line-of-sight neighbours (an X-ray analysis masks them, and
+    # they are no part of the stacked profile); the neighbours are checked apart below.
+    with_neighbours = bool(getattr(cfg.mock, "neighbours", False))
+    cfg_iso = dataclasses.replace(cfg, mock=dataclasses.replace(cfg.mock, neighbours=False)) if with_neighbours else cfg
 
     start = time.perf_counter()
 
@@ -267,10 +274,46 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
             i + 1, n, c.halo_id, np.log10(c.m200m_msun), c.n_gas, c.n_dm, time.perf_counter() - start,
         )
 
-    result = validate_source(MockHaloSource.from_config(cfg), progress=progress)
+    result = validate_source(MockHaloSource.from_config(cfg_iso), progress=progress)
     comparisons = compare_relations(result, seed=seed)
+    los = None
+    if with_neighbours:
+        los = line_of_sight_check(
+            MockHaloSource.from_config(cfg), MockHaloSource.from_config(cfg_iso), result,
+            progress=lambda i, n: logger.info("line of sight %d/%d, %.1f s", i + 1, n, time.perf_counter() - start),
+        )
     written = []
-    figures = {**plot_validation(result), **plot_observed_relations(result, fits_by_name(comparisons))}
+    fits = fits_by_name(comparisons)
+    h, m500 = result.h, result.m500c_msun
+    # plot_observed_relations draws T_mw against the true M500c: give it that fit, and draw the
+    # judged T_sl against M500c,HSE apart (observed_t_m500c).
+    mw_fits = {**fits, "t": fits["t_mw"]} if "t_mw" in fits else fits
+    observed = plot_observed_relations(result, mw_fits)
+    figures = {**plot_validation(result)}
+    if "t_mw" in fits:
+        figures["observed_t_mw_m500c"] = observed.pop("observed_t_m500c")
+        m_hse = result.m500c_hse_msun
+        m = np.geomspace(min(1e13, np.nanmin(m_hse) / 1.2), max(2e15, np.nanmax(m_hse) * 1.2), 60)
+        t = VIKHLININ09_MT.t_kev(m, h)
+        fig = plot_observed_relation(
+            m_hse, result.tsl_kev, fits["t"], ylabel=r"$T_\mathrm{sl}(0.15$-$1\,R_{500c})$ [keV]",
+            title="M500c,HSE - T_sl (X-ray-like mass and temperature)",
+            lines=[(rf"Vikhlinin+09: M500 = 3.02e14 h$^{{-1}}$ M$_\odot$ (T/5 keV)$^{{1.53}}$, h = {h:g}", m, t)],
+            bands=[("±10 % (issue 16's tolerance)", m, 0.9 * t, 1.1 * t)],
+        )
+        fig.axes[0].set_xlabel(r"$M_{500c,\mathrm{HSE}}$ [$M_\odot$] (hydrostatic, thermal pressure only)")
+        observed["observed_t_m500c"] = fig
+    ax = observed["observed_fgas500_m500c"].axes[0]
+    mf = np.geomspace(min(1e13, np.nanmin(m500) / 1.2), max(2e15, np.nanmax(m500) * 1.2), 60)
+    ax.plot(mf, VIKHLININ09_FGAS.fgas500(mf, h), "--", color="C6",
+            label=r"Vikhlinin+09: 0.0764 h$^{-1.5}$ + 0.037 log$_{10}$(M h / 1e15 M$_\odot$)")
+    ax.legend(fontsize="x-small")
+    figures.update(observed)
+    for name, jumps in result.outskirts.items():
+        figures[f"profile_{name}_outskirts"] = plot_profile(jumps.as_stacked_profile())
+        figures[f"profile_{name}_outskirts"].axes[0].set_title(
+            f"{name.upper() if name == 'dm' else 'Gas'} density to the map edge (ellipsoidal shells): "
+            f"max jump {jumps.max_abs_jump_sigma:.1f} sigma", fontsize="small")
     for name, fig in figures.items():
         written.append(out / f"{name}.png")
         fig.savefig(written[-1], dpi=120)
@@ -293,11 +336,17 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     numbers = result.to_dict()
     numbers["showcase_log10_m200m_msun_h"] = showcase
     numbers["observed"] = [c.to_dict() for c in comparisons]
+    numbers["line_of_sight"] = None if los is None else los.summary()
+    numbers["neighbours_in_measurements"] = False
     (out / "validation.json").write_text(json.dumps(numbers, indent=1) + "\n")
     header = (f"`cmpipe validate-mock --n-halos {args.n_halos}`, catalog seed {seed}, log10 M200m "
               f"{catalog.log10_m_min_msun_h:g}-{catalog.log10_m_max_msun_h:g} [Msun/h], pair mass "
-              f"{cfg.mock.pair_mass_msun_h:g} Msun/h. Figures: `observed_*.png`.")
-    (out / "validate.md").write_text(validation_markdown(comparisons, int(result.halo_ids.size), header))
+              f"{cfg.mock.pair_mass_msun_h:g} Msun/h; halos measured without line-of-sight neighbours. "
+              "T_sl: spectroscopic-like (Mazzotta et al. 2004) in 0.15-1 R500c; M500c,HSE: hydrostatic mass "
+              "(thermal pressure only) inside its own R500c. Figures: `observed_*.png`, "
+              "`profile_*_outskirts.png`.")
+    (out / "validate.md").write_text(validation_markdown(comparisons, int(result.halo_ids.size), header) + "\n"
+                                     + profile_checks_markdown(result, los))
     save_resolved_config(cfg, out)
 
     print(f"{'check':<34} {'value':>10}  reference")
@@ -312,12 +361,24 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{'L_X-M500c slope':<34} {result.lx_m.slope:>10.3f}  4/3; +- {result.lx_m.slope_error:.3f}")
     print(f"{'L_X-M500c scatter sigma_ln':<34} {result.lx_m.scatter_ln:>10.3f}")
     print(f"{'L_X at 3e14 Msun [erg/s]':<34} {result.lx_m.normalisation:>10.3g}")
+    for name, jumps in result.outskirts.items():
+        print(f"{name + ' max|jump| to map edge [sigma]':<34} {jumps.max_abs_jump_sigma:>10.2f}  "
+              f"<= {jumps.threshold_sigma:g} (at {jumps.x_at_max:.2f} R200m)")
+    if los is not None:
+        s_los = los.summary()
+        print(f"{'line-of-sight DM excess [Msun]':<34} {s_los['mean_excess_dm_msun']:>10.3g}  "
+              f"expected {s_los['mean_expected_dm_msun']:.3g} (ratio {s_los['ratio']:.2f})")
     print()
     print(f"{'against observations':<16} {'slope':>13} {'at 3e14 Msun':>12} {'scatter dex':>13}  verdict")
     for c in comparisons:
-        fit = c.numbers.get("mock_fit") if c.name in ("t_m500c", "lx_bol_m500c", "lx_soft_m500c", "y500_m500c") else None
+        fit = c.numbers.get("mock_fit") if c.name in ("t_m500c", "t_mw_m500c", "lx_bol_m500c", "lx_soft_m500c",
+                                                      "y500_m500c") else None
         if fit is not None:
             cols = (f"{fit['slope']:.2f}±{fit['slope_error']:.2f}", f"{fit['normalisation']:.3g}",
+                    f"{fit['scatter_dex']:.3f}±{fit['scatter_dex_error']:.3f}")
+        elif c.name == "fgas_m500c":
+            fit = c.numbers["mock_fit"]
+            cols = (f"{fit['slope_per_dex']:.3f}/dex", f"{fit['value_at_pivot']:.3f}",
                     f"{fit['scatter_dex']:.3f}±{fit['scatter_dex_error']:.3f}")
         elif c.consistent is not None:
             cols = ("", f"{c.numbers['mean']:.3f}", "")

@@ -91,43 +91,106 @@ def test_bootstrap_drops_bad_points_and_needs_three():
         bootstrap_power_law(m[:2], y[2:4], 3e14)
 
 
-def result_on_published(m500: np.ndarray, scale: float = 1.0, h: float = 0.7) -> ValidationResult:
+def result_on_published(m500: np.ndarray, scale: float = 1.0, h: float = 0.7, hse: bool = True,
+                        cc_lx_factor: float = 1.0) -> ValidationResult:
     """A :class:`ValidationResult` whose halos lie on the published relations (times ``scale``),
-    alternately 0.05 dex above and below them (L_X,bol: slope 1.8, 0.35 dex), and whose f_gas
-    sits in the middle of the observed ranges."""
+    alternately 0.05 dex above and below them (L_X,bol: slope 1.8, 0.35 dex; f_gas,500: Vikhlinin
+    et al. 2009 with 0.12 dex). The hydrostatic mass is 0.8 M500c and T_sl lies on the M-T
+    relation at it; T_mw is 0.72 x the relation at the true mass. Every third halo is a cool core,
+    its L_X,bol times ``cc_lx_factor``. ``hse=False``: a mock without T_sl and hydrostatic masses."""
     sign = (-1.0) ** np.arange(m500.size)
     noise = lambda: 10.0 ** (0.05 * sign)  # noqa: E731
     dummy = fit_power_law(np.array([1.0, 2.0]), np.array([1.0, 2.0]), 1.0)
-    fgas = np.where(m500 < 1e14, 0.07, 0.12) * scale
-    lx_bol = 3e44 * (m500 / 3e14) ** 1.8 * 10.0 ** (0.35 * sign) * scale
+    fgas = obs.VIKHLININ09_FGAS.fgas500(m500, h) * 10.0 ** (0.12 * sign) * scale
+    cool = (np.arange(m500.size) % 3 == 0).astype(np.float64)
+    lx_bol = 3e44 * (m500 / 3e14) ** 1.8 * 10.0 ** (0.35 * sign) * scale * np.where(cool == 1.0, cc_lx_factor, 1.0)
+    m_hse = 0.8 * m500
+    extra = {} if not hse else {
+        "tsl_kev": obs.VIKHLININ09_MT.t_kev(m_hse, h) * noise() * scale, "m500c_hse_msun": m_hse,
+        "m_hse_at_r500c_msun": 0.85 * m500, "is_cool_core": cool,
+    }
     return ValidationResult(
         profiles={}, halo_ids=np.arange(m500.size), m500c_msun=m500,
         y500_mpc2=obs.ARNAUD10_YM.y500_mpc2(m500, h) * noise() * scale, y500_model_mpc2=np.ones_like(m500),
         lx500_erg_s=lx_bol, fgas_r500c=fgas / 0.15, y_m=dummy, y_m_model=dummy, lx_m=dummy,
         arnaud10_y500_at_pivot_mpc2=1.0, h=h, fgas500=fgas,
         lx500_soft_erg_s=obs.PRATT09_LX_SOFT.lx_erg_s(m500, h) * noise() * scale,
-        tmw_kev=obs.VIKHLININ09_MT.t_kev(m500, h) * noise() * scale,
+        tmw_kev=obs.VIKHLININ09_MT.t_kev(m500, h) * noise() * scale * (0.72 if hse else 1.0), **extra,
     )
 
 
+ALL_ROWS = ["fgas_groups", "fgas_clusters", "fgas_m500c", "t_m500c", "t_mw_m500c", "lx_bol_m500c", "lx_soft_m500c",
+            "y500_m500c"]
+
+
 def test_compare_relations_verdicts():
-    """Oracle: halos drawn on the published relations are judged consistent everywhere; the same
-    halos with every observable doubled are judged not consistent for T, L_X[0.1-2.4], Y and both
-    f_gas windows (the bolometric comparison has no normalisation, so it stays consistent). The
-    markdown table has one row per relation."""
+    """Oracle: halos drawn on the published relations are judged consistent everywhere (T_sl at
+    the hydrostatic mass; the T_mw row at the true mass is for information, not judged); the same
+    halos with every observable doubled are judged not consistent for T, L_X[0.1-2.4], Y, the
+    f_gas windows and the Vikhlinin f_gas-M relation (the bolometric comparison has no
+    normalisation, so it stays consistent). The markdown table has one row per relation."""
     m500 = np.geomspace(2.5e13, 1e15, 30)
     good = obs.compare_relations(result_on_published(m500), seed=0, n_boot=300)
     names = [c.name for c in good]
-    assert names == ["fgas_groups", "fgas_clusters", "t_m500c", "lx_bol_m500c", "lx_soft_m500c", "y500_m500c"]
-    assert all(c.consistent for c in good), [c.verdict for c in good if not c.consistent]
+    assert names == ALL_ROWS
+    judged = [c for c in good if c.name != "t_mw_m500c"]
+    assert all(c.consistent for c in judged), [c.verdict for c in judged if not c.consistent]
+    by_name = {c.name: c for c in good}
+    assert by_name["t_mw_m500c"].consistent is None and "not judged" in by_name["t_mw_m500c"].verdict
+    assert by_name["t_mw_m500c"].numbers["ratio_t_mock_over_published"] == pytest.approx(0.72, rel=0.05)
+    assert by_name["t_m500c"].numbers["m500c_hse_over_true"] == pytest.approx(0.8, rel=1e-12)
+    assert by_name["t_m500c"].numbers["ratio_t_mock_over_published"] == pytest.approx(1.0, rel=0.05)
+    assert "M500c,HSE" in by_name["t_m500c"].relation and "T_sl" in by_name["t_m500c"].relation
     bad = {c.name: c for c in obs.compare_relations(result_on_published(m500, scale=2.0), seed=0, n_boot=300)}
-    for name in ("fgas_groups", "fgas_clusters", "t_m500c", "lx_soft_m500c", "y500_m500c"):
+    for name in ("fgas_groups", "fgas_clusters", "fgas_m500c", "t_m500c", "lx_soft_m500c", "y500_m500c"):
         assert bad[name].consistent is False and bad[name].verdict.startswith("NOT consistent"), name
     assert bad["t_m500c"].numbers["ratio_t_mock_over_published"] == pytest.approx(2.0, rel=0.05)
     assert bad["lx_bol_m500c"].consistent
     md = obs.validation_markdown(good, n_halos=30)
     assert md.count("\n| ") == 2 + len(good) - 1 and "| relation | mock | published (ref) | verdict |" in md
-    assert set(obs.fits_by_name(good)) == {"fgas", "t", "lx_bol", "lx_soft", "y"}
+    assert set(obs.fits_by_name(good)) == {"fgas", "t", "t_mw", "lx_bol", "lx_soft", "y"}
+
+
+def test_vikhlinin09_fgas_reproduces_the_paper():
+    """Oracle: Vikhlinin et al. (2009), f_gas = 0.0764 h^-1.5 + 0.037 log10(M500 / 1e15 h^-1 Msun):
+    0.0764 at h = 1 and 1e15 Msun; at h = 0.7, 0.0764 / 0.7^1.5 + 0.037 log10(0.7 M / 1e15 Msun),
+    i.e. 0.0684 at 3e13 Msun and 0.1136 at 5e14 Msun (issue 16's group and cluster values).
+    Tolerance: 1e-12 (closed forms), 5e-4 for the rounded values."""
+    vf = obs.VIKHLININ09_FGAS
+    assert vf.fgas500(np.array([1e15]), h=1.0)[0] == pytest.approx(0.0764, rel=1e-12)
+    m = np.array([3e13, 5e14])
+    np.testing.assert_allclose(vf.fgas500(m, 0.7), 0.0764 / 0.7**1.5 + 0.037 * np.log10(0.7 * m / 1e15), rtol=1e-12)
+    np.testing.assert_allclose(vf.fgas500(m, 0.7), [0.0684, 0.1136], atol=5e-4)
+    assert vf.fgas500_error(np.array([1e15]), h=1.0)[0] == pytest.approx(0.004, rel=1e-12)
+
+
+def test_fgas_relation_recovers_its_scatter_and_slope():
+    """Oracle: 30 halos on the Vikhlinin et al. (2009) relation with +-0.12 dex alternating
+    scatter: the fitted value at 3e14 Msun within 5 % of the relation's (the log-normal scatter
+    raises the mean by ~4 %), the slope within 0.01 per dex of 0.037 and the scatter within 0.02
+    dex of 0.12; the T_mw row falls back to the judged M-T row without hydrostatic masses."""
+    m500 = np.geomspace(2.5e13, 1e15, 30)
+    res = result_on_published(m500)
+    row = next(c for c in obs.compare_relations(res, n_boot=200) if c.name == "fgas_m500c")
+    fit = row.numbers["mock_fit"]
+    assert fit["value_at_pivot"] == pytest.approx(obs.VIKHLININ09_FGAS.fgas500(np.array([3e14]), 0.7)[0], rel=0.05)
+    assert fit["slope_per_dex"] == pytest.approx(0.037, abs=0.01)
+    assert fit["scatter_dex"] == pytest.approx(0.12, abs=0.02)
+    rows = {c.name: c for c in obs.compare_relations(result_on_published(m500, hse=False), n_boot=100)}
+    assert "t_mw_m500c" not in rows and rows["t_m500c"].consistent and "T_mw" in rows["t_m500c"].relation
+
+
+def test_lx_cool_cores_fitted_apart():
+    """Oracle: cool cores (every third halo) made 2x brighter at fixed mass: the ratio of the two
+    populations' fitted L_X,bol at the pivot is 2 within 20 % (each has 0.35 dex of scatter over
+    10-20 halos) and the table says so."""
+    m500 = np.geomspace(2.5e13, 1e15, 30)
+    row = next(c for c in obs.compare_relations(result_on_published(m500, cc_lx_factor=2.0), n_boot=200)
+               if c.name == "lx_bol_m500c")
+    by_core = row.numbers["by_core"]
+    assert by_core["cool_core"]["n"] == 10 and by_core["disturbed"]["n"] == 20
+    assert by_core["ratio_cool_core_over_disturbed_at_pivot"] == pytest.approx(2.0, rel=0.2)
+    assert "cool cores (N = 10)" in row.mock
 
 
 def test_no_halo_in_a_window_is_not_compared():
