@@ -39,7 +39,8 @@ Observed baryons (``observed_baryons``, default; issue 16)
     to 0.3, a hydrostatic bias ``1 - b = M_HSE / M`` of 0.85-0.95 at R500c. *Follows*: the gas
     density from hydrostatic equilibrium of the total pressure ``P_th / (1 - f_nt)`` in the
     halo's own total mass, ``rho_gas = -(dP_tot/dr) r^2 / (G M_tot)``; the pressure amplitude
-    from the gas mass, ``M_gas(<R500c) = f_gas,500 M500c`` with the Vikhlinin et al. (2009)
+    from the gas mass, ``M_gas / (M_gas + M_DM) = f_gas,500`` inside R500c (the DM the particles
+    hold there) with the Vikhlinin et al. (2009)
     relation ``f_gas,500 = 0.0764 h^-1.5 + 0.037 log10(M500 / 1e15 h^-1 Msun)`` times
     ``fgas500_factor`` (0.12 dex), at most f_b (HSE is linear in the pressure, so the amplitude
     moves density and pressure together and leaves the temperature alone); the temperature
@@ -597,14 +598,15 @@ def _cumulative(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
 
 def neighbour_gas_depletion(log10_m200m_msun_h: np.ndarray, cosmo_cfg: CosmologyConfig) -> np.ndarray:
     """Gas mass over ``f_b M200m`` of a neighbour halo [dimensionless]: its f_gas,500 from
-    :func:`vikhlinin09_fgas500` at its M500c (Diemer & Joyce 2019 median concentration) over
+    :func:`vikhlinin09_fgas500` at its M500c (Diemer & Joyce 2019 median concentration, the
+    0.05-dex spline of :func:`_log_concentration_table`) over
     ``f_b``, at most 1. A neighbour's gas is ``f_gas,500 M200m``."""
-    from cmpipe.physics.catalog import median_concentration
     from cmpipe.physics.cosmology import r500c_from_m200m
 
     lm = np.asarray(log10_m200m_msun_h, dtype=np.float64)
     m200m = 10.0**lm / cosmo_cfg.h
-    _, m500c = r500c_from_m200m(m200m, median_concentration(lm, cosmo_cfg), cosmo_cfg)
+    conc = 10.0 ** _log_concentration_table(cosmo_cfg, 10.0, 17.0)(np.clip(lm, 10.0, 17.0))
+    _, m500c = r500c_from_m200m(m200m, conc, cosmo_cfg)
     f_b = cosmo_cfg.omega_b / cosmo_cfg.omega_m
     return np.minimum(vikhlinin09_fgas500(m500c, cosmo_cfg.h) / f_b, 1.0)
 
@@ -869,7 +871,7 @@ class MockHaloSource:
             hse_mass = np.concatenate([[0.0], m_hse_tot * dp_th / np.where(dp_tot < 0, dp_tot, -1e-300)])
             gas_enc = _cumulative(r, rho_gas)
             if mock.observed_baryons:
-                # The pressure amplitude follows from the prescribed gas mass inside R500c (HSE is
+                # The pressure amplitude follows from the prescribed gas mass inside R500c (30 steps: converged to < 1e-4 where the cap binds in a cool core).(HSE is
                 # linear in the pressure: density and pressure scale together, T is unchanged).
                 fgas_target = float(vikhlinin09_fgas500(m500c, h))
                 if scatter:
@@ -879,13 +881,17 @@ class MockHaloSource:
                 # halo's own matter density (the infall region beyond ~R200m of massive
                 # clusters); there the temperature stays the hydrostatic one and the pressure
                 # follows, P = n k T (``pressure_cap``). A few fixed-point steps keep the
-                # prescribed gas mass inside R500c.
+                # prescribed gas mass inside R500c (30 steps: within 0.1 % of it, or up to ~1 % short when
+                # f_gas,500 nears f_b and the cap binds over much of R500c).
+                # M_gas / (M_gas + M_DM) = f_gas,500 inside R500c, with the DM the particles hold.
+                dm500 = float(np.interp(r500c, r, dm_enc))
+                gas_target = fgas_target / (1.0 - fgas_target) * dm500
                 rho_cap = f_b * _density(r, m_tot)
                 amplitude, cap = 1.0, np.ones_like(r)
-                for _ in range(4):
+                for _ in range(30):
                     cap = _cap(rho_cap, amplitude * rho_gas)
                     enc = _cumulative(r, rho_gas * cap)
-                    amplitude = fgas_target * m500c / float(np.interp(r500c, r, enc))
+                    amplitude = gas_target / float(np.interp(r500c, r, enc))
                 cap = _cap(rho_cap, amplitude * rho_gas)
                 gas_enc, p500_scale = amplitude * _cumulative(r, rho_gas * cap), amplitude
                 pressure_cap = cap
