@@ -76,7 +76,9 @@ def spherical_gas():
 
 def test_config_validation():
     assert load_config("demo", ["mock.substructure=true"]).mock.substructure
-    assert not load_config("demo").mock.substructure and load_config("demo").mock.clumping
+    # Issue 16: substructure on by default, in both shipped configs.
+    assert load_config("demo").mock.substructure and load_config("paper").mock.substructure
+    assert not load_config("demo", ["mock.substructure=false"]).mock.substructure and load_config("demo").mock.clumping
     with pytest.raises(ConfigError, match=r"mock\.infall_extent_r200m must exceed"):
         load_config("demo", ["mock.infall_extent_r200m=0.5"])
     with pytest.raises(ConfigError, match=r"mock\.pair_mass_msun_h must be > 0"):
