@@ -354,7 +354,7 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
         lo, hi = (0.1, 1.0)
         print(f"{name + f' max|dev| {lo:g}-{hi:g} ' + p.x_unit:<34} {p.max_abs_deviation(lo, hi):>10.3f}  0")
     print(f"{'f_gas(<R500c)/f_b mean [min, max]':<34} {np.mean(result.fgas_r500c):>10.3f}  "
-          f"[{np.min(result.fgas_r500c):.3f}, {np.max(result.fgas_r500c):.3f}]; SPEC 0.82-0.90")
+          f"[{np.min(result.fgas_r500c):.3f}, {np.max(result.fgas_r500c):.3f}]; mass-dependent (fgas_m500c below)")
     print(f"{'Y500-M500c slope':<34} {result.y_m.slope:>10.3f}  5/3 (Arnaud+10: 1.79); +- {result.y_m.slope_error:.3f}")
     print(f"{'Y500-M500c scatter sigma_ln':<34} {result.y_m.scatter_ln:>10.3f}")
     print(f"{'Y500 at 3e14 Msun [Mpc^2]':<34} {result.y_m.normalisation:>10.3g}  Arnaud+10: {result.arnaud10_y500_at_pivot_mpc2:.3g}")
@@ -367,7 +367,8 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     if los is not None:
         s_los = los.summary()
         print(f"{'line-of-sight DM excess [Msun]':<34} {s_los['mean_excess_dm_msun']:>10.3g}  "
-              f"expected {s_los['mean_expected_dm_msun']:.3g} (ratio {s_los['ratio']:.2f})")
+              f"expected {s_los['mean_expected_dm_msun']:.3g} (95 %: {s_los['realisations_95_msun'][0]:.3g}-"
+              f"{s_los['realisations_95_msun'][1]:.3g})")
     print()
     print(f"{'against observations':<16} {'slope':>13} {'at 3e14 Msun':>12} {'scatter dex':>13}  verdict")
     for c in comparisons:

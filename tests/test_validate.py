@@ -360,3 +360,22 @@ def test_model_background_inside_fills_the_sphere():
                                rtol=1e-12)
     outside = _model_enclosed(r_tab, m_tab, 3.0, 1e11, r, np.ones(1))
     np.testing.assert_allclose(outside[:3], np.interp(r[:3], r_tab, m_tab), rtol=1e-12)
+
+
+def test_line_of_sight_summary_uses_the_realisations():
+    """Oracle: a measured mean inside the central 95 % of the realisations' means is consistent
+    and one outside is not, whatever its standard error (the neighbour mass is heavy-tailed)."""
+    from cmpipe.physics.validate import LineOfSightCheck
+
+    real = np.linspace(5e13, 1.5e14, 401)
+
+    def check(excess: np.ndarray) -> dict:
+        return LineOfSightCheck(radius_mpc=6.4, halo_ids=np.arange(4), excess_dm_msun=excess,
+                                excess_gas_msun=np.zeros(4), expected_dm_msun=np.full(4, 8e13),
+                                drawn_dm_msun=np.full(4, np.nan), realisation_means_dm_msun=real,
+                                mass_range_log10_msun_h=(12.0, 15.5)).summary()
+
+    inside = check(np.array([6e13, 6.2e13, 6.1e13, 6.3e13]))
+    assert inside["consistent"] and inside["ratio"] == pytest.approx(6.15e13 / 8e13, rel=1e-12)
+    assert inside["realisations_95_msun"] == pytest.approx([5.25e13, 1.475e14], rel=1e-3)
+    assert not check(np.full(4, 4e13))["consistent"]
