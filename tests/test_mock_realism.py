@@ -104,15 +104,30 @@ def test_pressure_families_and_scatter(catalog16):
 
 def test_outskirts_are_smooth_and_keep_m200m(catalog16):
     """Oracles: (1) M200m is the halo's own: its own total matter inside R200m is the catalog's
-    M200m to 1e-3 (the DM profile minus the two-halo term, over 1 - f_b); (2) the DM density of
+    M200m to 1e-3 (the DM profile minus the two-halo term, over 1 - f_b), and its density falls
+    from 0.5 to 1.5 R200m (inside the 64-pixel maps' sphere) as NFW times the DK14 term
+    [1 + (r / r_t)^4]^-2, r_t = (1.9 - 0.18 nu) R200m, written out here (1 %); (2) the DM density of
     the profile, sampled every 0.02 dex from 0.1 R200m to the background sphere, never changes by
     more than its smooth logarithmic slope allows: |d ln rho / d ln r| <= 12 everywhere (NFW x DK14
     reaches ~ -11 past r_t; the old truncation was a step, infinite slope), and the gas the same.
     The profile also reaches the sphere: ``outer_mpc`` is the background radius."""
     for hid in list(catalog16.halo_ids())[:6]:
         row, prof = catalog16.parameters(hid), catalog16.profiles(hid)
-        own = catalog16._own_mass_msun(row, np.array([0.0, prof.r200m_mpc]))[-1]
+        two_halo = np.interp(prof.r200m_mpc, prof.r_mpc, catalog16._two_halo_enclosed_msun(row, prof.r_mpc))
+        own = (np.interp(prof.r200m_mpc, prof.r_mpc, prof.dm_enclosed_msun) - (1.0 - F_B) * two_halo) / (1.0 - F_B)
         assert own == pytest.approx(row["m200m_msun_h"] / catalog16.cfg.cosmology.h, rel=1e-3)
+        # The DK14 term is applied, not a truncation: the own density at 2 R200m is
+        # NFW x [1 + (2 R200m / r_t)^4]^-2 relative to its value at 0.5 R200m, written out here.
+        from colossus.lss import peaks
+        nu = peaks.peakHeight(row["m200m_msun_h"], 0.0)
+        r_t = (1.9 - 0.18 * nu) * prof.r200m_mpc
+        dm_dr = np.gradient(catalog16._own_mass_msun(row, prof.r_mpc), prof.r_mpc)
+        own_rho = lambda x: np.interp(x, prof.r_mpc, dm_dr) / x**2  # noqa: E731
+        nfw = lambda x: 1.0 / (x * row["c200m"] / prof.r200m_mpc * (1 + x * row["c200m"] / prof.r200m_mpc) ** 2)  # noqa: E731
+        ratio = own_rho(1.5 * prof.r200m_mpc) / own_rho(0.5 * prof.r200m_mpc)
+        expected = nfw(1.5 * prof.r200m_mpc) / nfw(0.5 * prof.r200m_mpc) * (
+            (1 + (1.5 * prof.r200m_mpc / r_t) ** 4) ** -2 / (1 + (0.5 * prof.r200m_mpc / r_t) ** 4) ** -2)
+        assert ratio == pytest.approx(expected, rel=0.01)
         assert prof.outer_mpc == pytest.approx(catalog16.background_radius_mpc())
         r = 10 ** np.arange(np.log10(0.1 * prof.r200m_mpc), np.log10(0.99 * prof.outer_mpc), 0.02)
         for enclosed, bg in ((prof.dm_enclosed_msun, prof.background_dm_msun_mpc3),
