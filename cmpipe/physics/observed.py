@@ -319,15 +319,13 @@ def _fgas_window(result: ValidationResult, ref: FgasRange, name: str, seed: int,
         err = float(np.std(boots, ddof=1))
     else:
         err = 0.0
-    if fgas.size < 3 and np.count_nonzero(np.isfinite(result.fgas500) & (result.fgas500 > 0)) >= 3:
-        # A bootstrap over one or two halos says nothing: the scatter about the mock's own
-        # f_gas-M fit (RMS in dex, all halos) over sqrt(N) instead, if larger.
-        lf = np.log10(result.fgas500[np.isfinite(result.fgas500) & (result.fgas500 > 0)])
-        lm = np.log10(result.m500c_msun[np.isfinite(result.fgas500) & (result.fgas500 > 0)])
-        resid = lf - np.polyval(np.polyfit(lm, lf, 1), lm)
-        s_dex = float(np.sqrt(np.sum(resid**2) / max(resid.size - 2, 1)))
-        err = max(err, mean * np.log(10.0) * s_dex / np.sqrt(fgas.size))
-    ok, verdict = _verdict([_against_range("mean", mean, err, ref.fgas_min, ref.fgas_max)])
+    from cmpipe.halo_stats import MIN_HALOS
+
+    if fgas.size < MIN_HALOS:
+        # A window of one or two halos says nothing: reported, not judged.
+        ok, verdict = None, f"too few halos (N = {fgas.size} < {MIN_HALOS}): not judged"
+    else:
+        ok, verdict = _verdict([_against_range("mean", mean, err, ref.fgas_min, ref.fgas_max)])
     numbers.update(mean=mean, mean_error=err, min=float(fgas.min()), max=float(fgas.max()),
                    ratio_to_range_mid=mean / (0.5 * (ref.fgas_min + ref.fgas_max)))
     mock = (f"mean {mean:.3f} ± {err:.3f} (range {fgas.min():.3f}-{fgas.max():.3f}, N = {fgas.size}); "
