@@ -80,7 +80,11 @@ def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSourc
     extent holds about 1.5 M200m (bench/mock.py: 9.6e6 particles at 10^15.5 Msun/h and
     m_pair = 1e9 Msun/h), and ``M_bg = Omega_m rho_crit0 h^-2 (1 + z)^3 (4/3) pi r^3`` is the
     mean-density background in the sphere circumscribing the map's slab,
-    ``r = sqrt(2 side^2 + depth^2) / 2`` (all in Msun/h and physical Mpc). Sources without a
+    ``r = sqrt(2 side^2 + depth^2) / 2`` (all in Msun/h and physical Mpc). The issue-16 mock
+    (neighbour halos, two-halo term, background inside the halo) holds up to 1.3x this count at
+    10^13.5-10^14.5 Msun/h (``bench/mock.py``: 58,178 particles against 42,000 at 10^13.5 and
+    1e10) and less at 10^15.5; ``BYTES_PER_PARTICLE`` is about 3x the measured peak-RSS growth
+    per particle (~53 B at 10^14.5 and 1e9), which covers it. Sources without a
     fixed m_pair (``hdf5``): four times the largest halo file's size, plus the floor.
 
     Parameters
