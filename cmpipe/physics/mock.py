@@ -1185,6 +1185,31 @@ class MockHaloSource:
             for i in range(found.n)
         ]
 
+    def _companion_pressure_kev_cm3(self, gas_pos: np.ndarray, companions: list[MockSecondary]) -> np.ndarray:
+        """Thermal pressure [keV cm^-3] of the secondary's and the neighbours' isothermal gas at
+        each gas position, ``rho_s(r) k_B T_s / (mu m_p)``, zero beyond each one's truncation radius.
+        Only the particles within that radius are visited (a k-d tree of the positions; the
+        neighbours are hundreds at m_pair = 1e9), so the sum equals the sum over every particle."""
+        from scipy.spatial import cKDTree
+
+        from cmpipe.physics.plasma import Plasma, constants
+
+        out = np.zeros(gas_pos.shape[0])
+        if not companions:
+            return out
+        k, cfg = constants(), self.cfg
+        _, _, to_g_cm3 = _units()
+        mu = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor).mean_molecular_weight
+        tree = cKDTree(gas_pos, balanced_tree=False)
+        for comp in companions:
+            idx = np.asarray(tree.query_ball_point(comp.gas_centre_mpc, comp.truncation_mpc), dtype=np.int64)
+            if idx.size == 0:
+                continue
+            idx.sort()
+            rho_s = comp.gas_density_msun_mpc3(np.linalg.norm(gas_pos[idx] - comp.gas_centre_mpc, axis=1))
+            out[idx] += rho_s * to_g_cm3 / (mu * k.proton_mass_g) * k.boltzmann_kev_per_k * comp.virial_temperature_k
+        return out
+
     def particle_masses_msun(self) -> tuple[float, float]:
         """``(m_DM, m_gas) = ((1 - f_b) m_pair, f_b m_pair)`` [Msun]."""
         f_b = self.cfg.cosmology.omega_b / self.cfg.cosmology.omega_m
@@ -1306,10 +1331,7 @@ class MockHaloSource:
         _, _, to_g_cm3 = _units()
         gas_r = _ellipsoidal_radius(gas_pos, gas_axes, gas_rot)
         p_th = prof.thermal_pressure_kev_cm3(gas_r)
-        for comp in companions:
-            rho_s = comp.gas_density_msun_mpc3(np.linalg.norm(gas_pos - comp.gas_centre_mpc, axis=1))
-            p_th = p_th + (rho_s * to_g_cm3 / (plasma.mean_molecular_weight * k.proton_mass_g)
-                           * k.boltzmann_kev_per_k * comp.virial_temperature_k)
+        p_th = p_th + self._companion_pressure_kev_cm3(gas_pos, companions)
         if mock.clumping:
             density = density * clumping_boost(gas_r, prof.r200m_mpc, float(row["clumping_c0"]), clump_normals)
         shock = self._shock(row, secondary) if mock.shocks else None
