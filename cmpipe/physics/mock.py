@@ -254,9 +254,6 @@ DPP_PARAMETERS = (5.048, 1.217, 1.192, 5.490, 0.433)
 #: is used: the amplitude follows from the gas fraction.
 A10_COOL_CORE = (3.249, 1.128, 1.2223, 5.4905, 0.7736)
 A10_DISTURBED = (3.202, 1.083, 1.4063, 5.4905, 0.3798)
-#: Vikhlinin et al. (2009, ApJ 692, 1033) mean gas fraction inside R500c,
-#: ``f_gas = a h^-1.5 + b log10(M500 / 1e15 h^-1 Msun)``: (a, b).
-VIKHLININ09_FGAS = (0.0764, 0.037)
 #: Floor of the extrapolated f_gas,500 relation (galaxy-scale neighbours) [dimensionless].
 FGAS_FLOOR = 0.01
 #: Diemer & Kravtsov (2014) transition term ``[1 + (r / r_t)^beta]^(-gamma / beta)`` of mass-selected
@@ -524,10 +521,11 @@ def vikhlinin09_fgas500(m500c_msun: np.ndarray, h: float) -> np.ndarray:
     """Mean gas fraction inside R500c of Vikhlinin et al. (2009, ApJ 692, 1033),
     ``f_gas = 0.0764 h^-1.5 + 0.037 log10(M500 / 1e15 h^-1 Msun)`` [dimensionless], floored at
     :data:`FGAS_FLOOR` below its calibrated range (1e14-1e15 h^-1 Msun; 0.068 at M500c = 3e13 Msun,
-    0.113 at 5e14 Msun for h = 0.7)."""
-    a, b = VIKHLININ09_FGAS
-    m = np.asarray(m500c_msun, dtype=np.float64) * h / 1e15
-    return np.maximum(a * h**-1.5 + b * np.log10(m), FGAS_FLOOR)
+    0.113 at 5e14 Msun for h = 0.7): the published relation of
+    :data:`cmpipe.physics.observed.VIKHLININ09_FGAS`, which validate-mock compares with."""
+    from cmpipe.physics.observed import VIKHLININ09_FGAS
+
+    return np.maximum(VIKHLININ09_FGAS.fgas500(m500c_msun, h), FGAS_FLOOR)
 
 
 def dk14_transition(r_mpc: np.ndarray, r_t_mpc: float) -> np.ndarray:
