@@ -950,6 +950,11 @@ class TrainConfig(_Section):
         Train on GPUs (Ray Train); false: CPU.
     seed : int
         Seed of initialisation, batches, augmentation and noise, >= 0.
+    unet_baseline_steps : int
+        Steps of the U-Net regression baseline [count], >= 0: ``cmpipe pipeline`` / ``cmpipe demo``
+        also train a ``model.kind: unet`` model on the same store with the other settings of this
+        section (into ``OUT/run_unet``) and evaluate it on the same test images as a baseline
+        (``RESULTS/baselines/unet``); 0: none.
     """
 
     section: ClassVar[str] = "train"
@@ -968,13 +973,14 @@ class TrainConfig(_Section):
     augment: bool = True
     use_gpu: bool = False
     seed: int = 0
+    unet_baseline_steps: int = 0
 
     def _validate(self) -> None:
         k = self._key
         for name in ("batch_size", "max_steps", "checkpoint_every", "keep_checkpoints", "val_every", "val_batches"):
             value = getattr(self, name)
             _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
-        for name in ("warmup_steps", "num_workers", "seed"):
+        for name in ("warmup_steps", "num_workers", "seed", "unet_baseline_steps"):
             value = getattr(self, name)
             _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
         _require(self.lr > 0.0, f"{k('lr')} must be > 0; got {self.lr}", k("lr"))

@@ -8,10 +8,11 @@ stage       what                                                     output
 catalog     the halo catalog of the mock source (Tinker08)           ``catalog.parquet``,
                                                                      ``mass_function.png``
 generate    sightline plan and image store, one Ray task per chunk   ``images.zarr``, ``plan.parquet``
-train       the score model with Ray Train (DDP)                     ``run/`` (checkpoints,
-                                                                     ``metrics.csv``, ``loss.png``)
-infer       posterior samples of the test split, Ray Data actors     ``results/`` (``posterior.zarr``,
-                                                                     ``tables/``)
+train       the score model with Ray Train (DDP); with               ``run/`` (checkpoints,
+            ``train.unet_baseline_steps``, then the U-Net baseline   ``metrics.csv``, ``loss.png``),
+                                                                     ``run_unet/``
+infer       posterior samples of the test split, Ray Data actors;    ``results/`` (``posterior.zarr``,
+            the trivial baselines and the U-Net on the same images   ``tables/``, ``baselines/``)
 report      the paper's figures, Table 1, masses, calibration        ``results/report/``
 ==========  =======================================================  =============================
 
@@ -45,14 +46,25 @@ class PipelineError(ValueError):
 #: (:func:`cmpipe.outputs.claim_directory`, ``shared``).
 PIPELINE_NAMES = ("catalog.parquet", "mass_function.png", "images.zarr", "plan.parquet", "fits", "run", "results",
                   "config.resolved.yaml", "*.png", "*.npz", "validation", "summary.json", "halos", "maps",
-                  "store.zarr", ".*.tmp", ".*.creating")
+                  "store.zarr", "run_unet", ".*.tmp", ".*.creating")
 
 
 def pipeline_paths(out: str | Path) -> dict[str, Path]:
     """Where each stage writes under ``out``."""
     out = Path(out)
     return {"out": out, "catalog": out / "catalog.parquet", "store": out / "images.zarr", "run": out / "run",
-            "results": out / "results", "report": out / "results" / "report"}
+            "run_unet": out / "run_unet", "results": out / "results", "report": out / "results" / "report",
+            "results_unet": out / "results" / "baselines" / "unet"}
+
+
+def unet_baseline_config(cfg: Config) -> Config:
+    """The U-Net regression baseline's configuration: ``model.kind: unet`` and
+    ``train.max_steps = train.unet_baseline_steps``, everything else as ``cfg`` (same store,
+    network widths, batches, seeds, test images and evaluation)."""
+    from dataclasses import replace
+
+    return replace(cfg, model=replace(cfg.model, kind="unet"),
+                   train=replace(cfg.train, max_steps=cfg.train.unet_baseline_steps))
 
 
 def _stage_catalog(cfg: Config, paths: dict[str, Path]) -> str:
@@ -90,21 +102,33 @@ def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, worke
     if cpus_per_worker is None:  # one machine: the workers share its CPUs; a cluster: one each
         local = len(ray.nodes()) == 1
         cpus_per_worker = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers) if local else 1
-    summary = train_with_ray(cfg, paths["store"], paths["run"], num_workers=workers, address=address,
-                             cpus_per_worker=cpus_per_worker)
-    metrics = paths["run"] / "metrics.csv"
-    if metrics.is_file():
-        plot_loss_curve(read_metrics(metrics)).savefig(paths["run"] / "loss.png", dpi=120)
-    return (f"steps {summary['start_step']} -> {summary['step']} on {workers} worker(s), "
+    line = ""
+    runs = [(cfg, paths["run"], "")]
+    if cfg.train.unet_baseline_steps > 0:
+        runs.append((unet_baseline_config(cfg), paths["run_unet"], "U-Net baseline "))
+    for run_cfg, run_dir, label in runs:
+        summary = train_with_ray(run_cfg, paths["store"], run_dir, num_workers=workers, address=address,
+                                 cpus_per_worker=cpus_per_worker)
+        metrics = run_dir / "metrics.csv"
+        if metrics.is_file():
+            plot_loss_curve(read_metrics(metrics)).savefig(run_dir / "loss.png", dpi=120)
+        line += ("; " if line else "") + (
+            f"{label}steps {summary['start_step']} -> {summary['step']} on {workers} worker(s), "
             f"{summary['s_per_step'] or 0.0:.3f} s/step -> {summary['checkpoint']}")
+    return line
 
 
 def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> str:
     from cmpipe.pipeline.infer import infer_with_ray
 
     s = infer_with_ray(cfg, paths["store"], paths["run"], paths["results"], address=address)
-    return (f"{s['images']} test images ({s['sampled']} sampled now, {s['n_samples']} samples each, {s['sampler']} "
+    line = (f"{s['images']} test images ({s['sampled']} sampled now, {s['n_samples']} samples each, {s['sampler']} "
             f"{s['steps']} steps, {s['s_per_image']:.2f} s/image) -> {paths['results']}")
+    if cfg.train.unet_baseline_steps > 0:  # the U-Net on the same images, a baseline beside the trivial ones
+        u = infer_with_ray(unet_baseline_config(cfg), paths["store"], paths["run_unet"], paths["results_unet"],
+                           address=address, baselines=())
+        line += f"; U-Net baseline ({u['sampled']} images now) -> {paths['results_unet']}"
+    return line
 
 
 def _stage_report(paths: dict[str, Path]) -> str:

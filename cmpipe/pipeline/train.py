@@ -207,7 +207,8 @@ def train_with_ray(
     Returns
     -------
     dict
-        ``step``, ``start_step``, ``s_per_step`` (mean wall seconds per step inside the workers),
+        ``step``, ``start_step``, ``s_per_step`` (mean wall seconds per step inside the workers;
+        None when the latest checkpoint already reached ``max_steps``: then nothing starts),
         ``wall_s`` (the whole ``fit()``), ``metrics`` (the last reported, rank 0's), ``checkpoint``
         (the latest cmpipe checkpoint), ``ray_checkpoint`` (Ray's copy, a path, or None).
 
@@ -232,7 +233,13 @@ def train_with_ray(
     store_path = Path(store_path).resolve()
     # What a worker would find after Ray's ~20 s start, found here in about a second (user errors
     # become one line); the checkpoint chosen here is the one every rank resumes from.
-    resume = validate_run(cfg, store_path, run_dir).latest
+    check = validate_run(cfg, store_path, run_dir)
+    resume = check.latest
+    if check.state is not None and check.state.step >= max_steps:  # done before: no Ray, no trainer
+        logger.info("%s: the latest checkpoint is at step %d >= %d; nothing to train", run_dir, check.state.step,
+                    max_steps)
+        return {"step": check.state.step, "start_step": check.state.step, "s_per_step": None, "wall_s": 0.0,
+                "metrics": {}, "checkpoint": latest_checkpoint(run_dir), "ray_checkpoint": None}
     started = start_ray(address)
     try:
         if use_gpu:
