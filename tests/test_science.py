@@ -35,10 +35,23 @@ TINY_SCIENCE = [
 def test_science_config_is_the_issue17_design():
     """At least 300 halos, at least 60 test halos (one image each), 64 x 64, the realistic mock,
     the sampler that matched Euler-Maruyama at 1000 steps, and the U-Net baseline."""
+    import numpy as np
+
+    from cmpipe.config import config_fingerprint
+    from cmpipe.plan import make_plan
+    from cmpipe.store import source_catalog
+
     cfg = load_config("science")
     assert cfg.catalog.n_halos >= 300 and cfg.catalog.mode == "flat"
-    assert round(cfg.catalog.n_halos * cfg.generate.split_fractions[2]) >= 60
-    assert cfg.generate.test_images_per_halo == 1
+    # The plan (from the catalog, no particles) keeps every halo and at least 60 distinct test
+    # halos in every quarter dex of the test range.
+    plan = make_plan(source_catalog(cfg), cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    split, halo = np.asarray(plan["split"]), np.asarray(plan["halo_id"])
+    assert len(np.unique(halo)) == cfg.catalog.n_halos
+    test = split == 2
+    assert len(np.unique(halo[test])) >= 60 and cfg.generate.test_images_per_halo == 1
+    counts, _ = np.histogram(np.asarray(plan["log10_m200m_msun_h"])[test], bins=np.arange(13.5, 15.01, 0.25))
+    assert counts.min() >= 8, counts
     assert cfg.model.resolution == 64 and cfg.maps.npix % cfg.model.resolution == 0
     demo = load_config("demo")
     assert cfg.mock == demo.mock and cfg.source.kind == "mock"  # the realistic mock, every knob as the demo's
