@@ -9,6 +9,13 @@ what a trained one does. Reported: network evaluations per sample, wall seconds 
 posterior samples per second, and milliseconds per batched network evaluation. A 2-step warm-up
 run comes first (not timed).
 
+``--paper-cost``: the ``paper`` model (128x128, on ``--device``, a CPU too, said so) evaluated
+``--cost-evals`` times on ``--batch`` rows (after a warm-up), for rows per second; from it the
+hours to sample the paper's whole test split (``paper`` config: the test images of its plan
+within ``evaluate.test_log10_m_*``, ``infer.n_samples`` samples each) with the paper's
+Euler-Maruyama at ``infer.steps`` and with the stochastic EDM sampler at 49 steps (99
+evaluations, the sampler that matched it on the demo model, ``bench/sampler_quality.py``).
+
 Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
 """
 
@@ -32,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper", action="store_true", help="the paper's model at 128x128 (CUDA only)")
     parser.add_argument("--samplers", default=",".join(DEFAULT_STEPS), help="comma-separated (default: all)")
     parser.add_argument("--out", type=Path, help="save the figures as JSON")
+    parser.add_argument("--paper-cost", action="store_true",
+                        help="rows/s of the paper model and the hours to sample the paper's test split")
+    parser.add_argument("--cost-evals", type=int, default=5, help="timed network evaluations of --paper-cost (5)")
     args = parser.parse_args(argv)
+    if args.paper_cost:
+        return paper_sampling_cost(args.device, args.threads, args.batch, args.cost_evals, args.out)
 
     import torch
 
@@ -93,6 +105,95 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"model": label, "resolution": resolution, "batch": args.batch,
                                         "device": str(device), "threads": args.threads, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (else the platform's processor string)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def paper_test_images() -> int:
+    """Test images of the ``paper`` plan (its catalog, no particles) within ``evaluate.test_log10_m_*``."""
+    import numpy as np
+
+    from cmpipe.config import config_fingerprint, load_config
+    from cmpipe.model.dataset import SPLIT_CODES
+    from cmpipe.plan import make_plan
+    from cmpipe.store import source_catalog
+
+    cfg = load_config("paper", ["source.kind=mock"])
+    plan = make_plan(source_catalog(cfg), cfg.generate, config_fingerprint=config_fingerprint(cfg))
+    split = np.asarray(plan["split"])
+    code = SPLIT_CODES["test"]
+    is_test = (split == code) if split.dtype.kind in "iu" else (split == "test")
+    logm = np.asarray(plan["log10_m200m_msun_h"])
+    e = cfg.evaluate
+    return int(np.sum(is_test & (logm >= e.test_log10_m_min_msun_h) & (logm < e.test_log10_m_max_msun_h)))
+
+
+def paper_sampling_cost(device_name: str, threads: int, batch: int, evals: int, out: Path | None) -> int:
+    """Rows/s of the paper model and the hours of sampling the paper's test split (printed, saved)."""
+    import torch
+
+    from cmpipe.config import load_config
+    from cmpipe.model.network import build_score_model, count_parameters
+    from cmpipe.model.sampling import model_score_function, network_evaluations
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    cfg = load_config("paper")
+    res = 128
+    torch.manual_seed(0)
+    sm = build_score_model(cfg.model, 1.0, device).eval()
+    score = model_score_function(sm)
+    x = torch.randn(batch, 2, res, res, device=device)
+    cond = torch.randn(batch, 2, res, res, device=device)
+    sigma = torch.full((batch,), 0.5, device=device)  # one mid-range noise level [normalised units]
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        score(x, sigma, cond)  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(evals):
+            score(x, sigma, cond)
+        sync()
+    s_per_eval = (time.perf_counter() - t0) / evals
+    rows_per_s = batch / s_per_eval
+    if device.type == "cuda":
+        name, unit = torch.cuda.get_device_name(device), "GPU-hours"
+    else:
+        name, unit = _cpu_name(), f"hours on {threads} CPU threads (no GPU measured)"
+    n_test = paper_test_images()
+    n_samples = cfg.infer.n_samples
+    result = {"device": str(device), "device_name": name, "threads": threads, "batch": batch,
+              "parameters": count_parameters(sm), "s_per_eval": s_per_eval, "rows_per_s": rows_per_s,
+              "test_images": n_test, "n_samples": n_samples, "samplers": []}
+    print(f"paper model: {result['parameters']} parameters, 128x128, batch {batch} on {device} ({name}): "
+          f"{1e3 * s_per_eval:.1f} ms per batched evaluation, {rows_per_s:.2f} rows/s", flush=True)
+    for sampler, steps in ((cfg.infer.sampler, cfg.infer.steps), ("edm", 49)):
+        nfe = network_evaluations(sampler, steps, denoise=cfg.infer.denoise)
+        samples_per_s = rows_per_s / nfe
+        hours = n_test * n_samples / samples_per_s / 3600.0
+        result["samplers"].append({"sampler": sampler, "steps": steps, "evals_per_sample": nfe,
+                                   "samples_per_s": samples_per_s, "test_split_hours": hours})
+        print(f"  {sampler} {steps} steps ({nfe} evaluations/sample): {samples_per_s:.4f} samples/s; the paper's "
+              f"test split, {n_test} images x {n_samples} samples: {hours:,.1f} {unit}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -15,7 +15,10 @@ Then the ``paper`` config's model (NCSN++ at 128x128 with the paper's widths, 2 
 per level): ``--paper-steps`` training steps (after one untimed warm-up) of ``--paper-batch``
 random 128x128 images through :func:`cmpipe.model.training.train_step` on ``--device`` (CPU by
 default; ``--device cuda`` on a GPU machine), for s/step and images/s at paper scale.
-``--no-paper`` skips it.
+From its images/s, the hours of the paper's training (``paper`` config: ``train.max_steps`` steps
+of ``train.batch_size`` images; GPU-hours on a GPU, else hours on the CPU threads, said so, and
+extrapolated from ``--paper-batch`` when that is not the paper's batch). ``--no-paper`` skips
+it; ``--paper-only`` runs only it (``bench/gpu.sh``).
 
 Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
 """
@@ -65,12 +68,41 @@ def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     s_per_step = (time.perf_counter() - t0) / steps
+    images_per_s = batch / s_per_step
+    # The paper's training: train.max_steps steps of train.batch_size images at the measured rate
+    # (images/s measured at ``batch``; at another batch than the paper's an extrapolation).
+    paper_images = cfg.train.max_steps * cfg.train.batch_size
+    hours = paper_images / images_per_s / 3600.0
     out = {"parameters": count_parameters(sm.model), "resolution": res, "batch": batch, "device": device,
-           "threads": threads, "steps": steps, "s_per_step": s_per_step, "images_per_s": batch / s_per_step}
+           "device_name": _device_name(device), "threads": threads, "steps": steps, "s_per_step": s_per_step,
+           "images_per_s": images_per_s, "paper_steps": cfg.train.max_steps, "paper_batch": cfg.train.batch_size,
+           "paper_training_hours": hours, "extrapolated_batch": batch != cfg.train.batch_size}
     print(f"paper model: {out['parameters']} parameters, {res}x{res}, nf={cfg.model.nf}, "
-          f"ch_mult={list(cfg.model.ch_mult)}, {cfg.model.num_res_blocks} res blocks, batch {batch} on {device}: "
-          f"{s_per_step:.2f} s/step, {out['images_per_s']:.3f} images/s")
+          f"ch_mult={list(cfg.model.ch_mult)}, {cfg.model.num_res_blocks} res blocks, batch {batch} on {device} "
+          f"({out['device_name']}): {s_per_step:.2f} s/step, {images_per_s:.3f} images/s")
+    unit = "GPU-hours" if device.startswith("cuda") else f"hours on {threads} CPU threads"
+    note = (f" (measured at batch {batch}, not {cfg.train.batch_size}: images/s assumed constant)"
+            if out["extrapolated_batch"] else "")
+    print(f"  the paper's training, {cfg.train.max_steps} steps x batch {cfg.train.batch_size} = "
+          f"{paper_images:.3g} images: {hours:,.1f} {unit}{note}")
     return out
+
+
+def _device_name(device: str) -> str:
+    """What ran it: the GPU's name, else the CPU model (from /proc/cpuinfo where there is one)."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-steps", type=int, default=2, help="timed steps of the paper model (default 2)")
     parser.add_argument("--paper-batch", type=int, default=1, help="images per step of the paper model (default 1)")
     parser.add_argument("--device", default="cpu", help="device of the paper model (default cpu)")
+    parser.add_argument("--paper-only", action="store_true", help="only the paper-scale model (bench/gpu.sh)")
     args = parser.parse_args(argv)
+    if args.paper_only:
+        paper = paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"paper": paper}, indent=2) + "\n")
+        return 0
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -69,7 +69,7 @@ def write_yaml(path: Path, text: str) -> Path:
 
 
 def test_shipped_names():
-    assert set(shipped_configs()) >= {"demo", "paper"}
+    assert set(shipped_configs()) >= {"demo", "paper", "science"}
 
 
 @pytest.mark.parametrize("name", ["demo", "paper"])
@@ -79,7 +79,7 @@ def test_shipped_config_by_name(name):
     assert cfg.maps.npix == 128 and cfg.maps.pixel_mpc == 0.1 and cfg.maps.depth_mpc == 12.8
 
 
-@pytest.mark.parametrize("name", ["demo", "paper"])
+@pytest.mark.parametrize("name", ["demo", "paper", "science"])
 def test_shipped_config_by_path(name, tmp_path):
     # A copy in tmp_path, loaded by path (str and Path), equals the one loaded by name.
     copy = write_yaml(tmp_path / f"{name}.yaml", (CONFIG_DIR / f"{name}.yaml").read_text())
@@ -90,7 +90,7 @@ def test_shipped_config_by_path(name, tmp_path):
 def test_shipped_configs_set_every_key():
     # The shipped files document every key (with its unit), so none may be missing.
     known = config_to_dict(Config())
-    for name in ("demo", "paper"):
+    for name in ("demo", "paper", "science"):
         data = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
         assert {s: set(v) for s, v in data.items()} == {s: set(v) for s, v in known.items()}
 
