@@ -16,6 +16,8 @@ posterior samples of each of the first ``--images`` test images of a store (with
 - calibration: the largest deviation of the pixel coverage from the credible level, averaged
   over images (0: calibrated).
 
+An entry may add sampler options, ``edm:20:s_churn=80:s_noise=1.003`` (keyword arguments of
+:func:`cmpipe.model.sampling.sample_posterior`: EDM's churn schedule, ``snr`` of ``pc``, ``rho``).
 The reference is the first entry (Euler-Maruyama with 1000 steps, the paper's sampler); a row
 "matches" it when every metric is within ``--tolerance`` (relative; 0.02 absolute for r and
 coverage) of the reference's. Prints figures, never asserts them. ``--out FILE.json`` saves them.
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True, type=Path, help="a complete image store")
     parser.add_argument("--checkpoint", required=True, help="checkpoint file or run directory trained on it")
     parser.add_argument("--config", default="demo", help="config for evaluate.* and cosmology (default demo)")
-    parser.add_argument("--grid", default=DEFAULT_GRID, help="sampler:steps list; the first is the reference")
+    parser.add_argument("--grid", default=DEFAULT_GRID,
+                        help="sampler:steps[:option=value...] list (e.g. edm:20:s_churn=80); the first is the reference")
     parser.add_argument("--images", type=int, default=6, help="test images (default 6)")
     parser.add_argument("--samples", type=int, default=16, help="samples per image (default 16)")
     parser.add_argument("--threads", type=int, default=2)
@@ -127,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     results, ref = [], None
     for entry in args.grid.split(","):
-        name, steps = entry.split(":")
+        name, steps, *opts = entry.split(":")
+        options = {k: float(v) for k, v in (o.split("=", 1) for o in opts)}
         icfg = dataclasses.replace(cfg.infer, sampler=name, steps=int(steps), n_samples=args.samples)
         sampler = load_posterior_sampler(ckpt, icfg, args.device, attrs["store_fingerprint"])
+        sampler.sampler_options = options
         t0 = time.perf_counter()
         samples = sampler.sample(cond, args.samples, seeds)
         wall = time.perf_counter() - t0
@@ -141,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
                 samples[b], truth[b], cond[b], grid, key, float(sel["r200m_mpc"][i]))
             rms = float(np.sqrt(np.mean((np.log10(samples[b].mean(axis=0)) - np.log10(np.maximum(truth[b], 1e-30))) ** 2)))
             rows.append((tables, rms))
-        row = {"sampler": name, "steps": int(steps), "nfe": network_evaluations(name, int(steps), icfg.denoise),
+        row = {"sampler": name + "".join(f" {k}={v:g}" for k, v in options.items()), "steps": int(steps), "nfe": network_evaluations(name, int(steps), icfg.denoise),
                "samples_per_s": samples.shape[0] * samples.shape[1] / wall, **_summary(rows, grid)}
         ref = ref or row
         row["matches_reference"] = _matches(row, ref, args.tolerance)
         results.append(row)
-        print(f"{name:>8} {row['steps']:>5} {row['nfe']:>5} {row['samples_per_s']:>7.2f} {row['profile_err_1mpc']:>9.3f} "
+        print(f"{row['sampler']:>8} {row['steps']:>5} {row['nfe']:>5} {row['samples_per_s']:>7.2f} {row['profile_err_1mpc']:>9.3f} "
               f"{row['mass_bias']:>7.3f} {row['mass_scatter']:>7.3f} {row['r_large']:>7.3f} {row['r_small']:>7.3f} "
               f"{row['coverage_dev']:>7.3f} {row['rms_dex']:>7.3f}  {'ref' if row is ref else row['matches_reference']}",
               flush=True)

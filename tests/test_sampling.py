@@ -190,3 +190,14 @@ def test_smoke_tiny_model(sampler: str) -> None:
     # Through a network, batching changes results at most by float rounding.
     y = sample_posterior(score, cond, 3, sampler=sampler, steps=3, seeds=[1, 2], batch_size=6, progress=True)
     torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_edm_without_churn_is_heun() -> None:
+    """EDM's Algorithm 2 with ``s_churn=0`` is Algorithm 1 (deterministic Heun) on the same
+    sigmas: the option reaches the sampler (``bench/sampler_quality.py`` tunes it per entry)."""
+    cond = _cond(2, 4, seed=5)
+    heun = sample_posterior(GaussianScore(), cond, 3, sampler="heun", steps=12, seeds=[3, 4])
+    edm = sample_posterior(GaussianScore(), cond, 3, sampler="edm", steps=12, seeds=[3, 4], s_churn=0.0)
+    churned = sample_posterior(GaussianScore(), cond, 3, sampler="edm", steps=12, seeds=[3, 4])
+    torch.testing.assert_close(edm, heun, rtol=1e-5, atol=1e-6)
+    assert (churned - heun).abs().max() > 1e-2

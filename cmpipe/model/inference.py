@@ -75,6 +75,9 @@ class PosteriorSampler:
         self.conditions: tuple[str, ...] = checkpoint_conditions(self.hyperparameters)
         self.score_fn = model_score_function(sm)
         self.sampler, self.steps, self.denoise, self.batch_size = sampler, int(steps), bool(denoise), int(batch_size)
+        #: Extra keyword arguments of the sampler (e.g. ``s_churn`` of ``edm``; see
+        #: :func:`cmpipe.model.sampling.sample_posterior`); empty: its defaults.
+        self.sampler_options: dict[str, float] = {}
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +113,8 @@ class PosteriorSampler:
         cond = torch.from_numpy(normalise(condition, self.conditions, self.normalisation)).to(self.device)
         with torch.no_grad():
             x = sample_posterior(self.score_fn, cond, n_samples, sampler=self.sampler, steps=self.steps,
-                                 seeds=list(seeds), denoise=self.denoise, batch_size=self.batch_size)
+                                 seeds=list(seeds), denoise=self.denoise, batch_size=self.batch_size,
+                                 **self.sampler_options)
         x = np.clip(x.double().cpu().numpy(), 0.0, 1.0)
         return denormalise(x, TARGET_CHANNELS, self.normalisation)
 
