@@ -54,7 +54,7 @@ def _summary(rows: list[dict], grid) -> dict[str, float]:
         r_large.append(np.nanmean(rr[k < grid.k_split_mpc_inv]))
         r_small.append(np.nanmean(rr[k >= grid.k_split_mpc_inv]))
         c = tables["coverage"]
-        sel = np.asarray(c["quantity"]) == "pixels"
+        sel = np.asarray(c["quantity"]) == "pixels_r200m"  # the pixels within R200m
         cover.append(np.max(np.abs(np.asarray(c["covered"])[sel] - np.asarray(c["level"])[sel])))
         rms.append(extra)
     mass = np.asarray(mass, dtype=float)
