@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import device_name  # bench/ is on sys.path when run as a script
+
 #: sampler -> step counts of the default run (about 1,400 batched evaluations in all).
 DEFAULT_STEPS = {"em": [100, 500], "pc": [50, 250], "heun": [10, 32], "dpm2m": [10, 20, 40]}
 
@@ -108,18 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (else the platform's processor string)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def paper_test_images() -> int:
     """Test images of the ``paper`` plan (its catalog, no particles) within ``evaluate.test_log10_m_*``."""
@@ -140,7 +130,7 @@ def paper_test_images() -> int:
     return int(np.sum(is_test & (logm >= e.test_log10_m_min_msun_h) & (logm < e.test_log10_m_max_msun_h)))
 
 
-def paper_sampling_cost(device_name: str, threads: int, batch: int, evals: int, out: Path | None) -> int:
+def paper_sampling_cost(device_arg: str, threads: int, batch: int, evals: int, out: Path | None) -> int:
     """Rows/s of the paper model and the hours of sampling the paper's test split (printed, saved)."""
     import torch
 
@@ -149,7 +139,7 @@ def paper_sampling_cost(device_name: str, threads: int, batch: int, evals: int, 
     from cmpipe.model.sampling import model_score_function, network_evaluations
 
     torch.set_num_threads(threads)
-    device = torch.device(device_name)
+    device = torch.device(device_arg)
     cfg = load_config("paper")
     res = 128
     torch.manual_seed(0)
@@ -172,10 +162,8 @@ def paper_sampling_cost(device_name: str, threads: int, batch: int, evals: int, 
         sync()
     s_per_eval = (time.perf_counter() - t0) / evals
     rows_per_s = batch / s_per_eval
-    if device.type == "cuda":
-        name, unit = torch.cuda.get_device_name(device), "GPU-hours"
-    else:
-        name, unit = _cpu_name(), f"hours on {threads} CPU threads (no GPU measured)"
+    name = device_name(str(device))
+    unit = "GPU-hours" if device.type == "cuda" else f"hours on {threads} CPU threads (no GPU measured)"
     n_test = paper_test_images()
     n_samples = cfg.infer.n_samples
     result = {"device": str(device), "device_name": name, "threads": threads, "batch": batch,

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import device_name  # bench/ is on sys.path when run as a script
+
 STORE = [
     "source.kind=analytic", "source.analytic_log10_m200m_msun_h=[14.0, 14.1, 14.2, 14.3, 14.4, 14.5]",
     "source.analytic_pair_mass_msun_h=1e11", "maps.npix=32", "maps.pixel_mpc=0.4", "maps.depth_mpc=12.8",
@@ -74,7 +76,7 @@ def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
     paper_images = cfg.train.max_steps * cfg.train.batch_size
     hours = paper_images / images_per_s / 3600.0
     out = {"parameters": count_parameters(sm.model), "resolution": res, "batch": batch, "device": device,
-           "device_name": _device_name(device), "threads": threads, "steps": steps, "s_per_step": s_per_step,
+           "device_name": device_name(device), "threads": threads, "steps": steps, "s_per_step": s_per_step,
            "images_per_s": images_per_s, "paper_steps": cfg.train.max_steps, "paper_batch": cfg.train.batch_size,
            "paper_training_hours": hours, "extrapolated_batch": batch != cfg.train.batch_size}
     print(f"paper model: {out['parameters']} parameters, {res}x{res}, nf={cfg.model.nf}, "
@@ -87,22 +89,6 @@ def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
           f"{paper_images:.3g} images: {hours:,.1f} {unit}{note}")
     return out
 
-
-def _device_name(device: str) -> str:
-    """What ran it: the GPU's name, else the CPU model (from /proc/cpuinfo where there is one)."""
-    import platform
-
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
