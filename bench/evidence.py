@@ -5,7 +5,7 @@ Issue 17's evidence. Given a ``science`` pipeline directory (``cmpipe pipeline -
 ``--steps`` (default 1000, 2000, 4000) evaluates the score model's checkpoint of that step and the
 U-Net baseline's checkpoint of the same step on the same test images, beside the two trivial
 baselines (``mass_oracle``, ``pixel_regression``; they do not train), with the report's own code
-(:func:`cmpipe.report.make_report`: halo-level values, 68 % halo-bootstrap intervals, skill =
+(:func:`cmpipe.evaluation.report.make_report`: halo-level values, 68 % halo-bootstrap intervals, skill =
 1 - error(model) / error(best baseline), paired over halos). It prints, per training length:
 
 - the headline errors (profile within 1 Mpc, mass within R500c and R200m; gas and DM) of the
@@ -53,7 +53,7 @@ def _checkpoint(run_dir: Path, step: int) -> Path:
 
 def _point(cfg, paths: dict[str, Path], step: int, samples: int) -> Path:
     """The results directory of one training length: model, U-Net and trivial baselines inferred."""
-    from cmpipe.baselines import run_baselines_for_config
+    from cmpipe.evaluation.baselines import run_baselines_for_config
     from cmpipe.pipeline.infer import infer_with_ray
     from cmpipe.pipeline.run import unet_baseline_config
 
@@ -72,7 +72,7 @@ def _point(cfg, paths: dict[str, Path], step: int, samples: int) -> Path:
 
 def _numbers(results: Path) -> dict[str, Any]:
     """The report of one point (written to ``results/report``): numbers, baselines' numbers, skills."""
-    from cmpipe.report import make_report
+    from cmpipe.evaluation.report import make_report
 
     written = make_report(results, results / "report")
     skills = {k: {"best": v["best"], "skill": v["skill"].value, "lo": v["skill"].lo, "hi": v["skill"].hi,

@@ -55,7 +55,7 @@ def _maxrss_mb() -> float:
 
 def run_case(config: str, log10_m: float, pair_mass: float, overrides: list[str]) -> dict:
     """One case, in this process: warm-up, load, prepare + one sightline. Returns the figures."""
-    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.physics.mock import MockHaloSource
 
     warm_cfg = _config(config, 12.5, 1e10, overrides)

@@ -4,10 +4,10 @@ For the first ``--halos`` halos of the ``demo`` catalog (flat in log M200m, 10^1
 m_pair 1e10 Msun/h, 128 px of 0.1 Mpc, 12.8 Mpc deep, sightline along z, no rotation), the maps
 of the mock with the issue-16 knobs off (``mock.transition``, ``observed_baryons``,
 ``neighbours``, ``gas_clumps`` and ``substructure`` false: the older model) and with every
-default knob on; per halo the cross-correlation ``r(k)`` (:func:`cmpipe.metrics.spectra.
+default knob on; per halo the cross-correlation ``r(k)`` (:func:`cmpipe.evaluation.metrics.spectra.
 bias_and_correlation`) of y and of S_X against the true gas and DM maps, averaged over
 ``k < k_s = sqrt(k_F k_Nyq)`` (large) and ``k >= k_s`` (small) with weights in ln k
-(:func:`cmpipe.metrics.spectra.log_k_weights`), on linear maps (``--log``: log10 maps, as the
+(:func:`cmpipe.evaluation.metrics.spectra.log_k_weights`), on linear maps (``--log``: log10 maps, as the
 store normalises them). Prints the median over halos and the lowest halo. An ``r`` near 1 means
 the input alone fixes the target's shape on those scales. Prints figures, asserts nothing.
 
@@ -30,7 +30,7 @@ PAIRS = (("sz_y", "gas_sigma"), ("xray_sb", "gas_sigma"), ("sz_y", "dm_sigma"), 
 
 def halo_correlations(maps, pixel_mpc: float, npix: int, log: bool) -> list[float]:
     """``[r_large, r_small]`` for each pair of :data:`PAIRS`, concatenated."""
-    from cmpipe.metrics.spectra import bias_and_correlation, log_k_weights, scale_split_k
+    from cmpipe.evaluation.metrics.spectra import bias_and_correlation, log_k_weights, scale_split_k
 
     def field(name: str) -> np.ndarray:
         m = maps.channel(name)
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from cmpipe.config import load_config
-    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.physics.mock import MockHaloSource
 
     header = " ".join(f"{a[:4]}-{b[:3]} L/S" for a, b in PAIRS)

@@ -117,7 +117,7 @@ def paper_test_images() -> int:
 
     from cmpipe.config import config_fingerprint, load_config
     from cmpipe.model.dataset import SPLIT_CODES
-    from cmpipe.plan import make_plan
+    from cmpipe.mapmaking.plan import make_plan
     from cmpipe.store import source_catalog
 
     cfg = load_config("paper", ["source.kind=mock"])

@@ -5,7 +5,7 @@ predictor-corrector 100 / 50, Heun 32 / 16, DPM-Solver++(2M) 40 / 20 / 10), ``--
 posterior samples of each of the first ``--images`` test images of a store (within
 ``evaluate.test_log10_m_*``) are drawn in this process (no Ray) through
 :class:`cmpipe.model.inference.PosteriorSampler` with a trained checkpoint, evaluated with
-:func:`cmpipe.evaluate.evaluate_image` (the actors' code), and summarised:
+:func:`cmpipe.evaluation.image.evaluate_image` (the actors' code), and summarised:
 
 - network evaluations per sample (exact, :func:`cmpipe.model.sampling.network_evaluations`) and
   posterior samples per second on this machine (``--threads`` torch threads);
@@ -38,7 +38,7 @@ DEFAULT_GRID = "em:1000,em:200,em:100,em:50,pc:100,pc:50,heun:32,heun:16,dpm2m:4
 
 
 def _summary(rows: list[dict], grid) -> dict[str, float]:
-    from cmpipe import metrics
+    from cmpipe.evaluation import metrics
 
     prof, mass, r_large, r_small, cover, rms = [], [], [], [], [], []
     for tables, extra in rows:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cmpipe.config import load_config
-    from cmpipe.evaluate import grid_from_config
+    from cmpipe.evaluation.image import grid_from_config
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
     from cmpipe.model.sampling import network_evaluations
     from cmpipe.model.training import load_checkpoint
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for b, i in enumerate(pick):
             key = {"image_index": int(sel["image_index"][i]), "halo_id": int(sel["halo_id"][i]),
                    "log10_m200m_msun_h": float(sel["log10_m200m_msun_h"][i])}
-            tables = __import__("cmpipe.evaluate", fromlist=["evaluate_image"]).evaluate_image(
+            tables = __import__("cmpipe.evaluation.image", fromlist=["evaluate_image"]).evaluate_image(
                 samples[b], truth[b], cond[b], grid, key, float(sel["r200m_mpc"][i]))
             rms = float(np.sqrt(np.mean((np.log10(samples[b].mean(axis=0)) - np.log10(np.maximum(truth[b], 1e-30))) ** 2)))
             rows.append((tables, rms))

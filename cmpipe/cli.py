@@ -26,7 +26,7 @@ Add one entry to :data:`SUBCOMMANDS`: ``name -> Subcommand(help, add_arguments, 
   (``ConfigError``, ``HaloError``, ``OutputError``, ...) or an :class:`OSError` naming a path.
   Any other exception is a bug and keeps its traceback; ``-v`` shows the traceback of user
   errors too.
-* Outputs go through :mod:`cmpipe.outputs`: checked before work starts, never an input, and
+* Outputs go through :mod:`cmpipe.store.outputs`: checked before work starts, never an input, and
   ``--overwrite`` deletes only what cmpipe made.
 """
 
@@ -105,7 +105,7 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_render(args: argparse.Namespace, cfg: Config) -> int:
     """Project one halo and write its four maps as a PNG (and .npz)."""
-    from cmpipe.render import render_halo
+    from cmpipe.stages.render import render_halo
 
     source = cfg.source
     if args.input:
@@ -139,7 +139,7 @@ def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
     from pathlib import Path
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.outputs import check_output_dir
+    from cmpipe.store.outputs import check_output_dir
     from cmpipe.physics.catalog import catalog_summary, make_catalog, write_catalog
     from cmpipe.plots.catalog import plot_mass_function
 
@@ -164,8 +164,8 @@ def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
-    from cmpipe.demo import run_demo
-    from cmpipe.outputs import check_output_dir
+    from cmpipe.stages.project import run_demo
+    from cmpipe.store.outputs import check_output_dir
 
     check_output_dir(cfg.run.out, what="--out")
     run_demo(cfg)
@@ -242,8 +242,8 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     import numpy as np
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.outputs import check_output_dir
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.store.outputs import check_output_dir
     from cmpipe.physics.mock import MockHaloSource
     from cmpipe.physics.observed import VIKHLININ09_FGAS, VIKHLININ09_MT, compare_relations, fits_by_name, validation_markdown
     from cmpipe.physics.validate import line_of_sight_check, profile_checks_markdown, validate_source
@@ -426,7 +426,7 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
 
     from cmpipe.config import save_resolved_config
 
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
     from cmpipe.store.zarr_store import check_store_path
 
     store = check_store_path(args.store, overwrite=args.overwrite)
@@ -436,7 +436,7 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     if args.serial:
         if args.address:
             raise ConfigError("--serial runs without Ray: drop --address")
-        from cmpipe.store import generate_serial
+        from cmpipe.mapmaking.generate import generate_serial
 
         summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True,
                                   retry_failed=not args.keep_failed)
@@ -467,7 +467,7 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     if args.export_fits:
         import numpy as np
 
-        from cmpipe.reconstruct import export_store_fits
+        from cmpipe.stages.reconstruct import export_store_fits
         from cmpipe.store import open_store
 
         group = open_store(store)
@@ -543,7 +543,7 @@ def _add_infer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
     """Sample and evaluate the test split into ``--out`` (posterior.zarr, tables/), resumable."""
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
     from cmpipe.pipeline.infer import RESULTS_NAMES, infer_with_ray
 
     claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out", create=False)  # before the inputs
@@ -562,8 +562,8 @@ def _add_baselines_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_baselines(args: argparse.Namespace, cfg: Config) -> int:
     """The trivial baselines on the test images into ``--out``/baselines/ (cmpipe infer runs them too)."""
-    from cmpipe.baselines import run_baselines_for_config
-    from cmpipe.outputs import claim_directory
+    from cmpipe.evaluation.baselines import run_baselines_for_config
+    from cmpipe.store.outputs import claim_directory
     from cmpipe.pipeline.infer import RESULTS_NAMES
 
     out = claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out")
@@ -581,7 +581,7 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_report(args: argparse.Namespace, cfg: Config) -> int:
     """Figures, Table 1 and the summaries from the tables only (no model); ``--out``: default RESULTS/report."""
-    from cmpipe.report import make_report
+    from cmpipe.evaluation.report import make_report
 
     written = make_report(args.results, args.out)
     print(written.get("headline_text", ""))
@@ -598,7 +598,7 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
     """Side-by-side Table 1, mass errors, profiles and spectra of several results, on their common images."""
-    from cmpipe.report import compare_reports
+    from cmpipe.evaluation.report import compare_reports
 
     pairs = {}
     for item in args.results:
@@ -646,7 +646,7 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
 
     Exit status 0; 2 (one line) for a user error, nothing written; with ``--inputs``, 1 when
     some clusters failed (one line naming them; their errors are in ``reconstructions.csv``)."""
-    from cmpipe.reconstruct import OOD_MAX_FRACTION
+    from cmpipe.stages.reconstruct import OOD_MAX_FRACTION
 
     max_fraction = OOD_MAX_FRACTION if args.ood_max_fraction is None else args.ood_max_fraction
     if not 0.0 <= max_fraction <= 1.0:
@@ -674,7 +674,7 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     if not (args.sz and args.xray):
         raise ConfigError("give --sz and --xray (one cluster) or --inputs (many)")
-    from cmpipe.reconstruct import reconstruct
+    from cmpipe.stages.reconstruct import reconstruct
 
     result = reconstruct(args.checkpoint, args.sz, args.xray, args.recon, n_samples=args.samples, seed=args.seed,
                          pixel_mpc=args.pixel_mpc, save_samples=args.save_samples, device=args.device,

@@ -80,7 +80,7 @@ PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
 #: The default map channels (``maps.channels``).
 MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
 #: Every map channel cmpipe knows how to make: the defaults plus the optional weak-lensing
-#: convergence ``kappa`` (:mod:`cmpipe.maps`).
+#: convergence ``kappa`` (:mod:`cmpipe.mapmaking.maps`).
 KNOWN_MAP_CHANNELS: tuple[str, ...] = (*MAP_CHANNELS, "kappa")
 #: The model's target channels (:data:`cmpipe.model.dataset.TARGET_CHANNELS`): never conditions.
 MODEL_TARGETS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
@@ -666,7 +666,7 @@ class MockConfig(_Section):
 
 @dataclass(frozen=True)
 class GenerateConfig(_Section):
-    """The training set: sightline plan and image store (``cmpipe generate``, :mod:`cmpipe.plan`).
+    """The training set: sightline plan and image store (``cmpipe generate``, :mod:`cmpipe.mapmaking.plan`).
 
     Attributes
     ----------
@@ -694,7 +694,7 @@ class GenerateConfig(_Section):
         train images [dimensionless], in (0, 1): ``log10(max(x, fraction * max))``.
     test_images_per_halo : int
         Images kept per test halo [count], >= 0; 0: every planned image. A small value (1 or
-        2) gives many distinct test halos for few test images (:mod:`cmpipe.plan`).
+        2) gives many distinct test halos for few test images (:mod:`cmpipe.mapmaking.plan`).
     """
 
     section: ClassVar[str] = "generate"
@@ -740,7 +740,7 @@ class GenerateConfig(_Section):
 
 @dataclass(frozen=True)
 class InstrumentConfig(_Section):
-    """Instrument effects on the condition maps, all off by default (:mod:`cmpipe.instrument`).
+    """Instrument effects on the condition maps, all off by default (:mod:`cmpipe.mapmaking.instrument`).
 
     Attributes
     ----------
@@ -806,7 +806,7 @@ class LensingConfig(_Section):
     """Lens and source redshifts of the weak-lensing convergence channel ``kappa``.
 
     ``kappa = Sigma_total / Sigma_crit``, ``Sigma_crit = c^2 / (4 pi G) D_s / (D_l D_ls)``
-    (physical angular-diameter distances of the ``cosmology``; :mod:`cmpipe.maps`).
+    (physical angular-diameter distances of the ``cosmology``; :mod:`cmpipe.mapmaking.maps`).
 
     Attributes
     ----------
@@ -1060,7 +1060,7 @@ class InferConfig(_Section):
 
 @dataclass(frozen=True)
 class EvaluateConfig(_Section):
-    """The paper's section 4 metrics and report (:mod:`cmpipe.evaluate`, ``cmpipe report``).
+    """The paper's section 4 metrics and report (:mod:`cmpipe.evaluation.image`, ``cmpipe report``).
 
     Attributes
     ----------
@@ -1069,13 +1069,13 @@ class EvaluateConfig(_Section):
         summaries (the paper tests on an inner mass range).
     mass_split_log10_msun_h : float
         Low / high mass boundary of Table 1 and the split figures [log10 Msun/h]; 0 (default):
-        the log midpoint of the evaluated test halos' masses (:func:`cmpipe.report.resolve_mass_split`).
+        the log midpoint of the evaluated test halos' masses (:func:`cmpipe.evaluation.report.resolve_mass_split`).
     k_split_mpc_inv : float
         Large / small scale boundary of Table 1 [Mpc^-1]; 0: sqrt(k_F k_Nyq) of the model's grid.
     convergence_tolerance : float
         Converged once the Monte-Carlo error of the posterior mean, sigma / sqrt(n), is below this
         fraction of its actual error |mean_n - truth| (median over the pixels within R200m,
-        :func:`cmpipe.metrics.mean_convergence`) [dimensionless]; 0.25: a calibrated posterior
+        :func:`cmpipe.evaluation.metrics.mean_convergence`) [dimensionless]; 0.25: a calibrated posterior
         needs about 35 samples.
     """
 

@@ -1,4 +1,4 @@
-"""The trivial baselines (:mod:`cmpipe.baselines`): known answers, and the model's results layout.
+"""The trivial baselines (:mod:`cmpipe.evaluation.baselines`): known answers, and the model's results layout.
 
 Oracles: the mass oracle applied to its own training halos gives back each halo's mean map (k = 1)
 and the mean over all halos (k = H), exactly (float rounding), and its samples average to its
@@ -20,7 +20,7 @@ import pytest
 from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_store
 from tiny_stores import inference_config as _cfg
 
-from cmpipe.baselines import (
+from cmpipe.evaluation.baselines import (
     BASELINES,
     block_mean,
     fit_mass_oracle,
@@ -28,7 +28,7 @@ from cmpipe.baselines import (
     regression_feature_names,
     run_baselines,
 )
-from cmpipe.metrics import pixel_radii_mpc, radial_bin_edges, radial_profile
+from cmpipe.evaluation.metrics import pixel_radii_mpc, radial_bin_edges, radial_profile
 
 
 # ----------------------------------------------------------------------------- mass oracle
@@ -136,7 +136,7 @@ def store(tmp_path_factory):
 
 
 def _run(cfg, store, out, **kw):
-    from cmpipe.evaluate import grid_from_config
+    from cmpipe.evaluation.image import grid_from_config
     from cmpipe.pipeline.infer import select_test_images
     from cmpipe.store import open_store
 

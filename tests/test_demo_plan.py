@@ -17,7 +17,7 @@ import pytest
 
 from cmpipe.config import ConfigError, load_config
 from cmpipe.physics.catalog import make_catalog
-from cmpipe.plan import SPLIT_NAMES, make_plan
+from cmpipe.mapmaking.plan import SPLIT_NAMES, make_plan
 
 TEST = SPLIT_NAMES.index("test")
 

@@ -1,4 +1,4 @@
-"""FITS maps in and out (``cmpipe.fits``) and reconstruction from FITS (``cmpipe.reconstruct``).
+"""FITS maps in and out (``cmpipe.store.fits``) and reconstruction from FITS (``cmpipe.stages.reconstruct``).
 
 Oracles: exact round trips (the arrays as written, the header values as written); astropy's unit
 conversion factors (1 m^-2 = 1e-4 cm^-2, 1 kpc = 1e-3 Mpc); ``block_mean`` of the crop (exact)
@@ -18,7 +18,7 @@ from astropy.io import fits
 
 from cmpipe import __version__
 from cmpipe.config import load_config
-from cmpipe.fits import FitsError, area_resample, check_and_resample, read_map_fits, write_map_fits
+from cmpipe.store.fits import FitsError, area_resample, check_and_resample, read_map_fits, write_map_fits
 from cmpipe.model.dataset import block_mean
 
 XRAY = "erg s-1 cm-2 sr-1"
@@ -231,7 +231,7 @@ def tiny_run(tmp_path_factory):
 def test_export_and_reconstruct_end_to_end(tiny_run, tmp_path):
     # Oracles: the store's maps as exported (exact, float32); the model grid (16 x 16 pixels of
     # 0.4 * 32 / 16 = 0.8 Mpc) in the output's shape and WCS; finite posterior maps.
-    from cmpipe.reconstruct import export_store_fits, model_grid, reconstruct
+    from cmpipe.stages.reconstruct import export_store_fits, model_grid, reconstruct
     from cmpipe.store.zarr_store import open_store
 
     store, run = tiny_run
@@ -272,7 +272,7 @@ def test_model_grid_of_a_bare_checkpoint(tiny_run, tmp_path):
     import shutil
 
     from cmpipe.model.training import latest_checkpoint
-    from cmpipe.reconstruct import model_grid
+    from cmpipe.stages.reconstruct import model_grid
 
     _, run = tiny_run
     ckpt = latest_checkpoint(run)
@@ -293,7 +293,7 @@ def test_cli_reconstruct_from_maps_the_generator_exported(tiny_run, tmp_path, ca
     """``cmpipe reconstruct`` on the FITS files of the store's test split (as ``cmpipe generate
     --export-fits test`` writes them): a FITS with MEAN and STD of the model's shape."""
     from cmpipe.cli import main
-    from cmpipe.reconstruct import export_store_fits
+    from cmpipe.stages.reconstruct import export_store_fits
     from cmpipe.store.zarr_store import open_store
 
     store, run = tiny_run
@@ -324,7 +324,7 @@ def test_reconstruct_many_with_ray_data(tiny_run, ray_local, tmp_path, capsys):
     same pairs."""
     from cmpipe.cli import main
     from cmpipe.pipeline.reconstruct import find_fits_pairs
-    from cmpipe.reconstruct import export_store_fits, reconstruct
+    from cmpipe.stages.reconstruct import export_store_fits, reconstruct
     from cmpipe.store.zarr_store import open_store
 
     store, run = tiny_run

@@ -1,6 +1,6 @@
 """The Ray generator (:mod:`cmpipe.pipeline.generate`) on the session's local Ray (2 CPUs).
 
-Oracle: the serial generator's store (:func:`cmpipe.store.generate_serial`) of the same config,
+Oracle: the serial generator's store (:func:`cmpipe.mapmaking.generate`) of the same config,
 with one thread per chunk as the Ray tasks use (``sph.num_threads=1``): a content checksum of
 every array and attribute must be identical, so the maps are bit-identical. A worker killed
 mid-task, a driver stopped after two chunks, and a task that raises must all end, after the
@@ -27,7 +27,8 @@ from cmpipe.config import load_config
 from cmpipe.physics.sources import open_source
 from cmpipe.pipeline import generate_with_ray
 from cmpipe.store.schema import PLAN_ARRAYS
-from cmpipe.store import generate_serial, missing_chunks, open_store, validate_store
+from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.store import missing_chunks, open_store, validate_store
 from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 
 # test_store.py's plan: 7 analytic halos, 18 images; chunks of 2 images: 9 chunks

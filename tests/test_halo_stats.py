@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmpipe.evaluate import Grid, evaluate_image
-from cmpipe.halo_stats import MIN_HALOS, TOO_FEW, bootstrap, halo_means, paired_skill, summarise
-from cmpipe.metrics import scale_split_k
-from cmpipe.report import (
+from cmpipe.evaluation.image import Grid, evaluate_image
+from cmpipe.evaluation.halo_stats import MIN_HALOS, TOO_FEW, bootstrap, halo_means, paired_skill, summarise
+from cmpipe.evaluation.metrics import scale_split_k
+from cmpipe.evaluation.report import (
     calibration_summary,
     mass_error_summary,
     profile_error_summary,
@@ -145,7 +145,7 @@ def test_model_equal_to_truth_has_zero_error_and_perfect_skill(tmp_path):
     it is not better than the perfect baseline."""
     from test_report import _build
 
-    from cmpipe.report import make_report
+    from cmpipe.evaluation.report import make_report
 
     log10_m = np.linspace(13.6, 14.9, 6)
     results = _build(tmp_path / "res", log10_m, save_samples=False, kind="perfect", ns=3)

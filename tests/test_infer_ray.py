@@ -255,9 +255,9 @@ def test_infer_user_errors_stop_before_ray_and_lose_nothing(results, store, run,
 
 
 def test_infer_runs_the_baselines_on_the_same_images(results):
-    """``cmpipe infer`` ends with the trivial baselines (:mod:`cmpipe.baselines`) on the model's
+    """``cmpipe infer`` ends with the trivial baselines (:mod:`cmpipe.evaluation.baselines`) on the model's
     test images, in its results directory, with the model's tables' schemas and samples count."""
-    from cmpipe.baselines import BASELINES
+    from cmpipe.evaluation.baselines import BASELINES
 
     cfg, out, summary, _ = results
     assert set(summary["baselines"]) == set(BASELINES)

@@ -1,4 +1,4 @@
-"""Instrument effects on the condition maps (``cmpipe.instrument``) and in the generated store.
+"""Instrument effects on the condition maps (``cmpipe.mapmaking.instrument``) and in the generated store.
 
 Oracles: the second moment of a beamed point source is the beam's sigma squared (FFT
 convolution of a delta; the transfer function cut at the Nyquist frequency changes the variance
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cmpipe.config import load_config
-from cmpipe.instrument import (
+from cmpipe.mapmaking.instrument import (
     apply_instrument,
     correlated_noise,
     pixel_arcmin,
@@ -104,7 +104,8 @@ def test_instrument_off_is_the_identity():
 
 
 def test_store_conditions_are_observed_and_targets_stay_clean(tmp_path):
-    from cmpipe.store import generate_serial, open_store
+    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.store import open_store
     from tiny_stores import TRAINING_STORE
 
     noisy = ["instrument.y_white_noise=1e-7", "instrument.xray_exposure_s=1e4", "instrument.beam_fwhm_arcmin=1.0"]

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from cmpipe.config import ConfigError, load_config
-from cmpipe.instrument import apply_instrument, kappa_noise_rms
-from cmpipe.maps import CHANNEL_UNITS, prepare_halo_with_config, sightline_maps, sightline_maps_with_config
+from cmpipe.mapmaking.instrument import apply_instrument, kappa_noise_rms
+from cmpipe.mapmaking.maps import CHANNEL_UNITS, prepare_halo_with_config, sightline_maps, sightline_maps_with_config
 from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.cosmology import mean_densities, sigma_crit_msun_mpc2
 from tiny_stores import TINY_MODEL, TRAINING_STORE
@@ -133,7 +133,7 @@ STORE = [*TRAINING_STORE, KAPPA_CHANNELS, "instrument.kappa_shape_noise=0.3"]
 @pytest.fixture(scope="module")
 def kappa_store(tmp_path_factory):
     """The training store with kappa (shape noise on) as a fifth channel."""
-    from cmpipe.store import generate_serial
+    from cmpipe.mapmaking.generate import generate_serial
 
     path = tmp_path_factory.mktemp("kappa_store") / "images.zarr"
     generate_serial(load_config("demo", STORE), path)

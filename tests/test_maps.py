@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cmpipe.maps import (
+from cmpipe.mapmaking.maps import (
     CHANNEL_UNITS,
     CHANNELS,
     HaloMaps,

@@ -1,4 +1,4 @@
-"""cmpipe.metrics against analytic answers and independent implementations (SPEC section 6).
+"""cmpipe.evaluation.metrics against analytic answers and independent implementations (SPEC section 6).
 
 Every test names its oracle and tolerance. Statistical tests use fixed seeds and tolerances of
 several standard deviations of the estimator, derived in the test.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cmpipe.metrics import (
+from cmpipe.evaluation.metrics import (
     Z_EDGES,
     aperture_mask,
     bias_and_correlation,

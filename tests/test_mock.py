@@ -15,7 +15,7 @@ import pytest
 from scipy import integrate, stats
 
 from cmpipe.config import ConfigError, load_config
-from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
 from cmpipe.physics.catalog import halo_parameters, orientation_matrix
 from cmpipe.physics.cosmology import mean_densities
 from cmpipe.physics.halo import HaloSource

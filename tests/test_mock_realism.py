@@ -15,7 +15,7 @@ from astropy import constants as const
 from astropy import units as u
 
 from cmpipe.config import ConfigError, load_config
-from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
 from cmpipe.physics.mock import A10_COOL_CORE, A10_DISTURBED, MockHaloSource, nonthermal_fraction
 
 F_B = 0.045 / 0.30

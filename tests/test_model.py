@@ -34,7 +34,8 @@ from cmpipe.model.training import (
     train_loop,
     train_step,
 )
-from cmpipe.store import StoreError, generate_serial, open_store
+from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.store import StoreError, open_store
 from tiny_stores import TRAINING_MASSES, TRAINING_STORE
 from tensor_oracles import tensors_equal
 

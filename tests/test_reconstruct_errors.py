@@ -43,7 +43,7 @@ def _train_indices(store, n):
 
 def _export(store, index, directory):
     """(sz, xray) FITS of a train image."""
-    from cmpipe.reconstruct import export_store_fits
+    from cmpipe.stages.reconstruct import export_store_fits
 
     sz, xray, *_ = export_store_fits(store, [index], directory)
     return sz, xray
@@ -147,7 +147,7 @@ def test_non_fits_file_is_one_line_naming_it(tiny_run, tmp_path, capsys, content
 
 
 def test_train_image_is_in_distribution(tiny_run, tmp_path):
-    from cmpipe.reconstruct import reconstruct
+    from cmpipe.stages.reconstruct import reconstruct
 
     store, run = tiny_run
     sz, xray = _export(store, _train_indices(store, 1)[0], tmp_path / "fits")
@@ -168,7 +168,7 @@ def test_y_times_1e6_is_flagged_in_header_and_warned(tiny_run, tmp_path, caplog,
     sz, xray = _export(store, _train_indices(store, 1)[0], tmp_path / "fits")
     loud = _scaled(sz, tmp_path / "loud_sz_y.fits", 1e6)
     out = tmp_path / "recon.fits"
-    with caplog.at_level("WARNING", logger="cmpipe.reconstruct"):
+    with caplog.at_level("WARNING", logger="cmpipe.stages.reconstruct"):
         assert main(_argv(run, loud, xray, out)) == 0
     capsys.readouterr()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -183,7 +183,7 @@ def test_y_times_1e6_is_flagged_in_header_and_warned(tiny_run, tmp_path, caplog,
 
 
 def test_all_zero_xray_is_flagged(tiny_run, tmp_path):
-    from cmpipe.reconstruct import reconstruct
+    from cmpipe.stages.reconstruct import reconstruct
 
     store, run = tiny_run
     sz, xray = _export(store, _train_indices(store, 1)[0], tmp_path / "fits")
@@ -221,7 +221,7 @@ def test_checkpoint_without_totals_reports_them_unknown(tiny_run, tmp_path):
     """A checkpoint whose store was normalised before the totals were recorded: the pixel
     fractions are still known (min and max always were), the total flags are unknown."""
     from cmpipe.model.training import latest_checkpoint
-    from cmpipe.reconstruct import reconstruct
+    from cmpipe.stages.reconstruct import reconstruct
 
     store, run = tiny_run
     sz, xray = _export(store, _train_indices(store, 1)[0], tmp_path / "fits")
@@ -256,7 +256,7 @@ def test_one_bad_cluster_does_not_stop_the_batch(tiny_run, ray_local, tmp_path, 
     bad one is recorded as failed (exit 1, one line naming it), the others are done, the loud one
     flagged; inputs are untouched. Fixed and rerun, only the failed cluster is redone."""
     from cmpipe.cli import main
-    from cmpipe.outputs import artifact_kind
+    from cmpipe.store.outputs import artifact_kind
 
     store, run = tiny_run
     a, b = _train_indices(store, 2)

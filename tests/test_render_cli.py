@@ -10,7 +10,7 @@ import pytest
 
 from cmpipe.cli import main
 from cmpipe.config import load_config
-from cmpipe.maps import HaloMaps
+from cmpipe.mapmaking.maps import HaloMaps
 from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.hdf5io import write_halo_hdf5
 

@@ -1,4 +1,4 @@
-"""``cmpipe.report``: the report of a synthetic results directory written with the real writers.
+"""``cmpipe.evaluation.report``: the report of a synthetic results directory written with the real writers.
 
 Oracles: Table 1 and the mass-error summary against independent numpy computations from the
 tables, halo by halo (1e-12); files exist and PNGs are non-trivial; an empty mass bin gives NaN
@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 
 from cmpipe.config import config_to_yaml, load_config
-from cmpipe.evaluate import Grid, evaluate_image
-from cmpipe.metrics import scale_split_k
-from cmpipe.halo_stats import BOOTSTRAP_SEED, N_BOOTSTRAP
-from cmpipe.metrics import log_k_weights
-from cmpipe.report import calibration_summary, compare_reports, make_report, mass_error_summary, table1, z_summary
+from cmpipe.evaluation.image import Grid, evaluate_image
+from cmpipe.evaluation.metrics import scale_split_k
+from cmpipe.evaluation.halo_stats import BOOTSTRAP_SEED, N_BOOTSTRAP
+from cmpipe.evaluation.metrics import log_k_weights
+from cmpipe.evaluation.report import calibration_summary, compare_reports, make_report, mass_error_summary, table1, z_summary
 from cmpipe.store.posterior import open_or_create, write_image
 from cmpipe.store.tables import TableError, read_table, to_table, write_images_table, write_part
 

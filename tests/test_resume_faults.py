@@ -20,7 +20,8 @@ import pytest
 from cmpipe.cli import main
 from cmpipe.config import load_config
 from cmpipe.physics.sources import open_source
-from cmpipe.store import generate_serial, missing_chunks, open_store, validate_store
+from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.store import missing_chunks, open_store, validate_store
 from tiny_stores import GENERATION_STORE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

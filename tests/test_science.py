@@ -38,7 +38,7 @@ def test_science_config_is_the_issue17_design():
     import numpy as np
 
     from cmpipe.config import config_fingerprint
-    from cmpipe.plan import make_plan
+    from cmpipe.mapmaking.plan import make_plan
     from cmpipe.store import source_catalog
 
     cfg = load_config("science")

@@ -1,7 +1,7 @@
 """The sightline plan and the Zarr image store (Ray-free).
 
 Oracles: the plan's per-bin counts against the closed form of the flattening (module docstring
-of :mod:`cmpipe.plan`); the store's maps against a direct library computation
+of :mod:`cmpipe.mapmaking.plan`); the store's maps against a direct library computation
 (``prepare_halo_with_config`` + ``sightline_maps_with_config`` with the plan's rotation and axis)
 to float32 precision (rtol 1e-6); the normalisation against numpy over the train images
 (exact up to float64 rounding, rtol 1e-12); resumability by a content checksum of every array
@@ -25,18 +25,17 @@ import zarr
 
 from cmpipe.cli import main
 from cmpipe.config import load_config
-from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
 from cmpipe.physics.sources import open_source
-from cmpipe.plan import PLAN_SCHEMA, make_plan, mass_bins, plan_rotations, read_plan, write_plan
+from cmpipe.mapmaking.plan import PLAN_SCHEMA, make_plan, mass_bins, plan_rotations, read_plan, write_plan
 from cmpipe.store import (
     StoreError,
     create_store,
-    generate_serial,
     missing_chunks,
     open_store,
     validate_store,
 )
-from cmpipe.store.generate_serial import plan_path
+from cmpipe.mapmaking.generate import generate_serial, plan_path
 from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 
 MASSES = GENERATION_MASSES
@@ -108,7 +107,7 @@ def test_plan_is_flat_capped_and_split_by_halo(tmp_path):
     # rotations are proper and reproducible from the seed column
     mats = plan_rotations(plan)
     np.testing.assert_allclose(mats @ mats.transpose(0, 2, 1), np.broadcast_to(np.eye(3), mats.shape), atol=1e-12)
-    from cmpipe.maps import random_rotation
+    from cmpipe.mapmaking.maps import random_rotation
 
     np.testing.assert_array_equal(mats[0], random_rotation(int(plan["seed"][0].as_py())))
     # deterministic, and the Parquet round trip keeps schema and values

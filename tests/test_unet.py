@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cmpipe.config import ConfigError, ModelConfig, load_config
-from cmpipe.evaluate import COVERAGE_LEVELS, evaluate_image, grid_from_config
+from cmpipe.evaluation.image import COVERAGE_LEVELS, evaluate_image, grid_from_config
 from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, StoreDataset, denormalise
 from cmpipe.model.inference import RegressionSampler, load_posterior_sampler
 from cmpipe.model.network import build_model, count_parameters
@@ -32,7 +32,8 @@ from cmpipe.model.training import (
     train_step,
 )
 from cmpipe.model.unet import RegressionModel, UNet
-from cmpipe.store import generate_serial, open_store
+from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.store import open_store
 from tiny_stores import TINY_MODEL, TINY_INFER, TRAINING_STORE
 from tensor_oracles import tensors_equal
 

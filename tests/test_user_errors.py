@@ -3,7 +3,7 @@
 Each CLI case runs ``cmpipe.cli.main`` in this process and checks the contract: exit status 2,
 stderr exactly one line ``cmpipe: error: ...`` naming the path (or halo), and every file that
 existed before byte-identical afterwards (:func:`snapshot`). The rules themselves
-(:mod:`cmpipe.outputs`) are tested directly on real directories, files and links.
+(:mod:`cmpipe.store.outputs`) are tested directly on real directories, files and links.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cmpipe.cli import main
-from cmpipe.outputs import (
+from cmpipe.store.outputs import (
     MARKER_NAME,
     OutputError,
     artifact_kind,
@@ -279,7 +279,7 @@ def test_compare_refuses_a_results_directory_as_output(results, tmp_path, capsys
     assert unchanged(before, results)
 
 
-# ------------------------------------------------------------------------------ cmpipe.outputs
+# ------------------------------------------------------------------------------ cmpipe.store.outputs
 
 
 def test_remove_owned_refuses_what_cmpipe_did_not_make(tmp_path):

@@ -59,7 +59,7 @@ def normalise(maps: np.ndarray, channels: Sequence[str], normalisation: Mapping[
     Parameters
     ----------
     maps : numpy.ndarray
-        ``(..., C, H, W)`` physical maps (units of :data:`cmpipe.maps.CHANNEL_UNITS`).
+        ``(..., C, H, W)`` physical maps (units of :data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`).
     channels : sequence of str
         The ``C`` channel names, in order.
     normalisation : mapping

@@ -7,7 +7,7 @@ reference driver.
 Checkpoint format (a data contract)
 -----------------------------------
 A run directory holds ``metrics.csv``, ``config.resolved.yaml``, cmpipe's ownership marker
-(:func:`cmpipe.outputs.mark_directory`, kind ``run``) and ``checkpoints/``, which holds
+(:func:`cmpipe.store.outputs.mark_directory`, kind ``run``) and ``checkpoints/``, which holds
 ``step_XXXXXXXX.pt`` (8-digit step) and, beside each, ``step_XXXXXXXX.json`` (its
 hyper-parameters, for people and tools without torch). Only the last ``train.keep_checkpoints``
 pairs are kept. Each ``.pt`` is written atomically (a temporary file, then ``os.replace``) by
@@ -666,7 +666,7 @@ def validate_run(
     """
     from cmpipe.config import config_to_dict
     from cmpipe.model.dataset import CONDITION_CHANNELS, StoreDataset
-    from cmpipe.outputs import artifact_kind, check_output_dir
+    from cmpipe.store.outputs import artifact_kind, check_output_dir
     from cmpipe.store.zarr_store import validate_store
 
     tcfg, mcfg = cfg.train, cfg.model
@@ -677,7 +677,7 @@ def validate_run(
     fingerprint = train_ds.store_fingerprint
     kind = artifact_kind(run_dir)
     if kind not in (None, "run"):
-        from cmpipe.outputs import OutputError
+        from cmpipe.store.outputs import OutputError
 
         raise OutputError(f"run directory {run_dir} is a cmpipe {kind}, not a training run: use another path")
     check_output_dir(run_dir, what="run directory", create=False)
@@ -892,7 +892,7 @@ def train_loop(
     """
     from cmpipe.config import save_resolved_config
     from cmpipe.model.network import count_parameters
-    from cmpipe.outputs import mark_directory
+    from cmpipe.store.outputs import mark_directory
 
     tcfg = cfg.train
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)

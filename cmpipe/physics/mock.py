@@ -110,7 +110,7 @@ Temperature
     denser and cooler. Far out the profile's pressure would give absurdly cold gas, so
     ``T = max(T, 1e4 K)`` (a floor standing in for the IGM temperature-density relation,
     ``T0 = 1e4 K``). The gas particles carry these densities and smoothing lengths, which
-    :func:`cmpipe.maps.prepare_halo` then reuses.
+    :func:`cmpipe.mapmaking.maps.prepare_halo` then reuses.
 
 Mergers (``mergers``)
     For a catalog row with ``is_merger``, a secondary halo of mass ``M_s = xi M200m``

@@ -319,7 +319,7 @@ def _fgas_window(result: ValidationResult, ref: FgasRange, name: str, seed: int,
         err = float(np.std(boots, ddof=1))
     else:
         err = 0.0
-    from cmpipe.halo_stats import MIN_HALOS
+    from cmpipe.evaluation.halo_stats import MIN_HALOS
 
     if fgas.size < MIN_HALOS:
         # A window of one or two halos says nothing: reported, not judged.

@@ -1,6 +1,6 @@
 """Generate the image store with Ray: one task per missing chunk, each calling ``write_chunk``.
 
-The driver does what :func:`cmpipe.store.generate_serial` does (catalog, plan, create or resume
+The driver does what :func:`cmpipe.mapmaking.generate` does (catalog, plan, create or resume
 the store, the failures record, the normalisation); only the chunk loop becomes Ray tasks. A task
 owns one whole shard of ``maps`` (the unit of safe concurrent writing) and returns
 :func:`cmpipe.store.write_chunk`'s small metadata, never arrays. So the store is the serial one:
@@ -162,7 +162,7 @@ def generate_with_ray(
 ) -> dict[str, Any]:
     """Make every missing image of the plan of ``cfg`` into the store, one Ray task per chunk.
 
-    Steps as :func:`cmpipe.store.generate_serial`: the source's catalog, the plan (written next
+    Steps as :func:`cmpipe.mapmaking.generate`: the source's catalog, the plan (written next
     to the store), the store (created, or reopened to resume), then a task per chunk not yet done,
     or done but holding failed images (``retry_failed``) (``num_cpus=1``, ``memory=`` :func:`chunk_memory_bytes` of its largest halo, capped at the
     largest node's memory, ``max_retries`` for worker death, application errors not retried), the
@@ -208,7 +208,7 @@ def generate_with_ray(
     from tqdm import tqdm
 
     from cmpipe.physics.sources import open_source
-    from cmpipe.store.generate_serial import plan_and_create_store, run_summary
+    from cmpipe.mapmaking.generate import plan_and_create_store, run_summary
     from cmpipe.store.zarr_store import (
         chunks_to_write,
         clear_normalisation,

@@ -10,7 +10,7 @@ then ``map_batches`` with :class:`InferenceActor` on an actor pool
 loader (default :func:`cmpipe.model.inference.load_posterior_sampler`), and for each batch of
 ``infer.images_per_batch`` images reads their maps from the store, draws ``infer.n_samples``
 samples per image (image ``i`` from the seed ``[infer.seed, i]``, so the result does not depend
-on batching or the pool), evaluates them (:func:`cmpipe.evaluate.evaluate_image`), writes one
+on batching or the pool), evaluates them (:func:`cmpipe.evaluation.image.evaluate_image`), writes one
 Parquet part per table (:mod:`cmpipe.store.tables`) and then the image's posterior maps with its
 ``done`` flag. Actors return small records only. A rerun skips the images done.
 """
@@ -114,7 +114,7 @@ class InferenceActor:
         import torch
 
         torch.set_num_threads(cfg.infer.threads_per_actor)
-        from cmpipe.evaluate import grid_from_config
+        from cmpipe.evaluation.image import grid_from_config
         from cmpipe.model.inference import load_posterior_sampler
         from cmpipe.store.posterior import open_or_create  # noqa: F401  (import check)
         from cmpipe.store.zarr_store import open_store
@@ -134,7 +134,7 @@ class InferenceActor:
         self.conditions: tuple[str, ...] = tuple(getattr(self.sampler, "conditions", cfg.model.conditions))
 
     def _read(self, image_index: int) -> tuple[np.ndarray, np.ndarray]:
-        from cmpipe.evaluate import TARGETS
+        from cmpipe.evaluation.image import TARGETS
         from cmpipe.model.dataset import block_mean
 
         image = np.asarray(self.maps[int(image_index)], dtype=np.float64)
@@ -151,7 +151,7 @@ class InferenceActor:
         return truth, cond
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from cmpipe.evaluate import evaluate_image
+        from cmpipe.evaluation.image import evaluate_image
         from cmpipe.store.posterior import open_posterior, write_image
         from cmpipe.store.tables import SCHEMAS, to_table, write_part
 
@@ -225,7 +225,7 @@ def _check_gpus(cfg: Config) -> None:
 
 
 #: What ``cmpipe infer`` writes in a results directory (marked ``results``; its default report goes
-#: to ``report/``): a directory holding anything else is refused (:func:`cmpipe.outputs.claim_directory`).
+#: to ``report/``): a directory holding anything else is refused (:func:`cmpipe.store.outputs.claim_directory`).
 RESULTS_NAMES = ("posterior.zarr", "tables", "images.parquet", "infer_summary.json", "config.resolved.yaml",
                  "report", "baselines", ".*.tmp")
 
@@ -241,7 +241,7 @@ def infer_with_ray(
     baselines: Sequence[str] = ("mass_oracle", "pixel_regression"),
 ) -> dict[str, Any]:
     """Sample and evaluate every selected test image not yet done, with Ray Data; then the
-    trivial ``baselines`` on the same images (:mod:`cmpipe.baselines`, ``results/baselines/``).
+    trivial ``baselines`` on the same images (:mod:`cmpipe.evaluation.baselines`, ``results/baselines/``).
 
     Parameters
     ----------
@@ -254,13 +254,13 @@ def infer_with_ray(
     results : str or path-like
         Output directory: ``posterior.zarr``, ``tables/``, ``config.resolved.yaml``,
         ``infer_summary.json``. New, empty or a results directory of cmpipe (it is marked as
-        one); any other directory is refused before any work (:class:`cmpipe.outputs.OutputError`).
+        one); any other directory is refused before any work (:class:`cmpipe.store.outputs.OutputError`).
     address : str, optional
         Ray address (default ``$RAY_ADDRESS``, else a local Ray); an initialised Ray is used as is.
     loader : callable, optional
         The actors' model loader (tests pass a tiny model's).
     baselines : sequence of str
-        Baselines to run after the model (:data:`cmpipe.baselines.BASELINES`; empty: none).
+        Baselines to run after the model (:data:`cmpipe.evaluation.baselines.BASELINES`; empty: none).
 
     Returns
     -------
@@ -291,7 +291,7 @@ def infer_with_ray(
     from cmpipe.model.inference import checkpoint_conditions
     from cmpipe.model.inference import resolve_checkpoint
     from cmpipe.model.training import load_for_inference
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
     from cmpipe.store.posterior import done_images, mark_not_done, open_or_create
     from cmpipe.store.tables import remove_parts_not_done
@@ -378,8 +378,8 @@ def infer_with_ray(
         "checkpoint": str(ckpt), "checkpoint_step": step, "results": str(results),
         "sampler": icfg.sampler, "steps": icfg.steps, "n_samples": icfg.n_samples,
     }
-    if baselines:  # the trivial baselines on the same images (cmpipe.baselines): Ray-free, seconds
-        from cmpipe.baselines import run_baselines_for_config
+    if baselines:  # the trivial baselines on the same images (cmpipe.evaluation.baselines): Ray-free, seconds
+        from cmpipe.evaluation.baselines import run_baselines_for_config
 
         summary["baselines"] = run_baselines_for_config(cfg, store_path, results, names=baselines, selected=selected)
     (results / "infer_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

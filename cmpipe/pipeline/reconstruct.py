@@ -6,17 +6,17 @@ The inputs are pairs of FITS maps, one y and one S_X map per cluster, found by
 table (CSV or Parquet with columns ``name``, ``sz``, ``xray``; relative paths are relative to the
 table). :func:`reconstruct_many` hands the clusters whose output does not exist yet to a Ray Data
 actor pool (``infer.actors``, ``infer.cpus_per_actor``, ``infer.gpus_per_actor``); each actor
-loads the model once and runs :func:`cmpipe.reconstruct.reconstruct` per cluster, writing
+loads the model once and runs :func:`cmpipe.stages.reconstruct.reconstruct` per cluster, writing
 ``OUT/<name>recon.fits`` and its PNG. Cluster ``i`` of the sorted list samples from seed
 ``seed + i``. A rerun skips clusters already written; ``OUT/reconstructions.csv`` lists them all.
 
 Nothing is lost and one bad cluster does not stop the others: before Ray starts, the outputs are
 checked (none may be an input; an existing file in a directory cmpipe did not make is kept unless
 ``--overwrite``) and ``OUT`` is marked as a cmpipe ``reconstructions`` directory
-(:mod:`cmpipe.outputs`). A cluster whose inputs are unusable (not FITS, wrong units, too small,
+(:mod:`cmpipe.store.outputs`). A cluster whose inputs are unusable (not FITS, wrong units, too small,
 out of distribution under ``--strict``) is recorded in ``reconstructions.csv`` with ``status``
 ``failed`` and its one-line ``error``; the others go on, and a rerun retries it. Every row also
-carries the out-of-distribution flags (:class:`cmpipe.reconstruct.DistributionCheck`).
+carries the out-of-distribution flags (:class:`cmpipe.stages.reconstruct.DistributionCheck`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def output_path(out_dir: str | os.PathLike[str], name: str) -> Path:
 
 #: Columns of ``reconstructions.csv``, in order: the cluster, its status (``done`` or
 #: ``failed``), the error of a failed one, the out-of-distribution warning, then the flags of
-#: :meth:`cmpipe.reconstruct.DistributionCheck.columns` (empty for failed clusters).
+#: :meth:`cmpipe.stages.reconstruct.DistributionCheck.columns` (empty for failed clusters).
 TABLE_COLUMNS = ("name", "sz", "xray", "recon", "seed", "status", "error", "warning", "ood",
                  "ood_frac_sz_y", "total_sz_y_mpc2", "ood_total_sz_y",
                  "ood_frac_xray_sb", "total_xray_sb_mpc2", "ood_total_xray_sb")
@@ -107,9 +107,9 @@ def _one_line(exc: BaseException) -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Per-cluster errors that are the inputs' fault: recorded, and the batch goes on. Anything
     else is a bug and stops the batch."""
-    from cmpipe.fits import FitsError
-    from cmpipe.outputs import OutputError
-    from cmpipe.reconstruct import OutOfDistributionError
+    from cmpipe.store.fits import FitsError
+    from cmpipe.store.outputs import OutputError
+    from cmpipe.stages.reconstruct import OutOfDistributionError
 
     return (FitsError, OutOfDistributionError, OutputError, OSError)
 
@@ -156,7 +156,7 @@ class ReconstructActor:
 
         torch.set_num_threads(cfg.infer.threads_per_actor)
         from cmpipe.model.inference import load_posterior_sampler
-        from cmpipe.reconstruct import OOD_MAX_FRACTION
+        from cmpipe.stages.reconstruct import OOD_MAX_FRACTION
 
         self.device = "cuda" if cfg.infer.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.infer_cfg = dataclasses.replace(cfg.infer, n_samples=n_samples)
@@ -167,7 +167,7 @@ class ReconstructActor:
         self.max_ood_fraction = OOD_MAX_FRACTION if max_ood_fraction is None else float(max_ood_fraction)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from cmpipe.reconstruct import reconstruct
+        from cmpipe.stages.reconstruct import reconstruct
 
         rows: list[dict[str, str]] = []
         seconds = []
@@ -199,7 +199,7 @@ def _preflight(pairs: list[dict[str, Any]], source: Path, out_dir: Path, overwri
     """Refuse, before Ray starts, outputs that would replace an input, and (in a directory cmpipe
     did not make) files that exist without ``overwrite``; then mark ``out_dir`` as a cmpipe
     reconstructions directory."""
-    from cmpipe.outputs import OutputError, artifact_kind, check_output_dir, mark_directory, same_path
+    from cmpipe.store.outputs import OutputError, artifact_kind, check_output_dir, mark_directory, same_path
 
     check_output_dir(out_dir, what="--recon")
     inputs = [Path(p[k]) for p in pairs for k in ("sz", "xray")] + ([source] if source.is_file() else [])
@@ -267,10 +267,10 @@ def reconstruct_many(
         Reconstruct every cluster again, replacing existing outputs (never an input).
     strict : bool
         Refuse (record as failed) clusters out of the training distribution, instead of
-        reconstructing them with a warning (:func:`cmpipe.reconstruct.check_distribution`).
+        reconstructing them with a warning (:func:`cmpipe.stages.reconstruct.check_distribution`).
     max_ood_fraction : float, optional
         Pixel-fraction threshold of that check (default
-        :data:`cmpipe.reconstruct.OOD_MAX_FRACTION`).
+        :data:`cmpipe.stages.reconstruct.OOD_MAX_FRACTION`).
 
     Returns
     -------
@@ -281,7 +281,7 @@ def reconstruct_many(
 
     Raises
     ------
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         An output that would replace an input, or an existing file in a directory cmpipe did
         not make (without ``overwrite``); nothing is written then.
     """
@@ -290,7 +290,7 @@ def reconstruct_many(
     from cmpipe.model.inference import resolve_checkpoint
     from cmpipe.pipeline.infer import _check_gpus
     from cmpipe.pipeline.session import start_ray
-    from cmpipe.reconstruct import model_grid
+    from cmpipe.stages.reconstruct import model_grid
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")

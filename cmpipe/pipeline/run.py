@@ -43,7 +43,7 @@ class PipelineError(ValueError):
 #: What the stages (and ``catalog``, ``render-halo``, ``project-halos``, ``validate-mock``, which
 #: share ``run.out``) write directly in the output directory. A new or empty one is marked
 #: ``pipeline``; an unmarked one holding the user's files is used only if none is named so
-#: (:func:`cmpipe.outputs.claim_directory`, ``shared``).
+#: (:func:`cmpipe.store.outputs.claim_directory`, ``shared``).
 PIPELINE_NAMES = ("catalog.parquet", "mass_function.png", "images.zarr", "plan.parquet", "fits", "run", "results",
                   "config.resolved.yaml", "*.png", "*.npz", "validation", "summary.json", "halos", "maps",
                   "store.zarr", "run_unet", ".*.tmp", ".*.creating")
@@ -132,7 +132,7 @@ def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> st
 
 
 def _stage_report(paths: dict[str, Path]) -> str:
-    from cmpipe.report import make_report
+    from cmpipe.evaluation.report import make_report
 
     written = make_report(paths["results"], paths["report"])
     return f"{len(written) - 2} files -> {written['report']}"
@@ -176,7 +176,7 @@ def run_pipeline(
     import ray
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
 
     unknown = [s for s in stages if s not in STAGES]

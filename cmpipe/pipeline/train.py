@@ -93,7 +93,7 @@ def _train_worker(config: dict[str, Any]) -> None:
         train_step,
         write_checkpoint,
     )
-    from cmpipe.outputs import mark_directory
+    from cmpipe.store.outputs import mark_directory
 
     cfg: Config = config["cfg"]
     tcfg = cfg.train

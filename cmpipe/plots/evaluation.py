@@ -1,7 +1,7 @@
 """Figures of the evaluation report (the paper's section 4): arrays or tables in, Figure out.
 
 Every function is pure: it takes numpy arrays (or small dicts of them, aggregated by
-:mod:`cmpipe.report`) and returns a :class:`matplotlib.figure.Figure`; nothing is shown or
+:mod:`cmpipe.evaluation.report`) and returns a :class:`matplotlib.figure.Figure`; nothing is shown or
 saved here. Channels are the model's targets ``gas_sigma`` and ``dm_sigma``; mass bins are
 ``"low"`` and ``"high"`` (split at ``evaluate.mass_split_log10_msun_h``).
 """
@@ -283,7 +283,7 @@ def plot_standardized_errors(
     Parameters
     ----------
     edges : ndarray, shape (B + 1,)
-        Bin edges (:data:`cmpipe.metrics.Z_EDGES`).
+        Bin edges (:data:`cmpipe.evaluation.metrics.Z_EDGES`).
     counts : mapping
         Channel -> counts of shape (B,) summed over images.
     z_std : mapping
@@ -342,7 +342,7 @@ def plot_profiles(
     summary : mapping
         ``(channel, mass_bin)`` -> ``{"r_mpc": (nb,), "n_images": int, "true", "pred",
         "frac"}`` where the last three are dicts ``{"mean", "p16", "p84"}`` of shape (nb,)
-        over images (:func:`cmpipe.report.profile_summary_by_bin`).
+        over images (:func:`cmpipe.evaluation.report.profile_summary_by_bin`).
     channels : sequence of str
         One column each.
     mass_bins : sequence of str
@@ -511,7 +511,7 @@ def plot_calibration(
         Channel -> quantity -> ``(levels, observed)``, each of shape (L,) (mean over images).
     ranks : mapping
         Channel -> rank name -> ``(counts, expected)``, each of shape (n_bins,) (expected:
-        uniform ranks, :func:`cmpipe.metrics.rank_bin_probabilities` times the count).
+        uniform ranks, :func:`cmpipe.evaluation.metrics.rank_bin_probabilities` times the count).
     tarp : mapping or None
         Channel -> ``(alpha, ecp)``; None when not available.
     tarp_note : str
@@ -584,7 +584,7 @@ def plot_profile_comparison(
     Parameters
     ----------
     summaries : mapping
-        Model label -> :func:`cmpipe.report.profile_summary_by_bin` of its results (on the
+        Model label -> :func:`cmpipe.evaluation.report.profile_summary_by_bin` of its results (on the
         same images).
     channels : sequence of str
         One column each.
@@ -634,7 +634,7 @@ def plot_spectral_comparison(
     Parameters
     ----------
     summaries : mapping
-        Model label -> :func:`cmpipe.report.spectra_summary_by_bin` of its results (same
+        Model label -> :func:`cmpipe.evaluation.report.spectra_summary_by_bin` of its results (same
         images). One colour per model; ``posterior_mean``: solid line with its 16-84 % band,
         ``sample``: dashed line without a band (other comparisons: dotted).
     quantity : {"b", "r"}

@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from cmpipe.maps import HaloMaps
+    from cmpipe.mapmaking.maps import HaloMaps
 
 __all__ = ["plot_halo_maps"]
 

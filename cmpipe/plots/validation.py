@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from cmpipe.maps import HaloMaps
+    from cmpipe.mapmaking.maps import HaloMaps
     from cmpipe.physics.validate import BootstrapFit, PowerLawFit, StackedProfile, ValidationResult
 
 __all__ = [

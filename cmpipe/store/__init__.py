@@ -7,7 +7,6 @@ package is cheap: zarr loads on first use.
 
 from __future__ import annotations
 
-from cmpipe.store.generate_serial import generate_serial
 from cmpipe.store.schema import STORE_SCHEMA_VERSION
 from cmpipe.store.zarr_store import (
     StoreError,
@@ -34,7 +33,6 @@ __all__ = [
     "compute_normalisation",
     "create_store",
     "failed_chunks",
-    "generate_serial",
     "missing_chunks",
     "open_store",
     "record_failures",

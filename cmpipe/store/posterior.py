@@ -2,7 +2,7 @@
 
 A Zarr 3 group with one entry per inferred test image (``M`` images, ``S = infer.n_samples``,
 targets ``gas_sigma``, ``dm_sigma`` and ``C`` conditions (the model's, attribute ``conditions``;
-by default ``sz_y``, ``xray_sb``), ``R = model.resolution``). Maps are physical (the store's units, :data:`cmpipe.maps.CHANNEL_UNITS`)
+by default ``sz_y``, ``xray_sb``), ``R = model.resolution``). Maps are physical (the store's units, :data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`)
 on the model's grid (block means of the store's maps, pixel side ``pixel_mpc`` in the attrs).
 
 ====================  ========  ===============  ================  ==============================

@@ -8,9 +8,9 @@ array carries zarr 3 ``dimension_names``, so ``xarray.open_zarr(path)`` gives na
 array                    dtype     shape              chunks (write unit) dims                  unit / meaning
 =======================  ========  =================  ==================  ====================  =========================
 ``maps``                 float32   (N, C, H, W)       shard (K, C, H, W)  image, channel, y, x  per channel: attr ``units``
-                                                      of inner chunks                           (:data:`cmpipe.maps.CHANNEL_UNITS`);
+                                                      of inner chunks                           (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`);
                                                       (1, C, H, W)                              ``[image, channel, iy, ix]``
-                                                                                                on the grid of :mod:`cmpipe.maps`;
+                                                                                                on the grid of :mod:`cmpipe.mapmaking.maps`;
                                                                                                 NaN (the fill) = not made / failed
 ``halo_id``              int64     (N,)               (min(N, 65536),)    image                 halo within the source
 ``log10_m200m_msun_h``   float64   (N,)               same                image                 log10(Msun/h), M200m

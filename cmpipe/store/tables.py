@@ -9,7 +9,7 @@ as one table (:func:`read_table`). Every part is cast to the schema below before
 pixels of ``pixel_mpc`` = the store's ``pixel_mpc * npix / resolution``). "Posterior mean" is the
 mean of the ``n_samples`` samples of one image. Masses are ``Sigma`` summed over pixels times the
 pixel area: ``map * rho_bar * L * A_pix`` [Msun] with the channel's cosmic mean ``rho_bar``
-(:mod:`cmpipe.maps`).
+(:mod:`cmpipe.mapmaking.maps`).
 
 =============  =============================================================================
 table          one row per
@@ -30,7 +30,7 @@ table          one row per
 
 Version 2 (issue 15) added R500c masses, the inside / outside R200m split of the standardized
 errors, pixel coverage and ranks, and replaced the sample-variance convergence (0 at n = S by
-construction) by :func:`cmpipe.metrics.mean_convergence`. Baselines (``cmpipe.baselines``)
+construction) by :func:`cmpipe.evaluation.metrics.mean_convergence`. Baselines (``cmpipe.evaluation.baselines``)
 write the same tables under ``RESULTS/baselines/<name>/tables/``.
 
 ``spectra.comparison``: ``posterior_mean`` (the n-sample mean against the truth),
@@ -132,7 +132,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "zhist": pa.schema([
         *_KEY,
         _f("region", pa.string(), "", "r200m (r <= R200m) | outside"),
-        _f("bin", pa.int32(), "", "bin of cmpipe.metrics.Z_EDGES"),
+        _f("bin", pa.int32(), "", "bin of cmpipe.evaluation.metrics.Z_EDGES"),
         _f("z_lo", pa.float64(), "", "lower edge"),
         _f("z_hi", pa.float64(), "", "upper edge"),
         _f("count", pa.int64(), "count", "pixels"),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cmpipe.outputs import (
+from cmpipe.store.outputs import (
     OutputError, artifact_kind, check_output_dir, check_removable, describe_contents, remove_owned,
 )
 from cmpipe.store.schema import PLAN_ARRAY_CHUNK, PLAN_ARRAYS, STORE_SCHEMA_VERSION
@@ -178,7 +178,7 @@ def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> P
         The store directory.
     overwrite : bool
         Whether an existing store is to be deleted (only a cmpipe image store or an empty
-        directory ever is: :func:`cmpipe.outputs.remove_owned`).
+        directory ever is: :func:`cmpipe.store.outputs.remove_owned`).
 
     Returns
     -------
@@ -186,7 +186,7 @@ def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> P
 
     Raises
     ------
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         If the store's directory is not writable, or ``path`` exists and is neither an image
         store nor an empty directory (naming what is there); nothing is deleted.
     """
@@ -209,12 +209,12 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
     path : str or path-like
         The store directory.
     plan : pyarrow.Table
-        :func:`cmpipe.plan.make_plan` of ``cfg.generate`` (its rows are the images).
+        :func:`cmpipe.mapmaking.plan.make_plan` of ``cfg.generate`` (its rows are the images).
     cfg : Config
         The resolved configuration (its YAML and fingerprints go into the attributes).
     overwrite : bool
         Delete an existing store first, even one made by another config. Only a cmpipe image
-        store (or an empty directory) is ever deleted (:func:`cmpipe.outputs.remove_owned`).
+        store (or an empty directory) is ever deleted (:func:`cmpipe.store.outputs.remove_owned`).
 
     Returns
     -------
@@ -223,7 +223,7 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
 
     Raises
     ------
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         If ``path`` exists and is neither an empty directory nor an image store (nothing is deleted).
     StoreError
         If a store exists at ``path`` with another :func:`store_fingerprint` (the message names
@@ -232,8 +232,8 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
     import zarr
 
     from cmpipe.config import config_fingerprint, config_to_yaml
-    from cmpipe.maps import CHANNEL_UNITS
-    from cmpipe.plan import SPLIT_NAMES, plan_rotations
+    from cmpipe.mapmaking.maps import CHANNEL_UNITS
+    from cmpipe.mapmaking.plan import SPLIT_NAMES, plan_rotations
 
     path = Path(path)
     fingerprint = store_fingerprint(cfg)
@@ -324,10 +324,10 @@ def write_chunk(
 ) -> dict[str, Any]:
     """Make and write the maps of one chunk, then mark it done.
 
-    Each halo of the chunk is loaded and prepared once (:func:`cmpipe.maps.prepare_halo_with_config`),
+    Each halo of the chunk is loaded and prepared once (:func:`cmpipe.mapmaking.maps.prepare_halo_with_config`),
     then projected along each of its images' rotation and axis
-    (:func:`cmpipe.maps.sightline_maps_with_config`), observed through the ``instrument``
-    effects on y and S_X if any is on (:func:`cmpipe.instrument.apply_instrument`, seeded by the
+    (:func:`cmpipe.mapmaking.maps.sightline_maps_with_config`), observed through the ``instrument``
+    effects on y and S_X if any is on (:func:`cmpipe.mapmaking.instrument.apply_instrument`, seeded by the
     image's ``seed``), cast to float32. The whole shard of
     ``maps`` is written, then ``image_failed``, then ``chunk_done[chunk_index] = 1``. A halo that
     raises :class:`ValueError` (:class:`~cmpipe.physics.halo.HaloError` included) is a
@@ -355,8 +355,8 @@ def write_chunk(
         ``projection``, ``writing``, ``total``) and ``failures`` (``{chunk, halo_id, images,
         error}`` per failed halo).
     """
-    from cmpipe.instrument import apply_instrument, instrument_active
-    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.mapmaking.instrument import apply_instrument, instrument_active
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
 
     t_start = time.perf_counter()
     group = open_store(store_path, mode="r+")
@@ -596,7 +596,7 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
         "n_images": n_train,
         "channels": stats,
         # Range of each map's total (sum x pixel area) over the train images: what
-        # cmpipe.reconstruct compares an observed map's total with (out-of-distribution flags).
+        # cmpipe.stages.reconstruct compares an observed map's total with (out-of-distribution flags).
         "totals": {name: {"min": float(total_lo[i]), "max": float(total_hi[i])} for i, name in enumerate(channels)},
         "totals_unit": "channel unit x Mpc^2",
     }

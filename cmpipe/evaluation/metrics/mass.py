@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmpipe.metrics.profiles import fractional_error, pixel_radii_mpc
+from cmpipe.evaluation.metrics.profiles import fractional_error, pixel_radii_mpc
 
 __all__ = ["aperture_mask", "mass_fractional_error", "total_mass"]
 

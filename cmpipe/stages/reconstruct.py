@@ -1,7 +1,7 @@
 """Reconstruct gas and dark-matter maps from SZ and X-ray FITS images (no Ray).
 
 :func:`reconstruct` reads a Compton-y map and an X-ray surface-brightness map (FITS with a
-physical-length WCS, :mod:`cmpipe.fits`), puts them on the model's grid, draws posterior
+physical-length WCS, :mod:`cmpipe.store.fits`), puts them on the model's grid, draws posterior
 samples of (gas_sigma, dm_sigma) with a trained checkpoint and writes the posterior mean and
 std (and optionally the samples) as FITS, with a PNG quick look beside it.
 :func:`export_store_fits` writes images of an image store as FITS files, the inputs
@@ -30,7 +30,7 @@ the range, flags the inputs: a one-line warning, or with ``strict`` a refusal
 ``OODMAXF``, ``OODFRAC1``/``OODFRAC2`` (sz_y, xray_sb), ``TOTALY``/``TOTALX`` and
 ``OODTOTY``/``OODTOTX`` (undefined when unknown).
 
-Outputs are checked before any work (:func:`cmpipe.outputs.check_output_file`): never an
+Outputs are checked before any work (:func:`cmpipe.store.outputs.check_output_file`): never an
 input, and an existing file (the FITS or its PNG) is kept unless ``overwrite``.
 """
 
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from cmpipe.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
+from cmpipe.store.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
 
 __all__ = [
     "OOD_MAX_FRACTION",
@@ -165,7 +165,7 @@ def check_distribution(
     Parameters
     ----------
     condition : ndarray, shape (C, R, R)
-        Physical maps on the model grid (units of :data:`cmpipe.fits.FITS_UNITS`).
+        Physical maps on the model grid (units of :data:`cmpipe.store.fits.FITS_UNITS`).
     channels : sequence of str
         The ``C`` channel names.
     normalisation : dict or None
@@ -404,7 +404,7 @@ def reconstruct(
 
     Raises
     ------
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         Before any work: ``out_path`` (or its PNG) is an input, exists without ``overwrite``,
         or cannot be written.
     FitsError
@@ -413,7 +413,7 @@ def reconstruct(
         With ``strict``, inputs outside the training distribution (before sampling).
     """
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
-    from cmpipe.outputs import check_output_file
+    from cmpipe.store.outputs import check_output_file
     from cmpipe.pipeline.infer import image_seed
 
     if n_samples < 2:
@@ -485,7 +485,7 @@ def export_store_fits(
 
     Files ``image_{i:06d}_{channel}.fits`` in ``out_dir``: the store's float32 maps at full
     resolution, WCS from the store's ``pixel_mpc`` (halo centre at (0, 0) Mpc), FITS units
-    (:data:`cmpipe.fits.FITS_UNITS`), ``REDSHIFT`` and ``ARCMINPX`` from the store's cosmology,
+    (:data:`cmpipe.store.fits.FITS_UNITS`), ``REDSHIFT`` and ``ARCMINPX`` from the store's cosmology,
     and ``IMAGE``, ``HALO_ID`` (when the store has ``halo_id``) and ``STOREFP`` (store fingerprint).
 
     Parameters

@@ -1,7 +1,7 @@
 """Halo-level statistics: average the images of a halo, then summarise over halos (plain numpy/pandas).
 
 Images of one halo (rotations, sightlines) are not independent test cases: a halo seen ten
-times must weigh as much as one seen once. Every summary of :mod:`cmpipe.report` therefore
+times must weigh as much as one seen once. Every summary of :mod:`cmpipe.evaluation.report` therefore
 first averages the image-level values of each halo (:func:`halo_means`), then takes a
 statistic over halos (median or mean) with a 68 % interval from a bootstrap over halos
 (:func:`bootstrap`: :data:`N_BOOTSTRAP` resamples of the halos with replacement, seeded with

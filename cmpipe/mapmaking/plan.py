@@ -25,7 +25,7 @@ the cap binds (the rarest, most massive halos). The draws of bin ``b`` use
 Rotations and axes
 ------------------
 Rotation ``r`` of halo ``h`` is Haar-uniform on SO(3), drawn by
-:func:`cmpipe.maps.random_rotation` from the integer ``seed`` column, itself the first uint64
+:func:`cmpipe.mapmaking.maps.random_rotation` from the integer ``seed`` column, itself the first uint64
 of ``SeedSequence([generate.seed, h, r]).generate_state(1, uint64)``; so any rotation can be
 remade from its row alone, and a halo's rotation ``r`` does not depend on the other halos or on
 the targets. Each rotation is projected along axes ``0 .. A - 1`` (after the rotation; the
@@ -262,7 +262,7 @@ def make_plan(catalog: pa.Table, gen_cfg: Any, *, config_fingerprint: str | None
         On missing columns, repeated or negative halo ids, non-finite or negative masses, or an
         empty catalog.
     """
-    from cmpipe.maps import random_rotation
+    from cmpipe.mapmaking.maps import random_rotation
 
     for name in ("halo_id", "log10_m200m_msun_h"):
         if name not in catalog.column_names:

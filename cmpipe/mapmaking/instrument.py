@@ -126,7 +126,7 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
     Parameters
     ----------
     maps : ndarray, shape (C, H, W)
-        Physical maps in the order of ``channels`` (:data:`cmpipe.maps.CHANNEL_UNITS`).
+        Physical maps in the order of ``channels`` (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`).
     channels : sequence of str
     cfg : Config
         ``instrument`` and ``cosmology`` sections (and ``lensing`` for the shape noise).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmpipe.metrics._binning import bin_sums, flatten_maps
+from cmpipe.evaluation.metrics._binning import bin_sums, flatten_maps
 
 __all__ = [
     "fractional_error",

@@ -4,7 +4,7 @@ Plain numpy: no Ray, no torch. Maps are ``(..., N, N)`` arrays on a grid whose h
 the geometric centre of the map (pixel centres at ``(i + 0.5 - N / 2) * pixel_mpc`` [Mpc]).
 """
 
-from cmpipe.metrics.calibration import (
+from cmpipe.evaluation.metrics.calibration import (
     DEFAULT_LEVELS,
     coverage,
     max_coverage_deviation,
@@ -13,8 +13,8 @@ from cmpipe.metrics.calibration import (
     rank_statistic,
     tarp_coverage,
 )
-from cmpipe.metrics.mass import aperture_mask, mass_fractional_error, total_mass
-from cmpipe.metrics.posterior import (
+from cmpipe.evaluation.metrics.mass import aperture_mask, mass_fractional_error, total_mass
+from cmpipe.evaluation.metrics.posterior import (
     Z_EDGES,
     mean_convergence,
     sample_variance_convergence,
@@ -22,14 +22,14 @@ from cmpipe.metrics.posterior import (
     standardized_error_histogram,
     standardized_errors,
 )
-from cmpipe.metrics.profiles import (
+from cmpipe.evaluation.metrics.profiles import (
     fractional_error,
     pixel_radii_mpc,
     profile_summary,
     radial_bin_edges,
     radial_profile,
 )
-from cmpipe.metrics.spectra import (
+from cmpipe.evaluation.metrics.spectra import (
     bias_and_correlation,
     cross_spectrum,
     k_bins,

@@ -12,7 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
-    from cmpipe.maps import HaloMaps
+    from cmpipe.mapmaking.maps import HaloMaps
     from cmpipe.physics.halo import HaloSource
 
 __all__ = ["RenderResult", "check_halo_id", "describe_halo_ids", "render_halo", "rotation_for_seed"]
@@ -31,7 +31,7 @@ class RenderResult:
 
 def rotation_for_seed(seed: int) -> np.ndarray | None:
     """The rotation of ``render.rotation_seed``: None (identity) for -1, else a seeded uniform one."""
-    from cmpipe.maps import random_rotation
+    from cmpipe.mapmaking.maps import random_rotation
 
     return None if seed < 0 else random_rotation(seed)
 
@@ -73,18 +73,18 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
 
     Writes ``<run.out>/<stem>.png`` (the paper's Figure 2 layout), ``<stem>.npz`` when
     ``render.save_npz`` (maps with channel names, units and pixel size; see
-    :meth:`cmpipe.maps.HaloMaps.save_npz`) and ``config.resolved.yaml``.
+    :meth:`cmpipe.mapmaking.maps.HaloMaps.save_npz`) and ``config.resolved.yaml``.
 
     Raises
     ------
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         If ``run.out`` is a file or not writable (before anything is computed).
     cmpipe.physics.halo.HaloError
         If the source has no halo ``render.halo_id`` (naming it and the valid ids).
     """
     from cmpipe.config import save_resolved_config
-    from cmpipe.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.outputs import check_output_dir
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.store.outputs import check_output_dir
     from cmpipe.physics.sources import open_source
     from cmpipe.plots.maps import plot_halo_maps
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cmpipe.evaluate import TARGETS
-from cmpipe.halo_stats import (
+from cmpipe.evaluation.image import TARGETS
+from cmpipe.evaluation.halo_stats import (
     BOOTSTRAP_SEED,
     MIN_HALOS,
     N_BOOTSTRAP,
@@ -111,7 +111,7 @@ def report_settings(attrs: Mapping[str, Any]) -> dict[str, float]:
     import yaml
 
     from cmpipe.config import config_from_dict
-    from cmpipe.metrics import scale_split_k
+    from cmpipe.evaluation.metrics import scale_split_k
 
     cfg = config_from_dict(yaml.safe_load(attrs["config_yaml"]), "posterior.zarr config_yaml")
     ev = cfg.evaluate
@@ -165,8 +165,8 @@ def _read_results(results: Path) -> tuple[dict[str, pd.DataFrame], Any, dict[str
 
 def channel_units(attrs: Mapping[str, Any]) -> dict[str, str]:
     """Channel -> unit of a posterior store, from its ``channel_units``; a unit equal to its channel's
-    name (stores written before that was fixed) is replaced by :data:`cmpipe.maps.CHANNEL_UNITS`."""
-    from cmpipe.maps import CHANNEL_UNITS
+    name (stores written before that was fixed) is replaced by :data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`."""
+    from cmpipe.mapmaking.maps import CHANNEL_UNITS
 
     units = dict(attrs.get("channel_units") or {})
     return {**CHANNEL_UNITS, **{c: u for c, u in units.items() if u and u != c}}
@@ -237,11 +237,11 @@ def table1(
 
     For each comparison, channel and mass bin: per image, ``b_large`` is the mean of ``b(k)``
     over the k bins with ``k_mpc_inv < k_split``, each bin weighted by its width in ``ln k``
-    (bins equally spaced in log k, :func:`cmpipe.metrics.large_small_means`), ``b_small`` over
+    (bins equally spaced in log k, :func:`cmpipe.evaluation.metrics.large_small_means`), ``b_small`` over
     ``k_mpc_inv >= k_split``; likewise ``r``. The images of each halo are averaged, then the
     cell is the mean over halos with a 68 % bootstrap interval over halos
-    (:mod:`cmpipe.halo_stats`; ``_lo``, ``_hi`` columns). Fewer than
-    :data:`cmpipe.halo_stats.MIN_HALOS` halos: NaN cells, ``note`` "too few halos".
+    (:mod:`cmpipe.evaluation.halo_stats`; ``_lo``, ``_hi`` columns). Fewer than
+    :data:`cmpipe.evaluation.halo_stats.MIN_HALOS` halos: NaN cells, ``note`` "too few halos".
 
     Returns
     -------
@@ -250,7 +250,7 @@ def table1(
         b_large_hi, ... r_small_hi, note`` (dimensionless); rows comparison x [gas, DM] x
         [low, high].
     """
-    from cmpipe.metrics import large_small_means
+    from cmpipe.evaluation.metrics import large_small_means
 
     rows = []
     for comp in comparisons:
@@ -461,7 +461,7 @@ def convergence_summary(
     """Median and 16-84 % band over halos of the convergence ratio (Fig. 5).
 
     The ratio is the Monte-Carlo error of the n-sample posterior mean over its actual error
-    (median over the pixels within R200m, :func:`cmpipe.metrics.mean_convergence`); each
+    (median over the pixels within R200m, :func:`cmpipe.evaluation.metrics.mean_convergence`); each
     halo's images are averaged first.
 
     Returns
@@ -470,10 +470,10 @@ def convergence_summary(
     summary : dict
         Channel -> ``{"median", "p16", "p84"}`` of shape (K,), and ``n_halos``.
     n_converged : dict
-        Channel -> :func:`cmpipe.metrics.samples_to_converge` of the median curve with
+        Channel -> :func:`cmpipe.evaluation.metrics.samples_to_converge` of the median curve with
         ``tolerance`` (None: never, e.g. too few samples or a point estimate).
     """
-    from cmpipe.metrics import samples_to_converge
+    from cmpipe.evaluation.metrics import samples_to_converge
 
     summary, conv = {}, {}
     n_values = np.sort(convergence["n"].unique())
@@ -505,7 +505,7 @@ def zhist_summary(zhist: pd.DataFrame, region: str = "r200m") -> tuple[np.ndarra
     counts : dict
         Channel -> counts (B,).
     """
-    from cmpipe.metrics import Z_EDGES
+    from cmpipe.evaluation.metrics import Z_EDGES
 
     edges = np.asarray(Z_EDGES, dtype=np.float64)
     counts = {}
@@ -629,7 +629,7 @@ def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[s
         ``(counts, expected)`` of shape (n_bins,), ``n_bins = min(max_bins, S + 1)``; ``counts``
         [halos] may be fractional where a halo's images fall in different bins.
     """
-    from cmpipe.metrics import rank_bin_probabilities, rank_histogram
+    from cmpipe.evaluation.metrics import rank_bin_probabilities, rank_histogram
 
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for channel in TARGETS:
@@ -652,7 +652,7 @@ def rank_summary(clusters: pd.DataFrame, max_bins: int = 10) -> dict[str, dict[s
 
 def _coverage_deviations(cov: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> list[dict[str, Any]]:
     """Rows ``channel, quantity, max_coverage_deviation`` of a :func:`coverage_summary`."""
-    from cmpipe.metrics import max_coverage_deviation
+    from cmpipe.evaluation.metrics import max_coverage_deviation
 
     return [{"channel": channel, "quantity": quantity, "max_coverage_deviation": max_coverage_deviation(lv, obs)}
             for channel, quantities in cov.items() for quantity, (lv, obs) in quantities.items()]
@@ -660,7 +660,7 @@ def _coverage_deviations(cov: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
 
 def _tarp(group, done_rows: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]] | None, str]:
     """TARP on whole maps per channel from the ``samples`` array, or (None, why not)."""
-    from cmpipe.metrics import tarp_coverage
+    from cmpipe.evaluation.metrics import tarp_coverage
 
     if group is None or "samples" not in group:
         return None, "not available: infer.save_samples=false (no samples saved)"
@@ -738,7 +738,7 @@ def headline_numbers(values: Mapping[str, Mapping[str, pd.Series]], n_images: in
     -------
     dict
         ``<key>_<channel>``, ``<key>_<channel>_lo``, ``<key>_<channel>_hi`` for each key of
-        :data:`HEADLINES` (NaN with fewer than :data:`cmpipe.halo_stats.MIN_HALOS` halos), and
+        :data:`HEADLINES` (NaN with fewer than :data:`cmpipe.evaluation.halo_stats.MIN_HALOS` halos), and
         ``n_halos``, ``n_images``.
     """
     out: dict[str, float] = {}
@@ -761,7 +761,7 @@ def skill_numbers(model: Mapping[str, Mapping[str, pd.Series]],
 
     For each lower-is-better key of :data:`HEADLINES`: the best baseline is the one with the
     smallest statistic over the halos it shares with the model; skill = ``1 - err_model /
-    err_best`` (:func:`cmpipe.halo_stats.paired_skill`, paired bootstrap over the common
+    err_best`` (:func:`cmpipe.evaluation.halo_stats.paired_skill`, paired bootstrap over the common
     halos). 1: perfect; 0: no better than the best baseline; < 0: worse.
 
     Returns
@@ -862,15 +862,15 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     ------
     cmpipe.store.tables.TableError
         If ``results``, a table or ``images.parquet`` is missing or unreadable (naming its path).
-    cmpipe.outputs.OutputError
+    cmpipe.store.outputs.OutputError
         If ``out`` cannot be written or holds files cmpipe did not write (naming it).
     cmpipe.store.posterior.PosteriorStoreError
         If the posterior store is missing.
     """
-    from cmpipe.metrics import max_coverage_deviation
+    from cmpipe.evaluation.metrics import max_coverage_deviation
     from cmpipe.plots import evaluation as plots
 
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
 
     results = _check_results_dir(Path(results))
     out = claim_directory(Path(out) if out is not None else results / "report", "report", names=REPORT_NAMES,
@@ -1207,7 +1207,7 @@ def compare_reports(
 
     if len(results) < 2:
         raise ValueError(f"compare_reports needs at least two results directories; got {len(results)}")
-    from cmpipe.outputs import claim_directory
+    from cmpipe.store.outputs import claim_directory
 
     for path in results.values():
         _check_results_dir(Path(path))

@@ -5,7 +5,7 @@
 n = S by construction) is kept for reference only.
 
 These follow the paper's section 4.1 (Figs. 5 and 6). The standardized-error histogram is a
-weak calibration test on its own; see :mod:`cmpipe.metrics.calibration` for rank and TARP
+weak calibration test on its own; see :mod:`cmpipe.evaluation.metrics.calibration` for rank and TARP
 tests.
 """
 

@@ -2,7 +2,7 @@
 
 A reconstruction is judged by how much it beats what one could do without it. Two predictors
 that need no network are fitted on the training split of the image store and evaluated image by
-image with :func:`cmpipe.evaluate.evaluate_image`, exactly as the inference actors evaluate the
+image with :func:`cmpipe.evaluation.image.evaluate_image`, exactly as the inference actors evaluate the
 model's posterior samples; their results have the layout of a ``cmpipe infer`` results
 directory, under ``RESULTS/baselines/<name>/``:
 
@@ -13,7 +13,7 @@ directory, under ``RESULTS/baselines/<name>/``:
     halo id). Its samples are those ``k`` halo maps, each drawn ``n // k`` or ``n // k + 1``
     times in a seeded random order, so their spread is the scatter over those halos and their
     mean is the prediction exactly when ``k`` divides ``n`` (10 divides the demo's 50). The maps
-    are centred on their halo already (:mod:`cmpipe.maps` projects about the halo centre), so no
+    are centred on their halo already (:mod:`cmpipe.mapmaking.maps` projects about the halo centre), so no
     recentring is done.
 ``pixel_regression`` (:class:`PixelRegression`)
     A per-pixel least-squares regression of ``log10`` gas and DM surface density on the
@@ -30,7 +30,7 @@ keeps one summed map per training halo, the regression its normal equations per 
 then every selected test image is read, predicted, sampled (image ``i`` of baseline ``b`` from
 ``numpy.random.default_rng([seed, b, i])``) and evaluated. Plain numpy: no torch, no Ray.
 
-Layout of ``RESULTS/baselines/<name>/`` (marked a ``results`` directory, :mod:`cmpipe.outputs`):
+Layout of ``RESULTS/baselines/<name>/`` (marked a ``results`` directory, :mod:`cmpipe.store.outputs`):
 ``tables/<table>/part-*.parquet`` (:mod:`cmpipe.store.tables`, one part per table),
 ``images.parquet``, ``posterior.zarr`` (:mod:`cmpipe.store.posterior`; ``sampler`` is the
 baseline's name, ``steps`` 0) and ``baseline.json``: the baseline's settings, its fit (the
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.evaluate import Grid
+    from cmpipe.evaluation.image import Grid
 
 __all__ = [
     "BASELINES",
@@ -276,7 +276,7 @@ class PixelRegression:
 
 def _linear_terms(condition: np.ndarray, floors: np.ndarray, pixel_mpc: float) -> tuple[np.ndarray, np.ndarray]:
     """``log10`` of the floored condition maps ``(C, ..., R, R)`` and the radii ``(R, R)`` [Mpc]."""
-    from cmpipe.metrics import pixel_radii_mpc
+    from cmpipe.evaluation.metrics import pixel_radii_mpc
 
     condition = np.asarray(condition, dtype=np.float64)
     logc = np.log10(np.maximum(condition, np.asarray(floors, dtype=np.float64).reshape(-1, 1, 1)))
@@ -353,7 +353,7 @@ def fit_pixel_regression(condition: np.ndarray, truth: np.ndarray, *, conditions
 class _RegressionFit:
     def __init__(self, conditions: tuple[str, ...], npix: int, pixel_mpc: float,
                  condition_floors: Sequence[float], target_floors: Sequence[float]) -> None:
-        from cmpipe.metrics import radial_bin_edges
+        from cmpipe.evaluation.metrics import radial_bin_edges
 
         self.conditions = conditions
         self.pixel_mpc = float(pixel_mpc)
@@ -542,8 +542,8 @@ def run_baselines(
     selected : mapping
         The test images, as :func:`cmpipe.pipeline.infer.select_test_images` returns them:
         ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``r200m_mpc`` [Mpc] and, if
-        present, ``r500c_mpc`` [Mpc] (passed on to :func:`cmpipe.evaluate.evaluate_image`).
-    grid : cmpipe.evaluate.Grid
+        present, ``r500c_mpc`` [Mpc] (passed on to :func:`cmpipe.evaluation.image.evaluate_image`).
+    grid : cmpipe.evaluation.image.Grid
         The model's grid (``grid.npix`` = ``model.resolution``) and metric settings.
     n_samples : int
         Samples per image (``infer.n_samples``: the model's count).
@@ -567,8 +567,8 @@ def run_baselines(
     dict
         Name -> ``{"skipped", "images", "fit_s", "s_per_image", "wall_s", "results"}``.
     """
-    from cmpipe.evaluate import evaluate_image
-    from cmpipe.outputs import mark_directory
+    from cmpipe.evaluation.image import evaluate_image
+    from cmpipe.store.outputs import mark_directory
     from cmpipe.store.posterior import open_or_create, write_image
     from cmpipe.store.tables import SCHEMAS, to_table, write_images_table, write_part
     from cmpipe.store.zarr_store import open_store
@@ -695,7 +695,7 @@ def run_baselines_for_config(
     import yaml
 
     from cmpipe.config import config_from_dict, config_to_yaml
-    from cmpipe.evaluate import grid_from_config
+    from cmpipe.evaluation.image import grid_from_config
     from cmpipe.pipeline.infer import select_test_images
     from cmpipe.store.posterior import posterior_path
     from cmpipe.store.zarr_store import open_store

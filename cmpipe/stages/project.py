@@ -6,7 +6,7 @@ each halo is projected along the three axes (and one random rotation) into the f
 figure per halo and the maps as ``.npz``. The summary checks what a physicist checks first: the
 projected gas and dark-matter mass against the particle mass, and the central y and S_X.
 Then the training set: the sightline plan and the Zarr store of the same halos
-(:func:`cmpipe.store.generate_serial`, ``store.zarr`` and ``plan.parquet``). Later issues add
+(:func:`cmpipe.mapmaking.generate`, ``store.zarr`` and ``plan.parquet``). Later issues add
 the Ray fan-out, training, inference and the report.
 
 Re-running is idempotent: halo files already written are reused, maps are recomputed.
@@ -66,7 +66,7 @@ def _central(data: np.ndarray) -> float:
 def run_demo(cfg: Config) -> list[DemoRow]:
     """Run the demo into ``cfg.run.out``; returns the summary rows (also written as JSON)."""
     from cmpipe.config import save_resolved_config
-    from cmpipe.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
     from cmpipe.physics.cosmology import mean_densities
     from cmpipe.physics.hdf5io import HDF5HaloSource, write_halo_hdf5
     from cmpipe.physics.sources import open_source
@@ -128,7 +128,7 @@ def run_demo(cfg: Config) -> list[DemoRow]:
     (out / "summary.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     print(format_summary(rows))
 
-    from cmpipe.store import generate_serial
+    from cmpipe.mapmaking.generate import generate_serial
 
     store = generate_serial(cfg, out / "store.zarr", progress=True)
     print(

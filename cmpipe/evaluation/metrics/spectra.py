@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cmpipe.metrics._binning import bin_sums, flatten_maps
+from cmpipe.evaluation.metrics._binning import bin_sums, flatten_maps
 
 __all__ = [
     "bias_and_correlation",

@@ -2,13 +2,13 @@
 
 :func:`evaluate_image` turns one test image's posterior samples, truth and condition maps
 (physical units, on the model's grid) into the rows of the tables of
-:mod:`cmpipe.store.tables`, with the metrics of :mod:`cmpipe.metrics` (the paper's section 4:
+:mod:`cmpipe.store.tables`, with the metrics of :mod:`cmpipe.evaluation.metrics` (the paper's section 4:
 masses within R500c, R200m and the whole map, profiles, spectra against the truth and the input
 baseline, the convergence of the posterior mean, standardized errors, coverage). Standardized
 errors, pixel coverage and the convergence are computed inside R200m (the headline: where the
 cluster is) and, apart from the convergence, outside it (secondary); empty background pixels
 never enter a headline. The inference actors call it on each image, the baselines of
-:mod:`cmpipe.baselines` too; the report only aggregates the rows (:mod:`cmpipe.halo_stats`).
+:mod:`cmpipe.evaluation.baselines` too; the report only aggregates the rows (:mod:`cmpipe.evaluation.halo_stats`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Grid:
         Large / small scale boundary [Mpc^-1].
     convergence_tolerance : float
         Fraction: converged once the Monte-Carlo error of the posterior mean is below this
-        fraction of its actual error (:func:`cmpipe.metrics.mean_convergence`).
+        fraction of its actual error (:func:`cmpipe.evaluation.metrics.mean_convergence`).
     """
 
     npix: int
@@ -65,7 +65,7 @@ class Grid:
 
 def grid_from_config(cfg: Any, store_attrs: Mapping[str, Any]) -> Grid:
     """The :class:`Grid` of a config's model on a store (``npix``, ``pixel_mpc``, ``depth_mpc``)."""
-    from cmpipe.metrics import scale_split_k
+    from cmpipe.evaluation.metrics import scale_split_k
     from cmpipe.physics.cosmology import mean_densities
 
     npix = int(cfg.model.resolution)
@@ -144,7 +144,7 @@ def evaluate_image(
     and its credible intervals have zero width (coverage: the fraction of truths equal to the
     prediction, about 0).
     """
-    from cmpipe import metrics
+    from cmpipe.evaluation import metrics
 
     samples = np.asarray(samples, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)

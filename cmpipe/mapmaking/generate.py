@@ -42,7 +42,7 @@ def plan_and_create_store(
         The absolute store path, the plan (a pyarrow Table) and the open zarr group.
     """
     from cmpipe.config import config_fingerprint
-    from cmpipe.plan import make_plan, write_plan
+    from cmpipe.mapmaking.plan import make_plan, write_plan
     from cmpipe.store.zarr_store import create_store, source_catalog
 
     store_path = Path(store_path).absolute()
@@ -80,7 +80,7 @@ def generate_serial(
     """Make every image of the plan of ``cfg`` into the store at ``store_path``, serially.
 
     Steps: the halo catalog of the source (:func:`cmpipe.store.source_catalog`), the plan
-    (:func:`cmpipe.plan.make_plan`, written to :func:`plan_path`), the store (created, or
+    (:func:`cmpipe.mapmaking.plan.make_plan`, written to :func:`plan_path`), the store (created, or
     reopened if ``cfg`` made it: a resume), :func:`cmpipe.store.write_chunk` for each chunk not
     yet done and (``retry_failed``) each done chunk holding failed images, the failures record,
     and the normalisation (:func:`cmpipe.store.compute_normalisation`). A complete store without

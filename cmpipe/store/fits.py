@@ -4,7 +4,7 @@ put on a model's grid (no Ray, no torch).
 The FITS contract
 -----------------
 A map ``data[iy, ix]`` (cmpipe's ``origin="lower"`` grid centred on the halo, see
-:mod:`cmpipe.maps`) is written with FITS axis 1 = ``x`` (``ix``) and axis 2 = ``y`` (``iy``), so
+:mod:`cmpipe.mapmaking.maps`) is written with FITS axis 1 = ``x`` (``ix``) and axis 2 = ``y`` (``iy``), so
 FITS pixel ``(1, 1)`` is ``data[0, 0]``. Its WCS is linear, in physical Mpc, with no celestial
 axes:
 
@@ -144,7 +144,7 @@ def parse_unit(text: str, *, path: str | os.PathLike[str] | None = None, what: s
 def fits_unit(unit: str | Any) -> str:
     """The FITS ``BUNIT`` string of a unit ('' when dimensionless).
 
-    cmpipe's descriptive strings (:data:`cmpipe.maps.CHANNEL_UNITS`) are accepted; the X-ray unit
+    cmpipe's descriptive strings (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`) are accepted; the X-ray unit
     is written ``'erg s-1 cm-2 sr-1'``.
     """
     from astropy import units as u
@@ -282,7 +282,7 @@ def write_map_fits(
         Pixel side [physical Mpc].
     channel_names, units : str or sequence of str
         One per channel (per plane of axis -3 for cubes); units as FITS strings ('' for
-        dimensionless) or cmpipe's descriptions (:data:`cmpipe.maps.CHANNEL_UNITS`).
+        dimensionless) or cmpipe's descriptions (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`).
     redshift : float, optional
         Written as ``REDSHIFT``; with ``cosmology`` also ``ARCMINPX`` [arcmin per pixel].
     cosmology : cmpipe.config.CosmologyConfig or colossus Cosmology, optional
