@@ -194,6 +194,8 @@ def _pixel_mean(ix, iy, ui, vi, inv_h2, table, lap_table):  # pragma: no cover -
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _fast_kernel(x, y, z, support, w, npix, pixel, half_depth, table, lap_table, cdf_coeffs, h_sep, nbuf_large, nslots):  # pragma: no cover
+    # long: a numba prange kernel; the per-particle loop stays one function so that each thread's
+    # buffers stay local to its prange body (splitting it would pass arrays between jitted calls).
     # slot t owns particles t, t + nslots, ... (interleaved: balanced when particles are sorted
     # by radius) and its own map, so no two threads ever write the same memory
     nch = w.shape[0]
@@ -396,6 +398,8 @@ def _mesh3d_kernel(u, v, s, h, w, npix, nz, bounds, cdf_coeffs):  # pragma: no c
     least one cell are sampled at cell centres (the paper's method), renormalised; narrower
     ones get exact separable fractions.
     """
+    # long: a numba prange kernel; the deposit loop stays in one function for numba's parallel
+    # loop fusion and thread-private meshes (see _fast_kernel).
     nthreads = bounds.size - 1
     nch = w.shape[0]
     out = np.zeros((nthreads, nch, nz, npix, npix))
