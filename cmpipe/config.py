@@ -1,11 +1,12 @@
 """Configuration: one frozen dataclass per pipeline stage, loaded from YAML.
 
 A configuration file is a YAML mapping of *sections* (``cosmology``, ``catalog``, ``maps``,
-``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``instrument``, ``lensing``, ``model``, ``train``, ``render``, ``run``) to mappings of *keys*. Every section and
+``sph``, ``plasma``, ``source``, ``mock``, ``generate``, ``instrument``, ``lensing``, ``model``,
+``train``, ``infer``, ``evaluate``, ``render``, ``run``) to mappings of *keys*. Every section and
 every key may be omitted (the defaults are the paper's values); an unknown section or key is an error
 that names the dotted key and the file. Values are checked and coerced against the dataclass
 annotations (``int``, ``float``, ``str``, ``bool`` and homogeneous ``tuple[X, ...]``), then
-each section validates its own ranges in ``__post_init__``.
+against the ranges and choices declared with each key, then each section's cross-field rules.
 
 Units follow :mod:`cmpipe.physics.halo`: lengths in physical Mpc (no little h), halo masses in
 Msun/h only where the key says ``_msun_h``.
@@ -16,26 +17,33 @@ Examples
 >>> cfg.maps.npix, config_fingerprint(cfg)               # doctest: +SKIP
 (64, '3f1c...')
 
-Adding a key: add an annotated field with its default to the section's dataclass, validate it
-in ``_validate``, and document it in the shipped YAML files and the README's table (a test
-checks the README lists every key). Adding a section: a new ``_Section`` subclass with a
-``section`` class attribute, plus a field of that name on :class:`Config`.
+Adding a key: add an annotated field to the section's dataclass, declared once with
+``_key(default, unit, meaning, *checks)`` (checks: :class:`Range`, :class:`OneOf`,
+:class:`NonEmpty`, :class:`Distinct`); a rule between keys goes in the section's
+``_validate``. The class docstring's ``Attributes`` and the README's key table are generated
+from that declaration (``python tests/test_config_table.py`` rewrites the table; a test checks
+it); set the key in the shipped YAML files too (a test checks they set every key). Adding a
+section: a new ``_Section`` subclass with a ``section`` class attribute, plus a field of that
+name on :class:`Config`.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
 import hashlib
 import importlib.resources
+import importlib.util
 import json
 import math
 import numbers
 import os
 import re
+import textwrap
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,9 +82,6 @@ __all__ = [
     "shipped_configs",
 ]
 
-#: SPH projection backends (the registry itself lives in :mod:`cmpipe.sph`; this copy keeps
-#: ``import cmpipe.config`` free of numba). ``exact`` is the slow reference.
-PROJECTION_BACKENDS: tuple[str, ...] = ("exact", "mesh3d", "fast")
 #: The default map channels (``maps.channels``).
 MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
 #: Every map channel cmpipe knows how to make: the defaults plus the optional weak-lensing
@@ -118,6 +123,66 @@ class ConfigError(ValueError):
     def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.keys = tuple(keys)
+
+
+# --------------------------------------------------------------------------------------------
+# Registries: their modules are the single source of the names
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _registry_names(module: str, variable: str) -> tuple[str, ...]:
+    """Names of a registry, read from its module's source without importing the module.
+
+    The registries live beside numba (:mod:`cmpipe.sph.projection`) and torch
+    (:mod:`cmpipe.model.sampling`); importing those to check one string would make every
+    ``load_config`` (and every process that reads a store's config) load them. Reading the
+    module-level literal ``variable = (...)``, or the keys of ``variable = {...}``, keeps
+    building a :class:`Config` cheap; ``tests/test_config_table.py`` checks the names equal
+    the imported registry's.
+
+    Parameters
+    ----------
+    module : str
+        Dotted module name, e.g. ``"cmpipe.model.sampling"``.
+    variable : str
+        Module-level name assigned a tuple of names or a dict keyed by name.
+
+    Returns
+    -------
+    tuple of str
+        The names, in source order.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"no source for registry module {module}")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
+            value = node.value
+            items = value.keys if isinstance(value, ast.Dict) else value.elts
+            return tuple(ast.literal_eval(item) for item in items)
+    raise LookupError(f"{module} assigns no {variable}")
+
+
+def _projection_backends() -> tuple[str, ...]:
+    """SPH projection backends, :data:`cmpipe.sph.projection.BACKEND_NAMES` (``exact`` first)."""
+    return _registry_names("cmpipe.sph.projection", "BACKEND_NAMES")
+
+
+def _sampler_names() -> tuple[str, ...]:
+    """Posterior samplers, the keys of :data:`cmpipe.model.sampling.SAMPLERS`."""
+    return _registry_names("cmpipe.model.sampling", "SAMPLERS")
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``PROJECTION_BACKENDS`` and ``SAMPLER_NAMES``, read from their registries on first use."""
+    if name == "PROJECTION_BACKENDS":
+        return _projection_backends()
+    if name == "SAMPLER_NAMES":
+        return _sampler_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,17 +246,166 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+
 def _require(condition: bool, message: str, *keys: str) -> None:
     if not condition:
         raise ConfigError(message, keys)
 
 
-def _one_of(value: str, allowed: Sequence[str], key: str) -> None:
-    _require(
-        value in allowed,
-        f"{key} must be one of {', '.join(allowed)}; got {value!r}",
-        key,
-    )
+def _type_name(tp: Any) -> str:
+    """``float``, ``tuple of str``: an annotation as the docstrings write it."""
+    if typing.get_origin(tp) is tuple:
+        return f"tuple of {typing.get_args(tp)[0].__name__}"
+    return tp.__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Declared checks: ranges and choices as field metadata, checked in one place
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric key: ``Range(gt=0)`` reads "> 0", ``Range(ge=0, le=1)`` "in [0, 1]".
+
+    ``note`` is added in parentheses ("0 = all cores"); ``text`` replaces the whole description.
+    The lower bound (``gt`` or ``ge``) is required.
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    note: str = ""
+    text: str = ""
+
+    def describe(self, read: bool = True) -> str:
+        """What a valid value is, as the error messages and docs say it."""
+        if self.text:
+            return self.text
+        lower, opening = (self.gt, "(") if self.gt is not None else (self.ge, "[")
+        if self.lt is None and self.le is None:
+            words = f"{'>' if opening == '(' else '>='} {lower}"
+        else:
+            upper, closing = (self.lt, ")") if self.lt is not None else (self.le, "]")
+            words = f"in {opening}{lower}, {upper}{closing}"
+        return f"{words} ({self.note})" if self.note else words
+
+    def check(self, value: float, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``key`` if ``value`` is out of range."""
+        ok = (
+            (self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le)
+        )
+        _require(ok, f"{key} must be {self.describe()}; got {value}", key)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Allowed values of a key, or of each element of a list key.
+
+    ``choices`` is a tuple, or a function returning one (a registry, read when first checked);
+    ``label`` is what the generated docstring says instead, so that import reads no registry.
+    """
+
+    choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]]
+    label: str = ""
+
+    def names(self) -> tuple[Any, ...]:
+        """The allowed values, in order."""
+        return self.choices() if callable(self.choices) else self.choices
+
+    def describe(self, read: bool = True) -> str:
+        """"one of a, b, c" for names, "0, 1 or 2" for numbers; ``label`` unless ``read``."""
+        if self.label and not read:
+            return self.label
+        names = [str(c) for c in self.names()]
+        if all(isinstance(c, str) for c in self.names()):
+            return f"one of {', '.join(names)}"
+        return f"{', '.join(names[:-1])} or {names[-1]}"
+
+    def check(self, value: Any, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``key`` (``key[i]`` in a list) if not allowed."""
+        if isinstance(value, tuple):
+            for i, item in enumerate(value):
+                self.check(item, f"{key}[{i}]")
+            return
+        _require(value in self.names(), f"{key} must be {self.describe()}; got {value!r}", key)
+
+
+@dataclass(frozen=True)
+class NonEmpty:
+    """A list with at least one element, or a str with more than white space."""
+
+    text: str = "not be empty"
+
+    def describe(self, read: bool = True) -> str:
+        return "non-empty"
+
+    def check(self, value: str | tuple[Any, ...], key: str) -> None:
+        size = len(value.strip()) if isinstance(value, str) else len(value)
+        _require(size > 0, f"{key} must {self.text}", key)
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """A list without repeats (of a ``what``: "channel")."""
+
+    what: str
+
+    def describe(self, read: bool = True) -> str:
+        return "no repeats"
+
+    def check(self, value: tuple[Any, ...], key: str) -> None:
+        _require(
+            len(set(value)) == len(value), f"{key} must not repeat a {self.what}; got {list(value)}", key
+        )
+
+
+Check = Range | OneOf | NonEmpty | Distinct
+
+
+def _key(
+    default: Any, unit: str, meaning: str, *checks: Check, convert: Callable[[Any], Any] | None = None
+) -> Any:
+    """Declare a section's key once: default, unit, meaning and checks.
+
+    Parameters
+    ----------
+    default : object
+        The default (the paper's value); immutable (tuples for lists).
+    unit : str
+        Physical unit (``"Mpc"``, ``"count"``; ``"-"`` when dimensionless or a name).
+    meaning : str
+        One line for the docstring and the README's key table (Markdown backticks allowed).
+    *checks : Range, OneOf, NonEmpty or Distinct
+        Checked, in order, after the value is coerced to the field's annotation.
+    convert : callable, optional
+        Applied after coercion, before the checks (``str.upper`` for ``run.log_level``).
+    """
+    metadata = {"unit": unit, "meaning": meaning, "checks": checks, "convert": convert}
+    return field(default=default, metadata=metadata)
+
+
+def key_valid(f: dataclasses.Field, read: bool = True) -> str:
+    """The declared checks of a key, in words ("> 0", "one of box, flat"); "" when none.
+
+    ``read=False`` names a registry instead of reading it (:class:`OneOf`'s ``label``).
+    """
+    return "; ".join(check.describe(read) for check in f.metadata["checks"])
+
+
+def _document_keys(cls: type[_Section]) -> type[_Section]:
+    """Append a numpydoc ``Attributes`` section, built from the keys' declarations, to the docstring."""
+    lines = ["", "", "    Attributes", "    ----------"]
+    for f, tp in zip(dataclasses.fields(cls), _field_types(cls).values()):
+        unit, valid = f.metadata["unit"], key_valid(f, read=False)
+        text = f.metadata["meaning"] + (f" [{unit}]" if unit != "-" else "")
+        text += f"; must be {valid}" if valid else ""
+        lines += [f"    {f.name} : {_type_name(tp)}, default {f.default!r}",
+                  textwrap.fill(text, 100, initial_indent=" " * 8, subsequent_indent=" " * 8)]
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n".join(lines) + "\n"
+    return cls
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,700 +415,516 @@ def _one_of(value: str, allowed: Sequence[str], key: str) -> None:
 
 @dataclass(frozen=True)
 class _Section:
-    """Base of every section: coerces fields to their annotations, then validates."""
+    """Base of every section: coerces fields to their annotations, checks them, then the rules."""
 
     section: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        for name, tp in _field_types(type(self)).items():
-            value = _coerce(getattr(self, name), tp, f"{self.section}.{name}")
-            object.__setattr__(self, name, value)
+        fields = dataclasses.fields(self)
+        for f, tp in zip(fields, _field_types(type(self)).values()):
+            value = _coerce(getattr(self, f.name), tp, self._dotted(f.name))
+            if f.metadata["convert"] is not None:
+                value = f.metadata["convert"](value)
+            object.__setattr__(self, f.name, value)
+        for f in fields:
+            for check in f.metadata["checks"]:
+                check.check(getattr(self, f.name), self._dotted(f.name))
         self._validate()
 
     def _validate(self) -> None:
-        """Check ranges and choices; raise :class:`ConfigError` naming the dotted key."""
+        """The section's cross-field rules; raise :class:`ConfigError` naming the dotted keys."""
 
-    def _key(self, name: str) -> str:
+    def _dotted(self, name: str) -> str:
         return f"{self.section}.{name}"
 
 
+@_document_keys
 @dataclass(frozen=True)
 class CosmologyConfig(_Section):
-    """Flat LCDM cosmology of the simulations.
-
-    Attributes
-    ----------
-    omega_m : float
-        Total matter density parameter Omega_m at z = 0 [dimensionless].
-    omega_b : float
-        Baryon density parameter Omega_b at z = 0 [dimensionless], ``0 <= omega_b < omega_m``.
-    h : float
-        Dimensionless Hubble parameter, H0 / (100 km s^-1 Mpc^-1).
-    sigma8 : float
-        RMS linear matter fluctuation in spheres of 8 Mpc/h at z = 0 [dimensionless].
-    ns : float
-        Spectral index of the primordial power spectrum [dimensionless].
-    redshift : float
-        Redshift of the clusters (snapshot) [dimensionless], >= 0.
-    """
+    """Flat LCDM cosmology of the simulations."""
 
     section: ClassVar[str] = "cosmology"
 
-    omega_m: float = 0.30
-    omega_b: float = 0.045
-    h: float = 0.70
-    sigma8: float = 0.80
-    ns: float = 0.96
-    redshift: float = 0.0
+    omega_m: float = _key(0.30, "-", "total matter density parameter Omega_m at z = 0", Range(gt=0, le=1))
+    omega_b: float = _key(0.045, "-", "baryon density parameter Omega_b at z = 0 (0 <= omega_b < omega_m)")
+    h: float = _key(0.70, "-", "H0 / (100 km s^-1 Mpc^-1)", Range(gt=0))
+    sigma8: float = _key(0.80, "-", "rms linear matter fluctuation in 8 Mpc/h spheres at z = 0", Range(gt=0))
+    ns: float = _key(0.96, "-", "spectral index of the primordial power spectrum", Range(gt=0))
+    redshift: float = _key(0.0, "-", "redshift of the clusters", Range(ge=0))
 
     def _validate(self) -> None:
-        k = self._key
-        _require(
-            0.0 < self.omega_m <= 1.0, f"{k('omega_m')} must be in (0, 1]; got {self.omega_m}",
-            k("omega_m"),
-        )
         _require(
             0.0 <= self.omega_b < self.omega_m,
-            f"{k('omega_b')} must satisfy 0 <= omega_b < omega_m; "
+            f"{self._dotted('omega_b')} must satisfy 0 <= omega_b < omega_m; "
             f"got omega_b={self.omega_b}, omega_m={self.omega_m}",
-            k("omega_b"), k("omega_m"),
-        )
-        _require(self.h > 0.0, f"{k('h')} must be > 0; got {self.h}", k("h"))
-        _require(self.sigma8 > 0.0, f"{k('sigma8')} must be > 0; got {self.sigma8}", k("sigma8"))
-        _require(self.ns > 0.0, f"{k('ns')} must be > 0; got {self.ns}", k("ns"))
-        _require(
-            self.redshift >= 0.0, f"{k('redshift')} must be >= 0; got {self.redshift}",
-            k("redshift"),
+            self._dotted("omega_b"), self._dotted("omega_m"),
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class CatalogConfig(_Section):
-    """The halo catalog of the mock clusters (:mod:`cmpipe.physics.catalog`).
-
-    Attributes
-    ----------
-    n_halos : int
-        Number of halos in the catalog [count], > 0.
-    log10_m_min_msun_h : float
-        Lower bound of log10 M200m [log10 Msun/h].
-    log10_m_max_msun_h : float
-        Upper bound of log10 M200m [log10 Msun/h], greater than the lower bound by at least
-        0.01 dex and at most 17.
-    mode : str
-        One of :data:`CATALOG_MODES`: ``box`` draws masses from the Tinker et al. (2008)
-        M200m mass function dn/dlnM between the bounds (a simulation volume); ``flat`` draws
-        them uniformly in log10 M.
-    seed : int
-        Seed of the catalog, >= 0; halo ``i`` draws from ``SeedSequence([seed, i])``.
-    concentration_scatter_dex : float
-        Log-normal scatter of the concentration about the Diemer & Joyce (2019) median
-        [dex], >= 0 (0 switches it off).
-    merger_fraction : float
-        Probability that a halo is an ongoing merger [dimensionless], in [0, 1].
-    merger_post_pericentre_fraction : float
-        Probability that a merger is seen after its first pericentre [dimensionless], in [0, 1];
-        only then does the secondary's gas lag its DM (and the merger shock exist).
-    cool_core_fraction : float
-        Probability that a halo is a cool core [dimensionless], in [0, 1]: its pressure follows
-        the Arnaud et al. (2010) cool-core fit, else the morphologically disturbed one. About
-        0.3 in SZ (mass-) selected samples (Andrade-Santos et al. 2017; Rossetti et al. 2017).
-    gas_fraction_scatter_dex : float
-        Log-normal scatter of f_gas,500 about the Vikhlinin et al. (2009) f_gas-M relation
-        [dex], >= 0.
-    pressure_c500_scatter_dex : float
-        Log-normal scatter of the pressure profile's concentration c500 about its family's
-        value [dex], >= 0.
-    nonthermal_scatter_ln : float
-        Log-normal scatter of the radius scale B of the Nelson et al. (2014) non-thermal
-        pressure fraction [natural log], >= 0.
-    """
+    """The halo catalog of the mock clusters (:mod:`cmpipe.physics.catalog`)."""
 
     section: ClassVar[str] = "catalog"
 
-    n_halos: int = 6233
-    log10_m_min_msun_h: float = 13.5
-    log10_m_max_msun_h: float = 15.5
-    mode: str = "box"
-    seed: int = 0
-    concentration_scatter_dex: float = 0.16
-    merger_fraction: float = 0.3
-    merger_post_pericentre_fraction: float = 0.5
-    cool_core_fraction: float = 0.3
-    gas_fraction_scatter_dex: float = 0.12
-    pressure_c500_scatter_dex: float = 0.05
-    nonthermal_scatter_ln: float = 0.25
+    n_halos: int = _key(6233, "count", "halos in the catalog (`cmpipe catalog`)", Range(gt=0))
+    log10_m_min_msun_h: float = _key(13.5, "log10 Msun/h", "lower bound of log10 M200m", Range(ge=8, le=17))
+    log10_m_max_msun_h: float = _key(
+        15.5, "log10 Msun/h", "upper bound of log10 M200m: at least 0.01 above the lower bound, at most 17"
+    )
+    mode: str = _key(
+        "box", "-",
+        "masses: `box` (drawn from the Tinker et al. 2008 M200m mass function between the bounds, like "
+        "a simulation volume) or `flat` (uniform in log10 M)",
+        OneOf(CATALOG_MODES),
+    )
+    seed: int = _key(
+        0, "-", "seed of the catalog; halo i draws only from `SeedSequence([seed, i])`", Range(ge=0)
+    )
+    concentration_scatter_dex: float = _key(
+        0.16, "dex", "log-normal scatter of c200m about the Diemer & Joyce 2019 median (0: none)",
+        Range(ge=0),
+    )
+    merger_fraction: float = _key(
+        0.3, "-", "probability that a halo is an ongoing merger", Range(ge=0, le=1)
+    )
+    merger_post_pericentre_fraction: float = _key(
+        0.5, "-",
+        "probability that a merger is seen after pericentre: only then does the secondary's gas lag "
+        "its DM (and a shock exist)",
+        Range(ge=0, le=1),
+    )
+    cool_core_fraction: float = _key(
+        0.3, "-",
+        "probability of a cool core: Arnaud et al. 2010 cool-core pressure shape, else the "
+        "morphologically disturbed one (SZ-selected samples: ~0.3, Andrade-Santos et al. 2017)",
+        Range(ge=0, le=1),
+    )
+    gas_fraction_scatter_dex: float = _key(
+        0.12, "dex", "log-normal scatter of f_gas,500 about the Vikhlinin et al. 2009 f_gas-M relation",
+        Range(ge=0),
+    )
+    pressure_c500_scatter_dex: float = _key(
+        0.05, "dex", "log-normal scatter of the pressure profile's c500", Range(ge=0)
+    )
+    nonthermal_scatter_ln: float = _key(
+        0.25, "-",
+        "log-normal scatter (natural log) of B of the Nelson et al. 2014 non-thermal pressure fraction",
+        Range(ge=0),
+    )
 
     def _validate(self) -> None:
-        k = self._key
-        for name in ("merger_post_pericentre_fraction", "cool_core_fraction"):
-            value = getattr(self, name)
-            _require(0.0 <= value <= 1.0, f"{k(name)} must be in [0, 1]; got {value}", k(name))
-        for name in ("gas_fraction_scatter_dex", "pressure_c500_scatter_dex", "nonthermal_scatter_ln"):
-            value = getattr(self, name)
-            _require(value >= 0.0, f"{k(name)} must be >= 0; got {value}", k(name))
-        _require(self.n_halos > 0, f"{k('n_halos')} must be > 0; got {self.n_halos}", k("n_halos"))
         lo, hi = self.log10_m_min_msun_h, self.log10_m_max_msun_h
         _require(
-            8.0 <= lo <= 17.0,
-            f"{k('log10_m_min_msun_h')} must be in [8, 17]; got {lo}",
-            k("log10_m_min_msun_h"),
-        )
-        _require(
             lo + 0.01 <= hi <= 17.0,
-            f"{k('log10_m_max_msun_h')} must be at least 0.01 above log10_m_min_msun_h and "
+            f"{self._dotted('log10_m_max_msun_h')} must be at least 0.01 above log10_m_min_msun_h and "
             f"at most 17; got log10_m_min_msun_h={lo}, log10_m_max_msun_h={hi}",
-            k("log10_m_max_msun_h"), k("log10_m_min_msun_h"),
-        )
-        _one_of(self.mode, CATALOG_MODES, k("mode"))
-        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
-        _require(
-            self.concentration_scatter_dex >= 0.0,
-            f"{k('concentration_scatter_dex')} must be >= 0; "
-            f"got {self.concentration_scatter_dex}",
-            k("concentration_scatter_dex"),
-        )
-        _require(
-            0.0 <= self.merger_fraction <= 1.0,
-            f"{k('merger_fraction')} must be in [0, 1]; got {self.merger_fraction}",
-            k("merger_fraction"),
+            self._dotted("log10_m_max_msun_h"), self._dotted("log10_m_min_msun_h"),
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class MapsConfig(_Section):
-    """Geometry and content of the projected maps.
-
-    Attributes
-    ----------
-    npix : int
-        Pixels per map side; maps are ``(npix, npix)``.
-    pixel_mpc : float
-        Side of one pixel [physical Mpc]; the map spans ``npix * pixel_mpc``.
-    depth_mpc : float
-        Projection depth along the line of sight [physical Mpc].
-    backend : str
-        SPH projection backend, one of :data:`PROJECTION_BACKENDS` (``exact`` is the slow
-        reference, ``mesh3d`` and ``fast`` the production ones).
-    channels : tuple of str
-        Map channels, in order, each one of :data:`KNOWN_MAP_CHANNELS`, no repeats (default
-        :data:`MAP_CHANNELS`; ``kappa`` is the optional weak-lensing convergence).
-    """
+    """Geometry and content of the projected maps."""
 
     section: ClassVar[str] = "maps"
 
-    npix: int = 128
-    pixel_mpc: float = 0.1
-    depth_mpc: float = 12.8
-    backend: str = "fast"
-    channels: tuple[str, ...] = MAP_CHANNELS
-
-    def _validate(self) -> None:
-        k = self._key
-        _require(self.npix > 0, f"{k('npix')} must be > 0; got {self.npix}", k("npix"))
-        _require(
-            self.pixel_mpc > 0.0, f"{k('pixel_mpc')} must be > 0; got {self.pixel_mpc}",
-            k("pixel_mpc"),
-        )
-        _require(
-            self.depth_mpc > 0.0, f"{k('depth_mpc')} must be > 0; got {self.depth_mpc}",
-            k("depth_mpc"),
-        )
-        _one_of(self.backend, PROJECTION_BACKENDS, k("backend"))
-        _require(len(self.channels) > 0, f"{k('channels')} must not be empty", k("channels"))
-        for i, name in enumerate(self.channels):
-            _one_of(name, KNOWN_MAP_CHANNELS, f"{k('channels')}[{i}]")
-        _require(
-            len(set(self.channels)) == len(self.channels),
-            f"{k('channels')} must not repeat a channel; got {list(self.channels)}",
-            k("channels"),
-        )
+    npix: int = _key(128, "pixels", "pixels per map side (maps are npix x npix)", Range(gt=0))
+    pixel_mpc: float = _key(0.1, "Mpc", "side of one pixel; the map spans npix x pixel_mpc", Range(gt=0))
+    depth_mpc: float = _key(12.8, "Mpc", "projection depth along the line of sight", Range(gt=0))
+    backend: str = _key(
+        "fast", "-", "SPH projection backend: `exact` (slow reference), `mesh3d` or `fast`",
+        OneOf(_projection_backends, "a name in :data:`cmpipe.sph.projection.BACKEND_NAMES`"),
+    )
+    channels: tuple[str, ...] = _key(
+        MAP_CHANNELS, "-",
+        "map channels, in order: Compton-y, X-ray surface brightness, gas and dark-matter surface "
+        "density; optionally `kappa`, the weak-lensing convergence `Sigma_total / Sigma_crit` "
+        "(see `lensing.*`)",
+        NonEmpty(), OneOf(KNOWN_MAP_CHANNELS), Distinct("channel"),
+    )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class SphConfig(_Section):
-    """SPH smoothing and projection.
-
-    Attributes
-    ----------
-    n_neighbours : int
-        Number of neighbours that sets each particle's smoothing length where the source
-        has none (e.g. dark matter) [count].
-    num_threads : int
-        Threads for the projection kernels [count]; 0 means all cores.
-    """
+    """SPH smoothing and projection."""
 
     section: ClassVar[str] = "sph"
 
-    n_neighbours: int = 32
-    num_threads: int = 0
-
-    def _validate(self) -> None:
-        k = self._key
-        _require(
-            self.n_neighbours > 0, f"{k('n_neighbours')} must be > 0; got {self.n_neighbours}",
-            k("n_neighbours"),
-        )
-        _require(
-            self.num_threads >= 0,
-            f"{k('num_threads')} must be >= 0 (0 = all cores); got {self.num_threads}",
-            k("num_threads"),
-        )
+    n_neighbours: int = _key(
+        32, "count", "neighbours that set a smoothing length where the source has none", Range(gt=0)
+    )
+    num_threads: int = _key(
+        0, "count",
+        "threads of the projection and k-NN smoothing; 0 = all cores (the Ray generation tasks use "
+        "1; a resource, not part of the store fingerprint)",
+        Range(ge=0, note="0 = all cores"),
+    )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class PlasmaConfig(_Section):
-    """Plasma constants for the SZ and X-ray channels.
-
-    Attributes
-    ----------
-    hydrogen_mass_fraction : float
-        Hydrogen mass fraction X of the gas [dimensionless], in (0, 1].
-    gaunt_factor : float
-        Frequency-averaged free-free Gaunt factor of the X-ray emissivity [dimensionless].
-    """
+    """Plasma constants for the SZ and X-ray channels."""
 
     section: ClassVar[str] = "plasma"
 
-    hydrogen_mass_fraction: float = 0.76
-    gaunt_factor: float = 1.2
-
-    def _validate(self) -> None:
-        k = self._key
-        _require(
-            0.0 < self.hydrogen_mass_fraction <= 1.0,
-            f"{k('hydrogen_mass_fraction')} must be in (0, 1]; "
-            f"got {self.hydrogen_mass_fraction}",
-            k("hydrogen_mass_fraction"),
-        )
-        _require(
-            self.gaunt_factor > 0.0, f"{k('gaunt_factor')} must be > 0; got {self.gaunt_factor}",
-            k("gaunt_factor"),
-        )
+    hydrogen_mass_fraction: float = _key(
+        0.76, "-", "hydrogen mass fraction X of the gas", Range(gt=0, le=1)
+    )
+    gaunt_factor: float = _key(1.2, "-", "free-free Gaunt factor of the X-ray emissivity", Range(gt=0))
 
 
+@_document_keys
 @dataclass(frozen=True)
 class SourceConfig(_Section):
-    """Where halo particles come from.
-
-    Attributes
-    ----------
-    kind : str
-        One of :data:`SOURCE_KINDS`: ``analytic`` (synthetic halos), ``hdf5`` (real halos) or
-        ``mock`` (mock clusters over the halo catalog, settings in the ``mock`` section).
-    path : str
-        HDF5 file or directory of files, for ``kind: hdf5`` (required there).
-    analytic_log10_m200m_msun_h : tuple of float
-        log10 of M200m [Msun/h] of each analytic halo; halo ``i`` has the ``i``-th mass.
-    analytic_pair_mass_msun_h : float
-        Mass of one dark-matter plus one gas particle, m_pair [Msun/h]: equal numbers of each,
-        m_DM = (1 - f_b) m_pair and m_gas = f_b m_pair with f_b = omega_b / omega_m.
-    seed : int
-        Seed of the analytic halos' random particles, >= 0.
-    """
+    """Where halo particles come from."""
 
     section: ClassVar[str] = "source"
 
-    kind: str = "mock"
-    path: str = ""
-    analytic_log10_m200m_msun_h: tuple[float, ...] = (14.0, 14.5)
-    analytic_pair_mass_msun_h: float = 1e10
-    seed: int = 0
+    kind: str = _key(
+        "mock", "-",
+        "halo source: `mock` (mock clusters over the catalog, `mock.*`; the default), `hdf5` (real "
+        "halos) or `analytic` (NFW + isothermal test halos)",
+        OneOf(SOURCE_KINDS),
+    )
+    path: str = _key("", "path", "HDF5 file or directory of files, required for kind `hdf5`")
+    analytic_log10_m200m_msun_h: tuple[float, ...] = _key(
+        (14.0, 14.5), "log10 Msun/h", "M200m of each analytic halo (halo id = position)",
+        NonEmpty("list at least one mass"),
+    )
+    analytic_pair_mass_msun_h: float = _key(
+        1e10, "Msun/h",
+        "mass of one DM plus one gas particle, m_pair (m_DM = (1 - f_b) m_pair, m_gas = f_b m_pair)",
+        Range(gt=0),
+    )
+    seed: int = _key(0, "-", "seed of the analytic halos' particles", Range(ge=0))
 
     def _validate(self) -> None:
-        k = self._key
-        _one_of(self.kind, SOURCE_KINDS, k("kind"))
         if self.kind == "hdf5":
             _require(
                 bool(self.path.strip()),
-                f"{k('path')} must name an HDF5 file or directory when source.kind is hdf5",
-                k("path"), k("kind"),
+                f"{self._dotted('path')} must name an HDF5 file or directory when source.kind is hdf5",
+                self._dotted("path"), self._dotted("kind"),
             )
-        _require(
-            len(self.analytic_log10_m200m_msun_h) > 0,
-            f"{k('analytic_log10_m200m_msun_h')} must list at least one mass",
-            k("analytic_log10_m200m_msun_h"),
-        )
-        _require(
-            self.analytic_pair_mass_msun_h > 0.0,
-            f"{k('analytic_pair_mass_msun_h')} must be > 0; "
-            f"got {self.analytic_pair_mass_msun_h}",
-            k("analytic_pair_mass_msun_h"),
-        )
-        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
 
 
+@_document_keys
 @dataclass(frozen=True)
 class MockConfig(_Section):
     """Mock clusters over the halo catalog (:mod:`cmpipe.physics.mock`, ``source.kind: mock``).
 
     Every realism knob can be switched off (for tests against analytic profiles).
-
-    Attributes
-    ----------
-    pair_mass_msun_h : float
-        Mass of one dark-matter plus one gas particle, m_pair [Msun/h], > 0: fixed across halos,
-        m_DM = (1 - f_b) m_pair, m_gas = f_b m_pair. The paper's scale: 1e9; fast: 1e10.
-    truncation_r200m : float
-        Radius where the NFW dark matter is truncated [R200m], > 0.
-    infall : bool
-        Add an infall shell ``(1 - f_b) rho_bar_m [1 + b xi_mm(r)]`` beyond the truncation.
-    infall_extent_r200m : float
-        Outer radius of the infall shell [R200m], > ``truncation_r200m`` when ``infall``.
-    triaxial : bool
-        Stretch the dark matter by the catalog's axis ratios and orientation.
-    substructure : bool
-        Subhalos from the evolved subhalo mass function (the catalog's ``f_sub``), Einasto
-        radial distribution, truncated NFW, 90 % of their gas stripped; their particles replace
-        host particles, so M200m is kept.
-    clumping : bool
-        Log-normal sub-resolution clumping of the gas density, clumping factor
-        ``C(r) = <rho^2>/<rho>^2 = min(1 + C0 (r/R200m)^2, 3)`` with the catalog's ``clumping_c0``;
-        volumes (hence y and the mass maps) unchanged in expectation, the emission measure
-        raised by C.
-    mergers : bool
-        For the catalog's merging halos, a secondary halo (truncated NFW DM and gas, mass ratio,
-        separation, direction and gas lag from the catalog).
-    shocks : bool
-        For merging halos (needs ``mergers``), a Rankine-Hugoniot merger shock at the catalog's
-        ``merger_mach`` in the primary's ICM ahead of the secondary: a layer of the primary's gas
-        (front 0.25 R200m_s beyond the secondary's DM, 0.5 R200m_s thick, cap radius R200m_s,
-        edges smoothed over one smoothing length) gets its pressure times ``(5 M^2 - 1) / 4``
-        and its density times ``4 M^2 / (M^2 + 3)``.
-    gas_from_hse : bool
-        Gas density from hydrostatic equilibrium with the DPP pressure; false: the DM profile
-        times f_b / (1 - f_b).
-    nonthermal_support : bool
-        Non-thermal pressure support (Nelson et al. 2014) in the hydrostatic equilibrium.
-    gas_shape : bool
-        Rounder gas (half the DM's ellipticity) tilted by the catalog's misalignment; false:
-        spherical gas.
-    background : bool
-        Uniform DM and gas at the cosmic mean densities around the halo, filling the
-        projection box.
-    scatter : bool
-        Apply the catalog's gas-fraction and pressure factors.
-    n_neighbours_temperature : int
-        Neighbours of the SPH density that sets each gas particle's temperature [count], >= 2.
-    transition : bool
-        Smooth outskirts: the DM follows NFW times the Diemer & Kravtsov (2014) transition term
-        (no truncation), plus the smooth two-halo term ``rho_bar_m b xi_lin`` outside it, and the
-        background fills the whole sphere; replaces ``truncation_r200m`` and ``infall``.
-    observed_baryons : bool
-        Gas from the catalog's pressure family (Arnaud et al. 2010 cool-core or disturbed fits),
-        its amplitude set by the Vikhlinin et al. (2009) f_gas,500-M relation with scatter, the
-        non-thermal fraction scaled per halo; false: the DPP pressure at its P500 amplitude.
-    neighbours : bool
-        Neighbouring and line-of-sight halos from the mass function, clustered about the halo,
-        in the projected sphere (:mod:`cmpipe.physics.neighbours`).
-    neighbour_min_particles : int
-        Fewest DM particles of a neighbour halo [count], >= 1: lighter halos stay in the smooth
-        background and two-halo term.
-    gas_clumps : bool
-        Resolved gas clumps carrying ``gas_clump_fraction`` of the halo's gas between 0.3 and 2
-        R200m, visible in the gas map.
-    gas_clump_fraction : float
-        Gas mass fraction in resolved clumps [dimensionless], in [0, 0.5].
     """
 
     section: ClassVar[str] = "mock"
 
-    pair_mass_msun_h: float = 1e10
-    truncation_r200m: float = 1.0
-    infall: bool = True
-    infall_extent_r200m: float = 3.0
-    triaxial: bool = True
-    substructure: bool = True
-    clumping: bool = True
-    mergers: bool = True
-    shocks: bool = False
-    gas_from_hse: bool = True
-    nonthermal_support: bool = True
-    gas_shape: bool = True
-    background: bool = True
-    scatter: bool = True
-    n_neighbours_temperature: int = 32
-    transition: bool = True
-    observed_baryons: bool = True
-    neighbours: bool = True
-    neighbour_min_particles: int = 100
-    gas_clumps: bool = True
-    gas_clump_fraction: float = 0.03
+    pair_mass_msun_h: float = _key(
+        1e10, "Msun/h",
+        "mass of one DM plus one gas particle of the mock clusters, m_pair, fixed across halos "
+        "(m_DM = (1 - f_b) m_pair, m_gas = f_b m_pair)",
+        Range(gt=0),
+    )
+    truncation_r200m: float = _key(
+        1.0, "R200m", "radius where the NFW dark matter is truncated (only with `transition: false`)",
+        Range(gt=0),
+    )
+    infall: bool = _key(
+        True, "-",
+        "(only with `transition: false`) infall shell (1 - f_b) rho_bar_m [1 + b xi_mm(r)] (Tinker10 "
+        "bias, linear correlation function) beyond the truncation",
+    )
+    infall_extent_r200m: float = _key(
+        3.0, "R200m", "outer radius of the infall shell (> truncation_r200m when `infall`)"
+    )
+    triaxial: bool = _key(
+        True, "-",
+        "stretch the DM by the catalog's axis ratios (volume-preserving) and rotate it by the catalog "
+        "orientation",
+    )
+    substructure: bool = _key(
+        True, "-",
+        "subhalos: evolved subhalo mass function dN/dln psi = A psi^-0.9 exp(-12.27 psi^3), A = f_sub "
+        "/ 5.05 (catalog `f_sub`), resolved psi >= 32 m_pair / M200m, Einasto radii (alpha 0.678, "
+        "r_-2 = 0.81 R200m), NFW truncated at the Jacobi radius, 10 % of their gas kept; their "
+        "particles replace host particles at the same radii (M200m and the total radial profile kept)",
+    )
+    clumping: bool = _key(
+        True, "-",
+        "log-normal gas clumping, C(r) = <rho^2>/<rho>^2 = min(1 + C0 (r/R200m)^2, 3) with the "
+        "catalog's `clumping_c0`: particle volumes (y, mass maps) kept in expectation, emission "
+        "measure x C, isobaric S_X x C^(3/8)",
+    )
+    mergers: bool = _key(
+        True, "-",
+        "for the catalog's merging halos, a secondary (mass xi M200m, truncated NFW DM and gas, T200m) "
+        "at the catalog separation and direction, its gas lagging its DM by min(lag fraction x "
+        "separation, 0.3 Mpc)",
+    )
+    shocks: bool = _key(
+        False, "-",
+        "for the catalog's merging halos (needs `mock.mergers`), a Rankine-Hugoniot merger shock "
+        "(gamma = 5/3) at the catalog's `merger_mach` M in the primary's gas ahead of the secondary: "
+        "front 0.25 R200m_s beyond the secondary's DM, perpendicular to the merger axis, a layer 0.5 "
+        "R200m_s thick, cap radius R200m_s, edges ramped over one smoothing length; pressure x "
+        "(5 M^2 - 1)/4, density x 4 M^2/(M^2 + 3), positions, masses, smoothing lengths kept, T from "
+        "P and rho",
+    )
+    gas_from_hse: bool = _key(
+        True, "-",
+        "gas density from hydrostatic equilibrium with the prescribed pressure (observed baryons, or "
+        "the DPP); `false`: the DM profile times f_b / (1 - f_b)",
+    )
+    nonthermal_support: bool = _key(
+        True, "-", "Nelson et al. (2014) non-thermal pressure support in the equilibrium"
+    )
+    gas_shape: bool = _key(
+        True, "-",
+        "rounder gas (half the DM ellipticity) tilted by the catalog's misalignment; `false`: "
+        "spherical gas",
+    )
+    background: bool = _key(
+        True, "-",
+        "uniform DM and gas at the cosmic mean densities around the halo, filling the projection box",
+    )
+    scatter: bool = _key(True, "-", "apply the catalog's gas-fraction and pressure factors")
+    n_neighbours_temperature: int = _key(
+        32, "count",
+        "neighbours of the k-NN volume density, (k - 1) m / (4 pi H^3 / 3), that sets each gas "
+        "particle's temperature and SPH volume",
+        Range(ge=2),
+    )
+    transition: bool = _key(
+        True, "-",
+        "smooth outskirts: NFW times the Diemer & Kravtsov 2014 transition term plus the smooth "
+        "two-halo term, the background filling the whole sphere (replaces truncation and infall)",
+    )
+    observed_baryons: bool = _key(
+        True, "-",
+        "pressure shape from the Arnaud et al. 2010 cool-core or disturbed fit, amplitude from the "
+        "Vikhlinin et al. 2009 f_gas,500-M relation with scatter, per-halo non-thermal support; "
+        "`false`: DPP at its P500",
+    )
+    neighbours: bool = _key(
+        True, "-",
+        "neighbouring and line-of-sight halos from the Tinker mass function, clustered about the halo "
+        "(linear bias), in the projected sphere",
+    )
+    neighbour_min_particles: int = _key(
+        100, "count",
+        "fewest DM particles of a neighbour halo; lighter halos stay in the smooth background",
+        Range(ge=1),
+    )
+    gas_clumps: bool = _key(
+        True, "-",
+        "resolved gas clumps (Plummer spheres of 32-1000 particles) carrying gas mass between 0.3 and "
+        "2 R200m",
+    )
+    gas_clump_fraction: float = _key(
+        0.03, "-", "gas mass fraction in resolved clumps", Range(ge=0, le=0.5)
+    )
 
     def _validate(self) -> None:
-        k = self._key
-        _require(
-            self.neighbour_min_particles >= 1,
-            f"{k('neighbour_min_particles')} must be >= 1; got {self.neighbour_min_particles}",
-            k("neighbour_min_particles"),
-        )
-        _require(
-            0.0 <= self.gas_clump_fraction <= 0.5,
-            f"{k('gas_clump_fraction')} must be in [0, 0.5]; got {self.gas_clump_fraction}",
-            k("gas_clump_fraction"),
-        )
-        _require(
-            self.pair_mass_msun_h > 0.0,
-            f"{k('pair_mass_msun_h')} must be > 0; got {self.pair_mass_msun_h}",
-            k("pair_mass_msun_h"),
-        )
-        _require(
-            self.truncation_r200m > 0.0,
-            f"{k('truncation_r200m')} must be > 0; got {self.truncation_r200m}",
-            k("truncation_r200m"),
-        )
         if self.infall:
             _require(
                 self.infall_extent_r200m > self.truncation_r200m,
-                f"{k('infall_extent_r200m')} must exceed truncation_r200m when infall is true; "
-                f"got infall_extent_r200m={self.infall_extent_r200m}, "
+                f"{self._dotted('infall_extent_r200m')} must exceed truncation_r200m when infall is "
+                f"true; got infall_extent_r200m={self.infall_extent_r200m}, "
                 f"truncation_r200m={self.truncation_r200m}",
-                k("infall_extent_r200m"), k("truncation_r200m"),
+                self._dotted("infall_extent_r200m"), self._dotted("truncation_r200m"),
             )
         _require(
-            self.n_neighbours_temperature >= 2,
-            f"{k('n_neighbours_temperature')} must be >= 2; got {self.n_neighbours_temperature}",
-            k("n_neighbours_temperature"),
-        )
-        _require(
             self.mergers or not self.shocks,
-            f"{k('shocks')} needs mock.mergers (the shock rides on a merger's secondary); "
+            f"{self._dotted('shocks')} needs mock.mergers (the shock rides on a merger's secondary); "
             f"got shocks={self.shocks}, mergers={self.mergers}",
-            k("shocks"),
+            self._dotted("shocks"),
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class GenerateConfig(_Section):
-    """The training set: sightline plan and image store (``cmpipe generate``, :mod:`cmpipe.mapmaking.plan`).
-
-    Attributes
-    ----------
-    images_per_0p1dex : int
-        Target images per 0.1 dex of log10 M200m [count], >= 1 (rounded up to a multiple of
-        ``axes_per_rotation``); the paper: about 3000.
-    max_rotations_per_halo : int
-        Cap on the rotations of one halo [count], >= 1: rare massive halos get more rotations
-        up to it; common low-mass halos are subsampled.
-    axes_per_rotation : int
-        Distinct cardinal axes projected per rotation [count], 1 to 3.
-    split_fractions : tuple of float
-        Train, val and test fractions of the halos, three values >= 0 summing to 1 (train > 0);
-        all images of a halo are in one split.
-    chunk_images : int
-        Images per Zarr chunk (shard) along the image axis [count], >= 1: the unit of work and
-        of writing.
-    seed : int
-        Seed of the plan (subsampling, split, rotations), >= 0.
-    normalisation : str
-        Transform before the global per-channel min-max over the train split: ``log``
-        (log10 with a floor) or ``linear``.
-    log_floor_fraction : float
-        Floor of a channel's log transform as a fraction of the channel's maximum over the
-        train images [dimensionless], in (0, 1): ``log10(max(x, fraction * max))``.
-    test_images_per_halo : int
-        Images kept per test halo [count], >= 0; 0: every planned image. A small value (1 or
-        2) gives many distinct test halos for few test images (:mod:`cmpipe.mapmaking.plan`).
-    """
+    """The training set: sightline plan and image store (``cmpipe generate``, :mod:`cmpipe.mapmaking.plan`)."""
 
     section: ClassVar[str] = "generate"
 
-    images_per_0p1dex: int = 3000
-    max_rotations_per_halo: int = 50
-    axes_per_rotation: int = 3
-    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
-    chunk_images: int = 64
-    seed: int = 0
-    normalisation: str = "log"
-    log_floor_fraction: float = 1e-6
-    test_images_per_halo: int = 0
+    images_per_0p1dex: int = _key(
+        3000, "count",
+        "target images per 0.1 dex of log10 M200m (flat in mass, paper section 2.2), rounded up to a "
+        "multiple of `axes_per_rotation`",
+        Range(ge=1),
+    )
+    max_rotations_per_halo: int = _key(
+        50, "count",
+        "cap on the rotations of one halo: rare massive halos get more rotations up to it, common "
+        "low-mass halos are subsampled",
+        Range(ge=1),
+    )
+    axes_per_rotation: int = _key(3, "count", "distinct cardinal axes projected per rotation", OneOf((1, 2, 3)))
+    split_fractions: tuple[float, ...] = _key(
+        (0.8, 0.1, 0.1), "-",
+        "train, val, test fractions of the halos (all images of a halo in one split; stratified by "
+        "mass): three values >= 0, train > 0, sum 1",
+    )
+    chunk_images: int = _key(
+        64, "count", "images per Zarr chunk (shard) along the image axis: the unit of work and of writing",
+        Range(ge=1),
+    )
+    seed: int = _key(
+        0, "-", "seed of the plan: subsampling, split, and rotation r of halo h from "
+        "`SeedSequence([seed, h, r])`",
+        Range(ge=0),
+    )
+    normalisation: str = _key(
+        "log", "-",
+        "per-channel transform before the global min-max over the train split: `log` (log10 with a "
+        "floor) or `linear`",
+        OneOf(("log", "linear")),
+    )
+    log_floor_fraction: float = _key(
+        1e-6, "-",
+        "floor of the log transform as a fraction of the channel's train maximum: "
+        "log10(max(x, fraction x max))",
+        Range(gt=0, lt=1),
+    )
+    test_images_per_halo: int = _key(
+        0, "count",
+        "images kept per test halo (rotation 0's axes first); 0: every planned image. 1 or 2 gives many "
+        "distinct test halos for few test images",
+        Range(ge=0, note="0: every image"),
+    )
 
     def _validate(self) -> None:
-        k = self._key
-        _require(self.test_images_per_halo >= 0,
-                 f"{k('test_images_per_halo')} must be >= 0 (0: every image); got {self.test_images_per_halo}",
-                 k("test_images_per_halo"))
-        for name in ("images_per_0p1dex", "max_rotations_per_halo", "chunk_images"):
-            value = getattr(self, name)
-            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
-        _require(
-            1 <= self.axes_per_rotation <= 3,
-            f"{k('axes_per_rotation')} must be 1, 2 or 3; got {self.axes_per_rotation}",
-            k("axes_per_rotation"),
-        )
         fr = self.split_fractions
         _require(
             len(fr) == 3 and all(f >= 0.0 for f in fr) and fr[0] > 0.0 and abs(sum(fr) - 1.0) <= 1e-9,
-            f"{k('split_fractions')} must be three fractions (train, val, test), each >= 0, "
+            f"{self._dotted('split_fractions')} must be three fractions (train, val, test), each >= 0, "
             f"train > 0, summing to 1; got {list(fr)}",
-            k("split_fractions"),
-        )
-        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
-        _one_of(self.normalisation, ("log", "linear"), k("normalisation"))
-        _require(
-            0.0 < self.log_floor_fraction < 1.0,
-            f"{k('log_floor_fraction')} must be in (0, 1); got {self.log_floor_fraction}",
-            k("log_floor_fraction"),
+            self._dotted("split_fractions"),
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class InstrumentConfig(_Section):
-    """Instrument effects on the condition maps, all off by default (:mod:`cmpipe.mapmaking.instrument`).
-
-    Attributes
-    ----------
-    redshift : float
-        Observing redshift setting angular scales (beam, pixel solid angle), > 0.
-    beam_fwhm_arcmin : float
-        FWHM of the Gaussian beam on y [arcmin], >= 0 (0: none).
-    y_white_noise : float
-        rms of white noise per pixel on y [dimensionless], >= 0.
-    y_red_noise : float
-        rms of correlated noise per pixel on y [dimensionless], >= 0.
-    y_red_noise_scale_mpc : float
-        Correlation length (Gaussian sigma) of that noise [Mpc], > 0.
-    xray_exposure_s : float
-        Exposure time [s], >= 0 (0: no photon noise on S_X).
-    xray_effective_area_cm2 : float
-        Effective area [cm^2], > 0.
-    xray_photon_energy_kev : float
-        Mean photon energy converting energy to counts [keV], > 0.
-    xray_background : float
-        Background surface brightness [erg s^-1 cm^-2 sr^-1], >= 0.
-    mask_sources : int
-        Point sources masked (discs set to 0 in y and S_X) [count], >= 0.
-    mask_radius_mpc : float
-        Radius of a masked disc [Mpc], > 0.
-    kappa_shape_noise : float
-        Galaxy shape noise sigma_e per ellipticity component on the ``kappa`` channel
-        [dimensionless], >= 0 (0: none).
-    kappa_galaxy_density_arcmin2 : float
-        Source-galaxy density of the shape noise [arcmin^-2], > 0.
-    """
+    """Instrument effects on the condition maps, all off by default (:mod:`cmpipe.mapmaking.instrument`)."""
 
     section: ClassVar[str] = "instrument"
 
-    redshift: float = 0.05
-    beam_fwhm_arcmin: float = 0.0
-    y_white_noise: float = 0.0
-    y_red_noise: float = 0.0
-    y_red_noise_scale_mpc: float = 0.5
-    xray_exposure_s: float = 0.0
-    xray_effective_area_cm2: float = 500.0
-    xray_photon_energy_kev: float = 1.0
-    xray_background: float = 0.0
-    mask_sources: int = 0
-    mask_radius_mpc: float = 0.1
-    kappa_shape_noise: float = 0.0
-    kappa_galaxy_density_arcmin2: float = 30.0
+    redshift: float = _key(
+        0.05, "-", "observing redshift setting the angular scales of the beam and the pixels", Range(gt=0)
+    )
+    beam_fwhm_arcmin: float = _key(0.0, "arcmin", "Gaussian beam FWHM on y (0: none)", Range(ge=0))
+    y_white_noise: float = _key(0.0, "-", "white-noise rms per pixel on y", Range(ge=0))
+    y_red_noise: float = _key(0.0, "-", "correlated-noise rms per pixel on y", Range(ge=0))
+    y_red_noise_scale_mpc: float = _key(
+        0.5, "Mpc", "correlation length (Gaussian sigma) of that noise", Range(gt=0)
+    )
+    xray_exposure_s: float = _key(
+        0.0, "s", "exposure of the S_X photon counts (0: no photon noise)", Range(ge=0)
+    )
+    xray_effective_area_cm2: float = _key(500.0, "cm^2", "effective area", Range(gt=0))
+    xray_photon_energy_kev: float = _key(
+        1.0, "keV", "mean photon energy converting S_X to counts", Range(gt=0)
+    )
+    xray_background: float = _key(
+        0.0, "erg s^-1 cm^-2 sr^-1", "background added before the Poisson draw and subtracted after",
+        Range(ge=0),
+    )
+    mask_sources: int = _key(
+        0, "count", "point sources masked (discs set to 0) in y and S_X", Range(ge=0)
+    )
+    mask_radius_mpc: float = _key(0.1, "Mpc", "radius of a masked disc", Range(gt=0))
+    kappa_shape_noise: float = _key(
+        0.0, "-",
+        "galaxy shape noise sigma_e per component on `kappa`: white noise of rms "
+        "`sigma_e / sqrt(n_gal Omega_pix)` per pixel, `Omega_pix` [arcmin^2] at `lensing.z_lens` "
+        "(0: none)",
+        Range(ge=0),
+    )
+    kappa_galaxy_density_arcmin2: float = _key(
+        30.0, "arcmin^-2", "source-galaxy density `n_gal` of the shape noise", Range(gt=0)
+    )
 
-    def _validate(self) -> None:
-        k = self._key
-        for name in ("redshift", "y_red_noise_scale_mpc", "xray_effective_area_cm2", "xray_photon_energy_kev",
-                     "mask_radius_mpc", "kappa_galaxy_density_arcmin2"):
-            value = getattr(self, name)
-            _require(value > 0, f"{k(name)} must be > 0; got {value}", k(name))
-        for name in ("beam_fwhm_arcmin", "y_white_noise", "y_red_noise", "xray_exposure_s", "xray_background",
-                     "mask_sources", "kappa_shape_noise"):
-            value = getattr(self, name)
-            _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
 
-
+@_document_keys
 @dataclass(frozen=True)
 class LensingConfig(_Section):
     """Lens and source redshifts of the weak-lensing convergence channel ``kappa``.
 
     ``kappa = Sigma_total / Sigma_crit``, ``Sigma_crit = c^2 / (4 pi G) D_s / (D_l D_ls)``
     (physical angular-diameter distances of the ``cosmology``; :mod:`cmpipe.mapmaking.maps`).
-
-    Attributes
-    ----------
-    z_lens : float
-        Redshift of the lens (the clusters), > 0.
-    z_source : float
-        Redshift of the source galaxies, > z_lens.
     """
 
     section: ClassVar[str] = "lensing"
 
-    z_lens: float = 0.3
-    z_source: float = 1.0
+    z_lens: float = _key(
+        0.3, "-",
+        "lens (cluster) redshift of `Sigma_crit = c^2/(4 pi G) D_s/(D_l D_ls)` for `kappa` (and of the "
+        "shape noise's pixel solid angle)",
+        Range(gt=0),
+    )
+    z_source: float = _key(1.0, "-", "source-galaxy redshift of `Sigma_crit`, > `lensing.z_lens`")
 
     def _validate(self) -> None:
-        k = self._key
-        _require(self.z_lens > 0.0, f"{k('z_lens')} must be > 0; got {self.z_lens}", k("z_lens"))
         _require(
             self.z_source > self.z_lens,
-            f"{k('z_source')} must be > lensing.z_lens; got z_source={self.z_source}, z_lens={self.z_lens}",
-            k("z_source"), k("z_lens"),
+            f"{self._dotted('z_source')} must be > lensing.z_lens; "
+            f"got z_source={self.z_source}, z_lens={self.z_lens}",
+            self._dotted("z_source"), self._dotted("z_lens"),
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """The score model (:mod:`cmpipe.model.network`): conditional NCSN++ under the VE SDE.
-
-    Attributes
-    ----------
-    kind : str
-        ``score`` (the conditional score-based diffusion model) or ``unet`` (the deterministic
-        U-Net regression baseline of :mod:`cmpipe.model.unet`, de Andres et al. 2024: same data,
-        training loop and checkpoints; ``nf``, ``ch_mult``, ``num_res_blocks`` set its widths,
-        the other keys are unused).
-    resolution : int
-        Side of the maps the model sees [pixels], > 0: a divisor of ``maps.npix`` (block means
-        of the store's maps) and a multiple of ``2**(len(ch_mult) - 1)``.
-    nf : int
-        Base number of feature maps of NCSN++ [count], > 0.
-    ch_mult : tuple of int
-        Feature multiplier per resolution level, each >= 1 (one level per entry).
-    num_res_blocks : int
-        Residual blocks per resolution level [count], >= 1.
-    attention : bool
-        Self-attention at the lowest resolution.
-    fir : bool
-        FIR-filtered up/down-sampling (2.5-4x slower on CPU).
-    sigma_min : float
-        Smallest noise level of the VE SDE [normalised units], > 0.
-    sigma_max : float
-        Largest noise level [normalised units]: 0 computes it from the training data (the
-        largest pairwise distance between training images, Song & Ermon 2020); else > sigma_min.
-    conditions : tuple of str
-        The model's condition channels, in order: non-empty, no repeats, each a map channel
-        (:data:`KNOWN_MAP_CHANNELS`) other than the targets ``gas_sigma``, ``dm_sigma``. The
-        store must hold them.
-    """
+    """The score model (:mod:`cmpipe.model.network`): conditional NCSN++ under the VE SDE."""
 
     section: ClassVar[str] = "model"
     KINDS: ClassVar[tuple[str, ...]] = ("score", "unet")
 
-    kind: str = "score"
-    resolution: int = 128
-    nf: int = 128
-    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
-    num_res_blocks: int = 2
-    attention: bool = True
-    fir: bool = False
-    sigma_min: float = 0.01
-    sigma_max: float = 0.0
-    conditions: tuple[str, ...] = ("sz_y", "xray_sb")
+    kind: str = _key(
+        "score", "-",
+        "`score`: the conditional score-based diffusion model (posterior samples); `unet`: the "
+        "deterministic U-Net regression baseline (de Andres et al. 2024, :mod:`cmpipe.model.unet`), same "
+        "data, training loop, checkpoints and evaluation, its point estimate repeated as every "
+        "\"sample\" (zero spread: NaN standardized errors, no sample-variance convergence); `nf`, "
+        "`ch_mult`, `num_res_blocks` set its widths, the other keys are unused",
+        OneOf(KINDS),
+    )
+    resolution: int = _key(
+        128, "pixels",
+        "side of the maps the model sees: a divisor of `maps.npix` (block means of the physical maps) "
+        "and a positive multiple of 2^(len(ch_mult) - 1)",
+    )
+    nf: int = _key(128, "count", "base number of feature maps of NCSN++", Range(ge=1))
+    ch_mult: tuple[int, ...] = _key(
+        (1, 2, 2, 2), "-", "feature multiplier per resolution level (one level per entry), each >= 1"
+    )
+    num_res_blocks: int = _key(2, "count", "residual blocks per resolution level", Range(ge=1))
+    attention: bool = _key(True, "-", "self-attention at the lowest resolution")
+    fir: bool = _key(False, "-", "FIR-filtered up/down-sampling (2.5-4x slower on CPU)")
+    sigma_min: float = _key(0.01, "normalised", "smallest noise level of the VE SDE", Range(gt=0))
+    sigma_max: float = _key(
+        0.0, "normalised",
+        "largest noise level; 0: computed from the training data (largest pairwise distance of up to "
+        "1000 normalised training images, Song & Ermon 2020), recorded in every checkpoint; else "
+        "> sigma_min",
+    )
+    conditions: tuple[str, ...] = _key(
+        ("sz_y", "xray_sb"), "-",
+        "the model's condition channels, in order: map channels (`maps.channels`) other than the "
+        "targets `gas_sigma`, `dm_sigma`, e.g. `[sz_y, xray_sb, kappa]`; recorded in checkpoints, used "
+        "by inference and evaluation (one `input_<name>` spectra baseline each)",
+        NonEmpty(), OneOf(tuple(c for c in KNOWN_MAP_CHANNELS if c not in MODEL_TARGETS)),
+        Distinct("channel"),
+    )
 
     def _validate(self) -> None:
-        k = self._key
-        _one_of(self.kind, self.KINDS, k("kind"))
-        _require(len(self.conditions) > 0, f"{k('conditions')} must not be empty", k("conditions"))
-        allowed = tuple(c for c in KNOWN_MAP_CHANNELS if c not in MODEL_TARGETS)
-        for i, name in enumerate(self.conditions):
-            _one_of(name, allowed, f"{k('conditions')}[{i}]")
-        _require(
-            len(set(self.conditions)) == len(self.conditions),
-            f"{k('conditions')} must not repeat a channel; got {list(self.conditions)}",
-            k("conditions"),
-        )
-        for name in ("nf", "num_res_blocks"):
-            value = getattr(self, name)
-            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
+        k = self._dotted
         _require(
             len(self.ch_mult) >= 1 and all(m >= 1 for m in self.ch_mult),
             f"{k('ch_mult')} must be a non-empty list of ints >= 1; got {list(self.ch_mult)}",
@@ -907,7 +937,6 @@ class ModelConfig(_Section):
             f"got {self.resolution}",
             k("resolution"), k("ch_mult"),
         )
-        _require(self.sigma_min > 0.0, f"{k('sigma_min')} must be > 0; got {self.sigma_min}", k("sigma_min"))
         _require(
             self.sigma_max == 0.0 or self.sigma_max > self.sigma_min,
             f"{k('sigma_max')} must be 0 (from the data) or > sigma_min; "
@@ -916,254 +945,148 @@ class ModelConfig(_Section):
         )
 
 
+@_document_keys
 @dataclass(frozen=True)
 class TrainConfig(_Section):
-    """Training of the score model (:mod:`cmpipe.model.training`).
-
-    Attributes
-    ----------
-    batch_size : int
-        Images per optimizer step [count], >= 1 (over all workers under Ray Train).
-    lr : float
-        Adam learning rate after the warm-up, > 0.
-    warmup_steps : int
-        Steps of linear learning-rate warm-up [count], >= 0.
-    clip_norm : float
-        Gradient-norm clipping threshold, >= 0 (0: no clipping).
-    ema_decay : float
-        Decay of the exponential moving average of the weights, in [0, 1).
-    max_steps : int
-        Optimizer steps of the run [count], >= 1.
-    checkpoint_every : int
-        Steps between checkpoints [count], >= 1 (and one at the end).
-    keep_checkpoints : int
-        Checkpoints kept, the latest [count], >= 1.
-    val_every : int
-        Steps between validation losses [count], >= 1.
-    val_batches : int
-        Batches of the val split per validation loss [count], >= 1.
-    num_workers : int
-        DataLoader worker processes per training process [count], >= 0.
-    augment : bool
-        Random flips and quarter turns of the training images (same for maps and conditions).
-    use_gpu : bool
-        Train on GPUs (Ray Train); false: CPU.
-    seed : int
-        Seed of initialisation, batches, augmentation and noise, >= 0.
-    unet_baseline_steps : int
-        Steps of the U-Net regression baseline [count], >= 0: ``cmpipe pipeline`` / ``cmpipe demo``
-        also train a ``model.kind: unet`` model on the same store with the other settings of this
-        section (into ``OUT/run_unet``) and evaluate it on the same test images as a baseline
-        (``RESULTS/baselines/unet``); 0: none.
-    """
+    """Training of the score model (:mod:`cmpipe.model.training`)."""
 
     section: ClassVar[str] = "train"
 
-    batch_size: int = 32
-    lr: float = 2e-4
-    warmup_steps: int = 1000
-    clip_norm: float = 1.0
-    ema_decay: float = 0.999
-    max_steps: int = 200000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    val_every: int = 1000
-    val_batches: int = 4
-    num_workers: int = 1
-    augment: bool = True
-    use_gpu: bool = False
-    seed: int = 0
-    unet_baseline_steps: int = 0
-
-    def _validate(self) -> None:
-        k = self._key
-        for name in ("batch_size", "max_steps", "checkpoint_every", "keep_checkpoints", "val_every", "val_batches"):
-            value = getattr(self, name)
-            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
-        for name in ("warmup_steps", "num_workers", "seed", "unet_baseline_steps"):
-            value = getattr(self, name)
-            _require(value >= 0, f"{k(name)} must be >= 0; got {value}", k(name))
-        _require(self.lr > 0.0, f"{k('lr')} must be > 0; got {self.lr}", k("lr"))
-        _require(self.clip_norm >= 0.0, f"{k('clip_norm')} must be >= 0; got {self.clip_norm}", k("clip_norm"))
-        _require(
-            0.0 <= self.ema_decay < 1.0, f"{k('ema_decay')} must be in [0, 1); got {self.ema_decay}",
-            k("ema_decay"),
-        )
+    batch_size: int = _key(32, "count", "images per optimizer step, over all workers (Ray Train)", Range(ge=1))
+    lr: float = _key(2e-4, "-", "Adam learning rate after the warm-up", Range(gt=0))
+    warmup_steps: int = _key(1000, "count", "steps of linear learning-rate warm-up", Range(ge=0))
+    clip_norm: float = _key(1.0, "-", "gradient-norm clipping threshold (0: none)", Range(ge=0))
+    ema_decay: float = _key(
+        0.999, "-", "decay of the exponential moving average of the weights (torch_ema, with its warm-up)",
+        Range(ge=0, lt=1),
+    )
+    max_steps: int = _key(200000, "count", "optimizer steps of the run", Range(ge=1))
+    checkpoint_every: int = _key(1000, "count", "steps between checkpoints, plus one at the end", Range(ge=1))
+    keep_checkpoints: int = _key(3, "count", "latest checkpoints kept", Range(ge=1))
+    val_every: int = _key(
+        1000, "count", "steps between validation losses (EMA weights, fixed noise)", Range(ge=1)
+    )
+    val_batches: int = _key(4, "count", "val-split batches per validation loss", Range(ge=1))
+    num_workers: int = _key(1, "count", "DataLoader worker processes per training process", Range(ge=0))
+    augment: bool = _key(
+        True, "-", "random flips and quarter turns of training images, the same for maps and conditions"
+    )
+    use_gpu: bool = _key(False, "-", "train on GPUs (Ray Train); `false`: CPU")
+    seed: int = _key(0, "-", "seed of initialisation, batches, augmentation and loss noise", Range(ge=0))
+    unet_baseline_steps: int = _key(
+        0, "count",
+        "steps of the U-Net regression baseline that `cmpipe pipeline` / `cmpipe demo` also train on "
+        "the same store (`model.kind: unet`, the other `train` settings, into `OUT/run_unet/`) and "
+        "evaluate on the same test images as a baseline (`RESULTS/baselines/unet/`); 0: none",
+        Range(ge=0),
+    )
 
 
-SAMPLER_NAMES = ("em", "pc", "heun", "dpm2m", "edm")
-
-
+@_document_keys
 @dataclass(frozen=True)
 class InferConfig(_Section):
-    """Posterior sampling of the test split (:mod:`cmpipe.pipeline.infer`).
-
-    Attributes
-    ----------
-    n_samples : int
-        Posterior samples per test image [count], >= 2 (the paper: 50).
-    sampler : str
-        One of :data:`SAMPLER_NAMES`: ``em`` reverse-SDE Euler-Maruyama (the paper's), ``pc``
-        predictor-corrector, ``heun`` probability-flow ODE (Heun, EDM schedule), ``dpm2m``
-        DPM-Solver++(2M), ``edm`` the stochastic EDM sampler (Heun with churn)
-        (:mod:`cmpipe.model.sampling`).
-    steps : int
-        Sampler steps [count], >= 1.
-    denoise : bool
-        End with one denoising (Tweedie) step at sigma_min.
-    batch_size : int
-        Network rows (image x sample) per forward pass [count], >= 1.
-    images_per_batch : int
-        Test images per Ray Data batch handed to an actor [count], >= 1.
-    actors : int
-        Size of the Ray Data actor pool [count], >= 1.
-    cpus_per_actor : float
-        CPUs reserved by one actor (fractional allowed), > 0.
-    gpus_per_actor : float
-        GPUs of one actor [count], >= 0 (0: CPU).
-    threads_per_actor : int
-        torch threads inside one actor [count], >= 1.
-    save_samples : bool
-        Also write every sample to ``posterior.zarr`` (else only the mean and standard deviation).
-    seed : int
-        Image ``i`` of the store samples from seed ``[seed, i]``: independent of batching, >= 0.
-    """
+    """Posterior sampling of the test split (:mod:`cmpipe.pipeline.infer`)."""
 
     section: ClassVar[str] = "infer"
 
-    n_samples: int = 50
-    sampler: str = "em"
-    steps: int = 1000
-    denoise: bool = True
-    batch_size: int = 64
-    images_per_batch: int = 4
-    actors: int = 1
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 1.0
-    threads_per_actor: int = 4
-    save_samples: bool = False
-    seed: int = 0
+    n_samples: int = _key(50, "count", "posterior samples per test image (the paper: 50)", Range(ge=2))
+    sampler: str = _key(
+        "em", "-",
+        "`em` reverse-SDE Euler-Maruyama (the paper's), `pc` predictor-corrector, `heun` "
+        "probability-flow ODE (Heun, EDM schedule), `dpm2m` DPM-Solver++(2M), `edm` the stochastic EDM "
+        "sampler (Heun with churn) (:mod:`cmpipe.model.sampling`)",
+        OneOf(_sampler_names, "a name in :data:`cmpipe.model.sampling.SAMPLERS`"),
+    )
+    steps: int = _key(1000, "count", "sampler steps", Range(ge=1))
+    denoise: bool = _key(True, "-", "end with one denoising (Tweedie) step at sigma_min")
+    batch_size: int = _key(64, "count", "network rows (image x sample) per forward pass", Range(ge=1))
+    images_per_batch: int = _key(
+        4, "count", "test images per Ray Data batch handed to an actor", Range(ge=1)
+    )
+    actors: int = _key(1, "count", "size of the Ray Data actor pool", Range(ge=1))
+    cpus_per_actor: float = _key(1.0, "count", "CPUs reserved by one actor (fractional allowed)", Range(gt=0))
+    gpus_per_actor: float = _key(1.0, "count", "GPUs of one actor (0: CPU)", Range(ge=0))
+    threads_per_actor: int = _key(4, "count", "torch threads inside one actor", Range(ge=1))
+    save_samples: bool = _key(
+        False, "-", "also write every sample to `posterior.zarr` (else only the mean and standard deviation)"
+    )
+    seed: int = _key(
+        0, "-", "test image i samples from seed [seed, i]: the same whatever the batching", Range(ge=0)
+    )
 
-    def _validate(self) -> None:
-        k = self._key
-        _require(self.n_samples >= 2, f"{k('n_samples')} must be >= 2; got {self.n_samples}", k("n_samples"))
-        _one_of(self.sampler, SAMPLER_NAMES, k("sampler"))
-        for name in ("steps", "batch_size", "images_per_batch", "actors", "threads_per_actor"):
-            value = getattr(self, name)
-            _require(value >= 1, f"{k(name)} must be >= 1; got {value}", k(name))
-        _require(self.cpus_per_actor > 0, f"{k('cpus_per_actor')} must be > 0; got {self.cpus_per_actor}",
-                 k("cpus_per_actor"))
-        _require(self.gpus_per_actor >= 0, f"{k('gpus_per_actor')} must be >= 0; got {self.gpus_per_actor}",
-                 k("gpus_per_actor"))
-        _require(self.seed >= 0, f"{k('seed')} must be >= 0; got {self.seed}", k("seed"))
 
-
+@_document_keys
 @dataclass(frozen=True)
 class EvaluateConfig(_Section):
-    """The paper's section 4 metrics and report (:mod:`cmpipe.evaluation.image`, ``cmpipe report``).
-
-    Attributes
-    ----------
-    test_log10_m_min_msun_h, test_log10_m_max_msun_h : float
-        Test images outside [min, max) of log10 M200m [log10 Msun/h] are left out of the
-        summaries (the paper tests on an inner mass range).
-    mass_split_log10_msun_h : float
-        Low / high mass boundary of Table 1 and the split figures [log10 Msun/h]; 0 (default):
-        the log midpoint of the evaluated test halos' masses (:func:`cmpipe.evaluation.report.resolve_mass_split`).
-    k_split_mpc_inv : float
-        Large / small scale boundary of Table 1 [Mpc^-1]; 0: sqrt(k_F k_Nyq) of the model's grid.
-    convergence_tolerance : float
-        Converged once the Monte-Carlo error of the posterior mean, sigma / sqrt(n), is below this
-        fraction of its actual error |mean_n - truth| (median over the pixels within R200m,
-        :func:`cmpipe.evaluation.metrics.mean_convergence`) [dimensionless]; 0.25: a calibrated posterior
-        needs about 35 samples.
-    """
+    """The paper's section 4 metrics and report (:mod:`cmpipe.evaluation.image`, ``cmpipe report``)."""
 
     section: ClassVar[str] = "evaluate"
 
-    test_log10_m_min_msun_h: float = 13.75
-    test_log10_m_max_msun_h: float = 15.25
-    mass_split_log10_msun_h: float = 0.0
-    k_split_mpc_inv: float = 0.0
-    convergence_tolerance: float = 0.25
+    test_log10_m_min_msun_h: float = _key(
+        13.75, "log10 Msun/h",
+        "lower bound of the evaluated test masses: test images outside [min, max) of log10 M200m are "
+        "left out of the summaries",
+    )
+    test_log10_m_max_msun_h: float = _key(
+        15.25, "log10 Msun/h", "upper bound of the evaluated test masses, > the lower bound"
+    )
+    mass_split_log10_msun_h: float = _key(
+        0.0, "log10 Msun/h",
+        "low / high mass boundary of Table 1 and the split figures; 0: the log midpoint of the "
+        "evaluated test halos' masses (:func:`cmpipe.evaluation.report.resolve_mass_split`)",
+        Range(ge=0, note="0: the log midpoint of the test halos"),
+    )
+    k_split_mpc_inv: float = _key(
+        0.0, "Mpc^-1", "large / small scale boundary of Table 1; 0: sqrt(k_F k_Nyq) of the model's grid",
+        Range(ge=0),
+    )
+    convergence_tolerance: float = _key(
+        0.25, "-",
+        "converged once the Monte-Carlo error of the posterior mean, sigma / sqrt(n), is below this "
+        "fraction of its actual error |mean_n - truth| (median over the pixels within R200m, "
+        ":func:`cmpipe.evaluation.metrics.mean_convergence`); 0.25: a calibrated posterior needs "
+        "about 35 samples",
+        Range(gt=0),
+    )
 
     def _validate(self) -> None:
-        k = self._key
+        k = self._dotted
         _require(
             self.test_log10_m_min_msun_h < self.test_log10_m_max_msun_h,
             f"{k('test_log10_m_min_msun_h')} must be < {k('test_log10_m_max_msun_h')}",
             k("test_log10_m_min_msun_h"), k("test_log10_m_max_msun_h"),
         )
-        _require(self.mass_split_log10_msun_h >= 0,
-                 f"{k('mass_split_log10_msun_h')} must be >= 0 (0: the log midpoint of the test halos); "
-                 f"got {self.mass_split_log10_msun_h}", k("mass_split_log10_msun_h"))
-        _require(self.k_split_mpc_inv >= 0, f"{k('k_split_mpc_inv')} must be >= 0; got {self.k_split_mpc_inv}",
-                 k("k_split_mpc_inv"))
-        _require(self.convergence_tolerance > 0,
-                 f"{k('convergence_tolerance')} must be > 0; got {self.convergence_tolerance}",
-                 k("convergence_tolerance"))
 
 
+@_document_keys
 @dataclass(frozen=True)
 class RenderConfig(_Section):
-    """Which halo to render and how (``cmpipe render-halo``).
-
-    Attributes
-    ----------
-    halo_id : int
-        Identifier of the halo within its source, >= 0.
-    axis : int
-        Line-of-sight axis: 0 (x), 1 (y) or 2 (z), applied after the rotation.
-    rotation_seed : int
-        Seed of a uniformly random rotation of the halo; -1 means no rotation (identity).
-    save_npz : bool
-        Also save the maps as a NumPy ``.npz`` next to the figures.
-    """
+    """Which halo to render and how (``cmpipe render-halo``)."""
 
     section: ClassVar[str] = "render"
 
-    halo_id: int = 0
-    axis: int = 2
-    rotation_seed: int = -1
-    save_npz: bool = True
-
-    def _validate(self) -> None:
-        k = self._key
-        _require(
-            self.halo_id >= 0, f"{k('halo_id')} must be >= 0; got {self.halo_id}", k("halo_id")
-        )
-        _require(
-            self.axis in (0, 1, 2), f"{k('axis')} must be 0, 1 or 2; got {self.axis}", k("axis")
-        )
-        _require(
-            self.rotation_seed >= -1,
-            f"{k('rotation_seed')} must be >= 0, or -1 for no rotation; got {self.rotation_seed}",
-            k("rotation_seed"),
-        )
+    halo_id: int = _key(0, "-", "halo to render, within its source", Range(ge=0))
+    axis: int = _key(
+        2, "-", "line-of-sight axis: 0 (x), 1 (y) or 2 (z), applied after the rotation", OneOf((0, 1, 2))
+    )
+    rotation_seed: int = _key(
+        -1, "-", "seed of a uniformly random rotation of the halo; -1 = no rotation",
+        Range(ge=-1, text=">= 0, or -1 for no rotation"),
+    )
+    save_npz: bool = _key(True, "-", "also save the maps as a NumPy `.npz` next to the figures")
 
 
+@_document_keys
 @dataclass(frozen=True)
 class RunConfig(_Section):
-    """Where a run writes, and how loudly.
-
-    Attributes
-    ----------
-    out : str
-        Output directory of the run (created when the run writes).
-    log_level : str
-        Logging level, one of :data:`LOG_LEVELS` (any case; stored upper-case).
-    """
+    """Where a run writes, and how loudly."""
 
     section: ClassVar[str] = "run"
 
-    out: str = "runs/default"
-    log_level: str = "INFO"
-
-    def _validate(self) -> None:
-        k = self._key
-        _require(bool(self.out.strip()), f"{k('out')} must not be empty", k("out"))
-        object.__setattr__(self, "log_level", self.log_level.upper())
-        _one_of(self.log_level, LOG_LEVELS, k("log_level"))
+    out: str = _key("runs/default", "path", "output directory (`--out` overrides it)", NonEmpty())
+    log_level: str = _key(
+        "INFO", "-", "logging level (any case; stored upper-case)", OneOf(LOG_LEVELS), convert=str.upper
+    )
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ FAST_BUFFER_MAX_PIX = 256.0
 
 __all__ = [
     "FAST_SEPARABLE_BELOW_PIX",
-    "BACKENDS", "MapGrid", "project", "register_backend", "default_num_threads"]
+    "BACKEND_NAMES", "BACKENDS", "MapGrid", "project", "register_backend", "default_num_threads"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,11 @@ class MapGrid:
         """Pixel-centre coordinates along one axis [Mpc], shape (npix,)."""
         return (np.arange(self.npix) + 0.5) * self.pixel_mpc - 0.5 * self.extent_mpc
 
+
+#: The backends' names, the reference ``exact`` first: what ``maps.backend`` accepts. The single
+#: list of them: :mod:`cmpipe.config` reads this literal without importing numba, and a test
+#: checks that :data:`BACKENDS` registers exactly these.
+BACKEND_NAMES: tuple[str, ...] = ("exact", "mesh3d", "fast")
 
 Backend = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, MapGrid, int], np.ndarray]
 #: name -> backend(x, y, z, support, weights, grid, num_threads) -> (C, npix, npix)
