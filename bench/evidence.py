@@ -72,9 +72,9 @@ def _point(cfg, paths: dict[str, Path], step: int, samples: int) -> Path:
 
 def _numbers(results: Path) -> dict[str, Any]:
     """The report of one point (written to ``results/report``): numbers, baselines' numbers, skills."""
-    from cmpipe.evaluation.report import make_report
+    from cmpipe.stages.report import run
 
-    written = make_report(results, results / "report")
+    written = run(None, {"results": results, "report": results / "report"})
     skills = {k: {"best": v["best"], "skill": v["skill"].value, "lo": v["skill"].lo, "hi": v["skill"].hi,
                   "not_better_than": list(v["not_better_than"])} for k, v in written["skills"].items()}
     return {"model": written["numbers"], "baselines": written["baseline_numbers"], "skills": skills}

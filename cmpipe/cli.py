@@ -581,9 +581,9 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_report(args: argparse.Namespace, cfg: Config) -> int:
     """Figures, Table 1 and the summaries from the tables only (no model); ``--out``: default RESULTS/report."""
-    from cmpipe.evaluation.report import make_report
+    from cmpipe.stages.report import run
 
-    written = make_report(args.results, args.out)
+    written = run(cfg, {"results": args.results, "report": args.out})
     print(written.get("headline_text", ""))
     print(written["report"])
     return 0
@@ -598,7 +598,7 @@ def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
     """Side-by-side Table 1, mass errors, profiles and spectra of several results, on their common images."""
-    from cmpipe.evaluation.report import compare_reports
+    from cmpipe.stages.report import run_compare
 
     pairs = {}
     for item in args.results:
@@ -608,7 +608,7 @@ def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
         pairs[label] = path
     if len(pairs) < 2:
         raise ConfigError("cmpipe compare needs at least two --results LABEL=RESULTS")
-    written = compare_reports(pairs, cfg.run.out if args.out is not None else "runs/comparison")
+    written = run_compare(cfg, pairs, cfg.run.out if args.out is not None else "runs/comparison")
     print(written["report"])
     return 0
 

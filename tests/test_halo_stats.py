@@ -146,12 +146,13 @@ def test_model_equal_to_truth_has_zero_error_and_perfect_skill(tmp_path):
     from test_report import _build
 
     from cmpipe.evaluation.report import make_report
+    from cmpipe.stages.report import recorded_evaluate
 
     log10_m = np.linspace(13.6, 14.9, 6)
     results = _build(tmp_path / "res", log10_m, save_samples=False, kind="perfect", ns=3)
     _build(tmp_path / "res" / "baselines" / "scaled", log10_m, save_samples=False, kind="scaled", ns=3,
            tables_only=True)
-    written = make_report(results)
+    written = make_report(results, evaluate_of=recorded_evaluate)
     numbers = written["numbers"]
     for c in ("gas_sigma", "dm_sigma"):
         for key in ("profile_central", "profile_outer", "mass_r500c", "mass_r200m", "mass_whole"):
@@ -164,7 +165,7 @@ def test_model_equal_to_truth_has_zero_error_and_perfect_skill(tmp_path):
     # A second baseline that is perfect too: the model is not better than it, and says so.
     _build(tmp_path / "res" / "baselines" / "oracle", log10_m, save_samples=False, kind="perfect", ns=3,
            tables_only=True)
-    written = make_report(results)
+    written = make_report(results, evaluate_of=recorded_evaluate)
     text = written["report"].read_text()
     assert "not better** than the `oracle` baseline" in text
 

@@ -21,7 +21,9 @@ from cmpipe.evaluation.image import Grid, evaluate_image
 from cmpipe.evaluation.metrics import scale_split_k
 from cmpipe.evaluation.halo_stats import BOOTSTRAP_SEED, N_BOOTSTRAP
 from cmpipe.evaluation.metrics import log_k_weights
-from cmpipe.evaluation.report import calibration_summary, compare_reports, make_report, mass_error_summary, table1, z_summary
+from cmpipe.evaluation.compare import compare_reports
+from cmpipe.evaluation.report import calibration_summary, make_report, mass_error_summary, table1, z_summary
+from cmpipe.stages.report import recorded_evaluate
 from cmpipe.store.posterior import open_or_create, write_image
 from cmpipe.store.tables import TableError, read_table, to_table, write_images_table, write_part
 
@@ -101,7 +103,7 @@ def _build(results, log10_m: np.ndarray, save_samples: bool, seed: int = 0, unet
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     results = _build(tmp_path_factory.mktemp("full"), np.linspace(13.6, 14.9, 8), save_samples=False, halos=HALOS_8)
-    return results, make_report(results)
+    return results, make_report(results, evaluate_of=recorded_evaluate)
 
 
 def test_every_file_written(full):
@@ -207,7 +209,7 @@ def test_mass_errors_match_numpy(full):
 
 def test_empty_high_bin_and_tarp(tmp_path):
     results = _build(tmp_path / "low", np.array([13.6, 13.8, 14.0]), save_samples=True, seed=1)
-    written = make_report(results)
+    written = make_report(results, evaluate_of=recorded_evaluate)
     t1 = pd.read_csv(written["table1.csv"])
     high = t1[t1.mass_bin == "high"]
     if load_config("demo").evaluate.mass_split_log10_msun_h > 0:  # 14.25: no test halo above it
@@ -223,7 +225,7 @@ def test_empty_high_bin_and_tarp(tmp_path):
 
 def test_missing_tables_raise(tmp_path):
     with pytest.raises(TableError, match=str(tmp_path / "tables" / "clusters")):
-        make_report(tmp_path)
+        make_report(tmp_path, evaluate_of=recorded_evaluate)
 
 
 def test_table1_empty_spectra():
@@ -270,7 +272,7 @@ def _check_comparison(written, models: dict, common: np.ndarray) -> None:
 
 def test_compare_two_models(full, models, tmp_path):
     two = {k: models[k] for k in ("diffusion", "U-Net")}
-    written = compare_reports(two, tmp_path / "cmp")
+    written = compare_reports(two, tmp_path / "cmp", evaluate_of=recorded_evaluate)
     for name in COMPARISON_FILES:
         assert written[name].is_file() and written[name].parent == tmp_path / "cmp", name
         if name.endswith(".png"):
@@ -305,7 +307,7 @@ def test_compare_two_models(full, models, tmp_path):
 
 
 def test_compare_differing_images(models, tmp_path):
-    written = compare_reports(models, tmp_path / "cmp")
+    written = compare_reports(models, tmp_path / "cmp", evaluate_of=recorded_evaluate)
     common = np.arange(5) * 3
     np.testing.assert_array_equal(written["common_images"], common)
     assert written["images"]["diffusion"].size == 8 and written["images"]["subset"].size == 5
@@ -319,7 +321,7 @@ def test_compare_differing_images(models, tmp_path):
 
 def test_compare_needs_two(full, tmp_path):
     with pytest.raises(ValueError, match="at least two"):
-        compare_reports({"diffusion": full[0]}, tmp_path)
+        compare_reports({"diffusion": full[0]}, tmp_path, evaluate_of=recorded_evaluate)
 
 
 def test_cli_compare(models, tmp_path, capsys):

@@ -4,5 +4,6 @@
 - :mod:`.image`: every metric of one test image (a row of the Parquet tables);
 - :mod:`.halo_stats`: summaries over halos with bootstrap intervals;
 - :mod:`.baselines`: the trivial baselines (mass only, per-pixel regression);
-- :mod:`.report`: the paper's figures, Table 1 and the comparison of runs.
+- :mod:`.report`: the paper's figures, Table 1 and the summaries of one run;
+- :mod:`.compare`: several runs side by side on their common images.
 """

@@ -12,9 +12,10 @@ Aggregation is done by small named functions (:func:`table1`, :func:`mass_error_
 evaluate.mass_split_log10_msun_h``, ``high`` the rest. A bin without images gives NaN cells
 (written "no images"), never an error.
 
-:func:`compare_reports` puts two or more results directories (e.g. the diffusion model and the
-U-Net baseline, ``model.kind`` ``score`` / ``unet``) side by side with the same metrics, on the
-images they have in common.
+The ``evaluate`` settings are those the results were made with: the caller passes the parser of
+the posterior store's ``config_yaml`` (:func:`cmpipe.stages.report.recorded_evaluate`); this
+module never sees a whole :class:`cmpipe.config.Config`. :mod:`cmpipe.evaluation.compare` puts
+two or more results directories side by side with the same aggregations.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,12 +43,14 @@ from cmpipe.evaluation.halo_stats import (
     summarise,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.config import EvaluateConfig
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "MASS_BINS",
     "REFERENCES",
-    "compare_reports",
     "convergence_summary",
     "coverage_summary",
     "headline_numbers",
@@ -76,8 +80,6 @@ _TABLES = ("clusters", "profiles", "spectra", "convergence", "zhist", "coverage"
 #: What :func:`make_report` writes into its directory (marked ``report``; anything else there is refused).
 REPORT_NAMES = ("fig*.png", "table1.csv", "table1.md", "mass_errors.csv", "mass_errors.md", "calibration.md",
                 "report.md", "profile_errors.csv")
-#: What :func:`compare_reports` writes into its directory (marked ``comparison``).
-COMPARISON_NAMES = ("comparison*.png", "comparison_*.csv", "comparison.md")
 
 
 def _check_results_dir(results: Path) -> Path:
@@ -92,13 +94,15 @@ def _check_results_dir(results: Path) -> Path:
 # --------------------------------------------------------------------------- reading
 
 
-def report_settings(attrs: Mapping[str, Any]) -> dict[str, float]:
-    """The ``evaluate`` settings of the run, from the posterior store's root attributes.
+def report_settings(attrs: Mapping[str, Any], evaluate: EvaluateConfig) -> dict[str, float]:
+    """The ``evaluate`` settings of the run, with the k split resolved on the model's grid.
 
     Parameters
     ----------
     attrs : mapping
-        ``posterior.zarr`` attributes: ``config_yaml``, ``resolution``, ``pixel_mpc`` [Mpc].
+        ``posterior.zarr`` attributes: ``resolution``, ``pixel_mpc`` [Mpc].
+    evaluate : EvaluateConfig
+        The ``evaluate`` section the results were made with (recorded in ``config_yaml``).
 
     Returns
     -------
@@ -108,17 +112,12 @@ def report_settings(attrs: Mapping[str, Any]) -> dict[str, float]:
         of the model's grid when the config says 0), ``tolerance``, ``test_min``, ``test_max``
         [log10 Msun/h].
     """
-    import yaml
-
-    from cmpipe.config import config_from_dict
     from cmpipe.evaluation.metrics import scale_split_k
 
-    cfg = config_from_dict(yaml.safe_load(attrs["config_yaml"]), "posterior.zarr config_yaml")
-    ev = cfg.evaluate
-    k_split = ev.k_split_mpc_inv or scale_split_k(int(attrs["resolution"]), float(attrs["pixel_mpc"]))
-    return {"mass_split": float(ev.mass_split_log10_msun_h), "k_split": float(k_split),
-            "tolerance": float(ev.convergence_tolerance), "test_min": float(ev.test_log10_m_min_msun_h),
-            "test_max": float(ev.test_log10_m_max_msun_h)}
+    k_split = evaluate.k_split_mpc_inv or scale_split_k(int(attrs["resolution"]), float(attrs["pixel_mpc"]))
+    return {"mass_split": float(evaluate.mass_split_log10_msun_h), "k_split": float(k_split),
+            "tolerance": float(evaluate.convergence_tolerance), "test_min": float(evaluate.test_log10_m_min_msun_h),
+            "test_max": float(evaluate.test_log10_m_max_msun_h)}
 
 
 def resolve_mass_split(settings: dict[str, float], clusters: pd.DataFrame) -> dict[str, float]:
@@ -153,14 +152,17 @@ def read_baselines(results: str | os.PathLike[str]) -> dict[str, dict[str, pd.Da
     return {name: _read_tables(path, images=False) for name, path in find_baselines(results).items()}
 
 
-def _read_results(results: Path) -> tuple[dict[str, pd.DataFrame], Any, dict[str, Any], dict[str, float]]:
-    """``(tables, posterior group, its attrs, report_settings)`` of a results directory."""
+def _read_results(
+    results: Path, evaluate_of: Callable[[str], EvaluateConfig]
+) -> tuple[dict[str, pd.DataFrame], Any, dict[str, Any], dict[str, float]]:
+    """``(tables, posterior group, its attrs, report_settings)`` of a results directory;
+    ``evaluate_of`` parses the store's ``config_yaml`` into its ``evaluate`` section."""
     from cmpipe.store.posterior import open_posterior
 
     frames = _read_tables(results)
     group = open_posterior(results)
     attrs = dict(group.attrs)
-    return frames, group, attrs, report_settings(attrs)
+    return frames, group, attrs, report_settings(attrs, evaluate_of(attrs["config_yaml"]))
 
 
 def channel_units(attrs: Mapping[str, Any]) -> dict[str, str]:
@@ -839,7 +841,34 @@ def _example_rows(log10_m: np.ndarray, done: np.ndarray, k: int, halo_id: np.nda
     return rows[pick]
 
 
-def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+@dataclass
+class _Outputs:
+    """An output directory and what has been written into it (file name -> path)."""
+
+    out: Path
+    written: dict[str, Any] = field(default_factory=dict)
+
+    def figure(self, fig, name: str) -> None:
+        """Save ``fig`` as ``name`` (:func:`_save`)."""
+        self.written[name] = _save(fig, self.out / name)
+
+    def csv(self, frame: pd.DataFrame, name: str) -> None:
+        """Write ``frame`` as ``name`` (no index)."""
+        frame.to_csv(self.out / name, index=False)
+        self.written[name] = self.out / name
+
+    def text(self, text: str, name: str) -> None:
+        """Write ``text`` as ``name``."""
+        (self.out / name).write_text(text)
+        self.written[name] = self.out / name
+
+
+def make_report(
+    results: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    evaluate_of: Callable[[str], EvaluateConfig],
+) -> dict[str, Any]:
     """Write the evaluation report of a results directory of ``cmpipe infer``.
 
     Parameters
@@ -849,6 +878,10 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     out : str or path-like, optional
         Output directory; default ``RESULTS/report``. New, empty, or a report directory of
         cmpipe (it is marked as one); any other directory is refused before any work.
+    evaluate_of : callable
+        The ``evaluate`` section the results were made with, from the ``config_yaml``
+        attribute of the posterior store (:func:`cmpipe.stages.report.recorded_evaluate`);
+        called once the tables are read, so a missing table is reported first.
 
     Returns
     -------
@@ -867,40 +900,71 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     cmpipe.store.posterior.PosteriorStoreError
         If the posterior store is missing.
     """
-    from cmpipe.evaluation.metrics import max_coverage_deviation
-    from cmpipe.plots import evaluation as plots
-
     from cmpipe.store.outputs import claim_directory
 
     results = _check_results_dir(Path(results))
     out = claim_directory(Path(out) if out is not None else results / "report", "report", names=REPORT_NAMES,
                           what="report directory")
-    frames, group, attrs, settings = _read_results(results)
+    frames, group, attrs, settings = _read_results(results, evaluate_of)
     settings = resolve_mass_split(settings, frames["clusters"])
-    split, k_split, tol = settings["mass_split"], settings["k_split"], settings["tolerance"]
     units = channel_units(attrs)
-    pixel = float(attrs["pixel_mpc"])
     baselines = read_baselines(results)
     out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {}
-    numbers: dict[str, float] = {}
+    files = _Outputs(out)
     cl = frames["clusters"]
     n_halos, n_images = int(cl["halo_id"].nunique()), int(cl["image_index"].nunique())
     counts_note = f"n_halos = {n_halos}, n_images = {n_images}"
 
-    def save(fig, name: str) -> None:
-        written[name] = _save(fig, out / name)
+    _mass_distribution_figure(files, frames, settings)
+    done = _example_map_figures(files, group, attrs, units)
+    zsum = _convergence_figures(files, frames, settings["tolerance"])
+    _profile_and_spectra_figures(files, frames, baselines, settings["mass_split"], settings["k_split"])
+    t1_md = _table1_section(files, frames["spectra"], settings["mass_split"], settings["k_split"])
+    mass_md, prof_md = _mass_and_profile_sections(files, frames, settings["mass_split"])
+    cal_md, numbers = _calibration_section(files, frames, group, done, zsum)
 
-    # Fig. 1: mass distribution (the shaded range is the one the evaluated test halos span).
-    images = frames["images"]
+    # Headline numbers against the baselines, and the index.
+    headline, base_numbers, skills = _headline_and_skills(frames, baselines, n_images)
+    numbers.update(headline)
+    headline_md, verdicts = _headline_markdown({"model": numbers, **base_numbers}, skills, list(baselines))
+    written = files.written
+    written["headline_text"] = _headline_text({"model": numbers, **base_numbers}, skills, list(baselines),
+                                              counts_note)
+    written["report.md"] = _write_index(out, written, headline_md, verdicts, t1_md, mass_md, prof_md, cal_md,
+                                        settings, counts_note, list(baselines))
+    written["report"] = written["report.md"]
+    written["numbers"] = numbers
+    written["baseline_numbers"] = base_numbers
+    written["skills"] = skills
+    logger.info("report of %d images of %d halos written to %s", n_images, n_halos, out)
+    return written
+
+
+def _mass_distribution_figure(files: _Outputs, frames: Mapping[str, pd.DataFrame],
+                              settings: Mapping[str, float]) -> None:
+    """Fig. 1: mass distribution (the shaded range is the one the evaluated test halos span)."""
+    from cmpipe.plots import evaluation as plots
+
+    images, cl = frames["images"], frames["clusters"]
     halos = images.drop_duplicates("halo_id")["log10_m200m_msun_h"].to_numpy()
     by_split = {s: g["log10_m200m_msun_h"].to_numpy() for s, g in images.groupby("split", sort=True)}
     tested = cl["log10_m200m_msun_h"].to_numpy(np.float64)
     reached = (float(tested.min()), float(tested.max())) if tested.size else None
-    save(plots.plot_mass_distribution(halos, by_split, (settings["test_min"], settings["test_max"]), tested=reached),
-         "fig1_mass_distribution.png")
+    files.figure(plots.plot_mass_distribution(halos, by_split, (settings["test_min"], settings["test_max"]),
+                                              tested=reached), "fig1_mass_distribution.png")
 
-    # Figs. 2 and 4: maps of a few test images (distinct halos) from the posterior store.
+
+def _example_map_figures(files: _Outputs, group, attrs: Mapping[str, Any], units: Mapping[str, str]) -> np.ndarray:
+    """Figs. 2 and 4: maps of a few test images (distinct halos) from the posterior store.
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        Which rows of the posterior store are done.
+    """
+    from cmpipe.plots import evaluation as plots
+
+    pixel = float(attrs["pixel_mpc"])
     log10_m = np.asarray(group["log10_m200m_msun_h"][:], dtype=np.float64)
     halo_ids = np.asarray(group["halo_id"][:], dtype=np.int64)
     done = np.asarray(group["done"][:]) == 1
@@ -908,63 +972,85 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     maps = np.stack([np.concatenate([group["condition"][int(i)], group["truth"][int(i)]]) for i in rows]) \
         if rows.size else np.zeros((0, 4, 1, 1))
     conds = tuple(attrs.get("conditions") or ("sz_y", "xray_sb"))
-    save(plots.plot_example_maps(maps, (*conds, *TARGETS), units, pixel, log10_m[rows]), "fig2_example_maps.png")
+    files.figure(plots.plot_example_maps(maps, (*conds, *TARGETS), units, pixel, log10_m[rows]),
+                 "fig2_example_maps.png")
     rows6 = _example_rows(log10_m, done, 6, halo_ids)
     arrays = {name: (np.stack([np.asarray(group[name][int(i)]) for i in rows6]) if rows6.size
                      else np.zeros((0, 2, 1, 1))) for name in ("truth", "mean", "std")}
-    save(plots.plot_truth_vs_mean(arrays["truth"], arrays["mean"], arrays["std"], TARGETS, units, pixel,
-                                  log10_m[rows6]), "fig4_truth_vs_mean.png")
+    files.figure(plots.plot_truth_vs_mean(arrays["truth"], arrays["mean"], arrays["std"], TARGETS, units, pixel,
+                                          log10_m[rows6]), "fig4_truth_vs_mean.png")
+    return done
 
-    # Fig. 5: convergence of the posterior mean; Fig. 6: standardized errors (numbers from raw values).
-    n_values, conv, n_conv = convergence_summary(frames["convergence"], tol)
-    save(plots.plot_convergence(n_values, conv, tol, n_conv), "fig5_convergence.png")
-    zsum = z_summary(cl)
+
+def _convergence_figures(files: _Outputs, frames: Mapping[str, pd.DataFrame], tolerance: float) -> pd.DataFrame:
+    """Fig. 5: convergence of the posterior mean; Fig. 6: standardized errors (numbers from raw
+    values). Returns :func:`z_summary` of the ``clusters`` table."""
+    from cmpipe.plots import evaluation as plots
+
+    n_values, conv, n_conv = convergence_summary(frames["convergence"], tolerance)
+    files.figure(plots.plot_convergence(n_values, conv, tolerance, n_conv), "fig5_convergence.png")
+    zsum = z_summary(frames["clusters"])
     edges, counts = zhist_summary(frames["zhist"], "r200m")
     z_in = {r.channel: (r.z_std, r.z_mad) for r in zsum[zsum.region == "r200m"].itertuples()}
-    save(plots.plot_standardized_errors(edges, counts, z_in), "fig6_standardized_errors.png")
+    files.figure(plots.plot_standardized_errors(edges, counts, z_in), "fig6_standardized_errors.png")
+    return zsum
 
-    # Fig. 7: profiles; Figs. 8, 9: spectra (the baselines' r(k) beside the inputs').
+
+def _profile_and_spectra_figures(files: _Outputs, frames: Mapping[str, pd.DataFrame],
+                                 baselines: Mapping[str, Mapping[str, pd.DataFrame]], split: float,
+                                 k_split: float) -> None:
+    """Fig. 7: profiles; Figs. 8, 9: spectra (the baselines' r(k) beside the inputs').
+
+    ``split`` [log10 Msun/h], ``k_split`` [Mpc^-1]."""
+    from cmpipe.plots import evaluation as plots
+
     prof = profile_summary_by_bin(frames["profiles"], split)
-    save(plots.plot_profiles(prof, TARGETS), "fig7_profiles.png")
+    files.figure(plots.plot_profiles(prof, TARGETS), "fig7_profiles.png")
     spec_b = spectra_summary_by_bin(frames["spectra"], split, "b")
     spec_r = spectra_summary_by_bin(frames["spectra"], split, "r")
     for name, bf in baselines.items():
         for key, value in spectra_summary_by_bin(bf["spectra"][bf["spectra"]["comparison"] == "posterior_mean"],
                                                  split, "r").items():
             spec_r[(key[0], key[1], f"baseline_{name}")] = value
-    save(plots.plot_spectral_ratio(spec_b, "b", TARGETS, ("sample", "posterior_mean"), k_split), "fig8_bias.png")
-    save(plots.plot_spectral_ratio(spec_r, "r", TARGETS, ("sample", "posterior_mean", "input_sz_y", "input_xray_sb",
-                                                          *[f"baseline_{n}" for n in baselines]), k_split),
-         "fig9_correlation.png")
+    files.figure(plots.plot_spectral_ratio(spec_b, "b", TARGETS, ("sample", "posterior_mean"), k_split),
+                 "fig8_bias.png")
+    files.figure(plots.plot_spectral_ratio(spec_r, "r", TARGETS, ("sample", "posterior_mean", "input_sz_y",
+                                                                  "input_xray_sb",
+                                                                  *[f"baseline_{n}" for n in baselines]), k_split),
+                 "fig9_correlation.png")
 
-    # Table 1.
-    t1 = table1(frames["spectra"], split, k_split)
-    t1.to_csv(out / "table1.csv", index=False)
-    written["table1.csv"] = out / "table1.csv"
+
+def _table1_section(files: _Outputs, spectra: pd.DataFrame, split: float, k_split: float) -> str:
+    """Table 1 as ``table1.csv`` and ``table1.md``; returns the Markdown."""
+    t1 = table1(spectra, split, k_split)
+    files.csv(t1, "table1.csv")
     t1_md = (f"Table 1: b and r per image averaged over k < {k_split:.3f} Mpc^-1 (large) and k >= it (small), each "
              "k bin weighted by its width in ln k (bins equally spaced in log k); the images of a halo averaged; "
              f"then the mean over the halos of the mass bin (low: log10 M200m < {split:.3g}) with its 68 % bootstrap "
              f"interval over halos ({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}). Fewer than {MIN_HALOS} halos: "
              f"{TOO_FEW}.\n\n" + _interval_table(t1, ("b_large", "b_small", "r_large", "r_small")))
-    (out / "table1.md").write_text(t1_md)
-    written["table1.md"] = out / "table1.md"
+    files.text(t1_md, "table1.md")
+    return t1_md
 
-    # Mass and profile errors.
+
+def _mass_and_profile_sections(files: _Outputs, frames: Mapping[str, pd.DataFrame], split: float) -> tuple[str, str]:
+    """Mass and profile errors (``mass_errors.csv``, ``profile_errors.csv``, ``mass_errors.md``,
+    ``fig_mass_error.png``); returns the Markdown of both."""
+    from cmpipe.plots import evaluation as plots
+
+    cl = frames["clusters"]
     masses = mass_error_summary(cl, split)
-    masses.to_csv(out / "mass_errors.csv", index=False)
-    written["mass_errors.csv"] = out / "mass_errors.csv"
+    files.csv(masses, "mass_errors.csv")
     r200 = cl.drop_duplicates("image_index").set_index("image_index")["r200m_mpc"]
     perr = profile_error_summary(profile_errors(frames["profiles"], r200), split)
-    perr.to_csv(out / "profile_errors.csv", index=False)
-    written["profile_errors.csv"] = out / "profile_errors.csv"
+    files.csv(perr, "profile_errors.csv")
     mass_md = ("Mass fractional error of the posterior-mean map within R500c and R200m (headline) and over the whole "
                "map (secondary). Per halo the mean over its images of |error| (abs_error) and of the signed error; "
                "abs_error = median over halos, bias = mean over halos of the signed error, scatter = its std over "
                "halos; [68 % bootstrap interval over halos]. Reference: de Andres et al. 2024, ~1 % bias, <= 3 % "
                "scatter.\n\n" + _interval_table(masses, ("abs_error", "bias", "scatter"),
                                                   extra=("ref_bias", "ref_scatter")))
-    (out / "mass_errors.md").write_text(mass_md)
-    written["mass_errors.md"] = out / "mass_errors.md"
+    files.text(mass_md, "mass_errors.md")
     prof_md = ("Profile fractional error of the posterior mean per halo: the mean of |error| over the radial bins of "
                "each range (images of a halo averaged); abs_error = median over halos [68 % bootstrap interval], "
                "p16-p84 = the 68 % range over halos; bias = mean signed error over halos, reported separately.\n\n"
@@ -973,15 +1059,31 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
     mass_data = {c: {"log10_m": g["log10_m200m_msun_h"].to_numpy(), "whole": g["mass_frac_error"].to_numpy(),
                      "r200m": g["mass_r200m_frac_error"].to_numpy(), "r500c": g["mass_r500c_frac_error"].to_numpy()}
                  for c in TARGETS for g in [cl[cl["channel"] == c]]}
-    save(plots.plot_mass_errors(mass_data, split), "fig_mass_error.png")
+    files.figure(plots.plot_mass_errors(mass_data, split), "fig_mass_error.png")
+    return mass_md, prof_md
 
-    # Calibration (inside R200m the headline; outside secondary).
+
+def _calibration_section(files: _Outputs, frames: Mapping[str, pd.DataFrame], group, done: np.ndarray,
+                         zsum: pd.DataFrame) -> tuple[str, dict[str, float]]:
+    """Calibration (inside R200m the headline; outside secondary): ``fig_calibration.png`` and
+    ``calibration.md``.
+
+    Returns
+    -------
+    markdown : str
+    numbers : dict
+        ``calibration_<channel>_<quantity>`` (max coverage deviation), then ``tarp_<channel>``
+        where TARP is available.
+    """
+    from cmpipe.evaluation.metrics import max_coverage_deviation
+    from cmpipe.plots import evaluation as plots
+
     cov = coverage_summary(frames["coverage"])
-    ranks = rank_summary(cl)
+    ranks = rank_summary(frames["clusters"])
     tarp, tarp_note = _tarp(group, np.flatnonzero(done))
-    save(plots.plot_calibration(cov, ranks, tarp, tarp_note), "fig_calibration.png")
+    files.figure(plots.plot_calibration(cov, ranks, tarp, tarp_note), "fig_calibration.png")
     cal = calibration_summary(frames["coverage"])
-    numbers.update({f"calibration_{r.channel}_{r.quantity}": r.max_coverage_deviation for r in cal.itertuples()})
+    numbers = {f"calibration_{r.channel}_{r.quantity}": r.max_coverage_deviation for r in cal.itertuples()}
     tarp_rows = []
     if tarp is not None:
         for channel, (alpha, ecp) in tarp.items():
@@ -999,29 +1101,24 @@ def make_report(results: str | os.PathLike[str], out: str | os.PathLike[str] | N
               + "\nTARP (whole maps): "
               + ("\n\n| channel | max deviation |\n|---|---|\n" + "\n".join(tarp_rows) + "\n" if tarp is not None
                  else f"{tarp_note}; the TARP panels are left out of fig_calibration.png.\n"))
-    (out / "calibration.md").write_text(cal_md)
-    written["calibration.md"] = out / "calibration.md"
+    files.text(cal_md, "calibration.md")
+    return cal_md, numbers
 
-    # Headline numbers against the baselines, and the index.
+
+def _headline_and_skills(
+    frames: Mapping[str, pd.DataFrame], baselines: Mapping[str, Mapping[str, pd.DataFrame]], n_images: int
+) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """The model's headline numbers (:func:`headline_numbers`) followed by ``skill_<key>_<channel>``
+    (with ``_lo``, ``_hi``), the baselines' headline numbers, and the skills (:func:`skill_numbers`)."""
     values = halo_values(frames)
-    numbers.update(headline_numbers(values, n_images))
+    numbers = headline_numbers(values, n_images)
     base_values = {name: halo_values(bf) for name, bf in baselines.items()}
     base_numbers = {name: headline_numbers(v) for name, v in base_values.items()}
     skills = skill_numbers(values, base_values)
     for key, sk in skills.items():
         numbers[f"skill_{key}"], numbers[f"skill_{key}_lo"], numbers[f"skill_{key}_hi"] = (
             sk["skill"].value, sk["skill"].lo, sk["skill"].hi)
-    headline_md, verdicts = _headline_markdown({"model": numbers, **base_numbers}, skills, list(baselines))
-    written["headline_text"] = _headline_text({"model": numbers, **base_numbers}, skills, list(baselines),
-                                              counts_note)
-    written["report.md"] = _write_index(out, written, headline_md, verdicts, t1_md, mass_md, prof_md, cal_md,
-                                        settings, counts_note, list(baselines))
-    written["report"] = written["report.md"]
-    written["numbers"] = numbers
-    written["baseline_numbers"] = base_numbers
-    written["skills"] = skills
-    logger.info("report of %d images of %d halos written to %s", n_images, n_halos, out)
-    return written
+    return numbers, base_numbers, skills
 
 
 _CAPTIONS = {
@@ -1144,223 +1241,3 @@ def _write_index(out: Path, written: Mapping[str, Any], headline_md: str, verdic
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
-
-
-# --------------------------------------------------------------------------- comparison of results
-
-
-def _model_info(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kind`` (``model.kind``), ``point_estimate`` (a U-Net: every sample is the same map),
-    ``sampler``, ``steps``, ``n_samples`` of a posterior store's attributes."""
-    import yaml
-
-    cfg = yaml.safe_load(attrs.get("config_yaml") or "") or {}
-    kind = str((cfg.get("model") or {}).get("kind", "score"))
-    return {"kind": kind, "point_estimate": kind == "unet", "sampler": attrs.get("sampler"),
-            "steps": attrs.get("steps"), "n_samples": attrs.get("n_samples")}
-
-
-def _evaluated_images(frames: Mapping[str, pd.DataFrame]) -> np.ndarray:
-    """Sorted ``image_index`` of the images with rows in the ``clusters`` table."""
-    return np.unique(frames["clusters"]["image_index"].to_numpy(dtype=np.int64))
-
-
-def compare_reports(
-    results: Mapping[str, str | os.PathLike[str]], out: str | os.PathLike[str]
-) -> dict[str, Any]:
-    """Compare two or more results directories of ``cmpipe infer`` side by side.
-
-    Each directory is read as :func:`make_report` reads it (tables, posterior-store attributes
-    and ``evaluate`` settings); every table is then restricted to the images evaluated in all
-    of them (``image_index``), and the same aggregations are applied per model: Table 1
-    (:func:`table1`, comparisons ``sample`` and ``posterior_mean``), mass errors
-    (:func:`mass_error_summary`), profiles, b(k) and r(k) and the headline numbers
-    (:func:`headline_numbers`); interval-coverage calibration for models that sample (not for
-    ``model.kind: unet``, a point estimate). Each model uses its own ``evaluate`` settings
-    (mass split, k split); differing settings are warned about in the text.
-
-    Parameters
-    ----------
-    results : mapping
-        Model label (e.g. ``"diffusion"``, ``"U-Net"``) -> results directory; at least two.
-    out : str or path-like
-        Output directory: new, empty, or a comparison directory of cmpipe (it is marked as one).
-
-    Returns
-    -------
-    dict
-        Written file name (``comparison.md``, ``comparison_table1.csv``,
-        ``comparison_mass_errors.csv``, ``comparison_profiles.png``, ``comparison_bias.png``,
-        ``comparison_correlation.png``, ``comparison_mass_error.png``) -> path; ``"report"`` ->
-        the path of ``comparison.md``; ``"numbers"`` -> label -> headline numbers (plus
-        ``calibration_<channel>_<quantity>`` for sampling models); ``"images"`` -> label ->
-        sorted ``image_index`` evaluated there; ``"common_images"`` -> those compared.
-
-    Raises
-    ------
-    ValueError
-        If fewer than two results are given, or they have no evaluated image in common.
-    cmpipe.store.tables.TableError, cmpipe.store.posterior.PosteriorStoreError
-        As :func:`make_report`.
-    """
-    from cmpipe.plots import evaluation as plots
-
-    if len(results) < 2:
-        raise ValueError(f"compare_reports needs at least two results directories; got {len(results)}")
-    from cmpipe.store.outputs import claim_directory
-
-    for path in results.values():
-        _check_results_dir(Path(path))
-    out = claim_directory(out, "comparison", names=COMPARISON_NAMES, what="comparison directory")
-    loaded = {}
-    baselines: dict[str, dict[str, pd.DataFrame]] = {}
-    for label, path in results.items():
-        frames, _, attrs, settings = _read_results(Path(path))
-        loaded[label] = {"path": Path(path), "frames": frames, "settings": settings, "info": _model_info(attrs),
-                         "images": _evaluated_images(frames)}
-        for name, bf in read_baselines(path).items():
-            baselines.setdefault(name, bf)
-    images = {label: d["images"] for label, d in loaded.items()}
-    common = images[next(iter(images))]
-    for idx in images.values():
-        common = np.intersect1d(common, idx)
-    if common.size == 0:
-        raise ValueError("the results have no evaluated image in common: "
-                         + ", ".join(f"{label}: {idx.size} images" for label, idx in images.items()))
-    differ = any(not np.array_equal(idx, common) for idx in images.values())
-
-    t1_parts, mass_parts, numbers, prof, spec_b, spec_r, mass_data, cal_parts = [], [], {}, {}, {}, {}, {}, []
-    values: dict[str, Any] = {}
-    for label, d in loaded.items():
-        f = {name: frame[frame["image_index"].isin(common)] for name, frame in d["frames"].items()
-             if name != "images"}
-        d["settings"] = resolve_mass_split(d["settings"], f["clusters"])  # on the common images
-        split, k_split = d["settings"]["mass_split"], d["settings"]["k_split"]
-        t1_parts.append(table1(f["spectra"], split, k_split).assign(model=label))
-        masses = mass_error_summary(f["clusters"], split)
-        mass_parts.append(masses.assign(model=label))
-        prof[label] = profile_summary_by_bin(f["profiles"], split)
-        spec_b[label] = spectra_summary_by_bin(f["spectra"], split, "b")
-        spec_r[label] = spectra_summary_by_bin(f["spectra"], split, "r")
-        values[label] = halo_values(f)
-        numbers[label] = headline_numbers(values[label], int(common.size))
-        if not d["info"]["point_estimate"]:
-            rows = _coverage_deviations(coverage_summary(f["coverage"]))
-            numbers[label].update({f"calibration_{r['channel']}_{r['quantity']}": r["max_coverage_deviation"]
-                                   for r in rows})
-            cal_parts += [{"model": label, **r} for r in rows]
-        cl = f["clusters"]
-        mass_data[label] = {c: {"log10_m": g["log10_m200m_msun_h"].to_numpy(), "whole": g["mass_frac_error"].to_numpy()}
-                            for c in TARGETS for g in [cl[cl["channel"] == c]]}
-    base_values = {name: halo_values({n: fr[fr["image_index"].isin(common)] for n, fr in bf.items()})
-                   for name, bf in baselines.items()}
-    base_numbers = {name: headline_numbers(v) for name, v in base_values.items()}
-    skills = {label: skill_numbers(values[label], base_values) for label in loaded}
-    t1 = pd.concat(t1_parts, ignore_index=True)
-    t1 = t1[["model", *[c for c in t1.columns if c != "model"]]]
-    masses = pd.concat(mass_parts, ignore_index=True)
-    masses = masses[["model", *[c for c in masses.columns if c != "model"]]]
-
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {}
-
-    def save(fig, name: str) -> None:
-        written[name] = _save(fig, out / name)
-
-    first = next(iter(loaded.values()))["settings"]
-    save(plots.plot_profile_comparison(prof, TARGETS), "comparison_profiles.png")
-    save(plots.plot_spectral_comparison(spec_b, "b", TARGETS, first["k_split"]), "comparison_bias.png")
-    save(plots.plot_spectral_comparison(spec_r, "r", TARGETS, first["k_split"],
-                                        baselines=("input_sz_y", "input_xray_sb")), "comparison_correlation.png")
-    save(plots.plot_mass_error_comparison(mass_data, TARGETS, first["mass_split"]), "comparison_mass_error.png")
-    for name, frame in (("comparison_table1.csv", t1), ("comparison_mass_errors.csv", masses)):
-        frame.to_csv(out / name, index=False)
-        written[name] = out / name
-
-    # The text.
-    lines = ["# cmpipe comparison report", "", "| model | results | model.kind | sampler | steps | n_samples | "
-             "images evaluated | mass split | k_split [Mpc^-1] |", "|---|---|---|---|---|---|---|---|---|"]
-    for label, d in loaded.items():
-        info, st = d["info"], d["settings"]
-        sampler = "point estimate" if info["point_estimate"] else info["sampler"]
-        lines.append(f"| {label} | {d['path']} | {info['kind']} | {sampler} | {info['steps']} | {info['n_samples']} "
-                     f"| {images[label].size} | {st['mass_split']:g} | {st['k_split']:.3f} |")
-    lines.append("")
-    if differ:
-        lines += ["**Warning: the models' image sets differ** ("
-                  + ", ".join(f"{label}: {idx.size}" for label, idx in images.items())
-                  + f" images); every number and figure below is on the {common.size} images common to all.", ""]
-    else:
-        lines += [f"All models were evaluated on the same {common.size} images.", ""]
-    keys = ("mass_split", "k_split", "tolerance")
-    if any(any(d["settings"][k] != first[k] for k in keys) for d in loaded.values()):
-        lines += ["**Warning: the models' evaluate settings (mass split, k split or convergence tolerance) "
-                  "differ**; each model's numbers use its own.", ""]
-    unets = [label for label, d in loaded.items() if d["info"]["point_estimate"]]
-    lines += ["Compare like with like: a point estimate (the U-Net, `model.kind: unet`) against the diffusion "
-              "model's posterior mean (`posterior_mean` rows); the diffusion model's single samples (`sample` rows) "
-              "are the generative comparison. A point estimate's \"samples\" are the estimate itself, so its "
-              "`sample` and `posterior_mean` rows coincide; and a point estimate, like any mean, has "
-              "b(k) = r(k) < 1 on the scales where the inputs lack the information (the power there is "
-              "averaged away), where a calibrated sample keeps b ~ 1 with a lower r."
-              + (f" Point estimates here: {', '.join(unets)}." if unets else ""), "",
-              "## Headline numbers", "",
-              f"Statistics over halos (images of a halo averaged first) with 68 % bootstrap intervals over halos "
-              f"({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED})"
-              + (f"; beside the trivial baselines {', '.join(f'`{b}`' for b in baselines)} (found under the results' "
-                 "`baselines/`), with each model's skill = 1 - error(model) / error(best baseline)." if baselines
-                 else "; no baselines found under the results' `baselines/`: no skill column."), ""]
-    labels = [*loaded, *baselines]
-    all_numbers = {**numbers, **base_numbers}
-    head = ["quantity", "channel", *labels] + [f"skill {lb}" for lb in loaded if baselines]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    not_better: list[str] = []
-    for key, (desc, _, _) in HEADLINES.items():
-        for channel in TARGETS:
-            name = f"{key}_{channel}"
-            cells = [desc, channel, *[_num(all_numbers[lb], name) for lb in labels]]
-            for lb in (loaded if baselines else ()):
-                sk = skills[lb].get(name)
-                cells.append(f"{sk['skill'].text()} (vs {sk['best']})" if sk else "-")
-                for b in (sk or {}).get("not_better_than", []):
-                    not_better.append(f"{lb} is **not better** than the `{b}` baseline at {desc}, {channel}.")
-            lines.append("| " + " | ".join(cells) + " |")
-    if not_better:
-        lines += ["", "Where a model is not better than a baseline:", ""] + [f"- {v}" for v in not_better]
-    lines += ["", "## Table 1", "",
-              "b and r per image averaged over k < k_split (large) and k >= k_split (small), k bins weighted by "
-              "their width in ln k; the images of a halo averaged; the mean over halos [68 % bootstrap interval], "
-              "per model.", "", _interval_table(t1, ("b_large", "b_small", "r_large", "r_small"),
-                                                 key=("model", "comparison", "channel", "mass_bin")),
-              "## Mass errors", "",
-              "Mass fractional error of the posterior-mean (point-estimate) map within R500c, R200m and the whole "
-              "map: abs_error = median over halos of the per-halo mean |error|, bias = mean signed error over halos, "
-              "scatter = its std over halos [68 % intervals]; reference: de Andres et al. 2024, ~1 % bias, <= 3 % "
-              "scatter.", "",
-              _interval_table(masses, ("abs_error", "bias", "scatter"), key=("model", "channel", "aperture",
-                                                                             "mass_bin")), "## Calibration", ""]
-    if cal_parts:
-        lines += ["Max |observed - expected| interval coverage over the credible levels (0: calibrated), models "
-                  "that sample only.", "", _markdown_table(pd.DataFrame(cal_parts))]
-    lines += [f"Not applicable to {label} (a point estimate has no spread)." for label in unets] + [""]
-    lines += ["## Images evaluated", ""]
-    for label, idx in images.items():
-        extra = np.setdiff1d(idx, common)
-        lines.append(f"- {label}: {idx.size} images" + (f"; not in every model, left out: {extra.tolist()}"
-                                                         if extra.size else ""))
-    lines += [f"- compared: {common.tolist()}", "", "## Figures", ""]
-    for name, caption in (("comparison_profiles.png", "Fractional error of the radial profiles"),
-                          ("comparison_bias.png", "Bias b(k)"),
-                          ("comparison_correlation.png", "Cross-correlation r(k), with the inputs' baselines"),
-                          ("comparison_mass_error.png", "Total-mass fractional error vs mass")):
-        lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
-    path = out / "comparison.md"
-    path.write_text("\n".join(lines))
-    written["comparison.md"] = written["report"] = path
-    written["numbers"] = numbers
-    written["baseline_numbers"] = base_numbers
-    written["skills"] = skills
-    written["images"] = images
-    written["common_images"] = common
-    logger.info("comparison of %s on %d images written to %s", ", ".join(loaded), common.size, out)
-    return written

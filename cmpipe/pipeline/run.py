@@ -131,10 +131,10 @@ def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> st
     return line
 
 
-def _stage_report(paths: dict[str, Path]) -> str:
-    from cmpipe.evaluation.report import make_report
+def _stage_report(cfg: Config, paths: dict[str, Path]) -> str:
+    from cmpipe.stages.report import run
 
-    written = make_report(paths["results"], paths["report"])
+    written = run(cfg, paths)
     return f"{len(written) - 2} files -> {written['report']}"
 
 
@@ -202,7 +202,7 @@ def run_pipeline(
             elif stage == "infer":
                 line = _stage_infer(cfg, paths, address)
             else:
-                line = _stage_report(paths)
+                line = _stage_report(cfg, paths)
             seconds[stage] = time.perf_counter() - t0
             lines[stage] = line
             echo(f"[{k}/{len(todo)}] {stage}: {line} ({seconds[stage]:.0f} s)", flush=True)
