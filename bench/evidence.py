@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from cmpipe.config import load_config
-    from cmpipe.pipeline.run import pipeline_paths, run_pipeline
+    from cmpipe.pipeline.run import run_pipeline
+    from cmpipe.stages.paths import pipeline_paths
 
     cfg = load_config(args.config, args.set)
     paths = pipeline_paths(args.out.resolve())

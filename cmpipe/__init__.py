@@ -29,6 +29,7 @@ _API = {
     "run_infer": ("cmpipe.stages.infer", "run"),
     "run_report": ("cmpipe.stages.report", "run"),
     "run_render": ("cmpipe.stages.render", "run"),
+    "pipeline_paths": ("cmpipe.stages.paths", "pipeline_paths"),
 }
 
 __all__ = ["__version__", *_API]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cmpipe.config import Config
+from cmpipe.stages.paths import PIPELINE_NAMES, pipeline_paths
 
 logger = logging.getLogger(__name__)
 
@@ -38,23 +39,6 @@ STAGES = ("catalog", "generate", "train", "infer", "report")
 
 class PipelineError(ValueError):
     """A stage failed in a way the user must fix (failed halos, unknown stage)."""
-
-
-#: What the stages (and ``catalog``, ``render-halo``, ``project-halos``, ``validate-mock``, which
-#: share ``run.out``) write directly in the output directory. A new or empty one is marked
-#: ``pipeline``; an unmarked one holding the user's files is used only if none is named so
-#: (:func:`cmpipe.store.outputs.claim_directory`, ``shared``).
-PIPELINE_NAMES = ("catalog.parquet", "mass_function.png", "images.zarr", "plan.parquet", "fits", "run", "results",
-                  "config.resolved.yaml", "*.png", "*.npz", "validation", "summary.json", "halos", "maps",
-                  "store.zarr", "run_unet", ".*.tmp", ".*.creating")
-
-
-def pipeline_paths(out: str | Path) -> dict[str, Path]:
-    """Where each stage writes under ``out``."""
-    out = Path(out)
-    return {"out": out, "catalog": out / "catalog.parquet", "store": out / "images.zarr", "run": out / "run",
-            "run_unet": out / "run_unet", "results": out / "results", "report": out / "results" / "report",
-            "results_unet": out / "results" / "baselines" / "unet"}
 
 
 def unet_baseline_config(cfg: Config) -> Config:
