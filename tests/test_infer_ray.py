@@ -18,8 +18,10 @@ import pytest
 from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_run, make_store
 from tiny_stores import inference_config as _cfg
 
+from cmpipe.model.inference import image_seed
 from cmpipe.model.training import CheckpointError, latest_checkpoint
-from cmpipe.pipeline.infer import InferError, image_seed, infer_with_ray, select_test_images
+from cmpipe.pipeline.infer import infer_with_ray
+from cmpipe.stages.infer import InferError, select_test_images
 from cmpipe.store.posterior import open_posterior
 from cmpipe.store.tables import SCHEMAS, part_paths, read_images_table, read_table
 
@@ -106,6 +108,33 @@ def test_samples_depend_only_on_the_image_seed(results, run):
     again = sampler.sample(group["condition"][:1].astype(np.float64), 4,
                            [image_seed(cfg.infer.seed, int(group["image_index"][0]))])
     np.testing.assert_allclose(again[0], group["samples"][0], rtol=1e-5)
+
+
+def test_serial_inference_writes_the_ray_runs_tables(results, store, run, tmp_path, monkeypatch):
+    """``cmpipe.stages.infer.run`` (``cmpipe infer --serial``), with no Ray, on the config of the
+    Ray run: every table equal to the Ray run's, value for value (NaN == NaN; the sampling time
+    aside), and ``posterior.zarr``'s images, means, stds and samples identical. Oracle: the Ray
+    run; both call the same :func:`cmpipe.stages.infer.infer_batch` with the same seeds."""
+    from cmpipe.stages.infer import run as run_serial
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("cmpipe.pipeline.session.start_ray", no_ray)
+    cfg, out, summary, _ = results
+    serial = tmp_path / "results"
+    got = run_serial(cfg, {"store": store, "run": run, "results": serial})
+    assert got["sampled"] == got["images"] == summary["images"] and set(got["baselines"]) == set(summary["baselines"])
+    for name in SCHEMAS:
+        ours, theirs = read_table(serial, name), read_table(out, name)
+        assert ours.schema.equals(theirs.schema, check_metadata=True) and ours.num_rows == theirs.num_rows, name
+        for key in theirs.column_names:
+            if key != "seconds":
+                np.testing.assert_array_equal(ours[key].to_numpy(), theirs[key].to_numpy(), err_msg=f"{name}.{key}")
+    assert read_images_table(serial).equals(read_images_table(out))
+    ours, theirs = open_posterior(serial, require_complete=True), open_posterior(out, require_complete=True)
+    for key in ("image_index", "truth", "condition", "mean", "std", "samples"):
+        np.testing.assert_array_equal(ours[key][:], theirs[key][:], err_msg=key)
 
 
 def test_rerun_skips_done_images_and_redoes_interrupted_ones(results, store, run):
