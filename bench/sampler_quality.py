@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from cmpipe.config import load_config
     from cmpipe.evaluation.image import grid_from_config
-    from cmpipe.model.inference import image_seed, load_posterior_sampler, resolve_checkpoint
-    from cmpipe.model.sampling import network_evaluations
+    from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
+    from cmpipe.model.sampling import image_seed, network_evaluations
     from cmpipe.model.training import load_checkpoint
     from cmpipe.stages.infer import select_test_images
     from cmpipe.store.zarr_store import open_store

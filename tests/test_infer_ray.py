@@ -6,7 +6,8 @@ steps) through an injected loader. Oracles: the documented Arrow schemas and the
 store's layout; the posterior mean and std recomputed from the saved samples (float32 rounding);
 the same image sampled again outside Ray with the same seed (exact: seeds do not depend on
 batching); a rerun finds every image done; an interrupted image's table part is removed and its
-rows come back identical (deterministic seeds).
+rows come back identical (deterministic seeds); the serial stage (``cmpipe infer --serial``, no
+Ray) writes the Ray run's tables and posterior store exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_run, make_store
 from tiny_stores import inference_config as _cfg
 
-from cmpipe.model.inference import image_seed
+from cmpipe.model.sampling import image_seed
 from cmpipe.model.training import CheckpointError, latest_checkpoint
 from cmpipe.pipeline.infer import infer_with_ray
 from cmpipe.stages.infer import InferError, select_test_images
@@ -110,20 +111,26 @@ def test_samples_depend_only_on_the_image_seed(results, run):
     np.testing.assert_allclose(again[0], group["samples"][0], rtol=1e-5)
 
 
-def test_serial_inference_writes_the_ray_runs_tables(results, store, run, tmp_path, monkeypatch):
-    """``cmpipe.stages.infer.run`` (``cmpipe infer --serial``), with no Ray, on the config of the
-    Ray run: every table equal to the Ray run's, value for value (NaN == NaN; the sampling time
+def test_serial_inference_writes_the_ray_runs_tables(results, store, run, tmp_path, capsys, monkeypatch):
+    """``cmpipe infer --serial`` (:func:`cmpipe.stages.infer.run`), with no Ray, on the config of
+    the Ray run: every table equal to the Ray run's, value for value (NaN == NaN; the sampling time
     aside), and ``posterior.zarr``'s images, means, stds and samples identical. Oracle: the Ray
     run; both call the same :func:`cmpipe.stages.infer.infer_batch` with the same seeds."""
-    from cmpipe.stages.infer import run as run_serial
+    import json
+
+    from cmpipe.cli import main
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started")
 
     monkeypatch.setattr("cmpipe.pipeline.session.start_ray", no_ray)
-    cfg, out, summary, _ = results
+    _, out, summary, _ = results
     serial = tmp_path / "results"
-    got = run_serial(cfg, {"store": store, "run": run, "results": serial})
+    overrides = [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, "infer.save_samples=true"]
+    assert main(["infer", "--serial", "--store", str(store), "--checkpoint", str(run), "--out", str(serial),
+                 *[a for o in overrides for a in ("--set", o)]]) == 0
+    assert capsys.readouterr().out.startswith(str(serial))
+    got = json.loads((serial / "infer_summary.json").read_text())
     assert got["sampled"] == got["images"] == summary["images"] and set(got["baselines"]) == set(summary["baselines"])
     for name in SCHEMAS:
         ours, theirs = read_table(serial, name), read_table(out, name)

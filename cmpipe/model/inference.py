@@ -6,7 +6,7 @@ in, physical posterior samples of (gas, DM) out, through the store's normalisati
 the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The inference workers
 (:func:`cmpipe.stages.infer.load_worker`: one per Ray Data actor of :mod:`cmpipe.pipeline.infer`, or
 one for a serial run) build one each, through a loader that tests may replace. Image ``i``'s
-samples are drawn from :func:`image_seed`, so they do not depend on batching.
+samples are drawn from :func:`cmpipe.model.sampling.image_seed`, so they do not depend on batching.
 For a checkpoint of ``model.kind: unet`` the loader returns a :class:`RegressionSampler`, with
 the same interface: the deterministic baseline's point estimate repeated as every "sample".
 """
@@ -25,11 +25,6 @@ import torch
 from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, denormalise, normalise
 
 logger = logging.getLogger(__name__)
-
-
-def image_seed(seed: int, image_index: int) -> int:
-    """The seed of image ``image_index``'s samples: a 63-bit integer from ``SeedSequence([seed, i])``."""
-    return int(np.random.SeedSequence([int(seed), int(image_index)]).generate_state(2, dtype=np.uint64)[0] >> 1)
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:

@@ -5,7 +5,7 @@ The stage selects the test images of the store within ``evaluate.test_log10_m_*`
 (:mod:`cmpipe.store.posterior`), removes table parts of images a killed run left unfinished
 (:func:`prepare`), and samples the images not yet done in batches of ``infer.images_per_batch``
 with :func:`infer_batch`: read their maps from the store, draw ``infer.n_samples`` samples per
-image (image ``i`` from :func:`cmpipe.model.inference.image_seed` ``(infer.seed, i)``, so the
+image (image ``i`` from :func:`cmpipe.model.sampling.image_seed` ``(infer.seed, i)``, so the
 result does not depend on batching), evaluate them (:func:`cmpipe.evaluation.image.evaluate_image`),
 write one Parquet part per table (:mod:`cmpipe.store.tables`) and then the image's posterior maps
 with its ``done`` flag. A rerun skips the images done. :func:`finish` checks every image is done,
@@ -28,12 +28,15 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cmpipe.config import Config
 from cmpipe.evaluation.baselines import BASELINES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.evaluation.image import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ class InferWorker:
     store_path: str
     results: str
     sampler: Any
-    grid: Any
+    grid: Grid
     maps: Any
     store_npix: int
     channels: list[str]
@@ -226,7 +229,7 @@ def infer_batch(worker: InferWorker, batch: Mapping[str, np.ndarray]) -> dict[st
         ``image_index`` and ``seconds`` (sampling time per image [s]): small records only.
     """
     from cmpipe.evaluation.image import evaluate_image
-    from cmpipe.model.inference import image_seed
+    from cmpipe.model.sampling import image_seed
     from cmpipe.store.posterior import open_posterior, write_image
     from cmpipe.store.tables import SCHEMAS, to_table, write_part
 

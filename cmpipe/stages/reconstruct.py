@@ -492,7 +492,7 @@ def _flag(ood: DistributionCheck, inputs: str, out_path: Path, messages: list[st
 
 def _sample(sampler: Any, condition: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
     """``n_samples`` posterior samples ``(S, 2, R, R)`` of one cluster, from ``image_seed(seed, 0)``."""
-    from cmpipe.model.inference import image_seed
+    from cmpipe.model.sampling import image_seed
 
     return sampler.sample(condition, n_samples, [image_seed(seed, 0)])[0]
 
