@@ -53,9 +53,9 @@ def _checkpoint(run_dir: Path, step: int) -> Path:
 
 def _point(cfg, paths: dict[str, Path], step: int, samples: int) -> Path:
     """The results directory of one training length: model, U-Net and trivial baselines inferred."""
-    from cmpipe.evaluation.baselines import run_baselines_for_config
     from cmpipe.pipeline.infer import infer_with_ray
     from cmpipe.pipeline.run import unet_baseline_config
+    from cmpipe.stages.infer import run_baselines_for_config
 
     if step == cfg.train.max_steps and samples == cfg.infer.n_samples and (paths["report"] / "report.md").is_file():
         return paths["results"]  # the pipeline's own results: same checkpoint, same settings

@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from cmpipe.config import load_config
     from cmpipe.evaluation.image import grid_from_config
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
-    from cmpipe.model.sampling import network_evaluations
+    from cmpipe.model.sampling import image_seed, network_evaluations
     from cmpipe.model.training import load_checkpoint
-    from cmpipe.pipeline.infer import image_seed, select_test_images
+    from cmpipe.stages.infer import select_test_images
     from cmpipe.store.zarr_store import open_store
 
     torch.set_num_threads(args.threads)

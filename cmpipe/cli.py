@@ -539,19 +539,29 @@ def _add_infer_arguments(parser: argparse.ArgumentParser) -> None:
         "--address", metavar="ADDRESS",
         help="Ray cluster to sample on (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
     )
+    parser.add_argument("--serial", action="store_true",
+                        help="sample in this process, one model, no Ray (the same tables as the Ray run)")
 
 
 def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
     """Sample and evaluate the test split into ``--out`` (posterior.zarr, tables/), resumable."""
+    from cmpipe.stages.infer import RESULTS_NAMES
     from cmpipe.store.outputs import claim_directory
-    from cmpipe.pipeline.infer import RESULTS_NAMES, infer_with_ray
 
     claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out", create=False)  # before the inputs
-    summary = infer_with_ray(cfg, args.store, args.checkpoint, cfg.run.out, address=args.address)
+    if args.serial:
+        from cmpipe.stages.infer import run
+
+        summary = run(cfg, {"store": args.store, "run": args.checkpoint, "results": cfg.run.out})
+    else:
+        from cmpipe.pipeline.infer import infer_with_ray
+
+        summary = infer_with_ray(cfg, args.store, args.checkpoint, cfg.run.out, address=args.address)
     print(summary["results"])
     print(f"{summary['images']} test images: {summary['done_before']} done before, {summary['sampled']} sampled "
           f"({summary['sampler']}, {summary['steps']} steps, {summary['n_samples']} samples); "
-          f"{summary['s_per_image']:.2f} s/image in the actors, {summary['wall_s']:.1f} s wall")
+          f"{summary['s_per_image']:.2f} s/image {'sampling' if args.serial else 'in the actors'}, "
+          f"{summary['wall_s']:.1f} s wall")
     return 0
 
 
@@ -562,9 +572,8 @@ def _add_baselines_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_baselines(args: argparse.Namespace, cfg: Config) -> int:
     """The trivial baselines on the test images into ``--out``/baselines/ (cmpipe infer runs them too)."""
-    from cmpipe.evaluation.baselines import run_baselines_for_config
+    from cmpipe.stages.infer import RESULTS_NAMES, run_baselines_for_config
     from cmpipe.store.outputs import claim_directory
-    from cmpipe.pipeline.infer import RESULTS_NAMES
 
     out = claim_directory(cfg.run.out, "results", names=RESULTS_NAMES, what="--out")
     for name, s in run_baselines_for_config(cfg, args.store, out).items():
@@ -739,8 +748,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _run_train,
     ),
     "infer": Subcommand(
-        "draw posterior samples for the test split with Ray Data actors and evaluate them: posterior.zarr and "
-        "Parquet tables, resumable",
+        "draw posterior samples for the test split with Ray Data actors (--serial: in this process) and evaluate "
+        "them: posterior.zarr and Parquet tables, resumable",
         _add_infer_arguments,
         _run_infer,
     ),

@@ -6,7 +6,7 @@ prediction when k divides their number; the pixel regression fitted to synthetic
 a known log-linear law recovers its coefficients and its residual width per radial bin (to the
 statistical tolerance stated at each assertion); on a tiny store (``INFERENCE_STORE``, serial,
 no Ray) the baselines' results have the documented Arrow schemas, one row set per selected test
-image (:func:`cmpipe.pipeline.infer.select_test_images`, the model's images) and a complete
+image (:func:`cmpipe.stages.infer.select_test_images`, the model's images) and a complete
 ``posterior.zarr``; a rerun skips them, other settings redo them.
 """
 
@@ -137,7 +137,7 @@ def store(tmp_path_factory):
 
 def _run(cfg, store, out, **kw):
     from cmpipe.evaluation.image import grid_from_config
-    from cmpipe.pipeline.infer import select_test_images
+    from cmpipe.stages.infer import select_test_images
     from cmpipe.store import open_store
 
     grid = grid_from_config(cfg, dict(open_store(store).attrs))
@@ -153,7 +153,7 @@ def results(store, tmp_path_factory):
 
 
 def test_baseline_results_have_the_models_layout(results, store):
-    from cmpipe.pipeline.infer import select_test_images
+    from cmpipe.stages.infer import select_test_images
     from cmpipe.store.posterior import open_posterior
     from cmpipe.store.tables import SCHEMAS, read_images_table, read_table
 
@@ -203,7 +203,7 @@ def test_baselines_rerun_skips_and_other_settings_redo(results, store):
 def test_cmpipe_baselines_command(store, tmp_path, capsys):
     """``cmpipe baselines --store S --out R``: the same results as the library call, then skipped."""
     from cmpipe.cli import main
-    from cmpipe.pipeline.infer import select_test_images
+    from cmpipe.stages.infer import select_test_images
     from cmpipe.store.tables import read_table
 
     overrides = [a for o in [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER] for a in ("--set", o)]

@@ -6,7 +6,8 @@ steps) through an injected loader. Oracles: the documented Arrow schemas and the
 store's layout; the posterior mean and std recomputed from the saved samples (float32 rounding);
 the same image sampled again outside Ray with the same seed (exact: seeds do not depend on
 batching); a rerun finds every image done; an interrupted image's table part is removed and its
-rows come back identical (deterministic seeds).
+rows come back identical (deterministic seeds); the serial stage (``cmpipe infer --serial``, no
+Ray) writes the Ray run's tables and posterior store exactly.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import pytest
 from tiny_stores import INFERENCE_STORE, TINY_INFER, TINY_MODEL, make_run, make_store
 from tiny_stores import inference_config as _cfg
 
+from cmpipe.model.sampling import image_seed
 from cmpipe.model.training import CheckpointError, latest_checkpoint
-from cmpipe.pipeline.infer import InferError, image_seed, infer_with_ray, select_test_images
+from cmpipe.pipeline.infer import infer_with_ray
+from cmpipe.stages.infer import InferError, select_test_images
 from cmpipe.store.posterior import open_posterior
 from cmpipe.store.tables import SCHEMAS, part_paths, read_images_table, read_table
 
@@ -106,6 +109,39 @@ def test_samples_depend_only_on_the_image_seed(results, run):
     again = sampler.sample(group["condition"][:1].astype(np.float64), 4,
                            [image_seed(cfg.infer.seed, int(group["image_index"][0]))])
     np.testing.assert_allclose(again[0], group["samples"][0], rtol=1e-5)
+
+
+def test_serial_inference_writes_the_ray_runs_tables(results, store, run, tmp_path, capsys, monkeypatch):
+    """``cmpipe infer --serial`` (:func:`cmpipe.stages.infer.run`), with no Ray, on the config of
+    the Ray run: every table equal to the Ray run's, value for value (NaN == NaN; the sampling time
+    aside), and ``posterior.zarr``'s images, means, stds and samples identical. Oracle: the Ray
+    run; both call the same :func:`cmpipe.stages.infer.infer_batch` with the same seeds."""
+    import json
+
+    from cmpipe.cli import main
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr("cmpipe.pipeline.session.start_ray", no_ray)
+    _, out, summary, _ = results
+    serial = tmp_path / "results"
+    overrides = [*INFERENCE_STORE, *TINY_MODEL, *TINY_INFER, "infer.save_samples=true"]
+    assert main(["infer", "--serial", "--store", str(store), "--checkpoint", str(run), "--out", str(serial),
+                 *[a for o in overrides for a in ("--set", o)]]) == 0
+    assert capsys.readouterr().out.startswith(str(serial))
+    got = json.loads((serial / "infer_summary.json").read_text())
+    assert got["sampled"] == got["images"] == summary["images"] and set(got["baselines"]) == set(summary["baselines"])
+    for name in SCHEMAS:
+        ours, theirs = read_table(serial, name), read_table(out, name)
+        assert ours.schema.equals(theirs.schema, check_metadata=True) and ours.num_rows == theirs.num_rows, name
+        for key in theirs.column_names:
+            if key != "seconds":
+                np.testing.assert_array_equal(ours[key].to_numpy(), theirs[key].to_numpy(), err_msg=f"{name}.{key}")
+    assert read_images_table(serial).equals(read_images_table(out))
+    ours, theirs = open_posterior(serial, require_complete=True), open_posterior(out, require_complete=True)
+    for key in ("image_index", "truth", "condition", "mean", "std", "samples"):
+        np.testing.assert_array_equal(ours[key][:], theirs[key][:], err_msg=key)
 
 
 def test_rerun_skips_done_images_and_redoes_interrupted_ones(results, store, run):

@@ -70,7 +70,6 @@ __all__ = [
     "regression_feature_names",
     "regression_features",
     "run_baselines",
-    "run_baselines_for_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -517,6 +516,114 @@ def _channel_units(attrs: Mapping[str, Any]) -> dict[str, str]:
     return {c: str(u) for c, u in zip(attrs["channels"], units)}
 
 
+@dataclass(frozen=True)
+class _TestImages:
+    """The selected test images on the model's grid, read once for every baseline."""
+
+    selected: Mapping[str, np.ndarray]
+    index: np.ndarray
+    truth: np.ndarray
+    cond: np.ndarray
+    images_columns: dict[str, Any]
+
+
+def _pending(names: Sequence[str], results_dir: str | os.PathLike[str],
+             identities: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The summaries of the baselines done before (``skipped``) and the names still to do."""
+    out: dict[str, dict[str, Any]] = {}
+    todo = []
+    for name in names:
+        record = _done(baseline_dir(results_dir, name), identities[name])
+        if record is not None:
+            out[name] = {**record["summary"], "skipped": True}
+        else:
+            todo.append(name)
+    return out, todo
+
+
+def _read_test_images(group: Any, store_path: str, selected: Mapping[str, np.ndarray], grid: Grid,
+                      conditions: Sequence[str]) -> _TestImages:
+    """The selected images' target and condition maps on the model's grid, and the columns of
+    ``images.parquet``."""
+    sattrs = dict(group.attrs)
+    channels = list(sattrs["channels"])
+    missing = [c for c in (*_TARGETS, *conditions) if c not in channels]
+    if missing:
+        raise ValueError(f"{store_path}: the store lacks the channels {missing} (it has {channels})")
+    factor = int(sattrs["npix"]) // grid.npix
+    index = np.asarray(selected["image_index"], dtype=np.int64)
+    raw = np.asarray(group["maps"].get_orthogonal_selection(
+        (index, [channels.index(c) for c in (*_TARGETS, *conditions)])), dtype=np.float64)
+    if not np.all(np.isfinite(raw)):
+        raise ValueError(f"{store_path}: selected test images have non-finite maps (not generated?)")
+    maps = block_mean(raw, factor)
+    split_names = list(sattrs.get("split_names") or ("train", "val", "test"))
+    n_all = group["split"].shape[0]
+    images_columns = {
+        "image_index": np.arange(n_all), "halo_id": group["halo_id"][:],
+        "log10_m200m_msun_h": group["log10_m200m_msun_h"][:],
+        "split": [split_names[int(c)] for c in group["split"][:]], "failed": group["image_failed"][:] == 1,
+        "selected": np.isin(np.arange(n_all), index),
+    }
+    return _TestImages(selected, index, maps[:, :2], maps[:, 2:], images_columns)
+
+
+def _reset(directory: Path) -> None:
+    """Make ``directory`` a results directory without any of :data:`_OUTPUTS` (a baseline not
+    done: whatever is there is redone)."""
+    from cmpipe.store.outputs import mark_directory
+
+    directory.mkdir(parents=True, exist_ok=True)
+    mark_directory(directory, "results")
+    for entry in _OUTPUTS:
+        path = directory / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _sample_and_evaluate(name: str, model: Any, images: _TestImages, grid: Grid, n_samples: int, seed: int,
+                         conditions: tuple[str, ...], post: Any) -> tuple[dict[str, dict[str, list[Any]]], list[float]]:
+    """Every test image of one baseline: its samples (into ``post``, a ``posterior.zarr``) and its
+    table rows; with the sampling time of each image [s]."""
+    from cmpipe.evaluation.image import evaluate_image
+    from cmpipe.store.posterior import write_image
+    from cmpipe.store.tables import SCHEMAS
+
+    selected, truth, cond = images.selected, images.truth, images.cond
+    rows: dict[str, dict[str, list[Any]]] = {t: {} for t in SCHEMAS}
+    seconds = []
+    for row, i in enumerate(images.index):
+        t1 = time.perf_counter()
+        rng = np.random.default_rng([int(seed), _STREAM[name], int(i)])
+        if name == "mass_oracle":
+            samples = model.sample(float(selected["log10_m200m_msun_h"][row]), n_samples, rng)
+        else:
+            samples = model.sample(cond[row], n_samples, rng)
+        seconds.append(time.perf_counter() - t1)
+        key = {"image_index": int(i), "halo_id": int(selected["halo_id"][row]),
+               "log10_m200m_msun_h": float(selected["log10_m200m_msun_h"][row])}
+        extra = {"r500c_mpc": float(selected["r500c_mpc"][row])} if "r500c_mpc" in selected else {}
+        tables = evaluate_image(samples=samples, truth=truth[row], condition=cond[row], grid=grid, key=key,
+                                r200m_mpc=float(selected["r200m_mpc"][row]), seconds=seconds[-1],
+                                conditions=conditions, **extra)
+        for table, columns in tables.items():
+            for col, values in columns.items():
+                rows[table].setdefault(col, []).extend(values)
+        write_image(post, row, {"truth": truth[row], "condition": cond[row], "mean": samples.mean(axis=0),
+                                "std": samples.std(axis=0, ddof=1) if n_samples > 1 else np.zeros_like(truth[row]),
+                                "samples": samples})
+    return rows, seconds
+
+
+def _write_done(directory: Path, record: Mapping[str, Any]) -> None:
+    """``baseline.json``, atomically: the done flag, written last."""
+    tmp = directory / f".baseline.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / "baseline.json")
+
+
 def run_baselines(
     store_path: str | os.PathLike[str],
     results_dir: str | os.PathLike[str],
@@ -540,7 +647,7 @@ def run_baselines(
     results_dir : str or path-like
         The results directory; each baseline goes to ``results_dir/baselines/<name>/``.
     selected : mapping
-        The test images, as :func:`cmpipe.pipeline.infer.select_test_images` returns them:
+        The test images, as :func:`cmpipe.stages.infer.select_test_images` returns them:
         ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``r200m_mpc`` [Mpc] and, if
         present, ``r500c_mpc`` [Mpc] (passed on to :func:`cmpipe.evaluation.image.evaluate_image`).
     grid : cmpipe.evaluation.image.Grid
@@ -567,10 +674,8 @@ def run_baselines(
     dict
         Name -> ``{"skipped", "images", "fit_s", "s_per_image", "wall_s", "results"}``.
     """
-    from cmpipe.evaluation.image import evaluate_image
-    from cmpipe.store.outputs import mark_directory
-    from cmpipe.store.posterior import open_or_create, write_image
-    from cmpipe.store.tables import SCHEMAS, to_table, write_images_table, write_part
+    from cmpipe.store.posterior import open_or_create
+    from cmpipe.store.tables import to_table, write_images_table, write_part
     from cmpipe.store.zarr_store import open_store
 
     _check_names(names)
@@ -581,53 +686,18 @@ def run_baselines(
     conditions = tuple(conditions)
     identities = {n: _identity(n, sattrs, selected, grid, n_samples, seed, conditions, k_neighbours, save_samples)
                   for n in names}
-    out: dict[str, dict[str, Any]] = {}
-    todo = []
-    for name in names:
-        record = _done(baseline_dir(results_dir, name), identities[name])
-        if record is not None:
-            out[name] = {**record["summary"], "skipped": True}
-        else:
-            todo.append(name)
+    out, todo = _pending(names, results_dir, identities)
     if not todo:
         return out
     t0 = time.perf_counter()
     fitted = fit_baselines(store_path, resolution=grid.npix, conditions=conditions, names=todo,
                            k_neighbours=k_neighbours)
     fit_s = time.perf_counter() - t0
-    # The selected images, on the model's grid.
-    channels = list(sattrs["channels"])
-    missing = [c for c in (*_TARGETS, *conditions) if c not in channels]
-    if missing:
-        raise ValueError(f"{store_path}: the store lacks the channels {missing} (it has {channels})")
-    factor = int(sattrs["npix"]) // grid.npix
-    index = np.asarray(selected["image_index"], dtype=np.int64)
-    raw = np.asarray(group["maps"].get_orthogonal_selection(
-        (index, [channels.index(c) for c in (*_TARGETS, *conditions)])), dtype=np.float64)
-    if not np.all(np.isfinite(raw)):
-        raise ValueError(f"{store_path}: selected test images have non-finite maps (not generated?)")
-    maps = block_mean(raw, factor)
-    truth, cond = maps[:, :2], maps[:, 2:]
-    split_names = list(sattrs.get("split_names") or ("train", "val", "test"))
-    n_all = group["split"].shape[0]
-    images_columns = {
-        "image_index": np.arange(n_all), "halo_id": group["halo_id"][:],
-        "log10_m200m_msun_h": group["log10_m200m_msun_h"][:],
-        "split": [split_names[int(c)] for c in group["split"][:]], "failed": group["image_failed"][:] == 1,
-        "selected": np.isin(np.arange(n_all), index),
-    }
+    images = _read_test_images(group, store_path, selected, grid, conditions)
     for name in todo:
         t_name = time.perf_counter()
         directory = baseline_dir(results_dir, name)
-        directory.mkdir(parents=True, exist_ok=True)
-        mark_directory(directory, "results")
-        for entry in _OUTPUTS:  # not done: whatever is there is redone
-            path = directory / entry
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        model = fitted[name]
+        _reset(directory)
         post = open_or_create(directory, selected, {
             "targets": list(_TARGETS), "conditions": list(conditions), "channel_units": _channel_units(sattrs),
             "pixel_mpc": float(grid.pixel_mpc), "resolution": int(grid.npix), "depth_mpc": float(grid.depth_mpc),
@@ -635,88 +705,16 @@ def run_baselines(
             "save_samples": bool(save_samples), "checkpoint": "", "checkpoint_step": 0, "store": store_path,
             "store_fingerprint": sattrs["store_fingerprint"], "baseline": name, **dict(attrs or {}),
         })
-        rows: dict[str, dict[str, list[Any]]] = {t: {} for t in SCHEMAS}
-        seconds = []
-        for row, i in enumerate(index):
-            t1 = time.perf_counter()
-            rng = np.random.default_rng([int(seed), _STREAM[name], int(i)])
-            if name == "mass_oracle":
-                samples = model.sample(float(selected["log10_m200m_msun_h"][row]), n_samples, rng)
-            else:
-                samples = model.sample(cond[row], n_samples, rng)
-            seconds.append(time.perf_counter() - t1)
-            key = {"image_index": int(i), "halo_id": int(selected["halo_id"][row]),
-                   "log10_m200m_msun_h": float(selected["log10_m200m_msun_h"][row])}
-            extra = {"r500c_mpc": float(selected["r500c_mpc"][row])} if "r500c_mpc" in selected else {}
-            tables = evaluate_image(samples=samples, truth=truth[row], condition=cond[row], grid=grid, key=key,
-                                    r200m_mpc=float(selected["r200m_mpc"][row]), seconds=seconds[-1],
-                                    conditions=conditions, **extra)
-            for table, columns in tables.items():
-                for col, values in columns.items():
-                    rows[table].setdefault(col, []).extend(values)
-            write_image(post, row, {"truth": truth[row], "condition": cond[row], "mean": samples.mean(axis=0),
-                                    "std": samples.std(axis=0, ddof=1) if n_samples > 1 else np.zeros_like(truth[row]),
-                                    "samples": samples})
+        rows, seconds = _sample_and_evaluate(name, fitted[name], images, grid, n_samples, seed, conditions, post)
         for table, columns in rows.items():
-            write_part(directory, table, to_table(table, columns), [int(i) for i in index])
-        write_images_table(directory, images_columns)
-        summary = {"skipped": False, "images": int(len(index)), "fit_s": fit_s,
+            write_part(directory, table, to_table(table, columns), [int(i) for i in images.index])
+        write_images_table(directory, images.images_columns)
+        summary = {"skipped": False, "images": int(len(images.index)), "fit_s": fit_s,
                    "s_per_image": float(np.mean(seconds)) if seconds else 0.0,
                    "wall_s": time.perf_counter() - t_name, "results": str(directory)}
-        record = {"identity": identities[name], "fit": _describe(model), "summary": summary}
-        tmp = directory / f".baseline.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, directory / "baseline.json")  # the done flag: last
+        _write_done(directory, {"identity": identities[name], "fit": _describe(fitted[name]), "summary": summary})
         out[name] = summary
-        logger.info("baseline %s: %d test images in %.1f s (fit %.1f s)", name, len(index), summary["wall_s"], fit_s)
+        logger.info("baseline %s: %d test images in %.1f s (fit %.1f s)", name, len(images.index), summary["wall_s"],
+                    fit_s)
     logger.info("baselines %s done in %.1f s", ", ".join(todo), time.perf_counter() - t_start)
     return out
-
-
-def run_baselines_for_config(
-    cfg: Any,
-    store_path: str | os.PathLike[str],
-    results_dir: str | os.PathLike[str],
-    *,
-    names: Sequence[str] = BASELINES,
-    selected: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """The stage boundary of ``cmpipe infer`` and ``cmpipe baselines``: a Config (and the model's
-    results, when ``results_dir`` holds them) made into :func:`run_baselines`' arguments.
-
-    The model's ``posterior.zarr`` in ``results_dir``, if there is one, fixes the grid
-    (``resolution``), ``conditions``, ``n_samples``, ``seed``, ``save_samples`` and the recorded
-    config, so the baselines meet the model on its own terms; otherwise ``cfg``'s ``model`` and
-    ``infer`` sections do. The test images are :func:`cmpipe.pipeline.infer.select_test_images`
-    of ``cfg`` (or ``selected``).
-    """
-    import dataclasses
-
-    import yaml
-
-    from cmpipe.config import config_from_dict, config_to_yaml
-    from cmpipe.evaluation.image import grid_from_config
-    from cmpipe.pipeline.infer import select_test_images
-    from cmpipe.store.posterior import posterior_path
-    from cmpipe.store.zarr_store import open_store
-
-    icfg, mcfg = cfg.infer, cfg.model
-    model: dict[str, Any] = {"resolution": mcfg.resolution, "conditions": tuple(mcfg.conditions),
-                             "n_samples": icfg.n_samples, "seed": icfg.seed, "save_samples": icfg.save_samples}
-    if posterior_path(results_dir).exists():
-        from cmpipe.store.posterior import open_posterior
-
-        pattrs = dict(open_posterior(results_dir).attrs)
-        model.update({k: pattrs[k] for k in ("resolution", "n_samples", "seed", "save_samples") if k in pattrs})
-        model["conditions"] = tuple(pattrs.get("conditions") or model["conditions"])
-        if pattrs.get("config_yaml"):
-            recorded = config_from_dict(yaml.safe_load(pattrs["config_yaml"]), "posterior.zarr config_yaml")
-            cfg = dataclasses.replace(cfg, evaluate=recorded.evaluate, cosmology=recorded.cosmology)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, resolution=int(model["resolution"]),
-                                                              conditions=model["conditions"]))
-    grid = grid_from_config(cfg, dict(open_store(store_path).attrs))
-    return run_baselines(
-        store_path, results_dir, selected=selected if selected is not None else select_test_images(cfg, store_path),
-        grid=grid, n_samples=int(model["n_samples"]), seed=int(model["seed"]), conditions=model["conditions"],
-        names=names, save_samples=bool(model["save_samples"]), attrs={"config_yaml": config_to_yaml(cfg)},
-    )

@@ -3,8 +3,10 @@
 :class:`PosteriorSampler` wraps a loaded score model: physical condition maps (by default y,
 S_X; the checkpoint's ``hyperparameters["channels"]["cond"]``, ``model.conditions`` at training)
 in, physical posterior samples of (gas, DM) out, through the store's normalisation recorded in
-the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The Ray Data actors of
-:mod:`cmpipe.pipeline.infer` build one per actor, through a loader that tests may replace.
+the checkpoint and a sampler of :mod:`cmpipe.model.sampling`. The inference workers
+(:func:`cmpipe.stages.infer.load_worker`: one per Ray Data actor of :mod:`cmpipe.pipeline.infer`, or
+one for a serial run) build one each, through a loader that tests may replace. Image ``i``'s
+samples are drawn from :func:`cmpipe.model.sampling.image_seed`, so they do not depend on batching.
 For a checkpoint of ``model.kind: unet`` the loader returns a :class:`RegressionSampler`, with
 the same interface: the deterministic baseline's point estimate repeated as every "sample".
 """

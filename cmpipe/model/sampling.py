@@ -170,6 +170,13 @@ def _check_steps(steps: int) -> None:
         raise ValueError(f"steps must be an integer >= 1; got {steps}")
 
 
+def image_seed(seed: int, image_index: int) -> int:
+    """The seed of image ``image_index``'s samples (``cmpipe infer``; ``cmpipe reconstruct``'s one
+    cluster is image 0): a 63-bit integer from ``SeedSequence([seed, i])``, so an image's samples
+    depend neither on batching nor on the worker."""
+    return int(np.random.SeedSequence([int(seed), int(image_index)]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
 def row_generators(seed: int, samples: Sequence[int], device: str | torch.device) -> list[torch.Generator]:
     """One ``torch.Generator`` per sample ``j`` of a condition item seeded ``seed``.
 

@@ -413,24 +413,61 @@ def reconstruct(
         With ``strict``, inputs outside the training distribution (before sampling).
     """
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
-    from cmpipe.store.outputs import check_output_file
-    from cmpipe.pipeline.infer import image_seed
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
-    inputs = (sz_path, xray_path)
-    out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
-    png_path = out_path.with_suffix(".png")
-    if quicklook:
-        check_output_file(png_path, overwrite=overwrite, inputs=(*inputs, out_path), what="quick-look PNG")
+    out_path, png_path = _check_outputs(out_path, (sz_path, xray_path), quicklook, overwrite)
     ckpt = resolve_checkpoint(checkpoint)
     hyperparameters = sampler.hyperparameters if sampler is not None else _checkpoint_meta(ckpt)["hyperparameters"]
     grid = model_grid(ckpt, hyperparameters=hyperparameters, pixel_mpc=pixel_mpc)
 
     messages: list[str] = [f"model grid: {grid.npix}x{grid.npix} pixels of {grid.pixel_mpc:g} Mpc ({grid.source})"]
+    condition, images = _read_inputs(((sz_path, sz_hdu), (xray_path, xray_hdu)), grid, messages)
+    ood = check_distribution(condition[0], _CONDITION, hyperparameters.get("normalisation"), grid.pixel_mpc,
+                             max_ood_fraction)
+    if ood.flagged:
+        _flag(ood, f"{sz_path}, {xray_path}", out_path, messages, strict=strict, warn=warn)
+
+    if infer_cfg is None:
+        infer_cfg = _default_infer_cfg(grid.config, n_samples)
+    if sampler is None:
+        sampler = load_posterior_sampler(ckpt, infer_cfg, device)
+    if sampler.resolution != grid.npix:
+        raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
+    samples = _sample(sampler, condition, n_samples, seed)
+    mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
+
+    extra = {"CKPT": (ckpt.name, "checkpoint"), "NSAMPLES": (int(n_samples), "posterior samples"),
+             "SEED": (int(seed), "cmpipe reconstruct seed"), "SAMPLER": (infer_cfg.sampler, "sampler"),
+             "STEPS": (int(infer_cfg.steps), "sampler steps"), **ood.header()}
+    _write_outputs(out_path, samples, mean, std, grid, redshift=images[0].header.get("REDSHIFT"), extra=extra,
+                   save_samples=save_samples, overwrite=overwrite)
+    png = _quicklook(png_path, condition[0], mean, std, grid.pixel_mpc) if quicklook else None
+    for m in messages:
+        logger.info("%s", m)
+    return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
+            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood}
+
+
+def _check_outputs(out_path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], quicklook: bool,
+                   overwrite: bool) -> tuple[Path, Path]:
+    """The output FITS and its PNG, checked before any work (:func:`cmpipe.store.outputs.check_output_file`)."""
+    from cmpipe.store.outputs import check_output_file
+
+    out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
+    png_path = out_path.with_suffix(".png")
+    if quicklook:
+        check_output_file(png_path, overwrite=overwrite, inputs=(*inputs, out_path), what="quick-look PNG")
+    return out_path, png_path
+
+
+def _read_inputs(inputs: Sequence[tuple[str | os.PathLike[str], int | str | None]], grid: ModelGrid,
+                 messages: list[str]) -> tuple[np.ndarray, list[Any]]:
+    """The y and S_X maps ``(path, hdu)`` on the model's grid, shape (1, 2, R, R), and the FITS
+    images read; what was done to them is appended to ``messages``."""
     maps_in = []
     images = []
-    for name, path, hdu in (("sz_y", sz_path, sz_hdu), ("xray_sb", xray_path, xray_hdu)):
+    for name, (path, hdu) in zip(_CONDITION, inputs):
         image = read_map_fits(path, hdu=hdu, channel=name)
         if image.channel is not None and image.channel != name:
             messages.append(f"{path}: CHANNEL is {image.channel!r}, used as {name}")
@@ -439,42 +476,38 @@ def reconstruct(
         maps_in.append(maps)
         images.append(image)
         messages.extend(notes)
-    condition = np.stack(maps_in)[None]
-    ood = check_distribution(condition[0], _CONDITION, hyperparameters.get("normalisation"), grid.pixel_mpc,
-                             max_ood_fraction)
-    if ood.flagged:
-        what = f"{sz_path}, {xray_path}: out of the training distribution: {'; '.join(ood.reasons())}"
-        if strict:
-            raise OutOfDistributionError(f"{what}; refused (--strict)")
-        messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
-        if warn:
-            logger.warning("%s; reconstructed anyway (OODFLAG = T in %s)", what, out_path)
+    return np.stack(maps_in)[None], images
 
-    if infer_cfg is None:
-        infer_cfg = _default_infer_cfg(grid.config, n_samples)
-    if sampler is None:
-        sampler = load_posterior_sampler(ckpt, infer_cfg, device)
-    if sampler.resolution != grid.npix:
-        raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
-    samples = sampler.sample(condition, n_samples, [image_seed(seed, 0)])[0]  # (S, 2, R, R)
-    mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
 
-    redshift = images[0].header.get("REDSHIFT")
+def _flag(ood: DistributionCheck, inputs: str, out_path: Path, messages: list[str], *, strict: bool,
+          warn: bool) -> None:
+    """Inputs out of the training distribution: refused under ``strict``, else noted (and logged if ``warn``)."""
+    what = f"{inputs}: out of the training distribution: {'; '.join(ood.reasons())}"
+    if strict:
+        raise OutOfDistributionError(f"{what}; refused (--strict)")
+    messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
+    if warn:
+        logger.warning("%s; reconstructed anyway (OODFLAG = T in %s)", what, out_path)
+
+
+def _sample(sampler: Any, condition: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
+    """``n_samples`` posterior samples ``(S, 2, R, R)`` of one cluster, from ``image_seed(seed, 0)``."""
+    from cmpipe.model.sampling import image_seed
+
+    return sampler.sample(condition, n_samples, [image_seed(seed, 0)])[0]
+
+
+def _write_outputs(out_path: Path, samples: np.ndarray, mean: np.ndarray, std: np.ndarray, grid: ModelGrid, *,
+                   redshift: Any, extra: dict[str, Any], save_samples: bool, overwrite: bool) -> None:
+    """The output FITS: ``MEAN`` and ``STD`` ``(2, R, R)`` of the ``samples`` ``(S, 2, R, R)``, and
+    with ``save_samples`` the ``SAMPLES`` as float32."""
     cosmology = grid.config.cosmology if grid.config is not None else None
-    extra = {"CKPT": (ckpt.name, "checkpoint"), "NSAMPLES": (int(n_samples), "posterior samples"),
-             "SEED": (int(seed), "cmpipe reconstruct seed"), "SAMPLER": (infer_cfg.sampler, "sampler"),
-             "STEPS": (int(infer_cfg.steps), "sampler steps"), **ood.header()}
     extensions = {"MEAN": mean, "STD": std}
     if save_samples:
         extensions["SAMPLES"] = samples.astype(np.float32)
     write_map_fits(out_path, None, pixel_mpc=grid.pixel_mpc, channel_names=list(_TARGET),
                    units=[FITS_UNITS[c] for c in _TARGET], redshift=redshift, cosmology=cosmology,
                    extra_header=extra, extensions=extensions, overwrite=overwrite)
-    png = _quicklook(png_path, condition[0], mean, std, grid.pixel_mpc) if quicklook else None
-    for m in messages:
-        logger.info("%s", m)
-    return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
-            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood}
 
 
 def export_store_fits(
