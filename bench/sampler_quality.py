@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cmpipe.config import load_config
-    from cmpipe.evaluation.image import grid_from_config
+    from cmpipe.stages.infer import grid_from_config
     from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
     from cmpipe.model.sampling import image_seed, network_evaluations
     from cmpipe.model.training import load_checkpoint

@@ -136,7 +136,7 @@ def store(tmp_path_factory):
 
 
 def _run(cfg, store, out, **kw):
-    from cmpipe.evaluation.image import grid_from_config
+    from cmpipe.stages.infer import grid_from_config
     from cmpipe.stages.infer import select_test_images
     from cmpipe.store import open_store
 

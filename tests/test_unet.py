@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from cmpipe.config import ConfigError, ModelConfig, load_config
-from cmpipe.evaluation.image import COVERAGE_LEVELS, evaluate_image, grid_from_config
+from cmpipe.evaluation.image import COVERAGE_LEVELS, evaluate_image
+from cmpipe.stages.infer import grid_from_config
 from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, StoreDataset, denormalise
 from cmpipe.model.inference import RegressionSampler, load_posterior_sampler
 from cmpipe.model.network import build_model, count_parameters

@@ -95,17 +95,6 @@ def make_grid(npix: int, store_attrs: Mapping[str, Any], cosmology: CosmologyCon
                 k_split_mpc_inv=float(k_split), convergence_tolerance=float(convergence_tolerance))
 
 
-def grid_from_config(cfg: Any, store_attrs: Mapping[str, Any]) -> Grid:
-    """:func:`make_grid` of a configuration's ``model.resolution``, ``cosmology`` and ``evaluate``.
-
-    Kept for the callers that still hold a whole configuration (``pipeline/infer.py``,
-    ``evaluation/baselines.py``, tests, bench); new code calls :func:`make_grid` from its stage.
-    """
-    return make_grid(int(cfg.model.resolution), store_attrs, cfg.cosmology,
-                     k_split_mpc_inv=cfg.evaluate.k_split_mpc_inv,
-                     convergence_tolerance=cfg.evaluate.convergence_tolerance)
-
-
 def _rank(values: np.ndarray, truth: float) -> int:
     return int(np.sum(values < truth))
 

@@ -68,6 +68,16 @@ class InferError(ValueError):
 # ----------------------------------------------------------------------------- the test images
 
 
+def grid_from_config(cfg: Config, store_attrs: Mapping[str, Any]) -> Grid:
+    """:func:`cmpipe.evaluation.image.make_grid` of a configuration's ``model.resolution``,
+    ``cosmology`` and ``evaluate`` sections."""
+    from cmpipe.evaluation.image import make_grid
+
+    return make_grid(int(cfg.model.resolution), store_attrs, cfg.cosmology,
+                     k_split_mpc_inv=cfg.evaluate.k_split_mpc_inv,
+                     convergence_tolerance=cfg.evaluate.convergence_tolerance)
+
+
 def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The store's usable test images within ``[evaluate.test_log10_m_min, _max)``.
 
@@ -178,7 +188,6 @@ def load_worker(cfg: Config, store_path: str, results: str, checkpoint: str, *, 
         ``loader(checkpoint, infer_cfg, device, store_fingerprint) -> PosteriorSampler``;
         default :func:`cmpipe.model.inference.load_posterior_sampler`.
     """
-    from cmpipe.evaluation.image import grid_from_config
     from cmpipe.model.inference import load_posterior_sampler
     from cmpipe.store.zarr_store import open_store
 
@@ -566,7 +575,6 @@ def run_baselines_for_config(
 
     from cmpipe.config import config_from_dict, config_to_yaml
     from cmpipe.evaluation.baselines import run_baselines
-    from cmpipe.evaluation.image import grid_from_config
     from cmpipe.store.posterior import posterior_path
     from cmpipe.store.zarr_store import open_store
 
