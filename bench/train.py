@@ -3,7 +3,7 @@
 A small analytic store (18 images of 32x32: 12 train, 6 val, as the tests make) is trained with
 the ``demo`` config's model and batch (``--set`` to change them; ``train.num_workers: 0``, so the
 DataLoader reads in the training process) for ``--steps`` steps, three times into fresh run
-directories: by :func:`cmpipe.model.training.train_loop` with ``--threads`` torch threads, and by
+directories: by :func:`cmpipe.stages.train.run` with ``--threads`` torch threads, and by
 :func:`cmpipe.pipeline.train_with_ray` in one local Ray with ``num_cpus = --threads``: 1 worker
 with all the CPUs (and threads), then 2 workers with half each (the same global batch, split).
 Seconds per step are measured inside the loop (mean over all steps, the first included); the Ray
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cmpipe.config import load_config
-    from cmpipe.model.training import train_loop
+    from cmpipe.stages.train import run as train_run
     from cmpipe.mapmaking.generate import generate_serial
 
     cfg = load_config("demo", [*STORE, *TRAIN, *args.set])
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         store = tmp / "images.zarr"
         generate_serial(cfg, store)
         torch.set_num_threads(args.threads)
-        out = train_loop(cfg, store, tmp / "serial", max_steps=args.steps)
+        out = train_run(cfg, {"store": store, "run": tmp / "serial"}, max_steps=args.steps)
         rows.append({"run": f"serial, {args.threads} threads", "workers": 0, "s_per_step": out["s_per_step"],
                      "wall_s": None})
         print(f"model: {out['parameters']} parameters, "

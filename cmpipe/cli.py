@@ -507,24 +507,20 @@ def _run_train(args: argparse.Namespace, cfg: Config) -> int:
     """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``."""
     from pathlib import Path
 
-    from cmpipe.plots.training import plot_loss_curve, read_metrics
+    from cmpipe.stages import train as train_stage
 
     run = Path(args.run)
     if args.serial:
         if args.address or args.workers is not None:
             raise ConfigError("--serial runs in this process without Ray: drop --address and --workers")
-        from cmpipe.model.training import train_loop
-
-        summary = train_loop(cfg, args.store, run, max_steps=args.max_steps)
+        summary = train_stage.run(cfg, {"store": args.store, "run": run}, max_steps=args.max_steps)
     else:
         from cmpipe.pipeline.train import train_with_ray
 
         workers = 1 if args.workers is None else args.workers
         summary = train_with_ray(cfg, args.store, run, num_workers=max(1, workers),
                                  max_steps=args.max_steps, address=args.address)
-    metrics = run / "metrics.csv"
-    if metrics.is_file():
-        plot_loss_curve(read_metrics(metrics)).savefig(run / "loss.png", dpi=120)
+    train_stage.plot_loss(run)
     print(summary["checkpoint"])
     print(f"steps {summary['start_step']} -> {summary['step']}; {summary['s_per_step'] or 0.0:.3f} s/step")
     return 0

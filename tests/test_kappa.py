@@ -146,7 +146,8 @@ def test_three_condition_model_trains_and_samples(kind, kappa_store, tmp_path_fa
     values, the checkpoint's recorded conditions, and the sampler refusing 2-channel input."""
     from cmpipe.model.dataset import StoreDataset, denormalise
     from cmpipe.model.inference import load_posterior_sampler
-    from cmpipe.model.training import latest_checkpoint, load_checkpoint, train_loop
+    from cmpipe.model.training import latest_checkpoint, load_checkpoint
+    from cmpipe.stages.train import run as train_run
     from cmpipe.store import open_store
 
     conditions = ("sz_y", "xray_sb", "kappa")
@@ -157,7 +158,7 @@ def test_three_condition_model_trains_and_samples(kind, kappa_store, tmp_path_fa
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out = train_loop(cfg, store, run, max_steps=2)
+        out = train_run(cfg, {"store": store, "run": run}, max_steps=2)
         assert out["step"] == 2 and np.isfinite(out["last"].loss)
         hp = load_checkpoint(latest_checkpoint(run)).hyperparameters
         assert hp["channels"] == {"x": ["gas_sigma", "dm_sigma"], "cond": list(conditions)}

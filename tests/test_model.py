@@ -31,10 +31,10 @@ from cmpipe.model.training import (
     load_for_inference,
     make_ema,
     save_checkpoint,
-    train_loop,
     train_step,
 )
 from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.train import run as train_run
 from cmpipe.store import StoreError, open_store
 from tiny_stores import TRAINING_MASSES, TRAINING_STORE
 from tensor_oracles import tensors_equal
@@ -231,9 +231,9 @@ def runs(store, tmp_path_factory):
     """Run a: 6 steps uninterrupted (keeps 1 checkpoint); run b: 3 steps, then resumed to 6."""
     root = tmp_path_factory.mktemp("runs")
     a, b = root / "a", root / "b"
-    out_a = train_loop(_cfg(*TRAIN, "train.keep_checkpoints=1"), store, a, max_steps=6)
-    first = train_loop(_cfg(*TRAIN), store, b, max_steps=3)
-    out_b = train_loop(_cfg(*TRAIN), store, b, max_steps=6)
+    out_a = train_run(_cfg(*TRAIN, "train.keep_checkpoints=1"), {"store": store, "run": a}, max_steps=6)
+    first = train_run(_cfg(*TRAIN), {"store": store, "run": b}, max_steps=3)
+    out_b = train_run(_cfg(*TRAIN), {"store": store, "run": b}, max_steps=6)
     return a, b, out_a, first, out_b
 
 
@@ -293,7 +293,7 @@ def test_other_store_fingerprint_is_refused(runs, store, tmp_path):
     shutil.copytree(store, other)
     open_store(other, mode="r+").attrs["store_fingerprint"] = "f" * 16
     with pytest.raises(CheckpointError, match="ffffffffffffffff"):
-        train_loop(_cfg(*TRAIN), other, a, max_steps=7)
+        train_run(_cfg(*TRAIN), {"store": other, "run": a}, max_steps=7)
 
 
 def test_load_for_inference_uses_ema_weights(runs):

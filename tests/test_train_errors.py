@@ -41,9 +41,9 @@ from cmpipe.model.training import (
     latest_checkpoint,
     load_checkpoint,
     load_for_inference,
-    train_loop,
 )
 from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.train import run as train_run
 from cmpipe.store import open_store
 from tensor_oracles import tensors_equal
 from tiny_stores import TRAINING_STORE
@@ -104,7 +104,7 @@ def store(tmp_path_factory):
 def run2(store, tmp_path_factory):
     """A serial run of 2 steps on ``store``: checkpoints of steps 1 and 2."""
     run = tmp_path_factory.mktemp("train_errors_run") / "run"
-    train_loop(_cfg(), store, run, max_steps=2)
+    train_run(_cfg(), {"store": store, "run": run}, max_steps=2)
     assert [p.name for p in checkpoint_paths(run)] == ["step_00000001.pt", "step_00000002.pt"]
     return run
 

@@ -4,7 +4,7 @@ Two ``fit()`` calls in all (Ray Train costs ~20 s each): 2 workers train 3 steps
 run directory is trained on to 5 steps. Oracles: ``load_for_inference`` of the result; for DDP,
 a hand-written single-process step on the same global batch whose gradient is the mean of the two
 half-batch gradients, each half's noise drawn from the seed its rank used
-(:func:`~cmpipe.pipeline.train.step_noise_seed`): score_models draws the noise and times inside
+(:func:`~cmpipe.model.training.step_noise_seed`): score_models draws the noise and times inside
 ``loss_fn``, so the two ranks' draws cannot equal one full-batch draw, but with the same draws per
 half the averaged gradient is exactly the full-batch gradient (float tolerance: the all-reduce
 sums in another order, atol 1e-6); resume: steps and optimizer/EMA counts continue, and the rows of
@@ -28,8 +28,9 @@ from cmpipe.model.training import (
     latest_checkpoint,
     load_checkpoint,
     load_for_inference,
+    step_noise_seed,
 )
-from cmpipe.pipeline.train import TrainError, step_noise_seed, train_with_ray
+from cmpipe.pipeline.train import TrainError, train_with_ray
 from cmpipe.mapmaking.generate import generate_serial
 from tiny_stores import TRAINING_STORE
 

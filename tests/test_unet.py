@@ -29,11 +29,11 @@ from cmpipe.model.training import (
     load_for_inference,
     make_ema,
     prepare_run,
-    train_loop,
     train_step,
 )
 from cmpipe.model.unet import RegressionModel, UNet
 from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.train import run as train_run
 from cmpipe.store import open_store
 from tiny_stores import TINY_MODEL, TINY_INFER, TRAINING_STORE
 from tensor_oracles import tensors_equal
@@ -107,9 +107,9 @@ def runs(store, tmp_path_factory):
     """Run a: 6 steps uninterrupted (keeps 1 checkpoint); run b: 3 steps, then resumed to 6."""
     root = tmp_path_factory.mktemp("unet_runs")
     a, b = root / "a", root / "b"
-    out_a = train_loop(_cfg("train.keep_checkpoints=1"), store, a, max_steps=6)
-    first = train_loop(_cfg(), store, b, max_steps=3)
-    out_b = train_loop(_cfg(), store, b, max_steps=6)
+    out_a = train_run(_cfg("train.keep_checkpoints=1"), {"store": store, "run": a}, max_steps=6)
+    first = train_run(_cfg(), {"store": store, "run": b}, max_steps=3)
+    out_b = train_run(_cfg(), {"store": store, "run": b}, max_steps=6)
     return a, b, out_a, first, out_b
 
 
@@ -133,8 +133,9 @@ def test_resume_equals_an_uninterrupted_run(runs, store):
         assert tensors_equal(getattr(sa, field), getattr(sb, field)), field
     assert np.isfinite(out_a["last"].loss) and out_a["last"].loss == out_b["last"].loss
     # A score-model config cannot resume a U-Net run.
+    score = _cfg("model.kind=score")
     with pytest.raises(CheckpointError, match="was trained with model"):
-        prepare_run(_cfg("model.kind=score"), store, a)
+        prepare_run(score.model, score.train, score.maps, store, a)
 
 
 def test_inference_is_a_repeated_point_estimate(runs, store):

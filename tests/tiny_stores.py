@@ -71,8 +71,8 @@ def make_store(cfg, directory):
 
 def make_run(cfg, store, directory, max_steps: int = 2):
     """``directory / "run"``: a serial training run of ``max_steps`` steps on ``store``."""
-    from cmpipe.model.training import train_loop
+    from cmpipe.stages.train import run as train_run
 
     run = directory / "run"
-    train_loop(cfg, store, run, max_steps=max_steps)
+    train_run(cfg, {"store": store, "run": run}, max_steps=max_steps)
     return run

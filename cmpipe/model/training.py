@@ -1,8 +1,13 @@
-"""Training of the score model: one step, checkpoints, resume, and a single-process loop.
+"""Training of the score model: one step, checkpoints, resume, and the one training loop.
 
-The Ray Train loop of ``cmpipe.pipeline`` reuses :func:`train_step`, :class:`TrainState`,
-:func:`save_checkpoint` and :func:`load_checkpoint`; :func:`train_loop` is the single-process
-reference driver.
+:func:`train_loop` is the loop of every training process: a single process (the default
+:class:`WorkerContext`) or one Ray Train worker (:mod:`cmpipe.pipeline.train` passes a context
+that wraps the network in DDP, averages the loss over the ranks and reports to Ray), as Ray's
+own examples insert three calls into an ordinary loop. Before each step torch's RNG is seeded
+with :func:`step_noise_seed` (seed, step, rank): the loss's noise is a function of the step and
+the rank only. Functions here take the ``model`` and ``train`` config sections
+(:class:`~cmpipe.config.ModelConfig`, :class:`~cmpipe.config.TrainConfig`) and plain values;
+:mod:`cmpipe.stages.train` turns a whole configuration into them.
 
 Checkpoint format (a data contract)
 -----------------------------------
@@ -45,7 +50,7 @@ denoising score-matching loss summed over channels and pixels, mean over the bat
 Resume reads the latest *readable* checkpoint (:func:`resume_checkpoint`): one that cannot be read
 (:class:`CheckpointReadError`: truncated, a foreign file) is skipped for the previous one with a
 warning naming both, and is rewritten when the run reaches its step again. Everything a run needs
-is checked first by :func:`validate_run` (the serial loop and the Ray driver alike).
+is checked first by :func:`validate_run` (the serial run and the Ray driver alike).
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from score_models import ScoreModel
     from torch_ema import ExponentialMovingAverage
 
-    from cmpipe.config import Config, ModelConfig
+    from cmpipe.config import MapsConfig, ModelConfig, TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -84,6 +89,7 @@ __all__ = [
     "StepResult",
     "TrainState",
     "WarmupSchedule",
+    "WorkerContext",
     "build_training",
     "ema_validation_loss",
     "checkpoint_paths",
@@ -95,6 +101,7 @@ __all__ = [
     "prepare_run",
     "resume_checkpoint",
     "save_checkpoint",
+    "step_noise_seed",
     "train_loop",
     "train_step",
     "unwrap",
@@ -495,7 +502,7 @@ def load_for_inference(
 
 
 # --------------------------------------------------------------------------------------------
-# The single-process loop
+# The training loop
 # --------------------------------------------------------------------------------------------
 
 
@@ -537,20 +544,26 @@ class StepBatchSampler(torch.utils.data.Sampler):
             yield [(e, int(i)) for i in perm[lo : lo + shard]]
 
 
-def _hyperparameters(cfg: Config, sigma_max: float, source: str, normalisation: Mapping[str, Any]) -> dict[str, Any]:
+def _section_dict(section: Any) -> dict[str, Any]:
+    """A config section as plain builtins in field order, tuples as lists (its part of
+    :func:`cmpipe.config.config_to_dict`)."""
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _hyperparameters(model_cfg: ModelConfig, train_cfg: TrainConfig, maps_cfg: MapsConfig, sigma_max: float,
+                     source: str, normalisation: Mapping[str, Any]) -> dict[str, Any]:
     from importlib.metadata import version
 
     from cmpipe import __version__
-    from cmpipe.config import config_to_dict
     from cmpipe.model.dataset import TARGET_CHANNELS
 
-    sections = config_to_dict(cfg)
     return {
-        "model": sections["model"], "sigma_min": cfg.model.sigma_min, "sigma_max": float(sigma_max),
-        "sigma_max_source": source, "resolution": cfg.model.resolution,
-        "channels": {"x": list(TARGET_CHANNELS), "cond": list(cfg.model.conditions)},
-        "normalisation": dict(normalisation), "train": sections["train"],
-        "maps": {"npix": cfg.maps.npix, "pixel_mpc": cfg.maps.pixel_mpc, "depth_mpc": cfg.maps.depth_mpc},
+        "model": _section_dict(model_cfg), "sigma_min": model_cfg.sigma_min, "sigma_max": float(sigma_max),
+        "sigma_max_source": source, "resolution": model_cfg.resolution,
+        "channels": {"x": list(TARGET_CHANNELS), "cond": list(model_cfg.conditions)},
+        "normalisation": dict(normalisation), "train": _section_dict(train_cfg),
+        "maps": {"npix": maps_cfg.npix, "pixel_mpc": maps_cfg.pixel_mpc, "depth_mpc": maps_cfg.depth_mpc},
         "score_models_version": version("score-models"), "cmpipe_version": __version__,
     }
 
@@ -631,12 +644,12 @@ LATEST = "latest"
 
 
 def validate_run(
-    cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-    resume: str | os.PathLike[str] | None = LATEST,
+    model_cfg: ModelConfig, train_cfg: TrainConfig, store_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str], *, resume: str | os.PathLike[str] | None = LATEST,
 ) -> RunCheck:
     """Check, in a second or so and before any training, everything a training process needs.
 
-    The serial loop (:func:`prepare_run`) and the Ray driver (before starting Ray) run the same
+    Every training process (:func:`prepare_run`) and the Ray driver (before starting Ray) run the same
     checks, so a user error is one message and not a worker's traceback:
 
     * the store exists, is a complete cmpipe store (every chunk done) and normalised, has the
@@ -649,7 +662,8 @@ def validate_run(
 
     Parameters
     ----------
-    cfg : Config
+    model_cfg, train_cfg : ModelConfig, TrainConfig
+        The ``model`` and ``train`` sections.
     store_path, run_dir : str or path-like
     resume : "latest", path or None
         :data:`LATEST` (default): choose as above; a path: that checkpoint (what a Ray driver chose
@@ -664,12 +678,11 @@ def validate_run(
     StoreError, OutputError, CheckpointError
         Naming the store, the run directory or the checkpoint.
     """
-    from cmpipe.config import config_to_dict
     from cmpipe.model.dataset import CONDITION_CHANNELS, StoreDataset
     from cmpipe.store.outputs import artifact_kind, check_output_dir
     from cmpipe.store.zarr_store import validate_store
 
-    tcfg, mcfg = cfg.train, cfg.model
+    tcfg, mcfg = train_cfg, model_cfg
     validate_store(store_path, require_complete=True)
     train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed,
                             conditions=mcfg.conditions)
@@ -691,7 +704,7 @@ def validate_run(
     if state is not None:
         # Checkpoints from before a key existed ran with its default.
         saved = {"kind": "score", "conditions": list(CONDITION_CHANNELS), **state.hyperparameters["model"]}
-        wanted = config_to_dict(cfg)["model"]
+        wanted = _section_dict(model_cfg)
         if saved != wanted:
             diff = ", ".join(f"model.{k}={saved.get(k)!r} (the config has {wanted.get(k)!r})"
                              for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
@@ -700,8 +713,8 @@ def validate_run(
 
 
 def prepare_run(
-    cfg: Config, store_path: str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-    resume: str | os.PathLike[str] | None = LATEST,
+    model_cfg: ModelConfig, train_cfg: TrainConfig, maps_cfg: MapsConfig, store_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str], *, resume: str | os.PathLike[str] | None = LATEST,
 ) -> RunSetup:
     """:func:`validate_run` (``resume`` as there), then fix sigma_max.
 
@@ -710,6 +723,19 @@ def prepare_run(
     mass-stratified subset of at most 1,000 images, seeded by ``train.seed``). For
     ``model.kind: unet`` (no SDE) 0.0 with source ``"n/a"``. A checkpoint whose model section
     predates ``model.kind`` counts as ``kind: score``.
+
+    Parameters
+    ----------
+    model_cfg, train_cfg, maps_cfg : ModelConfig, TrainConfig, MapsConfig
+        The ``model``, ``train`` and ``maps`` sections (``maps``: the store's grid, recorded in
+        the hyper-parameters).
+    store_path, run_dir : str or path-like
+    resume : "latest", path or None
+        As :func:`validate_run`.
+
+    Returns
+    -------
+    RunSetup
 
     Raises
     ------
@@ -720,8 +746,8 @@ def prepare_run(
     from cmpipe.model.dataset import StoreDataset
     from cmpipe.model.network import compute_sigma_max
 
-    mcfg = cfg.model
-    check = validate_run(cfg, store_path, run_dir, resume=resume)
+    mcfg = model_cfg
+    check = validate_run(model_cfg, train_cfg, store_path, run_dir, resume=resume)
     state = check.state
     if state is not None:
         sigma_max, source = state.hyperparameters["sigma_max"], state.hyperparameters["sigma_max_source"]
@@ -731,13 +757,13 @@ def prepare_run(
         sigma_max, source = mcfg.sigma_max, "config"
     else:
         plain = StoreDataset(store_path, "train", resolution=mcfg.resolution, conditions=mcfg.conditions)
-        sigma_max, source = compute_sigma_max(plain, seed=cfg.train.seed), "data"
-    hp = _hyperparameters(cfg, sigma_max, source, check.train_ds.normalisation)
+        sigma_max, source = compute_sigma_max(plain, seed=train_cfg.seed), "data"
+    hp = _hyperparameters(model_cfg, train_cfg, maps_cfg, sigma_max, source, check.train_ds.normalisation)
     return RunSetup(check.train_ds, check.val_ds, check.fingerprint, check.latest, state, float(sigma_max), hp)
 
 
 def build_training(
-    cfg: Config, setup: RunSetup, device: str | torch.device, *,
+    model_cfg: ModelConfig, train_cfg: TrainConfig, setup: RunSetup, device: str | torch.device, *,
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None, restore_rng: bool = True,
 ) -> tuple[ScoreModel, torch.optim.Optimizer, ExponentialMovingAverage, int]:
     """The model of ``model.kind`` (:func:`~cmpipe.model.network.build_model`, initialised from
@@ -745,7 +771,7 @@ def build_training(
 
     Parameters
     ----------
-    cfg : Config
+    model_cfg, train_cfg : ModelConfig, TrainConfig
     setup : RunSetup
     device : str or torch.device
     wrap : callable, optional
@@ -759,12 +785,12 @@ def build_training(
     """
     from cmpipe.model.network import build_model
 
-    torch.manual_seed(cfg.train.seed)
-    sm = build_model(cfg.model, setup.sigma_max, device)
+    torch.manual_seed(train_cfg.seed)
+    sm = build_model(model_cfg, setup.sigma_max, device)
     if wrap is not None:
         sm.model = wrap(sm.model)
-    optimizer = torch.optim.Adam(sm.model.parameters(), lr=cfg.train.lr)
-    ema = make_ema(sm.model, cfg.train.ema_decay)
+    optimizer = torch.optim.Adam(sm.model.parameters(), lr=train_cfg.lr)
+    ema = make_ema(sm.model, train_cfg.ema_decay)
     start = 0
     if setup.state is not None:
         setup.state.restore(sm, optimizer, ema, rng=restore_rng)
@@ -774,11 +800,11 @@ def build_training(
 
 
 def make_loaders(
-    cfg: Config, setup: RunSetup, start: int, stop: int, *, rank: int = 0, world_size: int = 1,
+    train_cfg: TrainConfig, setup: RunSetup, start: int, stop: int, *, rank: int = 0, world_size: int = 1,
 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader | None]:
     """The train loader (steps ``start`` to ``stop``, shard ``rank`` of each step's batch) and
     the val loader (None if the val split is empty), ``train.num_workers`` workers each."""
-    tcfg = cfg.train
+    tcfg = train_cfg
 
     def loader(ds, **kw):
         return torch.utils.data.DataLoader(
@@ -801,7 +827,7 @@ def write_checkpoint(run_dir: str | os.PathLike[str], state: TrainState, keep: i
 
 
 def ema_validation_loss(sm: ScoreModel, ema: ExponentialMovingAverage, loader: torch.utils.data.DataLoader,
-                        cfg: Config) -> float:
+                        train_cfg: TrainConfig) -> float:
     """:func:`validation_loss` with the EMA weights (``train.val_batches`` batches, the run's
     fixed validation seed), on the unwrapped network (no DDP collectives: safe on one rank)."""
     wrapped, was_training = sm.model, sm.model.training
@@ -809,7 +835,7 @@ def ema_validation_loss(sm: ScoreModel, ema: ExponentialMovingAverage, loader: t
     sm.eval()
     try:
         with ema.average_parameters():
-            return validation_loss(sm, loader, cfg.train.val_batches, cfg.train.seed + _VAL_SEED_OFFSET)
+            return validation_loss(sm, loader, train_cfg.val_batches, train_cfg.seed + _VAL_SEED_OFFSET)
     finally:
         sm.model = wrapped
         sm.train(was_training)
@@ -849,81 +875,169 @@ class MetricsLog:
         self.close()
 
 
+def step_noise_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of torch's RNG before step ``step`` (0-based) on rank ``rank``: the loss's noise and
+    diffusion times (``numpy.random.SeedSequence([seed, step, rank])``, 63 bits)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerContext:
+    """Where one training process runs and how it talks to the others (:func:`train_loop`).
+
+    The default is a single process: rank 0 of 1 on the CPU, nothing to wrap, average or
+    report. :mod:`cmpipe.pipeline.train` passes Ray Train's: ``prepare_model`` (DDP), an
+    all-reduce over the process group and ``ray.train.report``.
+
+    Attributes
+    ----------
+    rank, world_size : int
+        This process and the number of processes: each step's global batch is cut into
+        ``world_size`` equal shards, shard ``rank`` here; rank 0 writes the run directory.
+    device : str or torch.device
+    wrap_model : callable or None
+        Network -> the network to train (e.g. DDP), applied before the optimizer is made.
+    mean_over_ranks : callable or None
+        A float of this rank -> its mean over the ranks (the logged loss when ``world_size >
+        1``); None: the value itself.
+    report : callable or None
+        ``report(metrics, checkpoint)``, on every rank at every checkpoint step
+        (``checkpoint``: the file rank 0 wrote; None on the other ranks), and once when there
+        is nothing to train (rank 0: the checkpoint resumed from).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    device: str | torch.device = "cpu"
+    wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+    mean_over_ranks: Callable[[float], float] | None = None
+    report: Callable[[dict[str, Any], Path | None], None] | None = None
+
+
+def _open_run_dir(run_dir: Path, start: int, resolved_config: str | None) -> MetricsLog:
+    """Mark ``run_dir`` as a run, write ``config.resolved.yaml`` (``resolved_config``, if given)
+    and open its :class:`MetricsLog` from step ``start``."""
+    from cmpipe.config import RESOLVED_CONFIG_NAME
+    from cmpipe.store.outputs import mark_directory
+
+    mark_directory(run_dir, "run")
+    if resolved_config is not None:
+        path = run_dir / RESOLVED_CONFIG_NAME
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(resolved_config, encoding="utf-8")
+        os.replace(tmp, path)
+    return MetricsLog(run_dir, start)
+
+
+def _metrics_row(step: int, result: StepResult, batch: tuple[torch.Tensor, torch.Tensor], worker: WorkerContext,
+                 seconds: float) -> dict[str, Any]:
+    """The ``metrics.csv`` row of a step: ``loss`` averaged over the ranks (the global batch's
+    loss), ``images_per_s`` of the global batch (this rank's shard times ``world_size``)."""
+    loss = result.loss
+    if worker.world_size > 1 and worker.mean_over_ranks is not None:
+        loss = worker.mean_over_ranks(loss)
+    row = MetricsLog.row(step, result, len(batch[0]) * worker.world_size, seconds)
+    row["loss"], row["loss_per_dim"] = loss, loss / batch[0][0].numel()
+    return row
+
+
+def _report(worker: WorkerContext, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+    if worker.report is not None:
+        worker.report(metrics, checkpoint)
+
+
 def train_loop(
-    cfg: Config,
-    store_path: str | os.PathLike[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    setup: RunSetup,
     run_dir: str | os.PathLike[str],
     *,
     max_steps: int | None = None,
-    device: str | torch.device = "cpu",
+    worker: WorkerContext | None = None,
+    resolved_config: str | None = None,
 ) -> dict[str, Any]:
-    """Train the score model in this process, resuming from the latest checkpoint in ``run_dir``.
+    """Train the model of ``setup`` (:func:`prepare_run`) in this process to ``max_steps``.
 
-    Data: :class:`~cmpipe.model.dataset.StoreDataset` of the train split (augmented, at
-    ``model.resolution``) through a DataLoader with ``train.num_workers`` workers and the
-    batches of :class:`StepBatchSampler`. sigma_max: ``model.sigma_max``, or if 0
-    :func:`~cmpipe.model.network.compute_sigma_max` of the (un-augmented) train split; recorded
-    in the checkpoints. Every ``train.val_every`` steps the validation loss (EMA weights,
-    ``train.val_batches`` batches of the val split); every ``train.checkpoint_every`` steps and
-    at the end a checkpoint (the last ``train.keep_checkpoints`` kept). Resume restores the
-    step, the weights, the EMA, the optimizer and torch's RNG: the continued run equals an
-    uninterrupted one. Built from :func:`prepare_run`, :func:`build_training`,
-    :func:`make_loaders`, :func:`train_step`, :func:`ema_validation_loss`, :class:`MetricsLog`
-    and :func:`write_checkpoint` (which :mod:`cmpipe.pipeline.train` reuses under Ray Train).
+    The one loop of every training process: a single process (``worker`` None) or one rank of
+    a data-parallel run (:mod:`cmpipe.pipeline.train`). The network, Adam and EMA come from
+    :func:`build_training` (resumed from ``setup.state``); the batches from :func:`make_loaders`
+    (shard ``worker.rank`` of each step's global batch). Before each step torch's RNG is seeded
+    with :func:`step_noise_seed` ``(train.seed, step, rank)``, so a resumed run draws what an
+    uninterrupted one would (the checkpoint's RNG state is recorded, not needed). Rank 0 writes
+    the run directory: its marker, ``config.resolved.yaml``, ``metrics.csv`` (every step; the
+    loss averaged over the ranks), the validation loss (EMA weights, every ``train.val_every``
+    steps) and a checkpoint every ``train.checkpoint_every`` steps and at ``max_steps`` (the
+    last ``train.keep_checkpoints`` kept). ``worker.report`` is called at those steps.
 
     Parameters
     ----------
-    cfg : Config
-        ``model`` and ``train`` sections.
-    store_path : str or path-like
-        A complete, normalised image store.
+    model_cfg, train_cfg : ModelConfig, TrainConfig
+        The ``model`` and ``train`` sections (``train.batch_size`` is the global batch).
+    setup : RunSetup
+        From :func:`prepare_run`: datasets, checkpoint resumed from, hyper-parameters.
     run_dir : str or path-like
         Where ``metrics.csv``, ``config.resolved.yaml`` and ``checkpoints/`` go.
     max_steps : int, optional
         Total steps to reach (default ``train.max_steps``).
-    device : str or torch.device
+    worker : WorkerContext, optional
+        Rank, world size, device and hooks (default: a single process on the CPU).
+    resolved_config : str, optional
+        The text of ``config.resolved.yaml`` (:func:`cmpipe.config.config_to_yaml`); None: not written.
 
     Returns
     -------
     dict
-        ``step``, ``start_step``, ``sigma_max``, ``parameters``, ``last`` (the final
+        ``step``, ``start_step``, ``sigma_max``, ``parameters``, ``last`` (this rank's final
         :class:`StepResult` or None), ``s_per_step`` (mean wall seconds per step, 0 if none),
         ``checkpoint`` (path of the latest).
     """
-    from cmpipe.config import save_resolved_config
     from cmpipe.model.network import count_parameters
-    from cmpipe.store.outputs import mark_directory
 
-    tcfg = cfg.train
-    max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
+    worker = WorkerContext() if worker is None else worker
+    max_steps = train_cfg.max_steps if max_steps is None else int(max_steps)
     run_dir = Path(run_dir)
-    setup = prepare_run(cfg, store_path, run_dir)
-    sm, optimizer, ema, start = build_training(cfg, setup, device)
-    mark_directory(run_dir, "run")
-    save_resolved_config(cfg, run_dir)
-    schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
-    train_loader, val_loader = make_loaders(cfg, setup, start, max_steps)
-    if val_loader is None:
-        logger.warning("%s has no val images: val_loss stays empty", store_path)
-
+    sm, optimizer, ema, start = build_training(model_cfg, train_cfg, setup, worker.device, wrap=worker.wrap_model,
+                                               restore_rng=False)
+    train_loader, val_loader = make_loaders(train_cfg, setup, start, max_steps, rank=worker.rank,
+                                            world_size=worker.world_size)
+    log = _open_run_dir(run_dir, start, resolved_config) if worker.rank == 0 else None
+    if log is not None and val_loader is None:
+        logger.warning("%s has no val images: val_loss stays empty", run_dir)
+    schedule = WarmupSchedule(train_cfg.lr, train_cfg.warmup_steps)
     last, step, t_loop = None, start, time.perf_counter()
+    metrics: dict[str, Any] = {"step": step, "start_step": start}
     sm.train()
-    with MetricsLog(run_dir, start) as log:
+    try:
         t0 = time.perf_counter()
         for batch in train_loader:
-            last = train_step(sm, optimizer, ema, batch, tcfg.clip_norm, schedule, step=step)
+            torch.manual_seed(step_noise_seed(train_cfg.seed, step, worker.rank))
+            last = train_step(sm, optimizer, ema, batch, train_cfg.clip_norm, schedule, step=step)
             step += 1
-            row = MetricsLog.row(step, last, len(batch[0]), time.perf_counter() - t0)
-            if val_loader is not None and step % tcfg.val_every == 0:
-                row["val_loss"] = ema_validation_loss(sm, ema, val_loader, cfg)
-            log.write(row)
-            if step % tcfg.checkpoint_every == 0 or step == max_steps:
-                write_checkpoint(run_dir, TrainState.capture(sm, optimizer, ema, step, setup.hyperparameters,
-                                                             setup.fingerprint), tcfg.keep_checkpoints)
+            row = _metrics_row(step, last, batch, worker, time.perf_counter() - t0)
+            metrics = {**{k: v for k, v in row.items() if v != ""}, "start_step": start}
+            due = step % train_cfg.checkpoint_every == 0 or step == max_steps
+            saved = None
+            if log is not None:
+                if val_loader is not None and step % train_cfg.val_every == 0:
+                    row["val_loss"] = metrics["val_loss"] = ema_validation_loss(sm, ema, val_loader, train_cfg)
+                log.write(row)
+                if due:
+                    saved = write_checkpoint(run_dir, TrainState.capture(
+                        sm, optimizer, ema, step, setup.hyperparameters, setup.fingerprint), train_cfg.keep_checkpoints)
+            if due:
+                _report(worker, {**metrics, "s_per_step": (time.perf_counter() - t_loop) / (step - start)}, saved)
             t0 = time.perf_counter()
-    elapsed = time.perf_counter() - t_loop
+        if step == start:  # nothing to do: report the latest checkpoint (Ray's Result then has one)
+            _report(worker, {**metrics, "s_per_step": 0.0}, setup.latest if worker.rank == 0 else None)
+    finally:
+        if log is not None:
+            log.close()
     done = step - start
     return {
         "step": step, "start_step": start, "sigma_max": float(setup.sigma_max), "parameters": count_parameters(sm.model),
-        "last": last, "s_per_step": elapsed / done if done else 0.0, "checkpoint": latest_checkpoint(run_dir),
+        "last": last, "s_per_step": (time.perf_counter() - t_loop) / done if done else 0.0,
+        "checkpoint": latest_checkpoint(run_dir),
     }

@@ -81,7 +81,7 @@ def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, worke
     import ray
 
     from cmpipe.pipeline.train import train_with_ray
-    from cmpipe.plots.training import plot_loss_curve, read_metrics
+    from cmpipe.stages.train import plot_loss
 
     if cpus_per_worker is None:  # one machine: the workers share its CPUs; a cluster: one each
         local = len(ray.nodes()) == 1
@@ -93,9 +93,7 @@ def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, worke
     for run_cfg, run_dir, label in runs:
         summary = train_with_ray(run_cfg, paths["store"], run_dir, num_workers=workers, address=address,
                                  cpus_per_worker=cpus_per_worker)
-        metrics = run_dir / "metrics.csv"
-        if metrics.is_file():
-            plot_loss_curve(read_metrics(metrics)).savefig(run_dir / "loss.png", dpi=120)
+        plot_loss(run_dir)
         line += ("; " if line else "") + (
             f"{label}steps {summary['start_step']} -> {summary['step']} on {workers} worker(s), "
             f"{summary['s_per_step'] or 0.0:.3f} s/step -> {summary['checkpoint']}")

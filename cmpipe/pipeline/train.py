@@ -1,11 +1,12 @@
-"""Train the score model with Ray Train: data-parallel (DDP) workers around :mod:`cmpipe.model.training`.
+"""Train the score model with Ray Train: data-parallel (DDP) workers running :mod:`cmpipe.model.training`'s loop.
 
-Every worker runs :func:`_train_worker`, built from the single-process loop's pieces
-(:func:`~cmpipe.model.training.prepare_run`, :func:`~cmpipe.model.training.build_training`,
-:func:`~cmpipe.model.training.make_loaders`, :func:`~cmpipe.model.training.train_step`,
-:class:`~cmpipe.model.training.MetricsLog`, :func:`~cmpipe.model.training.write_checkpoint`):
+Every worker runs :func:`_train_worker`: Ray's worker context (rank, world size, device,
+``prepare_model``, an all-reduce, ``ray.train.report``) as a
+:class:`~cmpipe.model.training.WorkerContext`, then the one training loop
+(:func:`cmpipe.stages.train.train_process`: :func:`~cmpipe.model.training.prepare_run`, then
+:func:`~cmpipe.model.training.train_loop`), as a single process runs it:
 
-* each step's global batch (``train.batch_size`` images, the batch :func:`train_loop` would use at
+* each step's global batch (``train.batch_size`` images, the batch a single process would use at
   that step) is cut into ``world_size`` equal shards, shard ``rank`` for worker ``rank``
   (a batch size not divisible by the number of workers is refused);
 * the network is built on ``ray.train.torch.get_device()`` from ``torch.manual_seed(train.seed)``
@@ -13,13 +14,14 @@ Every worker runs :func:`_train_worker`, built from the single-process loop's pi
   averaged over the ranks, so a step equals one step on the global batch); Adam and the EMA are
   made over the wrapped parameters;
 * the loss's noise and diffusion times come from ``torch.manual_seed(step_noise_seed(seed, step,
-  rank))`` before each step, a function of the step and the rank only: a resumed run draws what
-  the uninterrupted one would (torch's RNG state in the checkpoint is rank 0's, and unused here);
+  rank))`` (:func:`~cmpipe.model.training.step_noise_seed`) before each step, a function of the
+  step and the rank only: a resumed run draws what the uninterrupted one would (torch's RNG state
+  in the checkpoint is rank 0's, and unused);
 * the driver first runs :func:`~cmpipe.model.training.validate_run` (store, run directory,
   checkpoints: user errors are found in about a second, before Ray starts) and chooses the
   checkpoint to resume from, the latest readable one of ``run_dir`` (an unreadable newer one is
   skipped with a warning); every rank resumes from that one; rank 0 alone writes the
-  checkpoints (same format as :func:`~cmpipe.model.training.train_loop`), ``metrics.csv`` (the loss
+  checkpoints (:mod:`cmpipe.model.training`'s format), ``metrics.csv`` (the loss
   averaged over the ranks: the global batch's loss) and the validation loss (EMA weights);
 * at every checkpoint step each rank calls ``ray.train.report``; rank 0 attaches a
   ``ray.train.Checkpoint`` holding a copy of the cmpipe checkpoint (so ``Result.metrics`` and
@@ -29,6 +31,7 @@ Every worker runs :func:`_train_worker`, built from the single-process loop's pi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -42,7 +45,7 @@ from cmpipe.pipeline.session import start_ray
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
-__all__ = ["TrainError", "step_noise_seed", "train_with_ray"]
+__all__ = ["TrainError", "train_with_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +56,6 @@ class TrainError(ValueError):
     """A training run that cannot start as asked (no GPU in the cluster, an uneven batch split)."""
 
 
-def step_noise_seed(seed: int, step: int, rank: int) -> int:
-    """Seed of torch's RNG before step ``step`` (0-based) on rank ``rank``: the loss's noise and
-    diffusion times (``numpy.random.SeedSequence([seed, step, rank])``, 63 bits)."""
-    import numpy as np
-
-    state = np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1]))
-
-
 def _check_split(batch_size: int, num_workers: int) -> None:
     if num_workers < 1:
         raise TrainError(f"num_workers must be >= 1, got {num_workers}")
@@ -69,6 +63,33 @@ def _check_split(batch_size: int, num_workers: int) -> None:
         raise TrainError(
             f"train.batch_size={batch_size} (the global batch) cannot be split evenly over {num_workers} workers"
         )
+
+
+def _mean_over_ranks(value: float, device: Any, world_size: int) -> float:
+    """``value``'s mean over the ranks (a float64 all-reduce over the process group)."""
+    import torch
+
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return float(total) / world_size
+
+
+def _report(metrics: dict[str, Any], path: Path | None) -> None:
+    """``ray.train.report(metrics)``, with a copy of the cmpipe checkpoint ``path`` (and its
+    ``.json``) as a ``ray.train.Checkpoint`` if given."""
+    import ray.train
+
+    if path is None:
+        ray.train.report(metrics)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="cmpipe-ckpt-"))
+    try:
+        for src in (path, path.with_suffix(".json")):
+            shutil.copy2(src, tmp / src.name)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
+                         checkpoint_dir_name=path.stem)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _train_worker(config: dict[str, Any]) -> None:
@@ -81,91 +102,21 @@ def _train_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from cmpipe.config import save_resolved_config
-    from cmpipe.model.training import (
-        MetricsLog,
-        TrainState,
-        WarmupSchedule,
-        build_training,
-        ema_validation_loss,
-        make_loaders,
-        prepare_run,
-        train_step,
-        write_checkpoint,
-    )
-    from cmpipe.store.outputs import mark_directory
+    from cmpipe.model.training import WorkerContext
+    from cmpipe.stages.train import train_process
 
     cfg: Config = config["cfg"]
-    tcfg = cfg.train
-    run_dir, max_steps = Path(config["run_dir"]), int(config["max_steps"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    _check_split(tcfg.batch_size, world)
+    _check_split(cfg.train.batch_size, world)
     device = ray.train.torch.get_device()
-
-    # The driver validated the run and chose the checkpoint (None: fresh); every rank resumes from it.
-    setup = prepare_run(cfg, config["store_path"], run_dir, resume=config["resume"])
-    sm, optimizer, ema, start = build_training(
-        cfg, setup, device, wrap=ray.train.torch.prepare_model, restore_rng=False,
+    worker = WorkerContext(
+        rank=rank, world_size=world, device=device, wrap_model=ray.train.torch.prepare_model,
+        mean_over_ranks=functools.partial(_mean_over_ranks, device=device, world_size=world), report=_report,
     )
-    train_loader, val_loader = make_loaders(cfg, setup, start, max_steps, rank=rank, world_size=world)
-    schedule = WarmupSchedule(tcfg.lr, tcfg.warmup_steps)
-    log = None
-    if rank == 0:
-        mark_directory(run_dir, "run")
-        save_resolved_config(cfg, run_dir)
-        log = MetricsLog(run_dir, start)
-
-    def report(metrics: dict[str, Any], path: Path | None) -> None:
-        if path is None:
-            ray.train.report(metrics)
-            return
-        tmp = Path(tempfile.mkdtemp(prefix="cmpipe-ckpt-"))
-        try:
-            for src in (path, path.with_suffix(".json")):
-                shutil.copy2(src, tmp / src.name)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
-                             checkpoint_dir_name=path.stem)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    step, t_loop = start, time.perf_counter()
-    metrics: dict[str, Any] = {"step": step, "start_step": start}
-    sm.train()
-    try:
-        t0 = time.perf_counter()
-        for batch in train_loader:
-            torch.manual_seed(step_noise_seed(tcfg.seed, step, rank))
-            last = train_step(sm, optimizer, ema, batch, tcfg.clip_norm, schedule, step=step)
-            step += 1
-            loss = last.loss
-            if world > 1:
-                total = torch.tensor([loss], dtype=torch.float64, device=device)
-                torch.distributed.all_reduce(total)
-                loss = float(total) / world
-            row = MetricsLog.row(step, last, tcfg.batch_size, time.perf_counter() - t0)
-            row["loss"], row["loss_per_dim"] = loss, loss / batch[0][0].numel()
-            metrics = {k: v for k, v in row.items() if v != ""}
-            metrics["start_step"] = start
-            saved = None
-            if rank == 0:
-                if val_loader is not None and step % tcfg.val_every == 0:
-                    row["val_loss"] = metrics["val_loss"] = ema_validation_loss(sm, ema, val_loader, cfg)
-                log.write(row)
-                if step % tcfg.checkpoint_every == 0 or step == max_steps:
-                    saved = write_checkpoint(run_dir, TrainState.capture(
-                        sm, optimizer, ema, step, setup.hyperparameters, setup.fingerprint), tcfg.keep_checkpoints)
-            if step % tcfg.checkpoint_every == 0 or step == max_steps:
-                done = step - start
-                metrics["s_per_step"] = (time.perf_counter() - t_loop) / done
-                report(metrics, saved)
-            t0 = time.perf_counter()
-        if step == start:  # nothing to do: report the latest checkpoint so the Result has one
-            metrics["s_per_step"] = 0.0
-            report(metrics, setup.latest if rank == 0 else None)
-    finally:
-        if log is not None:
-            log.close()
+    # The driver validated the run and chose the checkpoint (None: fresh); every rank resumes from it.
+    train_process(cfg, config["store_path"], config["run_dir"], max_steps=int(config["max_steps"]), worker=worker,
+                  resume=config["resume"])
 
 
 def train_with_ray(
@@ -217,13 +168,15 @@ def train_with_ray(
     TrainError
         If ``use_gpu`` and the cluster has fewer GPUs than workers, or the batch does not split.
     StoreError, OutputError, CheckpointError
-        From :func:`~cmpipe.model.training.validate_run`, before Ray is started.
+        From :func:`~cmpipe.model.training.validate_run` (:func:`cmpipe.stages.train.validate`),
+        before Ray is started.
     """
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from cmpipe.model.training import latest_checkpoint, validate_run
+    from cmpipe.model.training import latest_checkpoint
+    from cmpipe.stages.train import validate
 
     tcfg = cfg.train
     use_gpu = tcfg.use_gpu if use_gpu is None else bool(use_gpu)
@@ -233,7 +186,7 @@ def train_with_ray(
     store_path = Path(store_path).resolve()
     # What a worker would find after Ray's ~20 s start, found here in about a second (user errors
     # become one line); the checkpoint chosen here is the one every rank resumes from.
-    check = validate_run(cfg, store_path, run_dir)
+    check = validate(cfg, store_path, run_dir)
     resume = check.latest
     if check.state is not None and check.state.step >= max_steps:  # done before: no Ray, no trainer
         logger.info("%s: the latest checkpoint is at step %d >= %d; nothing to train", run_dir, check.state.step,
