@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cmpipe.config import load_config
     from cmpipe.model.training import train_loop
-    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.stages.generate import generate_serial
 
     cfg = load_config("demo", [*STORE, *TRAIN, *args.set])
     batch = cfg.train.batch_size

@@ -24,6 +24,7 @@ from cmpipe.config import load_config
 from cmpipe.mapmaking.instrument import apply_instrument
 from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
 from cmpipe.physics.sources import open_source
+from cmpipe.stages.generate import map_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("CMPIPE_REGENERATE_GOLDEN") == "1"
@@ -49,9 +50,9 @@ def _make_maps(case: str) -> dict[str, np.ndarray]:
     the clean maps and the observed ones (image seed 11), float32 as in the store."""
     cfg = load_config("demo", [*TINY, *CASES[case]])
     halo = open_source(cfg).load(0)
-    prepared = prepare_halo_with_config(halo, cfg)
-    clean = sightline_maps_with_config(prepared, cfg, random_rotation(7), 1).data
-    observed = apply_instrument(clean, cfg.maps.channels, cfg, cfg.maps.pixel_mpc, 11)
+    prepared = prepare_halo_with_config(halo, map_settings(cfg))
+    clean = sightline_maps_with_config(prepared, map_settings(cfg), random_rotation(7), 1).data
+    observed = apply_instrument(clean, cfg.maps.channels, cfg.instrument, cfg.cosmology, cfg.lensing, cfg.maps.pixel_mpc, 11)
     return {"clean": clean.astype(np.float32), "observed": observed.astype(np.float32),
             "channels": np.array(cfg.maps.channels)}
 

@@ -34,7 +34,7 @@ from cmpipe.model.training import (
     train_loop,
     train_step,
 )
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.store import StoreError, open_store
 from tiny_stores import TRAINING_MASSES, TRAINING_STORE
 from tensor_oracles import tensors_equal

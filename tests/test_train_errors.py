@@ -43,7 +43,7 @@ from cmpipe.model.training import (
     load_for_inference,
     train_loop,
 )
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.store import open_store
 from tensor_oracles import tensors_equal
 from tiny_stores import TRAINING_STORE

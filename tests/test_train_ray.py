@@ -30,7 +30,7 @@ from cmpipe.model.training import (
     load_for_inference,
 )
 from cmpipe.pipeline.train import TrainError, step_noise_seed, train_with_ray
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from tiny_stores import TRAINING_STORE
 
 # Ray Train 2.60's fit() creates a Ray Data DataContext (even without datasets) whose own
