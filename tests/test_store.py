@@ -266,3 +266,24 @@ def test_generate_section_is_validated(override):
 
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config("demo", [override])
+
+
+def test_store_package_is_pure_io():
+    """Layering (issue 18): the image store's modules import nothing from the config, physics,
+    SPH, map-making, stages or pipeline layers, not even for type checking (AST of the sources)."""
+    import ast
+    from pathlib import Path
+
+    import cmpipe.store
+
+    root = Path(cmpipe.store.__file__).parent
+    banned = ("cmpipe.config", "cmpipe.physics", "cmpipe.sph", "cmpipe.mapmaking", "cmpipe.stages", "cmpipe.pipeline")
+    for name in ("__init__.py", "schema.py", "zarr_store.py"):
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not [m for m in modules if m.startswith(banned)], f"{name} imports {modules}"
