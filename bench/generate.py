@@ -72,8 +72,8 @@ def _split(summary: dict) -> str:
 def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
     """(load + prepare, one sightline) seconds of one mock halo of this mass, one thread."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.stages.generate import map_settings
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.stages.generate import map_settings
 
     cat = dataclasses_replace(cfg.catalog, mode="flat", n_halos=1, log10_m_min_msun_h=log10_m - WINDOW_DEX,
                               log10_m_max_msun_h=log10_m + WINDOW_DEX)
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
 
     from cmpipe.config import load_config
     from cmpipe.stages.generate import generate_serial
-from cmpipe.store import open_store
+    from cmpipe.store import open_store
 
     cfg = load_config("demo", [*SMALL, *args.overrides])
     work = Path(tempfile.mkdtemp(prefix="cmpipe-bench-gen-"))

@@ -56,8 +56,8 @@ def _maxrss_mb() -> float:
 def run_case(config: str, log10_m: float, pair_mass: float, overrides: list[str]) -> dict:
     """One case, in this process: warm-up, load, prepare + one sightline. Returns the figures."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.stages.generate import map_settings
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.stages.generate import map_settings
 
     warm_cfg = _config(config, 12.5, 1e10, overrides)
     warm = MockHaloSource.from_config(warm_cfg)

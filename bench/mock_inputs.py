@@ -53,8 +53,8 @@ def main(argv=None) -> int:
 
     from cmpipe.config import load_config
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.stages.generate import map_settings
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.stages.generate import map_settings
 
     header = " ".join(f"{a[:4]}-{b[:3]} L/S" for a, b in PAIRS)
     print(f"r(k) of the inputs against the targets, median over {args.halos} halos "
