@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
