@@ -2,7 +2,7 @@
 
 1. The same small store (the ``demo`` config with ``source.kind: mock`` and a small catalog and
    plan, ``--set`` to change it; ``sph.num_threads: 1``) is made three times into fresh
-   directories: by :func:`cmpipe.mapmaking.generate`, and by
+   directories: by :func:`cmpipe.stages.generate.generate_serial`, and by
    :func:`cmpipe.pipeline.generate_with_ray` in a fresh local Ray with ``num_cpus=1`` and then
    ``num_cpus=2`` (separate ``ray.init`` sessions, dashboard off, per-run ``RAY_TMPDIR``). Images
    per second count the chunk loop only (not ``ray.init``; Ray's figure includes worker start-up).
@@ -73,15 +73,16 @@ def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
     """(load + prepare, one sightline) seconds of one mock halo of this mass, one thread."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.stages.generate import map_settings
 
     cat = dataclasses_replace(cfg.catalog, mode="flat", n_halos=1, log10_m_min_msun_h=log10_m - WINDOW_DEX,
                               log10_m_max_msun_h=log10_m + WINDOW_DEX)
     one = dataclasses_replace(cfg, catalog=cat)
     src = MockHaloSource.from_config(one)
     t0 = time.perf_counter()
-    prepared = prepare_halo_with_config(src.load(0), one)
+    prepared = prepare_halo_with_config(src.load(0), map_settings(one))
     t1 = time.perf_counter()
-    sightline_maps_with_config(prepared, one, None, 2)
+    sightline_maps_with_config(prepared, map_settings(one), None, 2)
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -97,7 +98,7 @@ def paper_core_hours(masses: list[float], t_write_per_image_px: float) -> dict:
 
     from cmpipe.config import config_fingerprint, load_config
     from cmpipe.mapmaking.plan import make_plan
-    from cmpipe.store import source_catalog
+    from cmpipe.stages.generate import source_catalog
 
     cfg = load_config("paper", ["source.kind=mock", "sph.num_threads=1"])
     t0 = time.perf_counter()
@@ -144,8 +145,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from cmpipe.config import load_config
-    from cmpipe.mapmaking.generate import generate_serial
-from cmpipe.store import open_store
+    from cmpipe.stages.generate import generate_serial
+    from cmpipe.store import open_store
 
     cfg = load_config("demo", [*SMALL, *args.overrides])
     work = Path(tempfile.mkdtemp(prefix="cmpipe-bench-gen-"))

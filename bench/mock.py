@@ -57,10 +57,12 @@ def run_case(config: str, log10_m: float, pair_mass: float, overrides: list[str]
     """One case, in this process: warm-up, load, prepare + one sightline. Returns the figures."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.physics.mock import MockHaloSource
+    from cmpipe.stages.generate import map_settings
 
     warm_cfg = _config(config, 12.5, 1e10, overrides)
     warm = MockHaloSource.from_config(warm_cfg)
-    sightline_maps_with_config(prepare_halo_with_config(warm.load(0), warm_cfg), warm_cfg, None, 2)
+    warm_settings = map_settings(warm_cfg)
+    sightline_maps_with_config(prepare_halo_with_config(warm.load(0), warm_settings), warm_settings, None, 2)
     baseline = _maxrss_mb()
 
     cfg = _config(config, log10_m, pair_mass, overrides)
@@ -70,10 +72,10 @@ def run_case(config: str, log10_m: float, pair_mass: float, overrides: list[str]
     t_load = time.perf_counter() - t0
     rss_load = _maxrss_mb()
     t0 = time.perf_counter()
-    prepared = prepare_halo_with_config(halo, cfg)
+    prepared = prepare_halo_with_config(halo, map_settings(cfg))
     t_prepare = time.perf_counter() - t0
     t0 = time.perf_counter()
-    maps = sightline_maps_with_config(prepared, cfg, None, 2)
+    maps = sightline_maps_with_config(prepared, map_settings(cfg), None, 2)
     t_sightline = time.perf_counter() - t0
     return {
         "log10_m200m_msun_h": float(src.parameters(0)["log10_m200m_msun_h"]),

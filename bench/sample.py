@@ -118,7 +118,7 @@ def paper_test_images() -> int:
     from cmpipe.config import config_fingerprint, load_config
     from cmpipe.model.dataset import SPLIT_CODES
     from cmpipe.mapmaking.plan import make_plan
-    from cmpipe.store import source_catalog
+    from cmpipe.stages.generate import source_catalog
 
     cfg = load_config("paper", ["source.kind=mock"])
     plan = make_plan(source_catalog(cfg), cfg.generate, config_fingerprint=config_fingerprint(cfg))

@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cmpipe.config import load_config
+    from cmpipe.stages.generate import generate_serial
     from cmpipe.stages.train import run as train_run
-    from cmpipe.mapmaking.generate import generate_serial
 
     cfg = load_config("demo", [*STORE, *TRAIN, *args.set])
     batch = cfg.train.batch_size

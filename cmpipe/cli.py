@@ -243,6 +243,7 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
 
     from cmpipe.config import save_resolved_config
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.stages.generate import map_settings
     from cmpipe.store.outputs import check_output_dir
     from cmpipe.physics.mock import MockHaloSource
     from cmpipe.physics.observed import VIKHLININ09_FGAS, VIKHLININ09_MT, compare_relations, fits_by_name, validation_markdown
@@ -326,7 +327,8 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
         src = MockHaloSource.from_config(dataclasses.replace(cfg, catalog=one))
         t0 = time.perf_counter()
         halo = src.load(0)
-        maps.append(sightline_maps_with_config(prepare_halo_with_config(halo, src.cfg), src.cfg, None, 2))
+        settings = map_settings(src.cfg)
+        maps.append(sightline_maps_with_config(prepare_halo_with_config(halo, settings), settings, None, 2))
         logger.info("showcase halo log10 M200m %.2f [Msun/h]: %d gas + %d DM particles, maps in %.1f s",
                     log10_m, halo.gas.n, halo.dm.n, time.perf_counter() - t0)
     for log10_m, fig in zip(showcase, plot_showcase_maps(maps)):
@@ -436,7 +438,7 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     if args.serial:
         if args.address:
             raise ConfigError("--serial runs without Ray: drop --address")
-        from cmpipe.mapmaking.generate import generate_serial
+        from cmpipe.stages.generate import generate_serial
 
         summary = generate_serial(cfg, store, overwrite=args.overwrite, progress=True,
                                   retry_failed=not args.keep_failed)

@@ -27,7 +27,7 @@ from cmpipe.config import load_config
 from cmpipe.physics.sources import open_source
 from cmpipe.pipeline import generate_with_ray
 from cmpipe.store.schema import PLAN_ARRAYS
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.store import missing_chunks, open_store, validate_store
 from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 

@@ -43,7 +43,7 @@ def test_beam_of_a_point_source_has_the_configured_fwhm():
     cfg = _cfg("instrument.beam_fwhm_arcmin=2.0", "instrument.redshift=0.1")
     maps = np.zeros((4, 128, 128))
     maps[0, 64, 64] = 1.0
-    out = apply_instrument(maps, CHANNELS, cfg, 0.1, seed=1)
+    out = apply_instrument(maps, CHANNELS, cfg.instrument, cfg.cosmology, cfg.lensing, 0.1, seed=1)
     img = out[0]
     assert img.sum() == pytest.approx(1.0, rel=1e-12)  # the beam conserves flux
     iy, ix = np.indices(img.shape)
@@ -68,7 +68,7 @@ def test_pixel_scale_follows_the_angular_diameter_distance():
 def test_white_and_correlated_noise_have_the_configured_rms():
     cfg = _cfg("instrument.y_white_noise=1e-6")
     clean = _maps()
-    out = apply_instrument(clean, CHANNELS, cfg, 0.1, seed=3)
+    out = apply_instrument(clean, CHANNELS, cfg.instrument, cfg.cosmology, cfg.lensing, 0.1, seed=3)
     assert np.std(out[0] - clean[0]) == pytest.approx(1e-6, rel=0.03)
     rng = np.random.default_rng(0)
     red = correlated_noise((128, 128), 2.0, 3.0, rng)
@@ -81,7 +81,7 @@ def test_photon_counts_are_unbiased_with_poisson_variance():
     cfg = _cfg("instrument.xray_exposure_s=5e4", "instrument.xray_background=2e-4", "instrument.redshift=0.1")
     clean = np.zeros((4, 128, 128))
     clean[1] = 1e-3
-    out = apply_instrument(clean, CHANNELS, cfg, 0.1, seed=5)
+    out = apply_instrument(clean, CHANNELS, cfg.instrument, cfg.cosmology, cfg.lensing, 0.1, seed=5)
     per_unit = xray_counts_per_unit(cfg.instrument, 0.1, cfg.cosmology)
     expected_var = (1e-3 + 2e-4) / per_unit  # Poisson: counts variance = mean, rescaled
     assert per_unit * (1e-3 + 2e-4) > 10  # enough counts for the test to mean something
@@ -92,19 +92,19 @@ def test_photon_counts_are_unbiased_with_poisson_variance():
 def test_point_source_mask_zeroes_discs_in_both_conditions():
     cfg = _cfg("instrument.mask_sources=5", "instrument.mask_radius_mpc=0.4")
     clean = _maps()
-    out = apply_instrument(clean, CHANNELS, cfg, 0.1, seed=7)
+    out = apply_instrument(clean, CHANNELS, cfg.instrument, cfg.cosmology, cfg.lensing, 0.1, seed=7)
     masked = out[0] == 0
     assert np.array_equal(masked, out[1] == 0) and np.array_equal(out[2:], clean[2:])
     assert 0 < masked.sum() <= 5 * math.pi * 4.5**2
 
 
 def test_instrument_off_is_the_identity():
-    clean = _maps()
-    assert np.array_equal(apply_instrument(clean, CHANNELS, _cfg(), 0.1, seed=0), clean)
+    clean, cfg = _maps(), _cfg()
+    assert np.array_equal(apply_instrument(clean, CHANNELS, cfg.instrument, cfg.cosmology, cfg.lensing, 0.1, seed=0), clean)
 
 
 def test_store_conditions_are_observed_and_targets_stay_clean(tmp_path):
-    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.stages.generate import generate_serial
     from cmpipe.store import open_store
     from tiny_stores import TRAINING_STORE
 

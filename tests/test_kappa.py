@@ -19,6 +19,7 @@ from cmpipe.mapmaking.instrument import apply_instrument, kappa_noise_rms
 from cmpipe.mapmaking.maps import CHANNEL_UNITS, prepare_halo_with_config, sightline_maps, sightline_maps_with_config
 from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.cosmology import mean_densities, sigma_crit_msun_mpc2
+from cmpipe.stages.generate import map_settings
 from tiny_stores import TINY_MODEL, TRAINING_STORE
 
 KAPPA_CHANNELS = "maps.channels=[sz_y, xray_sb, gas_sigma, dm_sigma, kappa]"
@@ -32,8 +33,8 @@ NFW = ["source.kind=analytic", "source.analytic_log10_m200m_msun_h=[14.0]", "sou
 def nfw():
     cfg = load_config("demo", NFW)
     halo = AnalyticHaloSource.from_config(cfg).load(0)
-    prepared = prepare_halo_with_config(halo, cfg)
-    maps = sightline_maps_with_config(prepared, cfg, None, 2)
+    prepared = prepare_halo_with_config(halo, map_settings(cfg))
+    maps = sightline_maps_with_config(prepared, map_settings(cfg), None, 2)
     return cfg, halo, prepared, maps
 
 
@@ -114,16 +115,16 @@ def test_shape_noise_has_the_configured_rms():
     pix = 0.05
     omega_arcmin2 = (pix / d_a * 180 * 60 / math.pi) ** 2
     want = 0.3 / math.sqrt(20 * omega_arcmin2)
-    assert kappa_noise_rms(cfg, pix) == pytest.approx(want, rel=1e-3)
+    assert kappa_noise_rms(cfg.instrument, cfg.cosmology, cfg.lensing, pix) == pytest.approx(want, rel=1e-3)
     clean = np.zeros((5, 512, 512))
     clean[4] = 0.1
-    out = apply_instrument(clean, cfg.maps.channels, cfg, pix, seed=11)
+    out = apply_instrument(clean, cfg.maps.channels, cfg.instrument, cfg.cosmology, cfg.lensing, pix, seed=11)
     noise = out[4] - 0.1
     assert np.sqrt(np.mean(noise**2)) == pytest.approx(want, rel=0.03)
     assert abs(noise.mean()) < 5 * want / 512
     np.testing.assert_array_equal(out[1:4], clean[1:4])
-    np.testing.assert_array_equal(out[0], apply_instrument(clean, base.maps.channels, base, pix, seed=11)[0])
-    off = apply_instrument(clean, base.maps.channels, base, pix, seed=11)
+    np.testing.assert_array_equal(out[0], apply_instrument(clean, base.maps.channels, base.instrument, base.cosmology, base.lensing, pix, seed=11)[0])
+    off = apply_instrument(clean, base.maps.channels, base.instrument, base.cosmology, base.lensing, pix, seed=11)
     np.testing.assert_array_equal(off[4], clean[4])
 
 
@@ -133,7 +134,7 @@ STORE = [*TRAINING_STORE, KAPPA_CHANNELS, "instrument.kappa_shape_noise=0.3"]
 @pytest.fixture(scope="module")
 def kappa_store(tmp_path_factory):
     """The training store with kappa (shape noise on) as a fifth channel."""
-    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.stages.generate import generate_serial
 
     path = tmp_path_factory.mktemp("kappa_store") / "images.zarr"
     generate_serial(load_config("demo", STORE), path)

@@ -38,6 +38,7 @@ from cmpipe.physics.mock import (
 )
 from cmpipe.physics.plasma import Plasma, constants, gas_sz_xray_weights
 from cmpipe.physics.sources import open_source
+from cmpipe.stages.generate import map_settings
 
 F_B = 0.045 / 0.30
 SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mode=flat",
@@ -158,7 +159,7 @@ def test_projected_dm_matches_truncated_nfw():
     src = MockHaloSource.from_config(cfg)
     row = src.parameters(0)
     halo = src.load(0)
-    maps = sightline_maps_with_config(prepare_halo_with_config(halo, cfg), cfg, None, 2)
+    maps = sightline_maps_with_config(prepare_halo_with_config(halo, map_settings(cfg)), map_settings(cfg), None, 2)
     npix, px = cfg.maps.npix, cfg.maps.pixel_mpc
     mass_map = maps.channel("dm_sigma") * mean_densities(cfg.cosmology).dark_matter * cfg.maps.depth_mpc * px**2
     assert mass_map.sum() == pytest.approx(halo.dm.mass_msun.sum(), rel=1e-3)
@@ -279,8 +280,8 @@ def test_hdf5_round_trip_gives_the_same_maps(tmp_path):
     halo = MockHaloSource.from_config(cfg).load(0)
     path = write_halo_hdf5(tmp_path / "halo.hdf5", halo, h=cfg.cosmology.h)
     back = read_halo_hdf5(path)
-    direct = sightline_maps_with_config(prepare_halo_with_config(halo, cfg), cfg, None, 2).data
-    again = sightline_maps_with_config(prepare_halo_with_config(back, cfg), cfg, None, 2).data
+    direct = sightline_maps_with_config(prepare_halo_with_config(halo, map_settings(cfg)), map_settings(cfg), None, 2).data
+    again = sightline_maps_with_config(prepare_halo_with_config(back, map_settings(cfg)), map_settings(cfg), None, 2).data
     assert np.all(direct[:, 32, 32] > 0)
     np.testing.assert_allclose(again, direct, rtol=1e-12, atol=0.0)
 
@@ -300,7 +301,7 @@ def test_compton_y_map_matches_projected_dpp():
     half_depth = 0.5 * cfg.maps.depth_mpc
     for hid in src.halo_ids():
         prof = src.profiles(hid)
-        y = sightline_maps_with_config(prepare_halo_with_config(src.load(hid), cfg), cfg, None, 2).channel("sz_y")
+        y = sightline_maps_with_config(prepare_halo_with_config(src.load(hid), map_settings(cfg)), map_settings(cfg), None, 2).channel("sz_y")
 
         def y_analytic(radius: float) -> float:
             reach = min(np.sqrt(max(prof.outer_mpc**2 - radius**2, 0.0)), half_depth)
@@ -471,8 +472,8 @@ def test_clumping_raises_xray_not_y():
     row = on_src.parameters(0)
     r200 = row["r200m_mpc"]
     on, off = on_src.load(0), off_src.load(0)
-    maps_on = sightline_maps_with_config(prepare_halo_with_config(on, cfg), cfg, None, 2)
-    maps_off = sightline_maps_with_config(prepare_halo_with_config(off, cfg), cfg, None, 2)
+    maps_on = sightline_maps_with_config(prepare_halo_with_config(on, map_settings(cfg)), map_settings(cfg), None, 2)
+    maps_off = sightline_maps_with_config(prepare_halo_with_config(off, map_settings(cfg)), map_settings(cfg), None, 2)
     _, sx_w = gas_sz_xray_weights(off.gas.mass_msun, off.gas.density_msun_mpc3, off.gas.temperature_k, Plasma(),
                                   cfg.cosmology.redshift)
     boost = clumping_factor(np.linalg.norm(off.gas.pos_mpc, axis=1), r200, row["clumping_c0"]) ** 0.375
@@ -689,8 +690,8 @@ def test_shock_raises_y_by_the_temperature_jump(shock_pair):
     px, py = np.meshgrid(centres, centres)  # maps are [row = y, column = x]
     for hid, (on, off, no_merger) in halos.items():
         shock = src.shock(hid)
-        y_on = sightline_maps_with_config(prepare_halo_with_config(on, cfg), cfg, None, 2).channel("sz_y")
-        y_off = sightline_maps_with_config(prepare_halo_with_config(off, cfg), cfg, None, 2).channel("sz_y")
+        y_on = sightline_maps_with_config(prepare_halo_with_config(on, map_settings(cfg)), map_settings(cfg), None, 2).channel("sz_y")
+        y_off = sightline_maps_with_config(prepare_halo_with_config(off, map_settings(cfg)), map_settings(cfg), None, 2).channel("sz_y")
         y_w, _ = gas_sz_xray_weights(off.gas.mass_msun, off.gas.density_msun_mpc3, off.gas.temperature_k, plasma,
                                      cfg.cosmology.redshift)
         w = shock.weights(off.gas.pos_mpc, off.gas.smoothing_length_mpc)

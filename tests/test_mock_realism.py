@@ -16,6 +16,7 @@ from astropy import units as u
 
 from cmpipe.config import ConfigError, load_config
 from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+from cmpipe.stages.generate import map_settings
 from cmpipe.physics.mock import A10_COOL_CORE, A10_DISTURBED, MockHaloSource, nonthermal_fraction
 
 F_B = 0.045 / 0.30
@@ -185,8 +186,8 @@ def test_gas_clumps_carry_gas_into_the_gas_map():
     lo, hi = np.interp([0.3 * prof.r200m_mpc, 2.0 * prof.r200m_mpc], prof.r_mpc, prof.gas_enclosed_msun)
     budget = 0.03 * (hi - lo) / m_gas
     assert budget <= n_clump < budget + 1000
-    maps_on = sightline_maps_with_config(prepare_halo_with_config(on, cfg_on), cfg_on, None, 2)
-    maps_off = sightline_maps_with_config(prepare_halo_with_config(off, cfg_on), cfg_on, None, 2)
+    maps_on = sightline_maps_with_config(prepare_halo_with_config(on, map_settings(cfg_on)), map_settings(cfg_on), None, 2)
+    maps_off = sightline_maps_with_config(prepare_halo_with_config(off, map_settings(cfg_on)), map_settings(cfg_on), None, 2)
     np.testing.assert_allclose(maps_on.channel("dm_sigma"), maps_off.channel("dm_sigma"), rtol=1e-12)
     gas_on, gas_off = maps_on.channel("gas_sigma"), maps_off.channel("gas_sigma")
     # The clumps' particles are the last n_clump; find their projected centres in the map.

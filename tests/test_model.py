@@ -33,7 +33,7 @@ from cmpipe.model.training import (
     save_checkpoint,
     train_step,
 )
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.stages.train import run as train_run
 from cmpipe.store import StoreError, open_store
 from tiny_stores import TRAINING_MASSES, TRAINING_STORE

@@ -39,7 +39,7 @@ def test_science_config_is_the_issue17_design():
 
     from cmpipe.config import config_fingerprint
     from cmpipe.mapmaking.plan import make_plan
-    from cmpipe.store import source_catalog
+    from cmpipe.stages.generate import source_catalog
 
     cfg = load_config("science")
     assert cfg.catalog.n_halos >= 300 and cfg.catalog.mode == "flat"

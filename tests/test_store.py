@@ -30,12 +30,11 @@ from cmpipe.physics.sources import open_source
 from cmpipe.mapmaking.plan import PLAN_SCHEMA, make_plan, mass_bins, plan_rotations, read_plan, write_plan
 from cmpipe.store import (
     StoreError,
-    create_store,
     missing_chunks,
     open_store,
     validate_store,
 )
-from cmpipe.mapmaking.generate import generate_serial, plan_path
+from cmpipe.stages.generate import create_store_for, generate_serial, map_settings, plan_path
 from tiny_stores import GENERATION_MASSES, GENERATION_STORE
 
 MASSES = GENERATION_MASSES
@@ -171,8 +170,8 @@ def test_store_maps_equal_direct_library_computation(store):
     prepared = {}
     for i, (hid, axis) in enumerate(zip(plan["halo_id"].to_pylist(), plan["axis"].to_pylist())):
         if hid not in prepared:
-            prepared[hid] = prepare_halo_with_config(source.load(hid), cfg)
-        direct = sightline_maps_with_config(prepared[hid], cfg, rotations[i], axis).data.astype(np.float32)
+            prepared[hid] = prepare_halo_with_config(source.load(hid), map_settings(cfg))
+        direct = sightline_maps_with_config(prepared[hid], map_settings(cfg), rotations[i], axis).data.astype(np.float32)
         np.testing.assert_allclose(maps[i], direct, rtol=1e-6, atol=0)
 
 
@@ -217,10 +216,10 @@ def test_other_config_is_refused(store, tmp_path):
     plan = make_plan(pa.table({"halo_id": [0], "log10_m200m_msun_h": [14.0]}), other.generate)
     with pytest.raises(StoreError, match="store fingerprint") as info:
         generate_serial(other, path)
-    from cmpipe.store import store_fingerprint
+    from cmpipe.stages.generate import store_fingerprint
 
     assert store_fingerprint(cfg) in str(info.value) and store_fingerprint(other) in str(info.value)
-    fresh = create_store(path, plan, other, overwrite=True)
+    fresh = create_store_for(path, plan, other, overwrite=True)
     assert fresh.attrs["n_images"] == plan.num_rows and missing_chunks(path) == list(range(fresh.attrs["n_chunks"]))
 
 
@@ -267,3 +266,24 @@ def test_generate_section_is_validated(override):
 
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config("demo", [override])
+
+
+def test_store_package_is_pure_io():
+    """Layering (issue 18): the image store's modules import nothing from the config, physics,
+    SPH, map-making, stages or pipeline layers, not even for type checking (AST of the sources)."""
+    import ast
+    from pathlib import Path
+
+    import cmpipe.store
+
+    root = Path(cmpipe.store.__file__).parent
+    banned = ("cmpipe.config", "cmpipe.physics", "cmpipe.sph", "cmpipe.mapmaking", "cmpipe.stages", "cmpipe.pipeline")
+    for name in ("__init__.py", "schema.py", "zarr_store.py"):
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not [m for m in modules if m.startswith(banned)], f"{name} imports {modules}"

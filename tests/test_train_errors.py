@@ -42,7 +42,7 @@ from cmpipe.model.training import (
     load_checkpoint,
     load_for_inference,
 )
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.stages.train import run as train_run
 from cmpipe.store import open_store
 from tensor_oracles import tensors_equal

@@ -31,7 +31,7 @@ from cmpipe.model.training import (
     step_noise_seed,
 )
 from cmpipe.pipeline.train import TrainError, train_with_ray
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from tiny_stores import TRAINING_STORE
 
 # Ray Train 2.60's fit() creates a Ray Data DataContext (even without datasets) whose own

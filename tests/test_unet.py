@@ -32,7 +32,7 @@ from cmpipe.model.training import (
     train_step,
 )
 from cmpipe.model.unet import RegressionModel, UNet
-from cmpipe.mapmaking.generate import generate_serial
+from cmpipe.stages.generate import generate_serial
 from cmpipe.stages.train import run as train_run
 from cmpipe.store import open_store
 from tiny_stores import TINY_MODEL, TINY_INFER, TRAINING_STORE

@@ -62,7 +62,7 @@ def inference_config(*extra: str):
 
 def make_store(cfg, directory):
     """``directory / "images.zarr"``: the store of ``cfg``, generated serially."""
-    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.stages.generate import generate_serial
 
     path = directory / "images.zarr"
     generate_serial(cfg, path)

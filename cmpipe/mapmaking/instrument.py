@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import Config, CosmologyConfig, InstrumentConfig
+    from cmpipe.config import CosmologyConfig, InstrumentConfig, LensingConfig
 
 #: keV in erg.
 KEV_ERG = 1.602176634e-9
@@ -102,15 +102,16 @@ def source_mask(shape: tuple[int, int], n: int, radius_px: float, rng: np.random
     return mask
 
 
-def kappa_noise_rms(cfg: Config, pixel_mpc: float) -> float:
+def kappa_noise_rms(
+    icfg: InstrumentConfig, cosmology: CosmologyConfig, lensing: LensingConfig, pixel_mpc: float
+) -> float:
     """rms per pixel of the shape noise on kappa: ``sigma_e / sqrt(n_gal Omega_pix)`` [dimensionless].
 
     ``sigma_e = instrument.kappa_shape_noise`` (per component), ``n_gal =
     instrument.kappa_galaxy_density_arcmin2`` [arcmin^-2], ``Omega_pix`` the pixel's solid angle
     [arcmin^2] at ``lensing.z_lens``.
     """
-    icfg = cfg.instrument
-    omega_arcmin2 = pixel_arcmin(pixel_mpc, cfg.lensing.z_lens, cfg.cosmology) ** 2
+    omega_arcmin2 = pixel_arcmin(pixel_mpc, lensing.z_lens, cosmology) ** 2
     return float(icfg.kappa_shape_noise / math.sqrt(icfg.kappa_galaxy_density_arcmin2 * omega_arcmin2))
 
 
@@ -120,16 +121,23 @@ def instrument_active(icfg: InstrumentConfig) -> bool:
                 or icfg.xray_exposure_s > 0 or icfg.mask_sources > 0 or icfg.kappa_shape_noise > 0)
 
 
-def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pixel_mpc: float, seed: int) -> np.ndarray:
+def apply_instrument(
+    maps: np.ndarray, channels: Sequence[str], icfg: InstrumentConfig, cosmology: CosmologyConfig,
+    lensing: LensingConfig, pixel_mpc: float, seed: int,
+) -> np.ndarray:
     """The maps of one image with the instrument effects on their condition channels.
 
     Parameters
     ----------
     maps : ndarray, shape (C, H, W)
-        Physical maps in the order of ``channels`` (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`).
+        Physical maps in the order of ``channels`` (:data:`cmpipe.store.schema.CHANNEL_UNITS`).
     channels : sequence of str
-    cfg : Config
-        ``instrument`` and ``cosmology`` sections (and ``lensing`` for the shape noise).
+    icfg : InstrumentConfig
+        The effects (the ``instrument`` section).
+    cosmology : CosmologyConfig
+        For angular scales.
+    lensing : LensingConfig
+        Its ``z_lens`` sets the pixel's solid angle of the shape noise on ``kappa``.
     pixel_mpc : float
         Pixel side [Mpc].
     seed : int
@@ -141,7 +149,6 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
         A new array (float64); ``maps`` itself is unchanged. Channels other than ``sz_y``,
         ``xray_sb`` and ``kappa`` are returned as they are.
     """
-    icfg = cfg.instrument
     out = np.array(maps, dtype=np.float64, copy=True)
     if not instrument_active(icfg):
         return out
@@ -151,14 +158,14 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
         c = list(channels).index("sz_y")
         if icfg.beam_fwhm_arcmin > 0:
             out[c] = gaussian_filter_fft(out[c], beam_sigma_px(icfg.beam_fwhm_arcmin, pixel_mpc, icfg.redshift,
-                                                              cfg.cosmology))
+                                                              cosmology))
         if icfg.y_white_noise > 0:
             out[c] += icfg.y_white_noise * rng.standard_normal(shape)
         if icfg.y_red_noise > 0:
             out[c] += correlated_noise(shape, icfg.y_red_noise, icfg.y_red_noise_scale_mpc / pixel_mpc, rng)
     if "xray_sb" in channels and icfg.xray_exposure_s > 0:
         c = list(channels).index("xray_sb")
-        per_unit = xray_counts_per_unit(icfg, pixel_mpc, cfg.cosmology)
+        per_unit = xray_counts_per_unit(icfg, pixel_mpc, cosmology)
         expected = (np.maximum(out[c], 0.0) + icfg.xray_background) * per_unit
         out[c] = rng.poisson(expected) / per_unit - icfg.xray_background
     if icfg.mask_sources > 0:
@@ -168,5 +175,6 @@ def apply_instrument(maps: np.ndarray, channels: Sequence[str], cfg: Config, pix
                 out[list(channels).index(name)][mask] = 0.0
     if "kappa" in channels and icfg.kappa_shape_noise > 0:
         kappa_rng = np.random.default_rng([int(seed), 0x1257, 0x4B])
-        out[list(channels).index("kappa")] += kappa_noise_rms(cfg, pixel_mpc) * kappa_rng.standard_normal(shape)
+        rms = kappa_noise_rms(icfg, cosmology, lensing, pixel_mpc)
+        out[list(channels).index("kappa")] += rms * kappa_rng.standard_normal(shape)
     return out

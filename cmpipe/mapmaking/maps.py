@@ -49,15 +49,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cmpipe.physics.halo import Halo, HaloProperties
+from cmpipe.store.schema import ALL_CHANNELS, CHANNEL_UNITS, CHANNELS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import Config
+    from cmpipe.config import (
+        CosmologyConfig, InstrumentConfig, LensingConfig, MapsConfig, PlasmaConfig, SphConfig,
+    )
 
 __all__ = [
     "ALL_CHANNELS",
     "CHANNELS",
     "CHANNEL_UNITS",
     "HaloMaps",
+    "MapSettings",
     "PreparedHalo",
     "prepare_halo",
     "prepare_halo_with_config",
@@ -69,18 +73,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The default channels, in the store's order.
-CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
-#: Every channel cmpipe can make: the defaults and the optional convergence ``kappa``.
-ALL_CHANNELS: tuple[str, ...] = (*CHANNELS, "kappa")
-#: Units of each channel.
-CHANNEL_UNITS: dict[str, str] = {
-    "sz_y": "dimensionless (Compton-y)",
-    "xray_sb": "erg s^-1 cm^-2 sr^-1",
-    "gas_sigma": "dimensionless (Sigma_gas / (rho_bar_gas L))",
-    "dm_sigma": "dimensionless (Sigma_DM / (rho_bar_DM L))",
-    "kappa": "dimensionless",
-}
+# CHANNELS (the defaults, in the store's order), ALL_CHANNELS (they and the optional kappa) and
+# CHANNEL_UNITS are defined once, in cmpipe.store.schema, and re-exported here.
 _GAS_CHANNELS = ("sz_y", "xray_sb", "gas_sigma")
 
 
@@ -386,39 +380,71 @@ def sightline_maps(
     )
 
 
-def prepare_halo_with_config(halo: Halo, cfg: Config) -> PreparedHalo:
-    """:func:`prepare_halo` with the cosmology, plasma, SPH and map settings of ``cfg``."""
+@dataclass(frozen=True)
+class MapSettings:
+    """The config sections the maps of one image depend on (a stage builds it from its config:
+    :func:`cmpipe.stages.generate.map_settings`).
+
+    Attributes
+    ----------
+    maps : MapsConfig
+        Grid (``npix``, ``pixel_mpc``, ``depth_mpc``), ``channels`` and projection ``backend``.
+    sph : SphConfig
+        ``n_neighbours`` and ``num_threads``.
+    plasma : PlasmaConfig
+        Composition and Gaunt factor of the gas.
+    cosmology : CosmologyConfig
+        Mean densities, distances.
+    lensing : LensingConfig
+        Lens and source redshifts of ``kappa``.
+    instrument : InstrumentConfig
+        Effects on the condition channels (:mod:`cmpipe.mapmaking.instrument`).
+    """
+
+    maps: MapsConfig
+    sph: SphConfig
+    plasma: PlasmaConfig
+    cosmology: CosmologyConfig
+    lensing: LensingConfig
+    instrument: InstrumentConfig
+
+
+def prepare_halo_with_config(halo: Halo, settings: MapSettings) -> PreparedHalo:
+    """:func:`prepare_halo` with the cosmology, plasma, SPH and map sections of ``settings``."""
     from cmpipe.physics.cosmology import mean_densities
 
-    means = mean_densities(cfg.cosmology)
+    means = mean_densities(settings.cosmology)
     return prepare_halo(
         halo,
         mean_gas_density_msun_mpc3=means.baryon,
         mean_dm_density_msun_mpc3=means.dark_matter,
-        depth_mpc=cfg.maps.depth_mpc,
-        hydrogen_mass_fraction=cfg.plasma.hydrogen_mass_fraction,
-        gaunt_factor=cfg.plasma.gaunt_factor,
-        n_neighbours=cfg.sph.n_neighbours,
-        num_threads=cfg.sph.num_threads,
+        depth_mpc=settings.maps.depth_mpc,
+        hydrogen_mass_fraction=settings.plasma.hydrogen_mass_fraction,
+        gaunt_factor=settings.plasma.gaunt_factor,
+        n_neighbours=settings.sph.n_neighbours,
+        num_threads=settings.sph.num_threads,
     )
 
 
-def sightline_maps_with_config(prepared: PreparedHalo, cfg: Config, rotation: np.ndarray | None, axis: int) -> HaloMaps:
-    """:func:`sightline_maps` with the map settings of ``cfg`` (and, for ``kappa``, the
-    ``Sigma_crit`` of its ``lensing`` and ``cosmology`` sections)."""
+def sightline_maps_with_config(
+    prepared: PreparedHalo, settings: MapSettings, rotation: np.ndarray | None, axis: int
+) -> HaloMaps:
+    """:func:`sightline_maps` with the map and SPH sections of ``settings`` (and, for ``kappa``,
+    the ``Sigma_crit`` of its ``lensing`` and ``cosmology`` sections)."""
+    maps = settings.maps
     sigma_crit = None
-    if "kappa" in cfg.maps.channels:
+    if "kappa" in maps.channels:
         from cmpipe.physics.cosmology import sigma_crit_msun_mpc2
 
-        sigma_crit = sigma_crit_msun_mpc2(cfg.lensing.z_lens, cfg.lensing.z_source, cfg.cosmology)
+        sigma_crit = sigma_crit_msun_mpc2(settings.lensing.z_lens, settings.lensing.z_source, settings.cosmology)
     return sightline_maps(
         prepared,
         rotation=rotation,
         axis=axis,
-        npix=cfg.maps.npix,
-        pixel_mpc=cfg.maps.pixel_mpc,
-        channels=cfg.maps.channels,
-        backend=cfg.maps.backend,
-        num_threads=cfg.sph.num_threads,
+        npix=maps.npix,
+        pixel_mpc=maps.pixel_mpc,
+        channels=maps.channels,
+        backend=maps.backend,
+        num_threads=settings.sph.num_threads,
         sigma_crit_msun_mpc2=sigma_crit,
     )

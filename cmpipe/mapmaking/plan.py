@@ -87,6 +87,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from cmpipe.store.schema import SPLIT_NAMES
+
 __all__ = [
     "PLAN_SCHEMA",
     "PLAN_SCHEMA_VERSION",
@@ -101,8 +103,8 @@ __all__ = [
 ]
 
 PLAN_SCHEMA_VERSION = 1
-#: Split codes of the ``split`` column: index = code.
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+# SPLIT_NAMES (split codes of the ``split`` column: index = code) is defined once, in
+# cmpipe.store.schema, and re-exported here.
 
 META_SCHEMA_VERSION = b"cmpipe.plan_schema_version"
 META_GENERATE = b"cmpipe.generate"

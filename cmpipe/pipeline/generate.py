@@ -1,9 +1,9 @@
 """Generate the image store with Ray: one task per missing chunk, each calling ``write_chunk``.
 
-The driver does what :func:`cmpipe.mapmaking.generate` does (catalog, plan, create or resume
-the store, the failures record, the normalisation); only the chunk loop becomes Ray tasks. A task
-owns one whole shard of ``maps`` (the unit of safe concurrent writing) and returns
-:func:`cmpipe.store.write_chunk`'s small metadata, never arrays. So the store is the serial one:
+The driver does what :func:`cmpipe.stages.generate.generate_serial` does (catalog, plan, create
+or resume the store, the failures record, the normalisation); only the chunk loop becomes Ray
+tasks. A task owns one whole shard of ``maps`` (the unit of safe concurrent writing) and returns
+:func:`cmpipe.mapmaking.generate.write_chunk`'s small metadata, never arrays. So the store is the serial one:
 bit-identical where the serial run also used one thread per chunk (``sph.num_threads: 1``), and
 equal to float32 rounding otherwise (the thread count partitions the particle sums).
 
@@ -44,7 +44,8 @@ from cmpipe.pipeline.session import start_ray
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from cmpipe.config import Config
+    from cmpipe.config import Config, CosmologyConfig, MapsConfig
+    from cmpipe.mapmaking.maps import MapSettings
     from cmpipe.physics.halo import HaloSource
 
 __all__ = ["BYTES_PER_PARTICLE", "MEMORY_FLOOR_BYTES", "chunk_memory_bytes", "generate_with_ray"]
@@ -63,16 +64,10 @@ _RHO_CRIT0_H2_MSUN_MPC3 = 2.775e11
 _SECONDS = ("particles", "smoothing", "projection", "writing", "total")
 
 
-def _pair_mass_msun_h(cfg: Config) -> float | None:
-    """m_pair [Msun/h] of the configured source, or None where the source does not fix it."""
-    if cfg.source.kind == "mock":
-        return float(cfg.mock.pair_mass_msun_h)
-    if cfg.source.kind == "analytic":
-        return float(cfg.source.analytic_pair_mass_msun_h)
-    return None
-
-
-def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSource | None = None) -> int:
+def chunk_memory_bytes(
+    log10_m200m_msun_h: float, pair_mass_msun_h: float | None, maps: MapsConfig, cosmology: CosmologyConfig,
+    source: HaloSource | None = None,
+) -> int:
     """Memory to request for a chunk task whose largest halo has this mass.
 
     ``MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * N``, with the expected particle count
@@ -91,7 +86,13 @@ def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSourc
     ----------
     log10_m200m_msun_h : float
         log10 M200m [log10 Msun/h] of the chunk's largest halo.
-    cfg : Config
+    pair_mass_msun_h : float or None
+        m_pair [Msun/h] of the source (:func:`cmpipe.stages.generate.pair_mass_msun_h`); None
+        where the source does not fix it.
+    maps : MapsConfig
+        The map's side (``npix * pixel_mpc``) and ``depth_mpc`` [Mpc].
+    cosmology : CosmologyConfig
+        ``omega_m``, ``h`` and ``redshift`` of the background.
     source : HaloSource, optional
         For ``hdf5`` sources, its ``files``.
 
@@ -100,16 +101,15 @@ def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSourc
     int
         Bytes.
     """
-    m_pair = _pair_mass_msun_h(cfg)
-    if m_pair is None:
+    if pair_mass_msun_h is None:
         files = getattr(source, "files", ()) or ()
         largest = max((os.path.getsize(f) for f in files), default=0)
         return int(MEMORY_FLOOR_BYTES + 4 * largest)
-    side = cfg.maps.npix * cfg.maps.pixel_mpc
-    radius = 0.5 * math.sqrt(2.0 * side**2 + cfg.maps.depth_mpc**2)
-    rho_m = cfg.cosmology.omega_m * _RHO_CRIT0_H2_MSUN_MPC3 * cfg.cosmology.h * (1.0 + cfg.cosmology.redshift) ** 3
+    side = maps.npix * maps.pixel_mpc
+    radius = 0.5 * math.sqrt(2.0 * side**2 + maps.depth_mpc**2)
+    rho_m = cosmology.omega_m * _RHO_CRIT0_H2_MSUN_MPC3 * cosmology.h * (1.0 + cosmology.redshift) ** 3
     m_bg = rho_m * 4.0 / 3.0 * math.pi * radius**3
-    n_particles = 2.0 * (1.5 * 10.0**log10_m200m_msun_h + m_bg) / m_pair
+    n_particles = 2.0 * (1.5 * 10.0**log10_m200m_msun_h + m_bg) / float(pair_mass_msun_h)
     return int(MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * n_particles)
 
 
@@ -118,15 +118,17 @@ def _single_threaded(cfg: Config) -> Config:
     return dataclasses.replace(cfg, sph=dataclasses.replace(cfg.sph, num_threads=1))
 
 
-def _chunk_task(store_path: str, chunk_index: int, cfg: Config, source: HaloSource) -> dict[str, Any]:
-    """Body of one Ray task: one thread, then :func:`cmpipe.store.write_chunk`."""
+def _chunk_task(
+    store_path: str, chunk_index: int, settings: MapSettings, fingerprint: str, source: HaloSource
+) -> dict[str, Any]:
+    """Body of one Ray task: one thread, then :func:`cmpipe.mapmaking.generate.write_chunk`."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import numba
 
     numba.set_num_threads(1)
-    from cmpipe.store.zarr_store import write_chunk
+    from cmpipe.mapmaking.generate import write_chunk
 
-    return write_chunk(store_path, chunk_index, cfg, source=source)
+    return write_chunk(store_path, chunk_index, settings, fingerprint, source)
 
 
 def _max_node_memory() -> float | None:
@@ -148,6 +150,133 @@ def _crash_failures(plan: pa.Table, chunk: int, k: int, error: str) -> list[dict
     return out
 
 
+@dataclasses.dataclass
+class _Run:
+    """One Ray generation: the store, its plan and chunk size, and what the tasks returned."""
+
+    store_path: Path
+    plan: pa.Table
+    k: int
+    seconds: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(_SECONDS, 0.0))
+    images_written: int = 0
+    crashed: list[int] = dataclasses.field(default_factory=list)
+    cpus: float = 0.0
+    wall: float = 0.0
+
+    def rows(self, chunk: int) -> slice:
+        """The images of ``chunk``."""
+        return slice(chunk * self.k, min(self.plan.num_rows, (chunk + 1) * self.k))
+
+
+def _chunks_to_do(run: _Run, n_chunks: int, retry_failed: bool, max_chunks: int | None) -> list[int]:
+    """The chunks this run writes (at most ``max_chunks``); clears the normalisation where they
+    retry failed train images (:func:`cmpipe.store.clear_normalisation`)."""
+    from cmpipe.store.zarr_store import chunks_to_write, clear_normalisation, missing_chunks
+
+    todo = chunks_to_write(run.store_path, retry_failed)
+    retried = len(todo) - len(missing_chunks(run.store_path))
+    if max_chunks is not None:
+        todo = todo[: max(0, int(max_chunks))]
+    logger.info("%s: %d images, %d chunks, %d to write with Ray (%d retried: they hold failed images)",
+                run.store_path, run.plan.num_rows, n_chunks, len(todo), retried)
+    clear_normalisation(run.store_path, todo)
+    return todo
+
+
+def _images_to_write(run: _Run, todo: list[int]) -> int:
+    """Images the tasks of ``todo`` make: a missing chunk's all, a retried one's failed ones."""
+    from cmpipe.store.zarr_store import open_store
+
+    state = open_store(run.store_path)
+    failed_before, done_before = state["image_failed"][:], state["chunk_done"][:]
+    return sum(int(failed_before[run.rows(c)].sum()) if done_before[c] else run.rows(c).stop - c * run.k
+               for c in todo)
+
+
+def _submit_chunks(cfg: Config, run: _Run, todo: list[int], source: HaloSource, max_retries: int) -> dict[Any, int]:
+    """One task per chunk of ``todo`` (``num_cpus=1``, ``memory`` of its largest halo capped at
+    the largest node's); returns ``{object ref: chunk}``."""
+    import ray
+
+    from cmpipe.stages.generate import map_settings, pair_mass_msun_h, store_fingerprint
+
+    logm = run.plan["log10_m200m_msun_h"].to_numpy()
+    cap = _max_node_memory()
+    settings_ref = ray.put(map_settings(_single_threaded(cfg)))
+    source_ref = ray.put(source)
+    fingerprint, m_pair = store_fingerprint(cfg), pair_mass_msun_h(cfg)
+    remote = ray.remote(_chunk_task)
+    pending: dict[Any, int] = {}
+    for chunk in todo:
+        memory = chunk_memory_bytes(float(logm[run.rows(chunk)].max()), m_pair, cfg.maps, cfg.cosmology, source)
+        if cap is not None:
+            memory = min(memory, int(cap))
+        ref = remote.options(
+            num_cpus=1, memory=memory, max_retries=max_retries, retry_exceptions=False,
+            name=f"cmpipe-chunk-{chunk}",
+        ).remote(str(run.store_path), chunk, settings_ref, fingerprint, source_ref)
+        pending[ref] = chunk
+    return pending
+
+
+def _record_crash(run: _Run, chunk: int, exc: Exception) -> dict[str, Any]:
+    """A task that raised or whose worker died for good: its images flagged failed, the chunk
+    marked not done (a rerun makes it whole again); the result recording it."""
+    from cmpipe.store.zarr_store import open_store
+
+    run.crashed.append(chunk)
+    error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    logger.error("chunk %d: task failed (%s); its images are flagged, the chunk stays missing", chunk, error)
+    crashed_group = open_store(run.store_path, mode="r+")
+    crashed_group["image_failed"][run.rows(chunk)] = 1
+    crashed_group["chunk_done"][chunk] = 0  # a retried chunk is then made whole again
+    return {"chunk": chunk, "images": 0, "failures": _crash_failures(run.plan, chunk, run.k, error)}
+
+
+def _collect_results(run: _Run, pending: dict[Any, int], n_images: int, progress: bool) -> None:
+    """Wait for every task, recording each result's failures as it arrives (driver only)."""
+    import ray
+    from tqdm import tqdm
+
+    from cmpipe.store.zarr_store import record_failures
+
+    with tqdm(total=n_images, desc="images", unit="img", disable=None if progress else True) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            chunk = pending.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayError as exc:  # a bug in the task, or a worker dead for good
+                result = _record_crash(run, chunk, exc)
+            else:
+                run.images_written += result["images"]
+                for key in _SECONDS:
+                    run.seconds[key] += result["seconds"][key]
+                bar.update(result["images"])
+            record_failures(run.store_path, [result])
+
+
+def _run_tasks(
+    cfg: Config, run: _Run, todo: list[int], source: HaloSource, address: str | None, progress: bool,
+    max_retries: int,
+) -> None:
+    """Start (or join) Ray, run the chunk tasks of ``todo`` and collect them; shut down a Ray this
+    call started."""
+    import ray
+
+    n_images = _images_to_write(run, todo)
+    started = start_ray(address)
+    t0 = time.perf_counter()  # the chunk loop, as the serial generator's wall (not ray.init)
+    try:
+        run.cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        pending = _submit_chunks(cfg, run, todo, source, max_retries)
+        _collect_results(run, pending, n_images, progress)
+        run.wall = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def generate_with_ray(
     cfg: Config,
     store_path: str | os.PathLike[str],
@@ -162,7 +291,7 @@ def generate_with_ray(
 ) -> dict[str, Any]:
     """Make every missing image of the plan of ``cfg`` into the store, one Ray task per chunk.
 
-    Steps as :func:`cmpipe.mapmaking.generate`: the source's catalog, the plan (written next
+    Steps as :func:`cmpipe.stages.generate.generate_serial`: the source's catalog, the plan (written next
     to the store), the store (created, or reopened to resume), then a task per chunk not yet done,
     or done but holding failed images (``retry_failed``) (``num_cpus=1``, ``memory=`` :func:`chunk_memory_bytes` of its largest halo, capped at the
     largest node's memory, ``max_retries`` for worker death, application errors not retried), the
@@ -188,7 +317,7 @@ def generate_with_ray(
         Write at most this many of the missing chunks (the rest stay missing: resume later).
     source : HaloSource, optional
         Default: :func:`cmpipe.physics.sources.open_source` of ``cfg`` with one thread. Must be
-        picklable; it goes to the object store once, as does the config.
+        picklable; it goes to the object store once, as do the map settings.
     retry_failed : bool
         Also redo the failed images of chunks already done (default): their failure entries are
         cleared where they now succeed. False leaves them failed.
@@ -204,100 +333,29 @@ def generate_with_ray(
         ``images_per_s`` (images written / wall; 0 if none), ``cpus`` (the cluster's) and
         ``normalised``.
     """
-    import ray
-    from tqdm import tqdm
-
+    from cmpipe.mapmaking.generate import run_summary
     from cmpipe.physics.sources import open_source
-    from cmpipe.mapmaking.generate import plan_and_create_store, run_summary
-    from cmpipe.store.zarr_store import (
-        chunks_to_write,
-        clear_normalisation,
-        compute_normalisation,
-        missing_chunks,
-        open_store,
-        record_failures,
-    )
+    from cmpipe.stages.generate import normalise_store, plan_and_create_store
+    from cmpipe.store.zarr_store import missing_chunks, record_failures
 
-    task_cfg = _single_threaded(cfg)
     if source is None:
-        source = open_source(task_cfg)
+        source = open_source(_single_threaded(cfg))
     store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
-    k = int(group.attrs["chunk_images"])
-    todo = chunks_to_write(store_path, retry_failed)
-    retried = len(todo) - len(missing_chunks(store_path))
-    if max_chunks is not None:
-        todo = todo[: max(0, int(max_chunks))]
-    logger.info("%s: %d images, %d chunks, %d to write with Ray (%d retried: they hold failed images)",
-                store_path, plan.num_rows, n_chunks, len(todo), retried)
-    clear_normalisation(store_path, todo)
-    state = open_store(store_path)
-    failed_before, done_before = state["image_failed"][:], state["chunk_done"][:]
-
-    seconds = dict.fromkeys(_SECONDS, 0.0)
-    images_written = 0
-    crashed: list[int] = []
-    cpus = 0.0
-    started = False
-    wall = 0.0
+    run = _Run(store_path, plan, int(group.attrs["chunk_images"]))
+    todo = _chunks_to_do(run, n_chunks, retry_failed, max_chunks)
     if todo:
-        started = start_ray(address)
-        t0 = time.perf_counter()  # the chunk loop, as the serial generator's wall (not ray.init)
-        try:
-            cpus = float(ray.cluster_resources().get("CPU", 0.0))
-            logm = plan["log10_m200m_msun_h"].to_numpy()
-            cap = _max_node_memory()
-            cfg_ref = ray.put(task_cfg)
-            source_ref = ray.put(source)
-            remote = ray.remote(_chunk_task)
-            pending: dict[Any, int] = {}
-            for chunk in todo:
-                memory = chunk_memory_bytes(float(logm[chunk * k : (chunk + 1) * k].max()), cfg, source)
-                if cap is not None:
-                    memory = min(memory, int(cap))
-                ref = remote.options(
-                    num_cpus=1, memory=memory, max_retries=max_retries, retry_exceptions=False,
-                    name=f"cmpipe-chunk-{chunk}",
-                ).remote(str(store_path), chunk, cfg_ref, source_ref)
-                pending[ref] = chunk
-            n_todo = sum(int(failed_before[c * k : (c + 1) * k].sum()) if done_before[c]
-                         else min(plan.num_rows, (c + 1) * k) - c * k for c in todo)
-            with tqdm(total=n_todo, desc="images", unit="img", disable=None if progress else True) as bar:
-                while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1)
-                    chunk = pending.pop(done[0])
-                    try:
-                        result = ray.get(done[0])
-                    except ray.exceptions.RayError as exc:  # a bug in the task, or a worker dead for good
-                        crashed.append(chunk)
-                        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-                        logger.error("chunk %d: task failed (%s); its images are flagged, the chunk stays missing", chunk, error)
-                        rows = slice(chunk * k, min(plan.num_rows, (chunk + 1) * k))
-                        crashed_group = open_store(store_path, mode="r+")
-                        crashed_group["image_failed"][rows] = 1
-                        crashed_group["chunk_done"][chunk] = 0  # a retried chunk is then made whole again
-                        result = {"chunk": chunk, "images": 0, "failures": _crash_failures(plan, chunk, k, error)}
-                    else:
-                        images_written += result["images"]
-                        for key in _SECONDS:
-                            seconds[key] += result["seconds"][key]
-                        bar.update(result["images"])
-                    record_failures(store_path, [result])
-            wall = time.perf_counter() - t0
-        finally:
-            if started:
-                ray.shutdown()
+        _run_tasks(cfg, run, todo, source, address, progress, max_retries)
     failures = record_failures(store_path, [])
     still_missing = missing_chunks(store_path)
     if not still_missing:
-        compute_normalisation(store_path, cfg)
+        normalise_store(store_path, cfg)
     else:
         logger.warning("%s: %d chunks still missing; rerun to resume, then it is normalised", store_path, len(still_missing))
     summary = run_summary(
-        store_path, plan, n_chunks, len(todo) - len(crashed), failures, seconds, wall, images_written
+        store_path, plan, n_chunks, len(todo) - len(run.crashed), failures, run.seconds, run.wall, run.images_written
     )
     summary.update(
-        missing_chunks=still_missing, crashed_chunks=sorted(crashed), cpus=cpus, normalised=not still_missing
+        missing_chunks=still_missing, crashed_chunks=sorted(run.crashed), cpus=run.cpus, normalised=not still_missing
     )
     return summary
-

@@ -6,7 +6,7 @@ each halo is projected along the three axes (and one random rotation) into the f
 figure per halo and the maps as ``.npz``. The summary checks what a physicist checks first: the
 projected gas and dark-matter mass against the particle mass, and the central y and S_X.
 Then the training set: the sightline plan and the Zarr store of the same halos
-(:func:`cmpipe.mapmaking.generate`, ``store.zarr`` and ``plan.parquet``). Later issues add
+(:func:`cmpipe.stages.generate.generate_serial`, ``store.zarr`` and ``plan.parquet``). Later issues add
 the Ray fan-out, training, inference and the report.
 
 Re-running is idempotent: halo files already written are reused, maps are recomputed.
@@ -71,6 +71,7 @@ def run_demo(cfg: Config) -> list[DemoRow]:
     from cmpipe.physics.hdf5io import HDF5HaloSource, write_halo_hdf5
     from cmpipe.physics.sources import open_source
     from cmpipe.plots.maps import plot_halo_maps
+    from cmpipe.stages.generate import map_settings
 
     out = Path(cfg.run.out)
     halo_dir = out / "halos"
@@ -95,12 +96,12 @@ def run_demo(cfg: Config) -> list[DemoRow]:
     for k, hid in enumerate(ids, start=1):
         start = time.perf_counter()
         halo = reader.load(hid)
-        prepared = prepare_halo_with_config(halo, cfg)
+        prepared = prepare_halo_with_config(halo, map_settings(cfg))
         sightlines = [(None, 0, "axis0"), (None, 1, "axis1"), (None, 2, "axis2")]
         sightlines.append((random_rotation(np.random.SeedSequence([cfg.source.seed, hid])), 2, "random"))
         by_name = {}
         for rotation, axis, name in sightlines:
-            maps = sightline_maps_with_config(prepared, cfg, rotation, axis)
+            maps = sightline_maps_with_config(prepared, map_settings(cfg), rotation, axis)
             maps.save_npz(map_dir / f"halo_{hid:06d}_{name}.npz")
             by_name[name] = maps
         fig = plot_halo_maps(by_name["axis2"])
@@ -128,7 +129,7 @@ def run_demo(cfg: Config) -> list[DemoRow]:
     (out / "summary.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     print(format_summary(rows))
 
-    from cmpipe.mapmaking.generate import generate_serial
+    from cmpipe.stages.generate import generate_serial
 
     store = generate_serial(cfg, out / "store.zarr", progress=True)
     print(

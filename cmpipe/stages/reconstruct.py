@@ -217,7 +217,7 @@ class ModelGrid:
 def _run_config(checkpoint_path: Path, fingerprint: str | None) -> Any:
     """The run directory's resolved config if its store fingerprint matches the checkpoint's."""
     from cmpipe.config import RESOLVED_CONFIG_NAME, load_config
-    from cmpipe.store.zarr_store import store_fingerprint
+    from cmpipe.stages.generate import store_fingerprint
 
     for directory in (checkpoint_path.parent.parent, checkpoint_path.parent):
         path = directory / RESOLVED_CONFIG_NAME
@@ -534,7 +534,8 @@ def export_store_fits(
     list of pathlib.Path
         Image-major, channels in the store's order.
     """
-    from cmpipe.store.zarr_store import open_store, store_config
+    from cmpipe.stages.generate import store_config
+    from cmpipe.store.zarr_store import open_store
 
     group = open_store(store_path)
     attrs = group.attrs

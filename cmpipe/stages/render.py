@@ -84,6 +84,7 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     """
     from cmpipe.config import save_resolved_config
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+    from cmpipe.stages.generate import map_settings
     from cmpipe.store.outputs import check_output_dir
     from cmpipe.physics.sources import open_source
     from cmpipe.plots.maps import plot_halo_maps
@@ -96,8 +97,9 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     save_resolved_config(cfg, out)
     halo = source.load(r.halo_id)
     logger.info("halo %d: %d gas + %d DM particles", r.halo_id, halo.gas.n, halo.dm.n)
-    prepared = prepare_halo_with_config(halo, cfg)
-    maps = sightline_maps_with_config(prepared, cfg, rotation_for_seed(r.rotation_seed), r.axis)
+    settings = map_settings(cfg)
+    prepared = prepare_halo_with_config(halo, settings)
+    maps = sightline_maps_with_config(prepared, settings, rotation_for_seed(r.rotation_seed), r.axis)
     stem = map_stem(r.halo_id, r.axis, r.rotation_seed)
     png = out / f"{stem}.png"
     plot_halo_maps(maps).savefig(png, dpi=110)

@@ -1,8 +1,9 @@
 """The image store: a Zarr 3 group of maps plus per-image metadata (schema in :mod:`.schema`).
 
-Ray-free. :func:`write_chunk` is the unit of work that the serial generator
-(:func:`generate_serial`) and the Ray tasks of ``cmpipe.pipeline`` call. Importing this
-package is cheap: zarr loads on first use.
+Pure I/O and Ray-free: plain values in, no physics, no map-making, no
+:class:`cmpipe.config.Config`. The unit of work that fills a chunk is
+:func:`cmpipe.mapmaking.generate.write_chunk`; :mod:`cmpipe.stages.generate` turns a config
+into this package's arguments. Importing this package is cheap: zarr loads on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from cmpipe.store.schema import STORE_SCHEMA_VERSION
 from cmpipe.store.zarr_store import (
     StoreError,
+    chunk_slice,
     chunks_to_write,
     clear_normalisation,
     compute_normalisation,
@@ -18,16 +20,14 @@ from cmpipe.store.zarr_store import (
     missing_chunks,
     open_store,
     record_failures,
-    source_catalog,
-    store_config,
-    store_fingerprint,
+    require_fingerprint,
     validate_store,
-    write_chunk,
 )
 
 __all__ = [
     "STORE_SCHEMA_VERSION",
     "StoreError",
+    "chunk_slice",
     "chunks_to_write",
     "clear_normalisation",
     "compute_normalisation",
@@ -36,9 +36,6 @@ __all__ = [
     "missing_chunks",
     "open_store",
     "record_failures",
-    "source_catalog",
-    "store_config",
-    "store_fingerprint",
+    "require_fingerprint",
     "validate_store",
-    "write_chunk",
 ]

@@ -8,7 +8,7 @@ array carries zarr 3 ``dimension_names``, so ``xarray.open_zarr(path)`` gives na
 array                    dtype     shape              chunks (write unit) dims                  unit / meaning
 =======================  ========  =================  ==================  ====================  =========================
 ``maps``                 float32   (N, C, H, W)       shard (K, C, H, W)  image, channel, y, x  per channel: attr ``units``
-                                                      of inner chunks                           (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`);
+                                                      of inner chunks                           (:data:`CHANNEL_UNITS`);
                                                       (1, C, H, W)                              ``[image, channel, iy, ix]``
                                                                                                 on the grid of :mod:`cmpipe.mapmaking.maps`;
                                                                                                 NaN (the fill) = not made / failed
@@ -17,7 +17,7 @@ array                    dtype     shape              chunks (write unit) dims  
 ``rotation_index``       int32     (N,)               same                image                 rotation of the halo
 ``rotation``             float64   (N, 3, 3)          (min(N, 65536),3,3) image, row, col       R applied as x' = R x
 ``axis``                 int8      (N,)               same                image                 line of sight after R
-``split``                int8      (N,)               same                image                 0 train, 1 val, 2 test
+``split``                int8      (N,)               same                image                 :data:`SPLIT_CODES`
 ``seed``                 uint64    (N,)               same                image                 seed of the rotation
 ``image_failed``         uint8     (N,)               (K,)                image                 1: its halo failed
 ``chunk_done``           uint8     (n_chunks,)        (1,)                chunk                 1: chunk written (after
@@ -45,7 +45,7 @@ attribute                       meaning
 ``depth_mpc``
 ``n_images``, ``n_chunks``,     N, n_chunks, K
 ``chunk_images``
-``split_names``                 ``["train", "val", "test"]`` (code = index)
+``split_names``                 :data:`SPLIT_NAMES`, ``["train", "val", "test"]`` (code = index)
 ``failures``                    list of ``{chunk, halo_id, images, error}``, one per failed halo
                                 and chunk, written by the driver (the single writer of attrs)
 ``normalisation``               null until :func:`cmpipe.store.compute_normalisation`; then
@@ -68,14 +68,43 @@ attribute update) so that ``xarray.open_zarr(path)`` opens it without a warning.
 from __future__ import annotations
 
 __all__ = [
+    "ALL_CHANNELS",
+    "CHANNELS",
+    "CHANNEL_UNITS",
     "CHUNK_ARRAYS",
     "IMAGE_ARRAYS",
     "PLAN_ARRAYS",
     "PLAN_ARRAY_CHUNK",
+    "SPLIT_CODES",
+    "SPLIT_NAMES",
+    "SPLIT_TEST",
+    "SPLIT_TRAIN",
+    "SPLIT_VAL",
     "STORE_SCHEMA_VERSION",
 ]
 
 STORE_SCHEMA_VERSION = 1
+
+#: The default map channels (``maps.channels``), in the store's order.
+CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
+#: Every channel cmpipe can make: the defaults and the optional convergence ``kappa``.
+ALL_CHANNELS: tuple[str, ...] = (*CHANNELS, "kappa")
+#: Unit of each channel (the ``units`` attribute of ``maps``, ``channel_units`` of the root;
+#: the quantities are described in :mod:`cmpipe.mapmaking.maps`).
+CHANNEL_UNITS: dict[str, str] = {
+    "sz_y": "dimensionless (Compton-y)",
+    "xray_sb": "erg s^-1 cm^-2 sr^-1",
+    "gas_sigma": "dimensionless (Sigma_gas / (rho_bar_gas L))",
+    "dm_sigma": "dimensionless (Sigma_DM / (rho_bar_DM L))",
+    "kappa": "dimensionless",
+}
+
+#: Split names of the ``split`` array (and the plan's ``split`` column): index = code.
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+#: Split name -> its code in ``split``.
+SPLIT_CODES: dict[str, int] = {name: code for code, name in enumerate(SPLIT_NAMES)}
+#: The codes of the three splits.
+SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = (SPLIT_CODES[name] for name in SPLIT_NAMES)
 
 #: Per-image arrays written at creation from the plan: name -> (dtype, fill value, unit).
 PLAN_ARRAYS: dict[str, tuple[str, object, str]] = {

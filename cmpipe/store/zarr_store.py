@@ -1,20 +1,18 @@
-"""Create, fill, resume, normalise and validate the Zarr image store (:mod:`cmpipe.store.schema`).
+"""Create, resume, normalise and validate the Zarr image store (:mod:`cmpipe.store.schema`).
 
-Ray-free: :func:`write_chunk` is the unit of work (one chunk of images, each halo's particles
-prepared once), called by the serial generator and by the Ray tasks of ``cmpipe.pipeline``; it
-returns small metadata, never arrays. Only the driver writes the group's attributes.
+Pure I/O: plain values in (the plan, the map geometry, fingerprints and the config as strings),
+no physics and no :class:`cmpipe.config.Config`. The maps of a chunk are made and written by
+:func:`cmpipe.mapmaking.generate.write_chunk`; only the driver writes the group's attributes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
 import shutil
-import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +21,18 @@ import numpy as np
 from cmpipe.store.outputs import (
     OutputError, artifact_kind, check_output_dir, check_removable, describe_contents, remove_owned,
 )
-from cmpipe.store.schema import PLAN_ARRAY_CHUNK, PLAN_ARRAYS, STORE_SCHEMA_VERSION
+from cmpipe.store.schema import (
+    CHANNEL_UNITS, PLAN_ARRAY_CHUNK, PLAN_ARRAYS, SPLIT_NAMES, SPLIT_TRAIN, STORE_SCHEMA_VERSION,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     import zarr
 
-    from cmpipe.config import Config
-    from cmpipe.physics.halo import HaloSource
-
 __all__ = [
     "StoreError",
     "check_store_path",
+    "chunk_slice",
     "chunks_to_write",
     "clear_normalisation",
     "compute_normalisation",
@@ -43,58 +41,15 @@ __all__ = [
     "missing_chunks",
     "open_store",
     "record_failures",
-    "source_catalog",
-    "store_config",
-    "store_fingerprint",
+    "require_fingerprint",
     "validate_store",
-    "write_chunk",
 ]
 
 logger = logging.getLogger(__name__)
 
-SPLIT_TRAIN = 0
-
 
 class StoreError(ValueError):
     """A store that cannot be used as asked: another config's, incomplete, or malformed."""
-
-
-def store_fingerprint(cfg: Config) -> str:
-    """Fingerprint of what the store's content depends on: ``cfg`` less ``run``, ``render``,
-    ``model``, ``train``, ``infer``, ``evaluate`` and ``sph.num_threads``.
-
-    ``sph.num_threads`` is a resource, not content: the Ray generator runs each chunk with one
-    thread whatever the config says, and may resume a store the serial generator began. (The
-    thread count partitions the particle sums, so maps made with different counts agree to
-    float rounding; with equal counts they are bit-identical.)
-
-    Parameters
-    ----------
-    cfg : Config
-
-    Returns
-    -------
-    str
-        :func:`cmpipe.config.config_fingerprint` of ``cfg`` with ``run``, ``render``,
-        ``model``, ``train``, ``infer``, ``evaluate`` (they do not change the images) and ``sph.num_threads`` at their
-        defaults.
-    """
-    from cmpipe.config import (
-        EvaluateConfig,
-        InferConfig,
-        ModelConfig,
-        RenderConfig,
-        RunConfig,
-        SphConfig,
-        TrainConfig,
-        config_fingerprint,
-    )
-
-    sph = dataclasses.replace(cfg.sph, num_threads=SphConfig().num_threads)
-    return config_fingerprint(
-        dataclasses.replace(cfg, run=RunConfig(), render=RenderConfig(), sph=sph, model=ModelConfig(), train=TrainConfig(),
-                            infer=InferConfig(), evaluate=EvaluateConfig())
-    )
 
 
 def _consolidate(path: str | os.PathLike[str]) -> None:
@@ -137,38 +92,6 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     return group
 
 
-def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
-    """``halo_id`` and ``log10_m200m_msun_h`` of every halo of the configured source.
-
-    ``source.kind: mock`` reads them from :func:`cmpipe.physics.catalog.make_catalog`; other
-    sources from each halo's :meth:`properties` (no particles loaded).
-
-    Parameters
-    ----------
-    cfg : Config
-    source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg``.
-
-    Returns
-    -------
-    pyarrow.Table
-        ``halo_id`` (int64), ``log10_m200m_msun_h`` (float64, log10 Msun/h).
-    """
-    import pyarrow as pa
-
-    if cfg.source.kind == "mock" and source is None:
-        from cmpipe.physics.catalog import make_catalog
-
-        return make_catalog(cfg).select(["halo_id", "log10_m200m_msun_h"])
-    if source is None:
-        from cmpipe.physics.sources import open_source
-
-        source = open_source(cfg)
-    ids = [int(i) for i in source.halo_ids()]
-    logm = [source.properties(i).log10_m200m_msun_h(cfg.cosmology.h) for i in ids]
-    return pa.table({"halo_id": pa.array(ids, pa.int64()), "log10_m200m_msun_h": pa.array(logm, pa.float64())})
-
-
 def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Check, before any work, that an image store may be created, resumed or replaced at ``path``.
 
@@ -201,17 +124,40 @@ def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> P
     return path
 
 
-def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, overwrite: bool = False) -> zarr.Group:
-    """Create the store of ``plan``, or reopen it to resume if ``cfg`` made it.
+def create_store(
+    path: str | os.PathLike[str],
+    plan: pa.Table,
+    *,
+    channels: Sequence[str],
+    npix: int,
+    pixel_mpc: float,
+    depth_mpc: float,
+    chunk_images: int,
+    store_fingerprint: str,
+    config_fingerprint: str,
+    config_yaml: str,
+    overwrite: bool = False,
+) -> zarr.Group:
+    """Create the store of ``plan``, or reopen it to resume if a config with ``store_fingerprint``
+    made it.
 
     Parameters
     ----------
     path : str or path-like
         The store directory.
     plan : pyarrow.Table
-        :func:`cmpipe.mapmaking.plan.make_plan` of ``cfg.generate`` (its rows are the images).
-    cfg : Config
-        The resolved configuration (its YAML and fingerprints go into the attributes).
+        :func:`cmpipe.mapmaking.plan.make_plan`'s plan (its rows are the images).
+    channels : sequence of str
+        Map channels, in order (names of :data:`cmpipe.store.schema.CHANNEL_UNITS`).
+    npix : int
+        Map side [pixels].
+    pixel_mpc, depth_mpc : float
+        Pixel side and projection depth [Mpc].
+    chunk_images : int
+        Images per chunk (the shard of ``maps`` a chunk task owns).
+    store_fingerprint, config_fingerprint, config_yaml : str
+        The attributes of those names (:mod:`cmpipe.store.schema`): what the images depend on,
+        the whole config's fingerprint, and the resolved config as YAML.
     overwrite : bool
         Delete an existing store first, even one made by another config. Only a cmpipe image
         store (or an empty directory) is ever deleted (:func:`cmpipe.store.outputs.remove_owned`).
@@ -226,47 +172,74 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
     cmpipe.store.outputs.OutputError
         If ``path`` exists and is neither an empty directory nor an image store (nothing is deleted).
     StoreError
-        If a store exists at ``path`` with another :func:`store_fingerprint` (the message names
+        If a store exists at ``path`` with another ``store_fingerprint`` (the message names
         both) or other images (halo, axis, seed) than ``plan``, and ``overwrite`` is false.
     """
-    import zarr
-
-    from cmpipe.config import config_fingerprint, config_to_yaml
-    from cmpipe.mapmaking.maps import CHANNEL_UNITS
-    from cmpipe.mapmaking.plan import SPLIT_NAMES, plan_rotations
-
     path = Path(path)
-    fingerprint = store_fingerprint(cfg)
     check_store_path(path, overwrite)
     if overwrite:
         remove_owned(path, ("store",), what="--store")
     if path.exists() and any(path.iterdir()):
-        group = open_store(path, mode="r+")
-        found = group.attrs.get("store_fingerprint")
-        if found != fingerprint:
-            raise StoreError(
-                f"{path} was made by a config with store fingerprint {found}, this config has {fingerprint}: "
-                "use another path, or overwrite=True (--overwrite) to start over"
-            )
-        if group.attrs.get("n_images") != plan.num_rows or any(
-            not np.array_equal(group[name][:], plan[name].to_numpy()) for name in ("halo_id", "axis", "seed")
-        ):
-            raise StoreError(
-                f"{path} was planned differently (same config, but the source's halos changed?): "
-                "use overwrite=True (--overwrite) to start over"
-            )
-        return group
-
+        return _reopen_for_resume(path, plan, store_fingerprint)
     n = plan.num_rows
     if n == 0:
         raise StoreError("the plan has no images")
-    k = cfg.generate.chunk_images
-    n_chunks = math.ceil(n / k)
-    channels = tuple(cfg.maps.channels)
-    npix = cfg.maps.npix
+    channels = tuple(channels)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
     if tmp.exists():
         shutil.rmtree(tmp)
+    group = _create_arrays(tmp, plan, channels, npix, chunk_images)
+    n_chunks = math.ceil(n / chunk_images)
+    group.attrs.update(
+        {
+            "cmpipe_store_schema_version": STORE_SCHEMA_VERSION,
+            "store_fingerprint": store_fingerprint,
+            "config_fingerprint": config_fingerprint,
+            "config_yaml": config_yaml,
+            "channels": list(channels),
+            "channel_units": {c: CHANNEL_UNITS[c] for c in channels},
+            "npix": npix,
+            "pixel_mpc": pixel_mpc,
+            "depth_mpc": depth_mpc,
+            "n_images": n,
+            "n_chunks": n_chunks,
+            "chunk_images": chunk_images,
+            "split_names": list(SPLIT_NAMES),
+            "failures": [],
+            "normalisation": None,
+        }
+    )
+    _consolidate(tmp)
+    os.replace(tmp, path)
+    logger.info("created %s: %d images in %d chunks of %d", path, n, n_chunks, chunk_images)
+    return open_store(path, mode="r+")
+
+
+def _reopen_for_resume(path: Path, plan: pa.Table, fingerprint: str) -> zarr.Group:
+    """The existing store at ``path``, open read-write, if it has ``fingerprint`` and the
+    images of ``plan``; else :class:`StoreError`."""
+    group = open_store(path, mode="r+")
+    found = group.attrs.get("store_fingerprint")
+    if found != fingerprint:
+        raise StoreError(
+            f"{path} was made by a config with store fingerprint {found}, this config has {fingerprint}: "
+            "use another path, or overwrite=True (--overwrite) to start over"
+        )
+    if group.attrs.get("n_images") != plan.num_rows or any(
+        not np.array_equal(group[name][:], plan[name].to_numpy()) for name in ("halo_id", "axis", "seed")
+    ):
+        raise StoreError(
+            f"{path} was planned differently (same config, but the source's halos changed?): "
+            "use overwrite=True (--overwrite) to start over"
+        )
+    return group
+
+
+def _create_arrays(tmp: Path, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int) -> zarr.Group:
+    """A new Zarr 3 group at ``tmp`` with every array of the schema, the plan's written."""
+    import zarr
+
+    n = plan.num_rows
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     maps = group.create_array(
         "maps", shape=(n, len(channels), npix, npix), dtype="float32",
@@ -276,7 +249,9 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
     maps.attrs.update({"channels": list(channels), "units": [CHANNEL_UNITS[c] for c in channels]})
     block = min(n, PLAN_ARRAY_CHUNK)
     values = {name: plan[name].to_numpy() for name in PLAN_ARRAYS if name != "rotation"}
-    values["rotation"] = plan_rotations(plan)
+    # the plan's rotation column (fixed-size lists of 9) as (N, 3, 3)
+    flat = plan["rotation"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    values["rotation"] = np.asarray(flat, dtype=np.float64).reshape(-1, 3, 3)
     for name, (dtype, fill, unit) in PLAN_ARRAYS.items():
         shape = (n, 3, 3) if name == "rotation" else (n,)
         dims = ("image", "row", "col") if name == "rotation" else ("image",)
@@ -285,143 +260,26 @@ def create_store(path: str | os.PathLike[str], plan: pa.Table, cfg: Config, over
         )
         arr.attrs["unit"] = unit
         arr[...] = np.asarray(values[name], dtype=dtype)
+    n_chunks = math.ceil(n / k)
     group.create_array("image_failed", shape=(n,), dtype="uint8", chunks=(k,), fill_value=0, dimension_names=("image",))
     group.create_array("chunk_done", shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0, dimension_names=("chunk",))
-    group.attrs.update(
-        {
-            "cmpipe_store_schema_version": STORE_SCHEMA_VERSION,
-            "store_fingerprint": fingerprint,
-            "config_fingerprint": config_fingerprint(cfg),
-            "config_yaml": config_to_yaml(cfg),
-            "channels": list(channels),
-            "channel_units": {c: CHANNEL_UNITS[c] for c in channels},
-            "npix": npix,
-            "pixel_mpc": cfg.maps.pixel_mpc,
-            "depth_mpc": cfg.maps.depth_mpc,
-            "n_images": n,
-            "n_chunks": n_chunks,
-            "chunk_images": k,
-            "split_names": list(SPLIT_NAMES),
-            "failures": [],
-            "normalisation": None,
-        }
-    )
-    _consolidate(tmp)
-    os.replace(tmp, path)
-    logger.info("created %s: %d images in %d chunks of %d", path, n, n_chunks, k)
-    return open_store(path, mode="r+")
+    return group
 
 
-def _chunk_slice(group: zarr.Group, chunk_index: int) -> slice:
+def chunk_slice(group: zarr.Group, chunk_index: int) -> slice:
+    """The images of chunk ``chunk_index`` of an open store; :class:`StoreError` if out of range."""
     n, k, n_chunks = group.attrs["n_images"], group.attrs["chunk_images"], group.attrs["n_chunks"]
     if not 0 <= chunk_index < n_chunks:
         raise StoreError(f"chunk {chunk_index} out of range 0 .. {n_chunks - 1}")
     return slice(chunk_index * k, min(n, (chunk_index + 1) * k))
 
 
-def write_chunk(
-    store_path: str | os.PathLike[str], chunk_index: int, cfg: Config, source: HaloSource | None = None
-) -> dict[str, Any]:
-    """Make and write the maps of one chunk, then mark it done.
-
-    Each halo of the chunk is loaded and prepared once (:func:`cmpipe.mapmaking.maps.prepare_halo_with_config`),
-    then projected along each of its images' rotation and axis
-    (:func:`cmpipe.mapmaking.maps.sightline_maps_with_config`), observed through the ``instrument``
-    effects on y and S_X if any is on (:func:`cmpipe.mapmaking.instrument.apply_instrument`, seeded by the
-    image's ``seed``), cast to float32. The whole shard of
-    ``maps`` is written, then ``image_failed``, then ``chunk_done[chunk_index] = 1``. A halo that
-    raises :class:`ValueError` (:class:`~cmpipe.physics.halo.HaloError` included) is a
-    failure: its images stay NaN and are flagged in ``image_failed``; the chunk is still done.
-
-    A retry: if the chunk is already done and holds failed images (:func:`failed_chunks`), only
-    the halos of those images are loaded and projected again; the other images of the shard are
-    read back and rewritten unchanged. The returned ``failures`` are then those of the retried
-    halos that failed again (with their new error); :func:`record_failures` replaces the chunk's
-    old entries with them.
-
-    Parameters
-    ----------
-    store_path : str or path-like
-    chunk_index : int
-    cfg : Config
-        Must have the store's :func:`store_fingerprint`.
-    source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg``.
-
-    Returns
-    -------
-    dict
-        ``chunk``, ``images``, ``halos``, ``seconds`` (``particles``, ``smoothing``,
-        ``projection``, ``writing``, ``total``) and ``failures`` (``{chunk, halo_id, images,
-        error}`` per failed halo).
-    """
-    from cmpipe.mapmaking.instrument import apply_instrument, instrument_active
-    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-
-    t_start = time.perf_counter()
-    group = open_store(store_path, mode="r+")
-    fingerprint = store_fingerprint(cfg)
+def require_fingerprint(group: zarr.Group, fingerprint: str, store_path: str | os.PathLike[str]) -> None:
+    """Raise :class:`StoreError` unless the open store's ``store_fingerprint`` is ``fingerprint``."""
     if group.attrs["store_fingerprint"] != fingerprint:
         raise StoreError(
             f"{store_path} has store fingerprint {group.attrs['store_fingerprint']}, the config {fingerprint}"
         )
-    if source is None:
-        from cmpipe.physics.sources import open_source
-
-        source = open_source(cfg)
-    sl = _chunk_slice(group, chunk_index)
-    halo_ids = group["halo_id"][sl]
-    seeds = group["seed"][sl]
-    observe = instrument_active(cfg.instrument)
-    rotations = group["rotation"][sl]
-    axes = group["axis"][sl]
-    maps_arr = group["maps"]
-    before = group["image_failed"][sl]
-    retry = bool(group["chunk_done"][chunk_index]) and bool(before.any())
-    if retry:  # keep the images that succeeded; redo the failed halos only
-        out = np.asarray(maps_arr[sl], dtype=np.float32)
-        failed = before.astype(np.uint8)
-        halos = list(dict.fromkeys(int(h) for h in halo_ids[before != 0]))
-        logger.info("chunk %d: retrying the %d failed images of halos %s", chunk_index, int(before.sum()), halos)
-    else:
-        out = np.full((len(halo_ids), *maps_arr.shape[1:]), np.nan, dtype=np.float32)
-        failed = np.zeros(len(halo_ids), dtype=np.uint8)
-        halos = list(dict.fromkeys(int(h) for h in halo_ids))
-    seconds = dict.fromkeys(("particles", "smoothing", "projection", "writing"), 0.0)
-    failures: list[dict[str, Any]] = []
-    for hid in halos:
-        rows = np.flatnonzero(halo_ids == hid)
-        try:
-            t0 = time.perf_counter()
-            halo = source.load(hid)
-            t1 = time.perf_counter()
-            prepared = prepare_halo_with_config(halo, cfg)
-            t2 = time.perf_counter()
-            seconds["particles"] += t1 - t0
-            seconds["smoothing"] += t2 - t1
-            for i in rows:
-                t0 = time.perf_counter()
-                maps = sightline_maps_with_config(prepared, cfg, rotations[i], int(axes[i]))
-                data = maps.data
-                if observe:
-                    data = apply_instrument(data, cfg.maps.channels, cfg, cfg.maps.pixel_mpc, int(seeds[i]))
-                out[i] = data.astype(np.float32)
-                seconds["projection"] += time.perf_counter() - t0
-            failed[rows] = 0
-        except ValueError as exc:
-            out[rows] = np.nan
-            failed[rows] = 1
-            images = [int(sl.start + i) for i in rows]
-            failures.append({"chunk": int(chunk_index), "halo_id": hid, "images": images, "error": f"{type(exc).__name__}: {exc}"})
-            logger.warning("chunk %d: halo %d failed (%s); its %d images stay NaN", chunk_index, hid, exc, len(rows))
-    t0 = time.perf_counter()
-    maps_arr[sl] = out
-    group["image_failed"][sl] = failed
-    group["chunk_done"][chunk_index] = 1
-    seconds["writing"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_start
-    images = int(sum(np.count_nonzero(halo_ids == h) for h in halos))
-    return {"chunk": int(chunk_index), "images": images, "halos": len(halos), "seconds": seconds, "failures": failures}
 
 
 def record_failures(store_path: str | os.PathLike[str], results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -513,29 +371,24 @@ def clear_normalisation(store_path: str | os.PathLike[str], chunks: Iterable[int
     return False
 
 
-def store_config(store_path: str | os.PathLike[str]) -> Config:
-    """The resolved configuration that created the store (its ``config_yaml`` attribute)."""
-    import yaml
-
-    from cmpipe.config import config_from_dict
-
-    return config_from_dict(yaml.safe_load(open_store(store_path).attrs["config_yaml"]), f"{store_path} config_yaml")
-
-
-def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None = None) -> dict[str, Any]:
+def compute_normalisation(
+    store_path: str | os.PathLike[str], *, kind: str, log_floor_fraction: float
+) -> dict[str, Any]:
     """Per-channel transform and min / max over the train split, written to ``normalisation``.
 
-    ``generate.normalisation`` ``log``: ``t(x) = log10(max(x, floor))`` with ``floor =
-    generate.log_floor_fraction * max(x)`` (the channel's maximum over the train images);
-    ``linear``: ``t(x) = x``. ``min`` and ``max`` are those of ``t`` over the train images
-    (failed images excluded), read chunk by chunk.
+    ``kind`` ``log``: ``t(x) = log10(max(x, floor))`` with ``floor = log_floor_fraction *
+    max(x)`` (the channel's maximum over the train images); ``linear``: ``t(x) = x``. ``min``
+    and ``max`` are those of ``t`` over the train images (failed images excluded), read chunk
+    by chunk.
 
     Parameters
     ----------
     store_path : str or path-like
-    cfg : Config, optional
-        Its ``generate.normalisation`` and ``generate.log_floor_fraction`` are used; default:
-        the store's own (:func:`store_config`).
+    kind : {"log", "linear"}
+        The transform (``generate.normalisation``).
+    log_floor_fraction : float
+        The floor of ``log`` as a fraction of the train maximum [dimensionless]
+        (``generate.log_floor_fraction``).
 
     Returns
     -------
@@ -551,8 +404,6 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
     missing = missing_chunks(store_path)
     if missing:
         raise StoreError(f"{store_path}: {len(missing)} chunks are not done (first: {missing[:5]}); finish them first")
-    if cfg is None:
-        cfg = store_config(store_path)
     group = open_store(store_path, mode="r+")
     channels = list(group.attrs["channels"])
     split = group["split"][:]
@@ -578,20 +429,19 @@ def compute_normalisation(store_path: str | os.PathLike[str], cfg: Config | None
     n_train = int(usable.sum())
     if n_train == 0:
         raise StoreError(f"{store_path}: no usable train images to normalise with")
-    kind = cfg.generate.normalisation
     stats: dict[str, dict[str, float | None]] = {}
     for i, name in enumerate(channels):
         lo_i, hi_i = float(lo[i]), float(hi[i])
         if kind == "log":
             if not hi_i > 0:
                 raise StoreError(f"{store_path}: channel {name!r} has train maximum {hi_i}; its log transform needs > 0")
-            floor = cfg.generate.log_floor_fraction * hi_i
+            floor = log_floor_fraction * hi_i
             stats[name] = {"floor": floor, "min": float(np.log10(max(lo_i, floor))), "max": float(np.log10(hi_i))}
         else:
             stats[name] = {"floor": None, "min": lo_i, "max": hi_i}
     record = {
         "kind": kind,
-        "log_floor_fraction": cfg.generate.log_floor_fraction if kind == "log" else None,
+        "log_floor_fraction": log_floor_fraction if kind == "log" else None,
         "split": "train",
         "n_images": n_train,
         "channels": stats,
