@@ -19,7 +19,7 @@ import pytest
 
 from cmpipe.cli import main
 from cmpipe.config import load_config
-from cmpipe.physics.sources import open_source
+from cmpipe.stages.source import open_source
 from cmpipe.mapmaking.generate import generate_serial
 from cmpipe.store import missing_chunks, open_store, validate_store
 from tiny_stores import GENERATION_STORE

@@ -113,7 +113,7 @@ def generate_serial(
     """
     from tqdm import tqdm
 
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.store.zarr_store import (
         chunks_to_write,
         clear_normalisation,

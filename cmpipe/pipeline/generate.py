@@ -207,7 +207,7 @@ def generate_with_ray(
     import ray
     from tqdm import tqdm
 
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.mapmaking.generate import plan_and_create_store, run_summary
     from cmpipe.store.zarr_store import (
         chunks_to_write,

@@ -159,9 +159,9 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     if cfg.source.kind == "mock" and source is None:
         from cmpipe.physics.catalog import make_catalog
 
-        return make_catalog(cfg).select(["halo_id", "log10_m200m_msun_h"])
+        return make_catalog(cfg.catalog, cfg.cosmology).select(["halo_id", "log10_m200m_msun_h"])
     if source is None:
-        from cmpipe.physics.sources import open_source
+        from cmpipe.stages.source import open_source
 
         source = open_source(cfg)
     ids = [int(i) for i in source.halo_ids()]
@@ -366,7 +366,7 @@ def write_chunk(
             f"{store_path} has store fingerprint {group.attrs['store_fingerprint']}, the config {fingerprint}"
         )
     if source is None:
-        from cmpipe.physics.sources import open_source
+        from cmpipe.stages.source import open_source
 
         source = open_source(cfg)
     sl = _chunk_slice(group, chunk_index)

@@ -5,11 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cmpipe.physics.mock.profiles import _X_MIN
+from cmpipe.physics.mock.profiles import (
+    _N_TABLE,
+    _X_MIN,
+    MockProfiles,
+    _cumulative,
+    _log_concentration_table,
+    _units,
+    neighbour_gas_depletion,
+    neighbour_mass_range_log10_msun_h,
+    nfw_mass_fraction,
+    plasma_of,
+)
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cmpipe.config import CosmologyConfig, MockConfig, PlasmaConfig
+
+#: Stream index that SeedSequence([catalog.seed, halo_id, _STREAM]) reserves for the particles.
+_STREAM = 1
 #: Resolved gas clumps: radial range [R200m], fewest particles, largest mass [gas particles],
 #: Plummer scale radius at 1e11 Msun [Mpc] (a ~ m^(1/3)).
 GAS_CLUMP_RANGE_R200M = (0.3, 2.0)
@@ -283,3 +300,256 @@ def _remove_matching_radii(host_r: np.ndarray, new_r: np.ndarray) -> np.ndarray:
     return keep
 
 
+
+
+def keep_unmatched(pos_mpc: np.ndarray, n_host: int, new_pos_mpc: np.ndarray) -> np.ndarray:
+    """Mask over the rows of ``pos_mpc``: of its first ``n_host`` (the host profile's particles)
+    those whose radii best match the radii of ``new_pos_mpc`` go (:func:`_remove_matching_radii`),
+    the rest stay; no random numbers."""
+    keep = _remove_matching_radii(np.linalg.norm(pos_mpc[:n_host], axis=1), np.linalg.norm(new_pos_mpc, axis=1))
+    return np.concatenate([keep, np.ones(pos_mpc.shape[0] - n_host, dtype=bool)])
+
+
+def knob_generators(catalog_seed: int, halo_id: int) -> list[np.random.Generator]:
+    """Generators of the clumping, merger, substructure, neighbour and gas-clump draws: the
+    children of ``SeedSequence([catalog.seed, halo_id, 1])`` (independent of the particles'
+    stream; the first three are those of ``spawn(3)``, so adding the last two changed none)."""
+    children = np.random.SeedSequence([catalog_seed, int(halo_id), _STREAM]).spawn(5)
+    return [np.random.default_rng(c) for c in children]
+
+
+def particle_masses_msun(cosmology: CosmologyConfig, mock: MockConfig) -> tuple[float, float]:
+    """``(m_DM, m_gas) = ((1 - f_b) m_pair, f_b m_pair)`` [Msun]."""
+    f_b = cosmology.omega_b / cosmology.omega_m
+    m_pair = mock.pair_mass_msun_h / cosmology.h
+    return (1.0 - f_b) * m_pair, f_b * m_pair
+
+
+def sample_background(
+    density: float, particle_mass: float, r_out: float, axes: np.ndarray, rotation: np.ndarray,
+    radius_mpc: float, rng: np.random.Generator,
+) -> np.ndarray:
+    """Uniform positions at ``density`` [Msun Mpc^-3] in the background sphere of radius
+    ``radius_mpc``, outside the halo's ellipsoid of outer radius ``r_out`` [Mpc]."""
+    n = int(round(density * 4.0 / 3.0 * np.pi * radius_mpc**3 / particle_mass))
+    pos = radius_mpc * np.cbrt(rng.random(n))[:, None] * _isotropic(n, rng)
+    return pos[_ellipsoidal_radius(pos, axes, rotation) >= r_out]
+
+
+def make_secondary(
+    row: dict, cosmology: CosmologyConfig, plasma: PlasmaConfig, mock: MockConfig
+) -> MockSecondary | None:
+    """The merger secondary of a catalog row (module docstring, ``Mergers``), or None when the
+    row is not a merger."""
+    from cmpipe.physics.analytic import virial_temperature_k
+    from cmpipe.physics.catalog import median_concentration
+    from cmpipe.physics.cosmology import r200m_mpc
+
+    if not bool(row["is_merger"]):
+        return None
+    h = cosmology.h
+    f_b = cosmology.omega_b / cosmology.omega_m
+    r200m = float(row["r200m_mpc"])
+    m_s = float(row["merger_mass_ratio"]) * float(row["m200m_msun_h"]) / h
+    r_s = float(r200m_mpc(m_s, cosmology))
+    c_s = float(median_concentration(np.log10(m_s * h), cosmology))
+    direction = np.array([row["merger_dir_x"], row["merger_dir_y"], row["merger_dir_z"]], dtype=np.float64)
+    direction = direction / np.linalg.norm(direction)
+    separation = float(row["merger_separation_r200m"]) * r200m
+    post = bool(row.get("is_post_pericentre", True)) or not mock.observed_baryons
+    lag = min(float(row["merger_gas_lag_fraction"]) * separation, MERGER_MAX_LAG_MPC) if post else 0.0
+    mu = plasma_of(plasma).mean_molecular_weight
+    gas_fraction = f_b
+    if mock.observed_baryons:
+        gas_fraction = f_b * float(neighbour_gas_depletion(np.log10(m_s * h), cosmology))
+    return MockSecondary(
+        m200m_msun=m_s, r200m_mpc=r_s, concentration=c_s,
+        dm_centre_mpc=separation * direction, gas_centre_mpc=(separation - lag) * direction,
+        truncation_mpc=(1.0 if mock.transition else mock.truncation_r200m) * r_s,
+        virial_temperature_k=virial_temperature_k(m_s, r_s, mu), gas_mass_msun=gas_fraction * m_s,
+        post_pericentre=post,
+    )
+
+
+def make_shock(row: dict, sec: MockSecondary | None) -> MockShock | None:
+    """The merger shock ahead of the secondary ``sec`` (module docstring, ``Shocks``), or None
+    without a secondary seen after pericentre."""
+    if sec is None or not sec.post_pericentre:
+        return None
+    separation = float(np.linalg.norm(sec.dm_centre_mpc))
+    return MockShock(
+        mach=float(row["merger_mach"]), direction=sec.dm_centre_mpc / separation,
+        front_mpc=separation + SHOCK_STANDOFF_R200M * sec.r200m_mpc,
+        thickness_mpc=SHOCK_THICKNESS_R200M * sec.r200m_mpc, cap_radius_mpc=SHOCK_CAP_R200M * sec.r200m_mpc,
+    )
+
+
+def secondary_particles(
+    sec: MockSecondary, cosmology: CosmologyConfig, mock: MockConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """DM and gas positions [Mpc] of the secondary (truncated NFW, spherical)."""
+    m_dm, m_gas = particle_masses_msun(cosmology, mock)
+    f_b = cosmology.omega_b / cosmology.omega_m
+    r = np.concatenate([[0.0], np.geomspace(_X_MIN * sec.r200m_mpc, sec.truncation_mpc, _N_TABLE)])
+    shape = nfw_mass_fraction(r / sec.r200m_mpc, sec.concentration)
+    ones, eye = np.ones(3), np.eye(3)
+    shape = shape / shape[-1]
+    dm = _sample(r, (1.0 - f_b) * sec.m200m_msun * shape, m_dm, ones, eye, rng) + sec.dm_centre_mpc
+    gas = _sample(r, sec.gas_mass_msun * shape, m_gas, ones, eye, rng) + sec.gas_centre_mpc
+    return dm, gas
+
+
+def _subhalo_psi(row: dict, psi_min: float, rng: np.random.Generator) -> np.ndarray:
+    """``m / M200m`` of the resolved subhalos: a Poisson number over ``[psi_min, 1]``, masses by
+    the inverse cumulative, those beyond a total of 0.5 M200m dropped."""
+    psi = np.zeros(0)
+    if psi_min < 1.0:
+        ln_psi = np.linspace(np.log(psi_min), 0.0, 2048)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * np.diff(ln_psi) * (
+            subhalo_mass_function(np.exp(ln_psi[1:]), float(row["f_sub"]))
+            + subhalo_mass_function(np.exp(ln_psi[:-1]), float(row["f_sub"]))))])
+        n = int(rng.poisson(cum[-1]))
+        psi = np.exp(np.interp(rng.random(n) * cum[-1], cum, ln_psi))
+        psi = psi[np.cumsum(psi) <= SUBHALO_MAX_MASS_FRACTION]
+    return psi
+
+
+def make_subhalos(
+    row: dict, axes: np.ndarray, rotation: np.ndarray, rng: np.random.Generator,
+    cosmology: CosmologyConfig, mock: MockConfig,
+) -> MockSubhalos:
+    """The resolved subhalos of one halo (module docstring, ``Substructure``), stretched by
+    ``axes`` and turned by ``rotation`` like the host DM."""
+    from cmpipe.physics.cosmology import r200m_mpc
+
+    h = cosmology.h
+    m200m = float(row["m200m_msun_h"]) / h
+    r200m, c_host = float(row["r200m_mpc"]), float(row["c200m"])
+    m_pair = mock.pair_mass_msun_h / h
+    psi = _subhalo_psi(row, SUBHALO_MIN_PARTICLES * m_pair / m200m, rng)
+    n = psi.shape[0]
+    # Einasto number density n(r) ~ exp(-(2/alpha) [(r/r_-2)^alpha - 1]) inside R200m.
+    alpha, r_2 = SUBHALO_EINASTO
+    r = np.linspace(0.0, r200m, 2048)
+    rho = np.exp(-(2.0 / alpha) * ((r / (r_2 * r200m)) ** alpha - 1.0))
+    enc = _cumulative(r, rho)
+    radius = np.interp(rng.random(n) * enc[-1], enc, r)
+    centre = (radius[:, None] * _isotropic(n, rng) * axes) @ rotation.T
+    mass = psi * m200m
+    r_iso = np.asarray(r200m_mpc(mass, cosmology), dtype=np.float64).reshape(n)
+    conc = np.zeros(0)
+    if n:
+        log_m = np.log10(mass * h)
+        conc = 10.0 ** _log_concentration_table(cosmology, float(np.floor(log_m.min())), float(np.ceil(log_m.max())))(log_m)
+    # Jacobi radius r_t = d [m / (3 M_host(<d))]^(1/3), at most the isolated R200m.
+    m_host = m200m * nfw_mass_fraction(np.maximum(radius, _X_MIN * r200m) / r200m, c_host)
+    r_t = np.minimum(radius * np.cbrt(mass / (3.0 * m_host)), r_iso)
+    r_t = np.maximum(r_t, _X_MIN * r200m)
+    n_dm = np.rint(mass / m_pair).astype(np.int64)
+    n_gas = np.rint(SUBHALO_GAS_RETAINED * mass / m_pair).astype(np.int64)
+    return MockSubhalos(psi=psi, mass_msun=mass, concentration=conc, r200m_mpc=r_iso, truncation_mpc=r_t,
+                        centre_mpc=centre, n_dm=n_dm, n_gas=n_gas)
+
+
+def subhalo_particles(subs: MockSubhalos, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """DM and retained-gas positions [Mpc]: per subhalo, NFW radii (its concentration, scale
+    radius R200m / c) inside its truncation radius, isotropic, around its centre."""
+    dm, gas = [np.zeros((0, 3))], [np.zeros((0, 3))]
+    for i in range(subs.psi.shape[0]):
+        rt = subs.truncation_mpc[i]
+        x = np.concatenate([[0.0], np.geomspace(_X_MIN * rt, rt, 512)])
+        shape = nfw_mass_fraction(x / subs.r200m_mpc[i], subs.concentration[i])
+        for n_part, out in ((subs.n_dm[i], dm), (subs.n_gas[i], gas)):
+            radii = np.interp(rng.random(n_part) * shape[-1], shape, x)
+            out.append(radii[:, None] * _isotropic(int(n_part), rng) + subs.centre_mpc[i])
+    return np.concatenate(dm), np.concatenate(gas)
+
+
+def make_gas_clumps(
+    prof: MockProfiles, axes: np.ndarray, rotation: np.ndarray, rng: np.random.Generator,
+    cosmology: CosmologyConfig, mock: MockConfig,
+) -> MockGasClumps:
+    """Resolved gas clumps of one halo (``gas_clumps``): particle counts log-uniform in
+    [32, 1000] drawn until they hold ``gas_clump_fraction`` of the halo's gas between 0.3 and
+    2 R200m; centres from that gas's radial distribution, isotropic, stretched like the gas;
+    Plummer scale radius ``0.03 Mpc (m / 1e11 Msun)^(1/3)``."""
+    _, m_gas = particle_masses_msun(cosmology, mock)
+    lo, hi = (f * prof.r200m_mpc for f in GAS_CLUMP_RANGE_R200M)
+    enc_lo, enc_hi = np.interp([lo, hi], prof.r_mpc, prof.gas_enclosed_msun)
+    budget = mock.gas_clump_fraction * (enc_hi - enc_lo) / m_gas  # particles
+    counts: list[int] = []
+    log_lo, log_hi = np.log(GAS_CLUMP_MIN_PARTICLES), np.log(GAS_CLUMP_MAX_PARTICLES)
+    while budget >= GAS_CLUMP_MIN_PARTICLES and sum(counts) < budget:
+        counts.append(int(round(np.exp(log_lo + (log_hi - log_lo) * rng.random()))))
+    n = np.array(counts, dtype=np.int64)
+    radius = np.interp(enc_lo + (enc_hi - enc_lo) * rng.random(n.size), prof.gas_enclosed_msun, prof.r_mpc)
+    centre = (radius[:, None] * _isotropic(n.size, rng) * axes) @ rotation.T
+    scale = GAS_CLUMP_SCALE_MPC * np.cbrt(n * m_gas / 1e11)
+    return MockGasClumps(n_gas=n, centre_mpc=centre, scale_mpc=scale)
+
+
+def gas_clump_particles(clumps: MockGasClumps, rng: np.random.Generator) -> np.ndarray:
+    """Gas positions [Mpc]: Plummer spheres truncated at 5 scale radii about each centre."""
+    out = [np.zeros((0, 3))]
+    u_max = 125.0 / 26.0**1.5  # M(<5a) / M of a Plummer sphere
+    for n, centre, a in zip(clumps.n_gas.tolist(), clumps.centre_mpc, clumps.scale_mpc):
+        u = rng.random(n) * u_max
+        r = a / np.sqrt(u ** (-2.0 / 3.0) - 1.0)
+        out.append(r[:, None] * _isotropic(n, rng) + centre)
+    return np.concatenate(out)
+
+
+def make_neighbours(
+    m200m_msun: float, radius_mpc: float, cosmology: CosmologyConfig, plasma: PlasmaConfig, mock: MockConfig,
+    rng: np.random.Generator,
+) -> list[MockSecondary]:
+    """The neighbour halos about a halo of M200m ``m200m_msun`` [Msun] (``neighbours``): masses
+    and positions from :func:`cmpipe.physics.neighbours.draw_neighbours` in the background sphere
+    of radius ``radius_mpc``, each a truncated NFW (its R200m) of ``(1 - f_b) M`` DM and
+    ``f_gas,500 M`` isothermal gas."""
+    from cmpipe.physics.analytic import virial_temperature_k
+    from cmpipe.physics.neighbours import draw_neighbours
+
+    lo, hi = neighbour_mass_range_log10_msun_h(mock)
+    found = draw_neighbours(m200m_msun, cosmology, radius_mpc, lo, hi, rng)
+    mu = plasma_of(plasma).mean_molecular_weight
+    f_b = cosmology.omega_b / cosmology.omega_m
+    depletion = neighbour_gas_depletion(found.log10_m200m_msun_h, cosmology) if found.n else np.zeros(0)
+    return [
+        MockSecondary(
+            m200m_msun=float(found.m200m_msun[i]), r200m_mpc=float(found.r200m_mpc[i]),
+            concentration=float(found.c200m[i]), dm_centre_mpc=found.centre_mpc[i], gas_centre_mpc=found.centre_mpc[i],
+            truncation_mpc=float(found.r200m_mpc[i]),
+            virial_temperature_k=virial_temperature_k(float(found.m200m_msun[i]), float(found.r200m_mpc[i]), mu),
+            gas_mass_msun=float(f_b * depletion[i] * found.m200m_msun[i]), post_pericentre=False,
+        )
+        for i in range(found.n)
+    ]
+
+
+def companion_pressure_kev_cm3(
+    gas_pos: np.ndarray, companions: list[MockSecondary], plasma: PlasmaConfig
+) -> np.ndarray:
+    """Thermal pressure [keV cm^-3] of the secondary's and the neighbours' isothermal gas at
+    each gas position, ``rho_s(r) k_B T_s / (mu m_p)``, zero beyond each one's truncation radius.
+    Only the particles within that radius are visited (a k-d tree of the positions; the
+    neighbours are hundreds at m_pair = 1e9), so the sum equals the sum over every particle."""
+    from scipy.spatial import cKDTree
+
+    from cmpipe.physics.plasma import constants
+
+    out = np.zeros(gas_pos.shape[0])
+    if not companions:
+        return out
+    k = constants()
+    _, _, to_g_cm3 = _units()
+    mu = plasma_of(plasma).mean_molecular_weight
+    tree = cKDTree(gas_pos, balanced_tree=False)
+    for comp in companions:
+        idx = np.asarray(tree.query_ball_point(comp.gas_centre_mpc, comp.truncation_mpc), dtype=np.int64)
+        if idx.size == 0:
+            continue
+        idx.sort()
+        rho_s = comp.gas_density_msun_mpc3(np.linalg.norm(gas_pos[idx] - comp.gas_centre_mpc, axis=1))
+        out[idx] += rho_s * to_g_cm3 / (mu * k.proton_mass_g) * k.boltzmann_kev_per_k * comp.virial_temperature_k
+    return out

@@ -4,14 +4,15 @@ the gas from hydrostatic equilibrium, tabulated as :class:`MockProfiles`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import CosmologyConfig
+    from cmpipe.config import CosmologyConfig, MapsConfig, MockConfig, PlasmaConfig
+    from cmpipe.physics.plasma import Plasma
 
 #: DPP (He et al. 2021) generalised-NFW parameters [P0, c500, a, b, g].
 DPP_PARAMETERS = (5.048, 1.217, 1.192, 5.490, 0.433)
@@ -257,3 +258,255 @@ class MockProfiles:
         """``P_th = P_e / (P_e / P_th)`` [keV cm^-3]."""
         return self.electron_pressure_kev_cm3(r_mpc) / self.electron_pressure_fraction
 
+
+
+# --------------------------------------------------------------------------------------------
+# The profiles of one halo from its catalog row
+# --------------------------------------------------------------------------------------------
+
+
+def plasma_of(plasma_cfg: PlasmaConfig) -> Plasma:
+    """The :class:`~cmpipe.physics.plasma.Plasma` of the ``plasma`` section."""
+    from cmpipe.physics.plasma import Plasma
+
+    return Plasma(plasma_cfg.hydrogen_mass_fraction, plasma_cfg.gaunt_factor)
+
+
+def background_radius_mpc(maps: MapsConfig) -> float:
+    """Radius of the sphere circumscribing the projection box [Mpc] (the background's extent)."""
+    width = maps.npix * maps.pixel_mpc
+    return 0.5 * float(np.sqrt(2.0 * width**2 + maps.depth_mpc**2))
+
+
+def outer_radius_mpc(row: dict, mock: MockConfig, background_radius: float) -> float:
+    """Outer radius of the halo's particles [Mpc]: the background sphere of radius
+    ``background_radius`` [Mpc] (``transition``), else the infall extent or the truncation."""
+    if mock.transition:
+        return background_radius
+    extent = mock.infall_extent_r200m if mock.infall else mock.truncation_r200m
+    return float(extent * row["r200m_mpc"])
+
+
+def neighbour_mass_range_log10_msun_h(mock: MockConfig) -> tuple[float, float]:
+    """log10 M200m [Msun/h] of the resolved neighbour halos: from ``neighbour_min_particles``
+    particle pairs to 10^15.5."""
+    lo = float(np.log10(mock.neighbour_min_particles * mock.pair_mass_msun_h))
+    return lo, max(15.5, lo + 0.1)
+
+
+def resolved_neighbour_fractions(
+    cosmology: CosmologyConfig, mock: MockConfig, bias_weighted: bool = False
+) -> tuple[float, float]:
+    """Shares of the mean density in resolved neighbour halos (0 without ``neighbours``):
+    ``(DM, gas)`` of the mean densities, or with ``bias_weighted`` ``(collapsed,
+    bias-weighted)`` of the two-halo term (:func:`cmpipe.physics.neighbours.resolved_fractions`)."""
+    if not (mock.neighbours and mock.transition):
+        return 0.0, 0.0
+    return _resolved_fractions(cosmology, *neighbour_mass_range_log10_msun_h(mock), bias_weighted)
+
+
+def transition_radius_mpc(row: dict, cosmology: CosmologyConfig) -> float:
+    """``r_t = (1.9 - 0.18 nu) R200m`` of Diemer & Kravtsov (2014) [Mpc], ``nu`` the peak height."""
+    from colossus.lss import peaks
+
+    from cmpipe.physics.cosmology import colossus_cosmology
+
+    colossus_cosmology(cosmology)
+    nu = float(peaks.peakHeight(float(row["m200m_msun_h"]), cosmology.redshift))
+    return (DK14_RT[0] - DK14_RT[1] * nu) * float(row["r200m_mpc"])
+
+
+def own_mass_msun(row: dict, r: np.ndarray, cosmology: CosmologyConfig, mock: MockConfig) -> np.ndarray:
+    """Total matter of the halo itself inside ``r`` [Msun]: NFW times the DK14 transition term
+    normalised to M200m at R200m (``transition``), else the NFW truncated at
+    ``truncation_r200m``."""
+    m200m = float(row["m200m_msun_h"]) / cosmology.h
+    r200m, c = float(row["r200m_mpc"]), float(row["c200m"])
+    if not mock.transition:
+        r_trunc = mock.truncation_r200m * r200m
+        return m200m * nfw_mass_fraction(np.minimum(r, r_trunc) / r200m, c)
+    rs = r200m / c
+    x = np.maximum(r, _X_MIN * r200m) / rs
+    rho = dk14_transition(r, transition_radius_mpc(row, cosmology)) / (x * (1.0 + x) ** 2)
+    enc = _cumulative(r, np.where(r > 0, rho, 0.0))
+    return m200m * enc / float(np.interp(r200m, r, enc))
+
+
+def two_halo_enclosed_msun(row: dict, r: np.ndarray, cosmology: CosmologyConfig, mock: MockConfig) -> np.ndarray:
+    """Smooth matter around the halo beyond its own profile [Msun inside r].
+
+    ``transition``: the two-halo term ``rho_bar_m b xi_lin(r) [1 - f_t(r)] (1 - F)``, with the
+    DK14 transition term ``f_t`` keeping it out of the halo (exclusion) and ``F`` the share of the
+    two-halo term in resolved neighbour halos (``neighbours``), which are made as particles.
+    Otherwise the old infall shell ``rho_bar_m [1 + b xi_lin]`` beyond the truncation radius."""
+    from colossus.lss import bias
+
+    from cmpipe.physics.cosmology import colossus_cosmology, mean_densities
+
+    h, z = cosmology.h, cosmology.redshift
+    if not (mock.transition or mock.infall):
+        return np.zeros_like(r)
+    colossus_cosmology(cosmology)  # haloBias uses colossus' current cosmology
+    b = float(bias.haloBias(float(row["m200m_msun_h"]), z, "200m", model="tinker10"))
+    r_tab, xi_tab = _xi_table(cosmology)
+    r_com = np.clip(r * (1.0 + z) * h, r_tab[0], r_tab[-1])
+    xi = np.exp(np.interp(np.log(r_com), np.log(r_tab), np.log(np.maximum(xi_tab, 1e-30))))
+    rho_m = mean_densities(cosmology).matter
+    if mock.transition:
+        _, resolved_bias = resolved_neighbour_fractions(cosmology, mock, bias_weighted=True)
+        exclusion = 1.0 - dk14_transition(r, transition_radius_mpc(row, cosmology))
+        rho = rho_m * b * xi * exclusion * (1.0 - resolved_bias)
+    else:
+        r_trunc = mock.truncation_r200m * float(row["r200m_mpc"])
+        rho = np.where(r > r_trunc, rho_m * (1.0 + b * xi), 0.0)
+    return _cumulative(r, rho)
+
+
+@dataclass(frozen=True)
+class _GasProfile:
+    """The gas part of :class:`MockProfiles` while it is built (same fields and units)."""
+
+    enclosed_msun: np.ndarray
+    p500_scale: float = 1.0
+    fgas500_target: float = float("nan")
+    pressure_cap: np.ndarray | None = None
+    hse_mass_msun: np.ndarray | None = None
+
+
+def _pressure_shape(row: dict, mock: MockConfig) -> tuple[float, float, float, float, float]:
+    """GNFW ``[P0, c500, a, b, g]``: DPP, or with ``observed_baryons`` the Arnaud et al. (2010)
+    cool-core or disturbed family with the row's scattered c500."""
+    if not mock.observed_baryons:
+        return DPP_PARAMETERS
+    family = A10_COOL_CORE if bool(row["is_cool_core"]) else A10_DISTURBED
+    c500 = family[1] * (float(row["pressure_c500_factor"]) if mock.scatter else 1.0)
+    return (family[0], c500, *family[2:])
+
+
+def _hydrostatic_gas(
+    row: dict, r: np.ndarray, m_tot: np.ndarray, base: MockProfiles, mock: MockConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rho_gas [Msun Mpc^-3], hydrostatic mass [Msun])`` on ``r`` from the unit-amplitude
+    thermal pressure of ``base``, with non-thermal support (module docstring, ``Gas``)."""
+    g_newton, kev_cm3, _ = _units()
+    r200m, c = base.r200m_mpc, float(row["c200m"])
+    m200m = float(row["m200m_msun_h"]) / base.h
+    rr = r[1:]
+    p_th = base.thermal_pressure_kev_cm3(rr) * kev_cm3
+    f_nt = np.zeros_like(rr)
+    if mock.nonthermal_support:
+        scale = float(row["nonthermal_radius_factor"]) if (mock.observed_baryons and mock.scatter) else 1.0
+        f_nt = nonthermal_fraction(rr, scale * r200m)
+    p_tot = p_th / (1.0 - f_nt)
+    dp_tot, dp_th = np.gradient(p_tot, rr), np.gradient(p_th, rr)
+    m_hse_tot = m_tot[1:] if mock.transition else m200m * nfw_mass_fraction(rr / r200m, c)
+    rho_gas = np.concatenate([[0.0], np.maximum(-dp_tot * rr**2 / (g_newton * m_hse_tot), 0.0)])
+    hse_mass = np.concatenate([[0.0], m_hse_tot * dp_th / np.where(dp_tot < 0, dp_tot, -1e-300)])
+    return rho_gas, hse_mass
+
+
+def _observed_gas(
+    row: dict, r: np.ndarray, m_tot: np.ndarray, dm_enc: np.ndarray, rho_gas: np.ndarray,
+    hse_mass: np.ndarray, cosmology: CosmologyConfig, scatter: bool,
+) -> _GasProfile:
+    """The hydrostatic gas scaled to the prescribed f_gas,500 inside R500c (``observed_baryons``).
+
+    HSE is linear in the pressure: density and pressure scale together, T is unchanged. Outside
+    equilibrium the gas density never exceeds the cosmic share f_b of the halo's own matter
+    density (the infall region beyond ~R200m of massive clusters); there the temperature stays
+    the hydrostatic one and the pressure follows, P = n k T (``pressure_cap``). A few fixed-point
+    steps keep the prescribed gas mass inside R500c (30 steps: within 0.1 % of it, or up to ~1 %
+    short when f_gas,500 nears f_b and the cap binds over much of R500c), with
+    M_gas / (M_gas + M_DM) = f_gas,500 inside R500c and the DM the particles hold.
+    """
+    h = cosmology.h
+    f_b = cosmology.omega_b / cosmology.omega_m
+    m500c, r500c = float(row["m500c_msun_h"]) / h, float(row["r500c_mpc"])
+    fgas_target = float(vikhlinin09_fgas500(m500c, h))
+    if scatter:
+        fgas_target *= float(row["fgas500_factor"])
+    fgas_target = min(fgas_target, f_b)
+    dm500 = float(np.interp(r500c, r, dm_enc))
+    gas_target = fgas_target / (1.0 - fgas_target) * dm500
+    rho_cap = f_b * _density(r, m_tot)
+    amplitude, cap = 1.0, np.ones_like(r)
+    for _ in range(30):
+        cap = _cap(rho_cap, amplitude * rho_gas)
+        enc = _cumulative(r, rho_gas * cap)
+        amplitude = gas_target / float(np.interp(r500c, r, enc))
+    cap = _cap(rho_cap, amplitude * rho_gas)
+    return _GasProfile(amplitude * _cumulative(r, rho_gas * cap), amplitude, fgas_target, cap, hse_mass)
+
+
+def _gas_profile(
+    row: dict, r: np.ndarray, m_tot: np.ndarray, dm_enc: np.ndarray, base: MockProfiles,
+    cosmology: CosmologyConfig, mock: MockConfig,
+) -> _GasProfile:
+    """The halo's own gas: hydrostatic (``gas_from_hse``, scaled to f_gas,500 with
+    ``observed_baryons``) or ``f_b`` times its matter; the DPP model's scatters without
+    ``observed_baryons`` (the HSE density uses the mean pressure, the two scatters independent)."""
+    f_b = cosmology.omega_b / cosmology.omega_m
+    if not mock.gas_from_hse:
+        gas = _GasProfile(m_tot * f_b)
+    else:
+        rho_gas, hse_mass = _hydrostatic_gas(row, r, m_tot, base, mock)
+        if mock.observed_baryons:
+            gas = _observed_gas(row, r, m_tot, dm_enc, rho_gas, hse_mass, cosmology, mock.scatter)
+        else:
+            gas = _GasProfile(_cumulative(r, rho_gas), hse_mass_msun=hse_mass)
+    if not mock.observed_baryons and mock.scatter:
+        gas = replace(gas, enclosed_msun=gas.enclosed_msun * float(row["gas_fraction_factor"]),
+                      p500_scale=float(row["pressure_factor"]))
+    return gas
+
+
+def _background_densities(cosmology: CosmologyConfig, mock: MockConfig) -> tuple[float, float]:
+    """``(DM, gas)`` densities of the uniform background [Msun Mpc^-3]: the cosmic means less
+    the shares in resolved neighbours (0 without ``background``)."""
+    from cmpipe.physics.cosmology import mean_densities
+
+    if not mock.background:
+        return 0.0, 0.0
+    means = mean_densities(cosmology)
+    resolved_dm, resolved_gas = resolved_neighbour_fractions(cosmology, mock)
+    return means.dark_matter * (1.0 - resolved_dm), means.baryon * (1.0 - resolved_gas)
+
+
+def halo_profiles(
+    row: dict, r_out_mpc: float, cosmology: CosmologyConfig, plasma: PlasmaConfig, mock: MockConfig
+) -> MockProfiles:
+    """Tabulated DM and gas enclosed masses and the pressure profile of one halo.
+
+    Parameters
+    ----------
+    row : dict
+        The halo's catalog row (:func:`cmpipe.physics.catalog.halo_parameters`).
+    r_out_mpc : float
+        Outer radius of the table [physical Mpc] (:func:`outer_radius_mpc`).
+    cosmology, plasma, mock
+        The config sections.
+    """
+    from cmpipe.physics.cosmology import colossus_cosmology
+
+    h, f_b = cosmology.h, cosmology.omega_b / cosmology.omega_m
+    r200m = float(row["r200m_mpc"])
+    r = np.concatenate([[0.0], np.geomspace(_X_MIN * r200m, r_out_mpc, _N_TABLE)])
+    # Total matter of the halo itself [Msun], M_tot(<r), and its DM; then the smooth outer term.
+    m_tot = own_mass_msun(row, r, cosmology, mock)
+    two_halo = two_halo_enclosed_msun(row, r, cosmology, mock)
+    dm_enc = (1.0 - f_b) * m_tot
+    dm_enc = dm_enc + (1.0 - f_b) * two_halo
+    base = MockProfiles(
+        r_mpc=r, dm_enclosed_msun=dm_enc, gas_enclosed_msun=dm_enc, outer_mpc=r_out_mpc, p500_scale=1.0,
+        m500c_msun=float(row["m500c_msun_h"]) / h, r500c_mpc=float(row["r500c_mpc"]), r200m_mpc=r200m, h=h,
+        e_z=float(colossus_cosmology(cosmology).Ez(cosmology.redshift)),
+        electron_pressure_fraction=plasma_of(plasma).electron_pressure_fraction, gnfw=_pressure_shape(row, mock),
+    )
+    gas = _gas_profile(row, r, m_tot, dm_enc, base, cosmology, mock)
+    gas_enc = gas.enclosed_msun + f_b * two_halo if mock.transition else gas.enclosed_msun  # the infall shell: DM only
+    bg_dm, bg_gas = _background_densities(cosmology, mock)
+    return replace(
+        base, gas_enclosed_msun=gas_enc, p500_scale=gas.p500_scale, hse_mass_msun=gas.hse_mass_msun,
+        background_dm_msun_mpc3=bg_dm, background_gas_msun_mpc3=bg_gas, background_inside=mock.transition,
+        fgas500_target=gas.fgas500_target, pressure_cap=gas.pressure_cap,
+    )
