@@ -57,8 +57,6 @@ logger = logging.getLogger(__name__)
 BYTES_PER_PARTICLE = 150
 #: Baseline of a worker process with cmpipe, numpy, numba, zarr loaded (about 330 MB), rounded up.
 MEMORY_FLOOR_BYTES = 512 * 2**20
-#: Critical density today [h^2 Msun / Mpc^3].
-_RHO_CRIT0_H2_MSUN_MPC3 = 2.775e11
 
 _SECONDS = ("particles", "smoothing", "projection", "writing", "total")
 
@@ -107,7 +105,9 @@ def chunk_memory_bytes(log10_m200m_msun_h: float, cfg: Config, source: HaloSourc
         return int(MEMORY_FLOOR_BYTES + 4 * largest)
     side = cfg.maps.npix * cfg.maps.pixel_mpc
     radius = 0.5 * math.sqrt(2.0 * side**2 + cfg.maps.depth_mpc**2)
-    rho_m = cfg.cosmology.omega_m * _RHO_CRIT0_H2_MSUN_MPC3 * cfg.cosmology.h * (1.0 + cfg.cosmology.redshift) ** 3
+    from cmpipe.physics.cosmology import mean_densities
+
+    rho_m = mean_densities(cfg.cosmology).matter / cfg.cosmology.h  # Omega_m rho_crit0 h (1 + z)^3, as before
     m_bg = rho_m * 4.0 / 3.0 * math.pi * radius**3
     n_particles = 2.0 * (1.5 * 10.0**log10_m200m_msun_h + m_bg) / m_pair
     return int(MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * n_particles)
