@@ -187,7 +187,7 @@ def generate_with_ray(
     max_chunks : int, optional
         Write at most this many of the missing chunks (the rest stay missing: resume later).
     source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg`` with one thread. Must be
+        Default: :func:`cmpipe.stages.source.open_source` of ``cfg`` with one thread. Must be
         picklable; it goes to the object store once, as does the config.
     retry_failed : bool
         Also redo the failed images of chunks already done (default): their failure entries are

@@ -147,7 +147,7 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     ----------
     cfg : Config
     source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg``.
+        Default: :func:`cmpipe.stages.source.open_source` of ``cfg``.
 
     Returns
     -------
@@ -346,7 +346,7 @@ def write_chunk(
     cfg : Config
         Must have the store's :func:`store_fingerprint`.
     source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg``.
+        Default: :func:`cmpipe.stages.source.open_source` of ``cfg``.
 
     Returns
     -------
