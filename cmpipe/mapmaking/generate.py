@@ -113,7 +113,7 @@ def generate_serial(
     """
     from tqdm import tqdm
 
-    from cmpipe.stages.source import open_source
+    from cmpipe.physics.sources import open_halo_source
     from cmpipe.store.zarr_store import (
         chunks_to_write,
         clear_normalisation,
@@ -123,7 +123,8 @@ def generate_serial(
         write_chunk,
     )
 
-    source = open_source(cfg)
+    source = open_halo_source(cfg.source, catalog=cfg.catalog, cosmology=cfg.cosmology, plasma=cfg.plasma,
+                              maps=cfg.maps, mock=cfg.mock, sph=cfg.sph)
     store_path, plan, group = plan_and_create_store(cfg, store_path, source, overwrite)
     n_chunks = int(group.attrs["n_chunks"])
     todo = chunks_to_write(store_path, retry_failed)

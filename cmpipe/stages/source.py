@@ -32,22 +32,9 @@ def analytic_source(cfg: Config) -> AnalyticHaloSource:
 
 
 def open_source(cfg: Config) -> HaloSource:
-    """The :class:`~cmpipe.physics.halo.HaloSource` of ``cfg.source``.
+    """The :class:`~cmpipe.physics.halo.HaloSource` of ``cfg.source``
+    (:func:`cmpipe.physics.sources.open_halo_source` with ``cfg``'s sections)."""
+    from cmpipe.physics.sources import open_halo_source
 
-    ``analytic``: :class:`~cmpipe.physics.analytic.AnalyticHaloSource`; ``hdf5``:
-    :class:`~cmpipe.physics.hdf5io.HDF5HaloSource` over ``source.path`` (a file or a directory);
-    ``mock``: :class:`~cmpipe.physics.mock.MockHaloSource` over the halo catalog (``catalog``,
-    ``mock``).
-    """
-    kind = cfg.source.kind
-    if kind == "analytic":
-        return analytic_source(cfg)
-    if kind == "hdf5":
-        from cmpipe.physics.hdf5io import HDF5HaloSource
-
-        if not cfg.source.path:
-            raise ValueError("source.kind is 'hdf5' but source.path is empty: give a halo file or directory")
-        return HDF5HaloSource(cfg.source.path)
-    if kind == "mock":
-        return mock_source(cfg)
-    raise ValueError(f"unknown source.kind {kind!r}")
+    return open_halo_source(cfg.source, catalog=cfg.catalog, cosmology=cfg.cosmology, plasma=cfg.plasma,
+                            maps=cfg.maps, mock=cfg.mock, sph=cfg.sph)

@@ -147,7 +147,7 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     ----------
     cfg : Config
     source : HaloSource, optional
-        Default: :func:`cmpipe.stages.source.open_source` of ``cfg``.
+        Default: :func:`cmpipe.physics.sources.open_halo_source` of ``cfg``'s sections.
 
     Returns
     -------
@@ -161,9 +161,10 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
 
         return make_catalog(cfg.catalog, cfg.cosmology).select(["halo_id", "log10_m200m_msun_h"])
     if source is None:
-        from cmpipe.stages.source import open_source
+        from cmpipe.physics.sources import open_halo_source
 
-        source = open_source(cfg)
+        source = open_halo_source(cfg.source, catalog=cfg.catalog, cosmology=cfg.cosmology, plasma=cfg.plasma,
+                                  maps=cfg.maps, mock=cfg.mock, sph=cfg.sph)
     ids = [int(i) for i in source.halo_ids()]
     logm = [source.properties(i).log10_m200m_msun_h(cfg.cosmology.h) for i in ids]
     return pa.table({"halo_id": pa.array(ids, pa.int64()), "log10_m200m_msun_h": pa.array(logm, pa.float64())})
@@ -346,7 +347,7 @@ def write_chunk(
     cfg : Config
         Must have the store's :func:`store_fingerprint`.
     source : HaloSource, optional
-        Default: :func:`cmpipe.stages.source.open_source` of ``cfg``.
+        Default: :func:`cmpipe.physics.sources.open_halo_source` of ``cfg``'s sections.
 
     Returns
     -------
@@ -366,9 +367,10 @@ def write_chunk(
             f"{store_path} has store fingerprint {group.attrs['store_fingerprint']}, the config {fingerprint}"
         )
     if source is None:
-        from cmpipe.stages.source import open_source
+        from cmpipe.physics.sources import open_halo_source
 
-        source = open_source(cfg)
+        source = open_halo_source(cfg.source, catalog=cfg.catalog, cosmology=cfg.cosmology, plasma=cfg.plasma,
+                                  maps=cfg.maps, mock=cfg.mock, sph=cfg.sph)
     sl = _chunk_slice(group, chunk_index)
     halo_ids = group["halo_id"][sl]
     seeds = group["seed"][sl]
