@@ -72,13 +72,13 @@ def _split(summary: dict) -> str:
 def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
     """(load + prepare, one sightline) seconds of one mock halo of this mass, one thread."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.physics.mock import MockHaloSource
     from cmpipe.stages.generate import map_settings
+    from cmpipe.stages.source import mock_source
 
     cat = dataclasses_replace(cfg.catalog, mode="flat", n_halos=1, log10_m_min_msun_h=log10_m - WINDOW_DEX,
                               log10_m_max_msun_h=log10_m + WINDOW_DEX)
     one = dataclasses_replace(cfg, catalog=cat)
-    src = MockHaloSource.from_config(one)
+    src = mock_source(one)
     t0 = time.perf_counter()
     prepared = prepare_halo_with_config(src.load(0), map_settings(one))
     t1 = time.perf_counter()

@@ -56,17 +56,17 @@ def _maxrss_mb() -> float:
 def run_case(config: str, log10_m: float, pair_mass: float, overrides: list[str]) -> dict:
     """One case, in this process: warm-up, load, prepare + one sightline. Returns the figures."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.physics.mock import MockHaloSource
     from cmpipe.stages.generate import map_settings
+    from cmpipe.stages.source import mock_source
 
     warm_cfg = _config(config, 12.5, 1e10, overrides)
-    warm = MockHaloSource.from_config(warm_cfg)
+    warm = mock_source(warm_cfg)
     warm_settings = map_settings(warm_cfg)
     sightline_maps_with_config(prepare_halo_with_config(warm.load(0), warm_settings), warm_settings, None, 2)
     baseline = _maxrss_mb()
 
     cfg = _config(config, log10_m, pair_mass, overrides)
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     t0 = time.perf_counter()
     halo = src.load(0)
     t_load = time.perf_counter() - t0

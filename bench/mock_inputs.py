@@ -53,15 +53,15 @@ def main(argv=None) -> int:
 
     from cmpipe.config import load_config
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.physics.mock import MockHaloSource
     from cmpipe.stages.generate import map_settings
+    from cmpipe.stages.source import mock_source
 
     header = " ".join(f"{a[:4]}-{b[:3]} L/S" for a, b in PAIRS)
     print(f"r(k) of the inputs against the targets, median over {args.halos} halos "
           f"({'log10' if args.log else 'linear'} maps): {header}")
     for name, extra in (("older mock", OLDER), ("issue-16 mock", [])):
         cfg = load_config("demo", [f"catalog.n_halos={args.halos}", *extra])
-        src, settings = MockHaloSource.from_config(cfg), map_settings(cfg)
+        src, settings = mock_source(cfg), map_settings(cfg)
         start = time.perf_counter()
         rows = np.array([
             halo_correlations(sightline_maps_with_config(prepare_halo_with_config(src.load(hid), settings), settings, None, 2),

@@ -140,16 +140,13 @@ def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
 
     from cmpipe.config import save_resolved_config
     from cmpipe.store.outputs import check_output_dir
-    from cmpipe.physics.catalog import catalog_summary, make_catalog, write_catalog
-    from cmpipe.plots.catalog import plot_mass_function
+    from cmpipe.stages import catalog
 
     out = check_output_dir(cfg.run.out, what="--out")
-    table = make_catalog(cfg)
-    path = write_catalog(table, out / "catalog.parquet")
-    plot_mass_function(table, cfg).savefig(out / "mass_function.png", dpi=150)
+    result = catalog.run(cfg, {"out": out, "catalog": out / "catalog.parquet"}, dpi=150)
     save_resolved_config(cfg, out)
-    print(path)
-    print(catalog_summary(table, cfg))
+    print(result.catalog)
+    print(result.summary)
     return 0
 
 
@@ -218,12 +215,10 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 # validate-mock
 # --------------------------------------------------------------------------------------------
 
-#: log10 M200m [Msun/h] of the showcase halos whose maps validate-mock draws.
-SHOWCASE_LOG10_M = (13.5, 14.5, 15.2)
-
-
 def _add_validate_mock_arguments(parser: argparse.ArgumentParser) -> None:
     """Size and seed of the validation catalog, and the showcase masses."""
+    from cmpipe.stages.validate import SHOWCASE_LOG10_M
+
     parser.add_argument("--n-halos", type=int, default=24, help="halos in the flat-in-log validation catalog (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="catalog seed (default: catalog.seed)")
     parser.add_argument(
@@ -235,22 +230,10 @@ def _add_validate_mock_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     """Validate the mock clusters against their input model and observed relations: profiles,
     f_gas, M-T, Y-M, L_X-M, the stacked profiles to the map edge, line-of-sight halos, maps."""
-    import json
-    import time
     from pathlib import Path
 
-    import numpy as np
-
-    from cmpipe.config import save_resolved_config
-    from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-    from cmpipe.stages.generate import map_settings
+    from cmpipe.stages import validate
     from cmpipe.store.outputs import check_output_dir
-    from cmpipe.physics.mock import MockHaloSource
-    from cmpipe.physics.observed import VIKHLININ09_FGAS, VIKHLININ09_MT, compare_relations, fits_by_name, validation_markdown
-    from cmpipe.physics.validate import line_of_sight_check, profile_checks_markdown, validate_source
-    from cmpipe.plots.validation import (
-        plot_observed_relation, plot_observed_relations, plot_profile, plot_showcase_maps, plot_validation,
-    )
 
     if args.n_halos < 2:
         raise ConfigError(f"--n-halos must be >= 2; got {args.n_halos}")
@@ -258,136 +241,9 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
         showcase = [float(m) for m in args.showcase.split(",") if m.strip()]
     except ValueError:
         raise ConfigError(f"--showcase must be comma-separated numbers; got {args.showcase!r}") from None
-    seed = cfg.catalog.seed if args.seed is None else args.seed
-    catalog = dataclasses.replace(cfg.catalog, mode="flat", n_halos=args.n_halos, seed=seed)
-    cfg = dataclasses.replace(cfg, catalog=catalog, source=dataclasses.replace(cfg.source, kind="mock"))
     out = check_output_dir(Path(cfg.run.out) / "validation", what="--out")
-    # The halos are measured without line-of-sight neighbours (an X-ray analysis masks them, and
-    # they are no part of the stacked profile); the neighbours are checked apart below.
-    with_neighbours = bool(getattr(cfg.mock, "neighbours", False))
-    cfg_iso = dataclasses.replace(cfg, mock=dataclasses.replace(cfg.mock, neighbours=False)) if with_neighbours else cfg
-
-    start = time.perf_counter()
-
-    def progress(i: int, n: int, c) -> None:
-        logger.info(
-            "halo %d/%d (id %d): log10 M200m %.2f [Msun], %d gas + %d DM particles, %.1f s",
-            i + 1, n, c.halo_id, np.log10(c.m200m_msun), c.n_gas, c.n_dm, time.perf_counter() - start,
-        )
-
-    result = validate_source(MockHaloSource.from_config(cfg_iso), progress=progress)
-    comparisons = compare_relations(result, seed=seed)
-    los = None
-    if with_neighbours:
-        los = line_of_sight_check(
-            MockHaloSource.from_config(cfg), MockHaloSource.from_config(cfg_iso), result,
-            progress=lambda i, n: logger.info("line of sight %d/%d, %.1f s", i + 1, n, time.perf_counter() - start),
-        )
-    written = []
-    fits = fits_by_name(comparisons)
-    h, m500 = result.h, result.m500c_msun
-    # plot_observed_relations draws T_mw against the true M500c: give it that fit, and draw the
-    # judged T_sl against M500c,HSE apart (observed_t_m500c).
-    mw_fits = {**fits, "t": fits["t_mw"]} if "t_mw" in fits else fits
-    observed = plot_observed_relations(result, mw_fits)
-    figures = {**plot_validation(result)}
-    if "t_mw" in fits:
-        figures["observed_t_mw_m500c"] = observed.pop("observed_t_m500c")
-        m_hse = result.m500c_hse_msun
-        m = np.geomspace(min(1e13, np.nanmin(m_hse) / 1.2), max(2e15, np.nanmax(m_hse) * 1.2), 60)
-        t = VIKHLININ09_MT.t_kev(m, h)
-        fig = plot_observed_relation(
-            m_hse, result.tsl_kev, fits["t"], ylabel=r"$T_\mathrm{sl}(0.15$-$1\,R_{500c})$ [keV]",
-            title="M500c,HSE - T_sl (X-ray-like mass and temperature)",
-            lines=[(rf"Vikhlinin+09: M500 = 3.02e14 h$^{{-1}}$ M$_\odot$ (T/5 keV)$^{{1.53}}$, h = {h:g}", m, t)],
-            bands=[("±10 % (issue 16's tolerance)", m, 0.9 * t, 1.1 * t)],
-        )
-        fig.axes[0].set_xlabel(r"$M_{500c,\mathrm{HSE}}$ [$M_\odot$] (hydrostatic, thermal pressure only)")
-        observed["observed_t_m500c"] = fig
-    ax = observed["observed_fgas500_m500c"].axes[0]
-    mf = np.geomspace(min(1e13, np.nanmin(m500) / 1.2), max(2e15, np.nanmax(m500) * 1.2), 60)
-    ax.plot(mf, VIKHLININ09_FGAS.fgas500(mf, h), "--", color="C6",
-            label=r"Vikhlinin+09: 0.0764 h$^{-1.5}$ + 0.037 log$_{10}$(M h / 1e15 M$_\odot$)")
-    ax.legend(fontsize="x-small")
-    figures.update(observed)
-    for name, jumps in result.outskirts.items():
-        figures[f"profile_{name}_outskirts"] = plot_profile(jumps.as_stacked_profile())
-        figures[f"profile_{name}_outskirts"].axes[0].set_title(
-            f"{name.upper() if name == 'dm' else 'Gas'} density to the map edge (ellipsoidal shells): "
-            f"max jump {jumps.max_abs_jump_sigma:.1f} sigma", fontsize="small")
-    for name, fig in figures.items():
-        written.append(out / f"{name}.png")
-        fig.savefig(written[-1], dpi=120)
-
-    maps = []
-    for log10_m in showcase:
-        one = dataclasses.replace(
-            catalog, n_halos=1, log10_m_min_msun_h=log10_m - 0.005, log10_m_max_msun_h=log10_m + 0.005
-        )
-        src = MockHaloSource.from_config(dataclasses.replace(cfg, catalog=one))
-        t0 = time.perf_counter()
-        halo = src.load(0)
-        settings = map_settings(src.cfg)
-        maps.append(sightline_maps_with_config(prepare_halo_with_config(halo, settings), settings, None, 2))
-        logger.info("showcase halo log10 M200m %.2f [Msun/h]: %d gas + %d DM particles, maps in %.1f s",
-                    log10_m, halo.gas.n, halo.dm.n, time.perf_counter() - t0)
-    for log10_m, fig in zip(showcase, plot_showcase_maps(maps)):
-        written.append(out / f"maps_{log10_m:.1f}.png")
-        fig.savefig(written[-1], dpi=110)
-
-    numbers = result.to_dict()
-    numbers["showcase_log10_m200m_msun_h"] = showcase
-    numbers["observed"] = [c.to_dict() for c in comparisons]
-    numbers["line_of_sight"] = None if los is None else los.summary()
-    numbers["neighbours_in_measurements"] = False
-    (out / "validation.json").write_text(json.dumps(numbers, indent=1) + "\n")
-    header = (f"`cmpipe validate-mock --n-halos {args.n_halos}`, catalog seed {seed}, log10 M200m "
-              f"{catalog.log10_m_min_msun_h:g}-{catalog.log10_m_max_msun_h:g} [Msun/h], pair mass "
-              f"{cfg.mock.pair_mass_msun_h:g} Msun/h; halos measured without line-of-sight neighbours. "
-              "T_sl: spectroscopic-like (Mazzotta et al. 2004) in 0.15-1 R500c; M500c,HSE: hydrostatic mass "
-              "(thermal pressure only) inside its own R500c. Figures: `observed_*.png`, "
-              "`profile_*_outskirts.png`.")
-    (out / "validate.md").write_text(validation_markdown(comparisons, int(result.halo_ids.size), header) + "\n"
-                                     + profile_checks_markdown(result, los))
-    save_resolved_config(cfg, out)
-
-    print(f"{'check':<34} {'value':>10}  reference")
-    for name, p in result.profiles.items():
-        lo, hi = (0.1, 1.0)
-        print(f"{name + f' max|dev| {lo:g}-{hi:g} ' + p.x_unit:<34} {p.max_abs_deviation(lo, hi):>10.3f}  0")
-    print(f"{'f_gas(<R500c)/f_b mean [min, max]':<34} {np.mean(result.fgas_r500c):>10.3f}  "
-          f"[{np.min(result.fgas_r500c):.3f}, {np.max(result.fgas_r500c):.3f}]; mass-dependent (fgas_m500c below)")
-    print(f"{'Y500-M500c slope':<34} {result.y_m.slope:>10.3f}  5/3 (Arnaud+10: 1.79); +- {result.y_m.slope_error:.3f}")
-    print(f"{'Y500-M500c scatter sigma_ln':<34} {result.y_m.scatter_ln:>10.3f}")
-    print(f"{'Y500 at 3e14 Msun [Mpc^2]':<34} {result.y_m.normalisation:>10.3g}  Arnaud+10: {result.arnaud10_y500_at_pivot_mpc2:.3g}")
-    print(f"{'L_X-M500c slope':<34} {result.lx_m.slope:>10.3f}  4/3; +- {result.lx_m.slope_error:.3f}")
-    print(f"{'L_X-M500c scatter sigma_ln':<34} {result.lx_m.scatter_ln:>10.3f}")
-    print(f"{'L_X at 3e14 Msun [erg/s]':<34} {result.lx_m.normalisation:>10.3g}")
-    for name, jumps in result.outskirts.items():
-        print(f"{name + ' max|jump| to map edge [sigma]':<34} {jumps.max_abs_jump_sigma:>10.2f}  "
-              f"<= {jumps.threshold_sigma:g} (at {jumps.x_at_max:.2f} R200m)")
-    if los is not None:
-        s_los = los.summary()
-        print(f"{'line-of-sight DM excess [Msun]':<34} {s_los['mean_excess_dm_msun']:>10.3g}  "
-              f"expected {s_los['mean_expected_dm_msun']:.3g} (95 %: {s_los['realisations_95_msun'][0]:.3g}-"
-              f"{s_los['realisations_95_msun'][1]:.3g})")
-    print()
-    print(f"{'against observations':<16} {'slope':>13} {'at 3e14 Msun':>12} {'scatter dex':>13}  verdict")
-    for c in comparisons:
-        fit = c.numbers.get("mock_fit") if c.name in ("t_m500c", "t_mw_m500c", "lx_bol_m500c", "lx_soft_m500c",
-                                                      "y500_m500c") else None
-        if fit is not None:
-            cols = (f"{fit['slope']:.2f}±{fit['slope_error']:.2f}", f"{fit['normalisation']:.3g}",
-                    f"{fit['scatter_dex']:.3f}±{fit['scatter_dex_error']:.3f}")
-        elif c.name == "fgas_m500c":
-            fit = c.numbers["mock_fit"]
-            cols = (f"{fit['slope_per_dex']:.3f}/dex", f"{fit['value_at_pivot']:.3f}",
-                    f"{fit['scatter_dex']:.3f}±{fit['scatter_dex_error']:.3f}")
-        elif c.consistent is not None:
-            cols = ("", f"{c.numbers['mean']:.3f}", "")
-        else:
-            cols = ("", "no halos", "")
-        print(f"{c.name:<16} {cols[0]:>13} {cols[1]:>12} {cols[2]:>13}  {c.verdict}")
+    res = validate.run(cfg, {"out": out}, n_halos=args.n_halos, seed=args.seed, showcase=showcase)
+    print(validate.summary_text(res))
     print(out / "validate.md")
     print(out)
     return 0

@@ -25,6 +25,7 @@ from cmpipe.cli import main
 from cmpipe.config import CatalogConfig, Config, ConfigError, config_fingerprint, load_config
 from cmpipe.physics import catalog as cat
 from cmpipe.physics.cosmology import colossus_cosmology, mean_densities
+from cmpipe.stages.catalog import catalog_config, catalog_table
 
 N_STAT = 2000
 
@@ -41,7 +42,7 @@ def box_cfg() -> Config:
 @pytest.fixture(scope="module")
 def box(box_cfg) -> dict[str, np.ndarray]:
     """A 2000-halo box-mode catalog over the paper's bounds, as numpy columns."""
-    table = cat.make_catalog(box_cfg)
+    table = catalog_table(box_cfg)
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
@@ -114,7 +115,7 @@ def test_box_masses_follow_the_mass_function(box, box_cfg):
     cdf = _oracle_cdf(box_cfg)
     assert stats.kstest(log10_m, cdf).pvalue > 1e-3
     edges = np.array([13.5, 14.0, 14.5, 15.0, 15.5])
-    expected = cat.expected_counts(edges, box_cfg)
+    expected = cat.expected_counts(edges, box_cfg.catalog, box_cfg.cosmology)
     assert expected.sum() == pytest.approx(N_STAT, rel=1e-12)
     np.testing.assert_allclose(expected, N_STAT * np.diff(cdf(edges)), rtol=1e-5)
 
@@ -123,16 +124,16 @@ def test_flat_masses_are_uniform_in_log_mass():
     """Oracle: KS test of 1000 flat-mode masses against U(13.5, 15.5) (p > 1e-3; measured
     p = 0.67); expected_counts uniform (exact to 1e-12)."""
     cfg = _cfg(n_halos=1000, mode="flat", seed=5)
-    log10_m = cat.make_catalog(cfg).column("log10_m200m_msun_h").to_numpy()
+    log10_m = catalog_table(cfg).column("log10_m200m_msun_h").to_numpy()
     assert stats.kstest(log10_m, stats.uniform(13.5, 2.0).cdf).pvalue > 1e-3
-    np.testing.assert_allclose(cat.expected_counts(np.linspace(13.5, 15.5, 5), cfg), 250.0, rtol=1e-12)
-    assert cat.expected_counts(np.array([12.0, 13.5, 16.0]), cfg).tolist() == [0.0, 1000.0]
+    np.testing.assert_allclose(cat.expected_counts(np.linspace(13.5, 15.5, 5), cfg.catalog, cfg.cosmology), 250.0, rtol=1e-12)
+    assert cat.expected_counts(np.array([12.0, 13.5, 16.0]), cfg.catalog, cfg.cosmology).tolist() == [0.0, 1000.0]
 
 
 def test_equivalent_volume_matches_spec():
     """Oracle: SPEC section 1, 6,233 halos above 10^13.5 Msun/h fill about (357 Mpc/h)^3
     (tolerance 1 Mpc/h on the side; measured 356.6)."""
-    assert np.cbrt(cat.equivalent_volume_mpc3_h3(Config())) == pytest.approx(357.0, abs=1.0)
+    assert np.cbrt(cat.equivalent_volume_mpc3_h3(Config().catalog, Config().cosmology)) == pytest.approx(357.0, abs=1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,25 +145,25 @@ def test_halo_parameters_equal_catalog_rows_and_prefix():
     """Oracle: exact equality. Each halo alone (halo_parameters) equals its catalog row, and a
     catalog of 10 halos is the prefix of one of 20."""
     cfg20 = _cfg(n_halos=20, seed=3)
-    rows = cat.make_catalog(cfg20).to_pylist()
+    rows = catalog_table(cfg20).to_pylist()
     for i in (0, 7, 19):
-        alone = cat.halo_parameters(cfg20, i)
+        alone = cat.halo_parameters(cfg20.catalog, cfg20.cosmology, i)
         assert list(alone) == list(rows[i])
         assert all(_same(alone[k], rows[i][k]) for k in alone), i
     cfg10 = dataclasses.replace(cfg20, catalog=dataclasses.replace(cfg20.catalog, n_halos=10))
-    rows10 = cat.make_catalog(cfg10).to_pylist()
+    rows10 = catalog_table(cfg10).to_pylist()
     for a, b in zip(rows10, rows[:10]):
         assert all(_same(a[k], b[k]) for k in a)
     with pytest.raises(cat.CatalogError, match="halo_id"):
-        cat.halo_parameters(cfg20, 20)
+        cat.halo_parameters(cfg20.catalog, cfg20.cosmology, 20)
 
 
 def test_mode_and_scatter_do_not_shift_other_draws():
     """Oracle: the fixed draw order. Switching the mass mode, the concentration scatter and the
     merger fraction changes only their own columns (and what depends on mass); the rest are
     exactly equal."""
-    base = cat.make_catalog(_cfg(n_halos=12, seed=2)).to_pydict()
-    other = cat.make_catalog(
+    base = catalog_table(_cfg(n_halos=12, seed=2)).to_pydict()
+    other = catalog_table(
         _cfg(n_halos=12, seed=2, mode="flat", concentration_scatter_dex=0.0, merger_fraction=1.0)
     ).to_pydict()
     unchanged = ["orient_w", "orient_x", "orient_y", "orient_z", "f_sub", "gas_fraction_factor",
@@ -179,8 +180,8 @@ def test_golden_draws_of_seed_0():
     """Oracle: values of halos 0 and 1 of seed 0 recorded when the draw order was fixed
     (numpy's SeedSequence/PCG64 streams are stable); they change only on purpose (rel 1e-12).
     Only columns that do not depend on colossus."""
-    h0 = cat.halo_parameters(_cfg(n_halos=2), 0)
-    h1 = cat.halo_parameters(_cfg(n_halos=2), 1)
+    h0 = cat.halo_parameters(_cfg(n_halos=2).catalog, _cfg(n_halos=2).cosmology, 0)
+    h1 = cat.halo_parameters(_cfg(n_halos=2).catalog, _cfg(n_halos=2).cosmology, 1)
     golden0 = {"f_sub": 0.1378832385251697, "gas_fraction_factor": 0.9320456138633475,
                "pressure_factor": 0.8271136072529268, "clumping_c0": 1.3158535541215322,
                "gas_misalignment_deg": 0.619889690208654, "orient_w": 0.7068552013402329,
@@ -218,8 +219,8 @@ def test_colossus_writes_nothing_to_home(tmp_path):
     empty (colossus would otherwise create ``~/.colossus/cache/halo.concentration``)."""
     code = (
         "from cmpipe.config import CatalogConfig, Config\n"
-        "from cmpipe.physics.catalog import make_catalog\n"
-        "make_catalog(Config(catalog=CatalogConfig(n_halos=4, log10_m_max_msun_h=13.6)))\n"
+        "from cmpipe.stages.catalog import catalog_table\n"
+        "catalog_table(Config(catalog=CatalogConfig(n_halos=4, log10_m_max_msun_h=13.6)))\n"
     )
     home = tmp_path / "home"
     home.mkdir()
@@ -329,7 +330,7 @@ def test_parquet_round_trip_keeps_values_units_and_metadata(tmp_path):
     and the config's fingerprint; the config read back equals the one that made it; no
     temporary file left."""
     cfg = _cfg(n_halos=12, seed=4)
-    table = cat.make_catalog(cfg)
+    table = catalog_table(cfg)
     path = cat.write_catalog(table, tmp_path / "sub" / "catalog.parquet")
     back = cat.read_catalog(path)
     assert back.column_names == [f.name for f in cat.CATALOG_SCHEMA]
@@ -342,14 +343,14 @@ def test_parquet_round_trip_keeps_values_units_and_metadata(tmp_path):
     meta = pq.read_metadata(path).metadata
     assert meta[b"cmpipe.catalog_schema_version"] == b"2"
     assert meta[b"cmpipe.config_fingerprint"] == config_fingerprint(cfg).encode()
-    assert cat.catalog_config(back) == cfg
+    assert catalog_config(back) == cfg
     assert [p.name for p in path.parent.iterdir()] == ["catalog.parquet"]
 
 
 def test_parquet_rejects_foreign_tables(tmp_path):
     """Oracle: the schema contract. A table without the catalog metadata, or missing a field,
     is refused on write; a Parquet file of another schema version is refused on read."""
-    table = cat.make_catalog(_cfg(n_halos=3))
+    table = catalog_table(_cfg(n_halos=3))
     with pytest.raises(cat.CatalogError, match="schema version"):
         cat.write_catalog(table.replace_schema_metadata({}), tmp_path / "a.parquet")
     with pytest.raises(cat.CatalogError, match="missing fields"):
@@ -367,11 +368,11 @@ def test_mass_function_figure():
     from cmpipe.plots.catalog import mass_bin_edges, plot_mass_function
 
     cfg = _cfg(n_halos=50, log10_m_max_msun_h=15.0)
-    fig = plot_mass_function(cat.make_catalog(cfg), cfg)
+    fig = plot_mass_function(catalog_table(cfg), cfg.catalog, cfg.cosmology)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     assert "M_" in ax.get_xlabel() and "odot" in ax.get_xlabel() and "dex" in ax.get_ylabel()
-    np.testing.assert_allclose(mass_bin_edges(cfg), np.linspace(13.5, 15.0, 16), atol=1e-12)
+    np.testing.assert_allclose(mass_bin_edges(cfg.catalog), np.linspace(13.5, 15.0, 16), atol=1e-12)
 
 
 def test_cli_catalog_writes_its_files(tmp_path, capsys):

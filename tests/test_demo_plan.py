@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from cmpipe.config import ConfigError, load_config
-from cmpipe.physics.catalog import make_catalog
+from cmpipe.stages.catalog import catalog_table
 from cmpipe.mapmaking.plan import SPLIT_NAMES, make_plan
 
 TEST = SPLIT_NAMES.index("test")
@@ -30,7 +30,7 @@ def _halos(plan, split: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_demo_plan_has_enough_test_halos_in_each_mass_bin():
     cfg = load_config("demo")
-    plan = make_plan(make_catalog(cfg), cfg.generate)
+    plan = make_plan(catalog_table(cfg), cfg.generate)
     ids, logm = _halos(plan, TEST)
     ev = cfg.evaluate
     tested = (logm >= ev.test_log10_m_min_msun_h) & (logm < ev.test_log10_m_max_msun_h)

@@ -24,7 +24,7 @@ import zarr
 
 from cmpipe.cli import main
 from cmpipe.config import load_config
-from cmpipe.physics.sources import open_source
+from cmpipe.stages.source import open_source
 from cmpipe.pipeline import generate_with_ray
 from cmpipe.store.schema import PLAN_ARRAYS
 from cmpipe.stages.generate import generate_serial

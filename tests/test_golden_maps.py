@@ -23,7 +23,7 @@ import pytest
 from cmpipe.config import load_config
 from cmpipe.mapmaking.instrument import apply_instrument
 from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
-from cmpipe.physics.sources import open_source
+from cmpipe.stages.source import open_source
 from cmpipe.stages.generate import map_settings
 
 GOLDEN = Path(__file__).parent / "golden"

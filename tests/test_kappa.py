@@ -17,9 +17,9 @@ import torch
 from cmpipe.config import ConfigError, load_config
 from cmpipe.mapmaking.instrument import apply_instrument, kappa_noise_rms
 from cmpipe.mapmaking.maps import CHANNEL_UNITS, prepare_halo_with_config, sightline_maps, sightline_maps_with_config
-from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.cosmology import mean_densities, sigma_crit_msun_mpc2
 from cmpipe.stages.generate import map_settings
+from cmpipe.stages.source import analytic_source
 from tiny_stores import TINY_MODEL, TRAINING_STORE
 
 KAPPA_CHANNELS = "maps.channels=[sz_y, xray_sb, gas_sigma, dm_sigma, kappa]"
@@ -32,7 +32,7 @@ NFW = ["source.kind=analytic", "source.analytic_log10_m200m_msun_h=[14.0]", "sou
 @pytest.fixture(scope="module")
 def nfw():
     cfg = load_config("demo", NFW)
-    halo = AnalyticHaloSource.from_config(cfg).load(0)
+    halo = analytic_source(cfg).load(0)
     prepared = prepare_halo_with_config(halo, map_settings(cfg))
     maps = sightline_maps_with_config(prepared, map_settings(cfg), None, 2)
     return cfg, halo, prepared, maps

@@ -37,8 +37,8 @@ from cmpipe.physics.mock import (
     subhalo_mf_normalisation,
 )
 from cmpipe.physics.plasma import Plasma, constants, gas_sz_xray_weights
-from cmpipe.physics.sources import open_source
 from cmpipe.stages.generate import map_settings
+from cmpipe.stages.source import mock_source, open_source
 
 F_B = 0.045 / 0.30
 SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mode=flat",
@@ -66,7 +66,7 @@ def mock_config(lo: float, hi: float, n: int, *extra: str):
 @pytest.fixture(scope="module")
 def spherical_gas():
     """Four halos in [10^13.5, 10^14.5] with HSE gas (spherical, no background, no scatter)."""
-    src = MockHaloSource.from_config(mock_config(13.5, 14.5, 4, *SPHERICAL_GAS))
+    src = mock_source(mock_config(13.5, 14.5, 4, *SPHERICAL_GAS))
     return src, [src.load(i) for i in src.halo_ids()]
 
 
@@ -99,7 +99,7 @@ def test_source_follows_the_catalog():
     src = open_source(cfg)
     assert isinstance(src, MockHaloSource) and isinstance(src, HaloSource)
     assert tuple(src.halo_ids()) == tuple(range(5))
-    row = halo_parameters(cfg, 3)
+    row = halo_parameters(cfg.catalog, cfg.cosmology, 3)
     props = src.properties(3)
     assert props.m200m_msun == row["m200m_msun_h"] / cfg.cosmology.h and props.r200m_mpc == row["r200m_mpc"]
     assert pickle.loads(pickle.dumps(src)) == src
@@ -125,7 +125,7 @@ def test_fixed_particle_masses_and_counts_scale_with_mass():
     (every knob off), exactly; particle masses (1 - f_b) m_pair and f_b m_pair, identical across
     halos; with every knob on the masses stay the same."""
     cfg = mock_config(13.5, 14.5, 3, *ALL_OFF)
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     m_pair = cfg.mock.pair_mass_msun_h / cfg.cosmology.h
     for hid in src.halo_ids():
         halo = src.load(hid)
@@ -133,19 +133,19 @@ def test_fixed_particle_masses_and_counts_scale_with_mass():
         assert halo.dm.n == n and halo.gas.n == n
         assert np.all(halo.dm.mass_msun == (1.0 - F_B) * m_pair)
         assert np.all(halo.gas.mass_msun == F_B * m_pair)
-    full = MockHaloSource.from_config(mock_config(13.5, 14.5, 1)).load(0)
+    full = mock_source(mock_config(13.5, 14.5, 1)).load(0)
     assert np.all(full.dm.mass_msun == (1.0 - F_B) * m_pair) and np.all(full.gas.mass_msun == F_B * m_pair)
 
 
 def test_one_halo_regenerates_alone_identically():
     """Oracle: exact equality of halo 2 from two catalogs of different sizes (it draws only from
     SeedSequence([seed, 2, 1])); another id or catalog seed gives other particles."""
-    a = MockHaloSource.from_config(mock_config(13.5, 14.0, 3, "mock.infall=false")).load(2)
-    b = MockHaloSource.from_config(mock_config(13.5, 14.0, 6, "mock.infall=false")).load(2)
+    a = mock_source(mock_config(13.5, 14.0, 3, "mock.infall=false")).load(2)
+    b = mock_source(mock_config(13.5, 14.0, 6, "mock.infall=false")).load(2)
     for x, y in ((a.dm.pos_mpc, b.dm.pos_mpc), (a.gas.pos_mpc, b.gas.pos_mpc),
                  (a.gas.temperature_k, b.gas.temperature_k), (a.gas.density_msun_mpc3, b.gas.density_msun_mpc3)):
         np.testing.assert_array_equal(x, y)
-    other = MockHaloSource.from_config(mock_config(13.5, 14.0, 3, "mock.infall=false", "catalog.seed=1")).load(2)
+    other = mock_source(mock_config(13.5, 14.0, 3, "mock.infall=false", "catalog.seed=1")).load(2)
     assert other.dm.n != a.dm.n or not np.array_equal(other.dm.pos_mpc, a.dm.pos_mpc)
 
 
@@ -156,7 +156,7 @@ def test_projected_dm_matches_truncated_nfw():
     Tolerance: 4 sigma of the annulus' Poisson shot noise (1.3-2 %); measured deviations
     -2.8 % to +2.1 % (at most 1.4 sigma; SPH smoothing moves mass across the edges)."""
     cfg = mock_config(14.49, 14.5, 1, *ALL_OFF, "maps.channels=[dm_sigma]")
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     row = src.parameters(0)
     halo = src.load(0)
     maps = sightline_maps_with_config(prepare_halo_with_config(halo, map_settings(cfg)), map_settings(cfg), None, 2)
@@ -242,7 +242,7 @@ def test_triaxial_shape_from_the_inertia_tensor():
     (31,000 DM particles, no infall, no background): q and s within 0.02 (measured 0.003 and
     0.0004), axes within 3 deg where the axis ratios differ by more than 0.05."""
     cfg = mock_config(14.49, 14.5, 1, "mock.infall=false", "mock.background=false", *NEW_OFF)
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     row = src.parameters(0)
     pos = src.load(0).dm.pos_mpc
     lam, vec = np.linalg.eigh(pos.T @ pos / pos.shape[0])
@@ -262,7 +262,7 @@ def test_background_is_the_cosmic_mean():
     2-5 Mpc around a 10^13.5 halo (outer radius R200m = 1.1 Mpc, background sphere 5.5 Mpc)
     equals rho_bar V / m within 4 Poisson sigma (measured -0.2 and -0.8 sigma)."""
     cfg = mock_config(13.5, 13.51, 1, "mock.infall=false", *NEW_OFF)
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     halo = src.load(0)
     assert src.background_radius_mpc() > 5.0 and src.outer_radius_mpc(src.parameters(0)) < 2.0
     means = mean_densities(cfg.cosmology)
@@ -277,7 +277,7 @@ def test_hdf5_round_trip_gives_the_same_maps(tmp_path):
     """Oracle: the maps of the halo in memory; those of the same halo written with
     :func:`write_halo_hdf5` and read back agree to 1e-12 (every knob on)."""
     cfg = mock_config(13.5, 13.6, 1)
-    halo = MockHaloSource.from_config(cfg).load(0)
+    halo = mock_source(cfg).load(0)
     path = write_halo_hdf5(tmp_path / "halo.hdf5", halo, h=cfg.cosmology.h)
     back = read_halo_hdf5(path)
     direct = sightline_maps_with_config(prepare_halo_with_config(halo, map_settings(cfg)), map_settings(cfg), None, 2).data
@@ -294,7 +294,7 @@ def test_compton_y_map_matches_projected_dpp():
     whose inverse is unbiased for Poisson particles (the gather density's inverse made y ~20 %
     high); what remains is the k-NN volume's bias in the pressure gradient and shot noise."""
     cfg = mock_config(14.3, 14.5, 2, *SPHERICAL_GAS)
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     coeff = constants().compton_y_cm3_per_kev_mpc
     centres = (np.arange(cfg.maps.npix) + 0.5) * cfg.maps.pixel_mpc - 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc
     rr = np.hypot(*np.meshgrid(centres, centres))
@@ -330,7 +330,7 @@ def test_new_knobs_off_reproduce_the_earlier_mock():
         1: (16369, 9583, 102.70637764265543, 30.711393611210134, 151092.9663617946, 256651.7829583165),
         2: (7637, 6359, -246.08391760657312, -61.85923233260049, 87314.96407511015, 166654.8822764411),
     }
-    src = MockHaloSource.from_config(mock_config(13.5, 14.0, 3, *NEW_OFF))
+    src = mock_source(mock_config(13.5, 14.0, 3, *NEW_OFF))
     for hid, (n_dm, n_gas, *sums) in recorded.items():
         halo = src.load(hid)
         assert (halo.dm.n, halo.gas.n) == (n_dm, n_gas)
@@ -339,14 +339,18 @@ def test_new_knobs_off_reproduce_the_earlier_mock():
         assert got == pytest.approx(tuple(sums), rel=1e-12, abs=1e-9)
 
 
+#: The merger halos' knobs: spherical HSE gas without background or clumping.
+MERGER_BASE = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
+               "mock.clumping=false", *ISSUE16_OFF]
+
+
 @pytest.fixture(scope="module")
 def merger_pair():
     """Halos 4 (xi = 0.17, lag capped at 0.3 Mpc) and 7 (xi = 0.32, lag 0.11 Mpc) of an
     8-halo catalog, spherical HSE gas without background or clumping, mergers on and off."""
-    base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-            "mock.clumping=false", *ISSUE16_OFF]
-    on = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base))
-    off = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.mergers=false"))
+    base = MERGER_BASE
+    on = mock_source(mock_config(13.5, 14.5, 8, *base))
+    off = mock_source(mock_config(13.5, 14.5, 8, *base, "mock.mergers=false"))
     return on, {hid: (on.load(hid), off.load(hid)) for hid in (4, 7)}
 
 
@@ -359,7 +363,7 @@ def test_merger_secondary_geometry_and_counts(merger_pair):
     too (4 sqrt(2) sigma; measured 0.293 vs 0.300 Mpc and 0.127 vs 0.114 Mpc); every particle
     within R200m_s = (3 M_s / (800 pi rho_bar_m))^(1/3) of its centre."""
     src, halos = merger_pair
-    cfg = src.cfg
+    cfg = mock_config(13.5, 14.5, 8, *MERGER_BASE)
     m_pair = cfg.mock.pair_mass_msun_h / cfg.cosmology.h
     rho_m = mean_densities(cfg.cosmology).matter
     lags = {}
@@ -398,7 +402,7 @@ def test_merger_secondary_temperature(merger_pair):
     particles within 0.5 R200m_s of its gas centre have a median temperature within a factor
     1.5 of T200m_s (measured 0.99 and 1.05)."""
     src, halos = merger_pair
-    cfg = src.cfg
+    cfg = mock_config(13.5, 14.5, 8, *MERGER_BASE)
     plasma, k = Plasma(), constants()
     msun_mpc3_g_cm3 = k.msun_g / k.mpc_cm**3
     for hid, (on, off) in halos.items():
@@ -433,8 +437,8 @@ def test_clumping_factor_and_volumes():
     (<rho^2>_V / <rho>_V^2 = C), each within 4 sigma of its sample standard error."""
     extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
              "mock.mergers=false", *ISSUE16_OFF]
-    on_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra))
-    off_src = MockHaloSource.from_config(mock_config(14.4, 14.5, 1, *extra, "mock.clumping=false"))
+    on_src = mock_source(mock_config(14.4, 14.5, 1, *extra))
+    off_src = mock_source(mock_config(14.4, 14.5, 1, *extra, "mock.clumping=false"))
     on, off = on_src.load(0), off_src.load(0)
     row = on_src.parameters(0)
     np.testing.assert_array_equal(on.gas.pos_mpc, off.gas.pos_mpc)
@@ -466,9 +470,9 @@ def test_clumping_raises_xray_not_y():
     particle expectation, which ignores the kernels' spread across the annulus edges)."""
     extra = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
              "mock.mergers=false", *ISSUE16_OFF]
-    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra))
-    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 2, *extra, "mock.clumping=false"))
-    cfg = on_src.cfg
+    cfg = mock_config(14.3, 14.5, 2, *extra)
+    on_src = mock_source(cfg)
+    off_src = mock_source(mock_config(14.3, 14.5, 2, *extra, "mock.clumping=false"))
     row = on_src.parameters(0)
     r200 = row["r200m_mpc"]
     on, off = on_src.load(0), off_src.load(0)
@@ -518,9 +522,9 @@ def test_subhalo_masses_and_radii_follow_their_distributions():
     r_-2 = 0.81 R200m, inside R200m), both by quadrature, KS p > 1e-3; the truncation radius is
     the Jacobi radius d [m / (3 M_NFW(<d))]^(1/3) or the isolated R200m(m), whichever is smaller
     (1e-10)."""
-    src = MockHaloSource.from_config(mock_config(14.49, 14.5, 1, "mock.pair_mass_msun_h=1e9"))
+    src = mock_source(mock_config(14.49, 14.5, 1, "mock.pair_mass_msun_h=1e9"))
     row = src.parameters(0)
-    m200m = row["m200m_msun_h"] / src.cfg.cosmology.h
+    m200m = row["m200m_msun_h"] / src.cosmology.h
     r200m, f_sub = row["r200m_mpc"], row["f_sub"]
     psi_min = 32.0 * 1e9 / row["m200m_msun_h"]
     draws = [src._subhalos(row, np.ones(3), np.eye(3), np.random.default_rng(i)) for i in range(30)]
@@ -557,10 +561,10 @@ def test_substructure_particles_keep_the_halo_mass():
     radius of its centre, the DM centroid of each subhalo with >= 200 particles at its centre
     within 4 sigma of shot noise; the other DM particles are particles of the halo without
     substructure."""
-    on_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, *ISSUE16_OFF, "mock.substructure=true"))
-    off_src = MockHaloSource.from_config(mock_config(14.3, 14.5, 1, *ISSUE16_OFF))
+    on_src = mock_source(mock_config(14.3, 14.5, 1, *ISSUE16_OFF, "mock.substructure=true"))
+    off_src = mock_source(mock_config(14.3, 14.5, 1, *ISSUE16_OFF))
     on, off, subs = on_src.load(0), off_src.load(0), on_src.subhalos(0)
-    m_pair = on_src.cfg.mock.pair_mass_msun_h / on_src.cfg.cosmology.h
+    m_pair = on_src.mock.pair_mass_msun_h / on_src.cosmology.h
     assert subs.psi.size >= 3
     assert (on.dm.n, on.gas.n) == (off.dm.n, off.gas.n)
     np.testing.assert_array_equal(subs.n_dm, np.rint(subs.mass_msun / m_pair))
@@ -586,8 +590,8 @@ def test_substructure_keeps_the_radial_profile():
     particles are matched in radius to the subhalos' particles, so the removed mass follows the
     added mass (the earlier uniform removal, NFW-concentrated, missed by up to 1300 DM particles
     at 0.3 R200m, about 20 sigma)."""
-    on_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, *ISSUE16_OFF, "mock.substructure=true"))
-    off_src = MockHaloSource.from_config(mock_config(14.0, 14.5, 4, *ISSUE16_OFF))
+    on_src = mock_source(mock_config(14.0, 14.5, 4, *ISSUE16_OFF, "mock.substructure=true"))
+    off_src = mock_source(mock_config(14.0, 14.5, 4, *ISSUE16_OFF))
     n_subhalos = 0
     for hid in on_src.halo_ids():
         on, off, subs = on_src.load(hid), off_src.load(hid), on_src.subhalos(hid)
@@ -615,9 +619,8 @@ def shock_pair(merger_pair):
     """The halos of ``merger_pair`` with ``shocks`` on, with them off (mergers on), and without
     the merger: ``{halo_id: (shocked, unshocked, no merger)}``."""
     _, halos = merger_pair
-    base = ["mock.triaxial=false", "mock.gas_shape=false", "mock.background=false", "mock.scatter=false",
-            "mock.clumping=false", *ISSUE16_OFF]
-    on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *base, "mock.shocks=true"))
+    base = MERGER_BASE
+    on_src = mock_source(mock_config(13.5, 14.5, 8, *base, "mock.shocks=true"))
     return on_src, {hid: (on_src.load(hid), halos[hid][0], halos[hid][1]) for hid in halos}
 
 
@@ -684,7 +687,7 @@ def test_shock_raises_y_by_the_temperature_jump(shock_pair):
     and p/r: the column also holds unshocked gas); the shocked particles' y weights rise by 1.80
     and 1.44 in all (partly shocked edges included), the map total by 0.8 % and 4.5 %."""
     src, halos = shock_pair
-    cfg = src.cfg
+    cfg = mock_config(13.5, 14.5, 8, *MERGER_BASE, "mock.shocks=true")
     plasma = Plasma()
     centres = (np.arange(cfg.maps.npix) + 0.5) * cfg.maps.pixel_mpc - 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc
     px, py = np.meshgrid(centres, centres)  # maps are [row = y, column = x]
@@ -718,8 +721,8 @@ def test_shock_only_for_mergers():
     densities and temperatures of the primary's own particles (the secondary's and the
     subhalos' gas, appended after it, bit-identical), by the jumps' powers r^w and (p/r)^w."""
     extra = [*ISSUE16_OFF, "mock.substructure=true"]
-    on_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra, "mock.shocks=true"))
-    off_src = MockHaloSource.from_config(mock_config(13.5, 14.5, 8, *extra))
+    on_src = mock_source(mock_config(13.5, 14.5, 8, *extra, "mock.shocks=true"))
+    off_src = mock_source(mock_config(13.5, 14.5, 8, *extra))
     n_merger = 0
     for hid in (0, 2, 4):
         on, off = on_src.load(hid), off_src.load(hid)
@@ -734,7 +737,7 @@ def test_shock_only_for_mergers():
         n_merger += 1
         shock = on_src.shock(hid)
         n_sub_gas = int(on_src.subhalos(hid).n_gas.sum())
-        n_sec_gas = int(round(on_src.secondary(hid).m200m_msun / (on_src.cfg.mock.pair_mass_msun_h / on_src.cfg.cosmology.h)))
+        n_sec_gas = int(round(on_src.secondary(hid).m200m_msun / (on_src.mock.pair_mass_msun_h / on_src.cosmology.h)))
         rho_ratio = on.gas.density_msun_mpc3 / off.gas.density_msun_mpc3
         tail = slice(on.gas.n - n_sub_gas - n_sec_gas, None)
         np.testing.assert_array_equal(rho_ratio[tail], 1.0)

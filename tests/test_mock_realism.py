@@ -16,8 +16,9 @@ from astropy import units as u
 
 from cmpipe.config import ConfigError, load_config
 from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
+from cmpipe.physics.mock import A10_COOL_CORE, A10_DISTURBED, nonthermal_fraction
 from cmpipe.stages.generate import map_settings
-from cmpipe.physics.mock import A10_COOL_CORE, A10_DISTURBED, MockHaloSource, nonthermal_fraction
+from cmpipe.stages.source import mock_source
 
 F_B = 0.045 / 0.30
 SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mode=flat", "source.kind=mock"]
@@ -34,7 +35,7 @@ def config(lo: float, hi: float, n: int, *extra: str):
 @pytest.fixture(scope="module")
 def catalog16():
     """Sixteen halos over 10^13.5-10^15 Msun/h with every default knob (profiles only)."""
-    return MockHaloSource.from_config(config(13.5, 15.0, 16))
+    return mock_source(config(13.5, 15.0, 16))
 
 
 def test_gas_is_hydrostatic_with_its_nonthermal_support(catalog16):
@@ -71,7 +72,7 @@ def test_gas_fraction_follows_vikhlinin09(catalog16):
     written out here, times the catalog's ``fgas500_factor``, at most f_b: the profile's gas over
     total mass inside R500c equals it within 1 % (the DM includes the two-halo term, < 0.5 %),
     except where the f_b cap of the density binds (target >= 0.95 f_b)."""
-    h = catalog16.cfg.cosmology.h
+    h = catalog16.cosmology.h
     for hid in catalog16.halo_ids():
         row, prof = catalog16.parameters(hid), catalog16.profiles(hid)
         m500 = row["m500c_msun_h"] / h
@@ -96,7 +97,7 @@ def test_pressure_families_and_scatter(catalog16):
         assert prof.gnfw[0] == family[0] and prof.gnfw[2:] == family[2:]
         assert prof.gnfw[1] == pytest.approx(family[1] * row["pressure_c500_factor"], rel=1e-12)
     assert families == {True, False}
-    flat = MockHaloSource.from_config(config(13.5, 15.0, 4, "catalog.pressure_c500_scatter_dex=0",
+    flat = mock_source(config(13.5, 15.0, 4, "catalog.pressure_c500_scatter_dex=0",
                                              "catalog.gas_fraction_scatter_dex=0", "catalog.nonthermal_scatter_ln=0"))
     for hid in flat.halo_ids():
         row = flat.parameters(hid)
@@ -116,7 +117,7 @@ def test_outskirts_are_smooth_and_keep_m200m(catalog16):
         row, prof = catalog16.parameters(hid), catalog16.profiles(hid)
         two_halo = np.interp(prof.r200m_mpc, prof.r_mpc, catalog16._two_halo_enclosed_msun(row, prof.r_mpc))
         own = (np.interp(prof.r200m_mpc, prof.r_mpc, prof.dm_enclosed_msun) - (1.0 - F_B) * two_halo) / (1.0 - F_B)
-        assert own == pytest.approx(row["m200m_msun_h"] / catalog16.cfg.cosmology.h, rel=1e-3)
+        assert own == pytest.approx(row["m200m_msun_h"] / catalog16.cosmology.h, rel=1e-3)
         # The DK14 term is applied, not a truncation: the own density at 2 R200m is
         # NFW x [1 + (2 R200m / r_t)^4]^-2 relative to its value at 0.5 R200m, written out here.
         from colossus.lss import peaks
@@ -143,7 +144,7 @@ def test_merger_gas_lags_only_after_pericentre():
     """Oracle: the catalog row. A merger before pericentre has its gas on its DM (no lag) and no
     shock; after pericentre the lag is min(lag fraction x separation, 0.3 Mpc) toward the primary,
     and the shock exists. Both kinds occur among the mergers of a 40-halo catalog."""
-    src = MockHaloSource.from_config(config(13.5, 15.0, 40, "mock.shocks=true"))
+    src = mock_source(config(13.5, 15.0, 40, "mock.shocks=true"))
     seen = set()
     for hid in src.halo_ids():
         row = src.parameters(hid)
@@ -169,8 +170,8 @@ def test_gas_clumps_carry_gas_into_the_gas_map():
     column spread over the Plummer core (measured: 1.5-20x), while the DM map is unchanged."""
     extra = ["mock.neighbours=false", "mock.substructure=false", "mock.mergers=false", "mock.clumping=false"]
     cfg_on = config(14.45, 14.5, 1, *extra)
-    on_src = MockHaloSource.from_config(cfg_on)
-    off_src = MockHaloSource.from_config(config(14.45, 14.5, 1, *extra, "mock.gas_clumps=false"))
+    on_src = mock_source(cfg_on)
+    off_src = mock_source(config(14.45, 14.5, 1, *extra, "mock.gas_clumps=false"))
     on, off = on_src.load(0), off_src.load(0)
     assert on.gas.n == off.gas.n
     np.testing.assert_array_equal(on.dm.pos_mpc, off.dm.pos_mpc)

@@ -23,8 +23,8 @@ import pytest
 
 from cmpipe.config import load_config
 from cmpipe.physics import observed as obs
-from cmpipe.physics.mock import MockHaloSource
 from cmpipe.physics.validate import bootstrap_power_law, validate_source
+from cmpipe.stages.source import mock_source
 
 PIVOT_MSUN = 3e14
 CATALOG = ["source.kind=mock", "catalog.mode=flat", "catalog.n_halos=48", "catalog.seed=0",
@@ -36,7 +36,7 @@ CATALOG = ["source.kind=mock", "catalog.mode=flat", "catalog.n_halos=48", "catal
 def measured():
     """``(cfg, ValidationResult)`` of the 48 halos, each loaded and measured once (~25 s)."""
     cfg = load_config("demo", CATALOG)
-    return cfg, validate_source(MockHaloSource.from_config(cfg))
+    return cfg, validate_source(mock_source(cfg))
 
 
 def window_mean(result, ref: obs.FgasRange) -> tuple[float, float, int]:

@@ -14,6 +14,7 @@ from cmpipe.config import CosmologyConfig, load_config
 from cmpipe.physics.analytic import AnalyticHaloSource, nfw_enclosed_fraction, virial_temperature_k
 from cmpipe.physics.cosmology import mean_densities, r200m_mpc
 from cmpipe.physics.halo import HaloSource
+from cmpipe.stages.source import analytic_source
 
 G_MPC_KMS2_PER_MSUN = 4.30091727e-9  # G in Mpc (km/s)^2 / Msun (IAU 2015 / CODATA 2018)
 
@@ -55,7 +56,7 @@ def test_colossus_writes_nothing_to_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def source() -> AnalyticHaloSource:
     cfg = load_config("demo", ["source.analytic_log10_m200m_msun_h=[13.5, 14.0]", "source.analytic_pair_mass_msun_h=1e10"])
-    return AnalyticHaloSource.from_config(cfg)
+    return analytic_source(cfg)
 
 
 def test_analytic_source_is_a_halo_source_and_picklable(source):

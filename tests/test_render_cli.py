@@ -11,8 +11,8 @@ import pytest
 from cmpipe.cli import main
 from cmpipe.config import load_config
 from cmpipe.mapmaking.maps import HaloMaps
-from cmpipe.physics.analytic import AnalyticHaloSource
 from cmpipe.physics.hdf5io import write_halo_hdf5
+from cmpipe.stages.source import analytic_source
 
 TINY = ["source.kind=analytic", "maps.npix=32", "maps.pixel_mpc=0.2", "maps.depth_mpc=6.4", "source.analytic_log10_m200m_msun_h=[13.5]",
         "source.analytic_pair_mass_msun_h=2e10"]
@@ -29,7 +29,7 @@ def _set(args):
 def halo_file(tmp_path_factory):
     cfg = load_config("demo", TINY)
     path = tmp_path_factory.mktemp("halos") / "halo_000000.hdf5"
-    write_halo_hdf5(path, AnalyticHaloSource.from_config(cfg).load(0), h=0.7, smoothing_convention="swift")
+    write_halo_hdf5(path, analytic_source(cfg).load(0), h=0.7, smoothing_convention="swift")
     return path
 
 

@@ -19,8 +19,8 @@ import pytest
 
 from cmpipe.cli import main
 from cmpipe.config import load_config
-from cmpipe.physics.sources import open_source
 from cmpipe.stages.generate import generate_serial
+from cmpipe.stages.source import open_source
 from cmpipe.store import missing_chunks, open_store, validate_store
 from tiny_stores import GENERATION_STORE
 

@@ -26,7 +26,7 @@ import zarr
 from cmpipe.cli import main
 from cmpipe.config import load_config
 from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
-from cmpipe.physics.sources import open_source
+from cmpipe.stages.source import open_source
 from cmpipe.mapmaking.plan import PLAN_SCHEMA, make_plan, mass_bins, plan_rotations, read_plan, write_plan
 from cmpipe.store import (
     StoreError,

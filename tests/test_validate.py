@@ -19,7 +19,6 @@ import pytest
 from cmpipe.cli import main
 from cmpipe.config import load_config
 from cmpipe.physics.cosmology import mean_densities
-from cmpipe.physics.mock import MockHaloSource
 from cmpipe.physics.validate import (
     DEFAULT_EDGES,
     arnaud10_y500_mpc2,
@@ -28,6 +27,7 @@ from cmpipe.physics.validate import (
     model_axes,
     stack_checks,
 )
+from cmpipe.stages.source import mock_source
 
 SMALL = ["maps.npix=64", "maps.pixel_mpc=0.1", "maps.depth_mpc=6.4", "catalog.mode=flat",
          "catalog.concentration_scatter_dex=0.0", "source.kind=mock"]
@@ -50,16 +50,16 @@ def spherical():
     checks, profiles = [], []
     for m in MASSES:
         cfg = one_halo_config(m, *SPHERICAL)
-        src = MockHaloSource.from_config(cfg)
+        src = mock_source(cfg)
         profiles.append(src.profiles(0))
-        checks.append(measure_halo(src.load(0), profiles[-1], cfg))
+        checks.append(measure_halo(src.load(0), profiles[-1], cfg.cosmology, cfg.plasma, cfg.maps, cfg.mock))
     return cfg, checks, stack_checks(checks, cfg.cosmology.h), profiles
 
 
 def poisson_sigma(cfg, checks, name: str) -> np.ndarray:
     """Relative Poisson noise of the stacked mean density per bin: ``sqrt(sum_h rho_h^2 / N_h) /
     sum_h rho_h`` with ``N_h`` the model's expected particle count in the halo's shell."""
-    src = MockHaloSource.from_config(cfg)
+    src = mock_source(cfg)
     m_dm, m_gas = src.particle_masses_msun()
     m = m_dm if name == "dm_density" else m_gas
     rho_m = mean_densities(cfg.cosmology).matter
@@ -89,10 +89,10 @@ def test_triaxial_halos_match_the_direction_averaged_model():
     checks = []
     for m in MASSES:
         cfg = one_halo_config(m, "mock.scatter=false")
-        src = MockHaloSource.from_config(cfg)
-        dm_axes, gas_axes = model_axes(src.parameters(0), cfg)
+        src = mock_source(cfg)
+        dm_axes, gas_axes = model_axes(src.parameters(0), cfg.mock)
         assert np.prod(dm_axes) == pytest.approx(1.0) and np.ptp(dm_axes) > np.ptp(gas_axes) > 0.0
-        checks.append(measure_halo(src.load(0), src.profiles(0), cfg, dm_axes=dm_axes, gas_axes=gas_axes))
+        checks.append(measure_halo(src.load(0), src.profiles(0), cfg.cosmology, cfg.plasma, cfg.maps, cfg.mock, dm_axes=dm_axes, gas_axes=gas_axes))
     result = stack_checks(checks, cfg.cosmology.h)
     for name in ("dm_density", "gas_density"):
         assert np.all(np.abs(result.profiles[name].deviation) < 4.0 * poisson_sigma(cfg, checks, name))
@@ -223,7 +223,7 @@ def test_y_m_scatter_with_the_realism_knobs_on():
                                "catalog.concentration_scatter_dex=0.16"])
     from cmpipe.physics.validate import validate_source
 
-    result = validate_source(MockHaloSource.from_config(cfg))
+    result = validate_source(mock_source(cfg))
     assert 0.10 <= result.y_m.scatter_ln <= 0.25
     assert abs(result.y_m.slope - 5.0 / 3.0) < 0.25
 

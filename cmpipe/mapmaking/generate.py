@@ -159,7 +159,7 @@ def write_chunk(
         The store's ``store_fingerprint`` attribute: :class:`cmpipe.store.StoreError` if it differs
         (:func:`cmpipe.stages.generate.store_fingerprint` of the config).
     source : HaloSource
-        The halos (:func:`cmpipe.physics.sources.open_source`).
+        The halos (:func:`cmpipe.stages.source.open_source`).
 
     Returns
     -------

@@ -37,27 +37,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cmpipe.physics.cosmology import ARCMIN_RAD, pixel_arcmin
+
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import CosmologyConfig, InstrumentConfig, LensingConfig
 
 #: keV in erg.
 KEV_ERG = 1.602176634e-9
-#: arcmin in radians.
-ARCMIN_RAD = math.pi / (180.0 * 60.0)
-
-
-def angular_diameter_distance_mpc(redshift: float, cosmology: CosmologyConfig) -> float:
-    """D_A at ``redshift`` [physical Mpc] (colossus; its distances are in Mpc/h)."""
-    from cmpipe.physics.cosmology import colossus_cosmology
-
-    if redshift <= 0:
-        raise ValueError(f"instrument.redshift must be > 0 for angular scales; got {redshift}")
-    return float(colossus_cosmology(cosmology).angularDiameterDistance(redshift)) / cosmology.h
-
-
-def pixel_arcmin(pixel_mpc: float, redshift: float, cosmology: CosmologyConfig) -> float:
-    """Angular side of a pixel of ``pixel_mpc`` [Mpc] at ``redshift`` [arcmin]."""
-    return pixel_mpc / angular_diameter_distance_mpc(redshift, cosmology) / ARCMIN_RAD
 
 
 def gaussian_filter_fft(image: np.ndarray, sigma_px: float) -> np.ndarray:

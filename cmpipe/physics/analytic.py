@@ -24,7 +24,7 @@ import numpy as np
 from cmpipe.physics.halo import DarkMatterParticles, GasParticles, Halo, HaloProperties
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import Config
+    from cmpipe.config import CosmologyConfig, PlasmaConfig, SourceConfig
 
 __all__ = ["AnalyticHaloSource", "nfw_enclosed_fraction", "sample_nfw_radii", "virial_temperature_k"]
 
@@ -95,23 +95,26 @@ class AnalyticHaloSource:
     redshift: float = 0.0
 
     @classmethod
-    def from_config(cls, cfg: Config) -> AnalyticHaloSource:
-        """The analytic source described by ``cfg.source`` and ``cfg.cosmology``."""
+    def from_sections(
+        cls, source: SourceConfig, cosmology: CosmologyConfig, plasma: PlasmaConfig
+    ) -> AnalyticHaloSource:
+        """The analytic source described by the ``source``, ``cosmology`` and ``plasma`` sections
+        (:func:`cmpipe.stages.source.analytic_source` passes a config's)."""
         from cmpipe.physics.cosmology import r200m_mpc
         from cmpipe.physics.plasma import Plasma
 
-        masses = tuple(float(m) for m in cfg.source.analytic_log10_m200m_msun_h)
-        m_msun = 10.0 ** np.asarray(masses) / cfg.cosmology.h
+        masses = tuple(float(m) for m in source.analytic_log10_m200m_msun_h)
+        m_msun = 10.0 ** np.asarray(masses) / cosmology.h
         return cls(
             log10_m200m_msun_h=masses,
-            pair_mass_msun_h=cfg.source.analytic_pair_mass_msun_h,
-            omega_m=cfg.cosmology.omega_m,
-            omega_b=cfg.cosmology.omega_b,
-            h=cfg.cosmology.h,
-            r200m_mpc=tuple(float(r) for r in np.atleast_1d(r200m_mpc(m_msun, cfg.cosmology))),
-            seed=cfg.source.seed,
-            mean_molecular_weight=Plasma(cfg.plasma.hydrogen_mass_fraction).mean_molecular_weight,
-            redshift=cfg.cosmology.redshift,
+            pair_mass_msun_h=source.analytic_pair_mass_msun_h,
+            omega_m=cosmology.omega_m,
+            omega_b=cosmology.omega_b,
+            h=cosmology.h,
+            r200m_mpc=tuple(float(r) for r in np.atleast_1d(r200m_mpc(m_msun, cosmology))),
+            seed=source.seed,
+            mean_molecular_weight=Plasma(plasma.hydrogen_mass_fraction).mean_molecular_weight,
+            redshift=cosmology.redshift,
         )
 
     def __post_init__(self) -> None:

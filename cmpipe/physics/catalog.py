@@ -109,6 +109,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,13 +118,14 @@ import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import Config, CosmologyConfig
+    from cmpipe.config import CatalogConfig, CosmologyConfig
 
 __all__ = [
     "CATALOG_SCHEMA",
     "CATALOG_SCHEMA_VERSION",
     "CatalogError",
-    "catalog_config",
+    "catalog_config_yaml",
+    "catalog_metadata",
     "catalog_summary",
     "cumulative_number_density",
     "equivalent_volume_mpc3_h3",
@@ -336,18 +338,17 @@ def _mass_cdf_table(cosmo_cfg: CosmologyConfig, lo: float, hi: float) -> tuple[n
     return grid, cdf
 
 
-def _mass_cdf(log10_m: np.ndarray, cfg: Config) -> np.ndarray:
+def _mass_cdf(log10_m: np.ndarray, cat: CatalogConfig, cosmology: CosmologyConfig) -> np.ndarray:
     """CDF of log10 M200m of the catalog's mode between its bounds, at ``log10_m``."""
-    cat = cfg.catalog
     lo, hi = cat.log10_m_min_msun_h, cat.log10_m_max_msun_h
     x = np.clip(np.asarray(log10_m, dtype=np.float64), lo, hi)
     if cat.mode == "flat":
         return (x - lo) / (hi - lo)
-    grid, cdf = _mass_cdf_table(cfg.cosmology, lo, hi)
+    grid, cdf = _mass_cdf_table(cosmology, lo, hi)
     return np.interp(x, grid, cdf)
 
 
-def expected_counts(bin_edges_log10: np.ndarray, cfg: Config) -> np.ndarray:
+def expected_counts(bin_edges_log10: np.ndarray, cat: CatalogConfig, cosmology: CosmologyConfig) -> np.ndarray:
     """Expected number of catalog halos per bin of log10 M200m.
 
     ``box``: ``n_halos`` times the bin's share of the mass function between the bounds;
@@ -358,7 +359,8 @@ def expected_counts(bin_edges_log10: np.ndarray, cfg: Config) -> np.ndarray:
     ----------
     bin_edges_log10 : (B + 1,) array
         Increasing bin edges [log10 Msun/h].
-    cfg : Config
+    cat, cosmology : CatalogConfig, CosmologyConfig
+        The ``catalog`` and ``cosmology`` sections.
 
     Returns
     -------
@@ -368,17 +370,16 @@ def expected_counts(bin_edges_log10: np.ndarray, cfg: Config) -> np.ndarray:
     edges = np.asarray(bin_edges_log10, dtype=np.float64)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("bin_edges_log10 must be a 1-D increasing array of at least 2 edges")
-    return cfg.catalog.n_halos * np.diff(_mass_cdf(edges, cfg))
+    return cat.n_halos * np.diff(_mass_cdf(edges, cat, cosmology))
 
 
-def equivalent_volume_mpc3_h3(cfg: Config) -> float:
+def equivalent_volume_mpc3_h3(cat: CatalogConfig, cosmology: CosmologyConfig) -> float:
     """Comoving volume that holds ``n_halos`` halos between the mass bounds on average.
 
     ``V = n_halos / n(M_min < M200m < M_max)`` [(Mpc/h)^3], what a box-mode catalog stands
     for (the paper's 6,233 halos above 10^13.5 Msun/h: about (357 Mpc/h)^3).
     """
-    cat = cfg.catalog
-    n = cumulative_number_density(cat.log10_m_min_msun_h, cfg.cosmology, cat.log10_m_max_msun_h)
+    n = cumulative_number_density(cat.log10_m_min_msun_h, cosmology, cat.log10_m_max_msun_h)
     return float(cat.n_halos / n)
 
 
@@ -506,54 +507,34 @@ def _draw_variates(seed: int, halo_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _columns(cfg: Config, halo_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Every column of :data:`CATALOG_SCHEMA` for ``halo_ids`` (element-wise in the halos)."""
+#: ``draw(name)``: the variates of one draw of :data:`_DRAWS`, one per halo.
+_Draw = Callable[[str], np.ndarray]
+
+
+def _log10_masses(cat: CatalogConfig, cosmo: CosmologyConfig, u: np.ndarray) -> np.ndarray:
+    """log10 M200m [Msun/h] from uniform variates: the mass function's inverse CDF (``box``)
+    or uniform in log M (``flat``)."""
+    lo, hi = cat.log10_m_min_msun_h, cat.log10_m_max_msun_h
+    if cat.mode == "box":
+        grid, cdf = _mass_cdf_table(cosmo, lo, hi)
+        return np.interp(u, cdf, grid)
+    return lo + (hi - lo) * u
+
+
+def _structure_columns(cat: CatalogConfig, cosmo: CosmologyConfig, draw: _Draw) -> dict[str, np.ndarray]:
+    """Mass, concentration with the 500c mass and radius of the same NFW profile, and shape."""
     from colossus.halo import mass_defs
 
     from cmpipe.physics.cosmology import colossus_cosmology, r200m_mpc
 
-    cat, cosmo = cfg.catalog, cfg.cosmology
-    v = _draw_variates(cat.seed, halo_ids)
-    draw = lambda name: v[:, _DRAW_INDEX[name]]  # noqa: E731
-    lo, hi = cat.log10_m_min_msun_h, cat.log10_m_max_msun_h
-
-    # Mass.
-    if cat.mode == "box":
-        grid, cdf = _mass_cdf_table(cosmo, lo, hi)
-        log10_m = np.interp(draw("mass"), cdf, grid)
-    else:
-        log10_m = lo + (hi - lo) * draw("mass")
+    log10_m = _log10_masses(cat, cosmo, draw("mass"))
     m = 10.0**log10_m
-
-    # Concentration, and the 500c mass and radius of the same NFW profile.
-    c_median = 10.0 ** _median_concentration_table(cosmo, lo, hi)(log10_m)
+    c_median = 10.0 ** _median_concentration_table(cosmo, cat.log10_m_min_msun_h, cat.log10_m_max_msun_h)(log10_m)
     c = c_median * 10.0 ** (cat.concentration_scatter_dex * draw("concentration"))
     colossus_cosmology(cosmo)
     m500c, r500c_kpc_h, _ = mass_defs.changeMassDefinition(m, c, cosmo.redshift, "200m", "500c")
-
-    # Shape.
     s = np.clip(mean_shape_s(m, cosmo) + SHAPE_SIGMA * draw("shape_s"), SHAPE_S_MIN, 1.0)
-    q = _jing_suto_q(s, draw("shape_q"))
-
-    # Orientation: Shoemake (1992), uniform on SO(3); sign fixed so that w >= 0.
-    u1, u2, u3 = draw("orient_1"), draw("orient_2"), draw("orient_3")
-    a, b = np.sqrt(1.0 - u1), np.sqrt(u1)
-    qx, qy = a * np.sin(2.0 * np.pi * u2), a * np.cos(2.0 * np.pi * u2)
-    qz, qw = b * np.sin(2.0 * np.pi * u3), b * np.cos(2.0 * np.pi * u3)
-    sign = np.where(qw < 0.0, -1.0, 1.0)
-
-    # Mergers: NaN where not a merger.
-    is_merger = draw("is_merger") < cat.merger_fraction
-    nan_unless = lambda x: np.where(is_merger, x, np.nan)  # noqa: E731
-    uniform = lambda bounds, name: bounds[0] + (bounds[1] - bounds[0]) * draw(name)  # noqa: E731
-    # Inverse CDF of p(xi) ~ xi^-2 on [XI_MIN, 1]: 1/xi = 1/XI_MIN - (1/XI_MIN - 1) U.
-    xi = 1.0 / (1.0 / XI_MIN - (1.0 / XI_MIN - 1.0) * draw("merger_xi"))
-    cos_t = 2.0 * draw("merger_cos_theta") - 1.0
-    sin_t = np.sqrt(np.maximum(1.0 - cos_t**2, 0.0))
-    phi = 2.0 * np.pi * draw("merger_phi")
-
     return {
-        "halo_id": halo_ids.astype(np.int64),
         "m200m_msun_h": m,
         "log10_m200m_msun_h": log10_m,
         "r200m_mpc": r200m_mpc(m / cosmo.h, cosmo),
@@ -561,84 +542,134 @@ def _columns(cfg: Config, halo_ids: np.ndarray) -> dict[str, np.ndarray]:
         "m500c_msun_h": np.asarray(m500c, dtype=np.float64),
         "r500c_mpc": np.asarray(r500c_kpc_h, dtype=np.float64) / (1000.0 * cosmo.h),
         "shape_s": s,
-        "shape_q": q,
-        "orient_w": sign * qw,
-        "orient_x": sign * qx,
-        "orient_y": sign * qy,
-        "orient_z": sign * qz,
-        "f_sub": np.clip(FSUB_MEAN + FSUB_SIGMA * draw("f_sub"), FSUB_MIN, FSUB_MAX),
-        "gas_fraction_factor": np.exp(GAS_FRACTION_SIGMA_LN * draw("gas_fraction")),
-        "pressure_factor": np.exp(PRESSURE_SIGMA_LN * draw("pressure")),
-        "clumping_c0": uniform((CLUMPING_C0_MIN, CLUMPING_C0_MAX), "clumping"),
-        "gas_misalignment_deg": GAS_MISALIGNMENT_SIGMA_DEG * draw("misalignment"),
+        "shape_q": _jing_suto_q(s, draw("shape_q")),
+    }
+
+
+def _orientation_columns(draw: _Draw) -> dict[str, np.ndarray]:
+    """Orientation quaternion: Shoemake (1992), uniform on SO(3); sign fixed so that w >= 0."""
+    u1, u2, u3 = draw("orient_1"), draw("orient_2"), draw("orient_3")
+    a, b = np.sqrt(1.0 - u1), np.sqrt(u1)
+    qx, qy = a * np.sin(2.0 * np.pi * u2), a * np.cos(2.0 * np.pi * u2)
+    qz, qw = b * np.sin(2.0 * np.pi * u3), b * np.cos(2.0 * np.pi * u3)
+    sign = np.where(qw < 0.0, -1.0, 1.0)
+    return {"orient_w": sign * qw, "orient_x": sign * qx, "orient_y": sign * qy, "orient_z": sign * qz}
+
+
+def _uniform(bounds: tuple[float, float], u: np.ndarray) -> np.ndarray:
+    return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def _merger_columns(cat: CatalogConfig, draw: _Draw) -> dict[str, np.ndarray]:
+    """The merger columns: NaN where not a merger (false for the phase)."""
+    is_merger = draw("is_merger") < cat.merger_fraction
+    nan_unless = lambda x: np.where(is_merger, x, np.nan)  # noqa: E731
+    # Inverse CDF of p(xi) ~ xi^-2 on [XI_MIN, 1]: 1/xi = 1/XI_MIN - (1/XI_MIN - 1) U.
+    xi = 1.0 / (1.0 / XI_MIN - (1.0 / XI_MIN - 1.0) * draw("merger_xi"))
+    cos_t = 2.0 * draw("merger_cos_theta") - 1.0
+    sin_t = np.sqrt(np.maximum(1.0 - cos_t**2, 0.0))
+    phi = 2.0 * np.pi * draw("merger_phi")
+    return {
         "is_merger": is_merger,
         "merger_mass_ratio": nan_unless(xi),
-        "merger_separation_r200m": nan_unless(uniform(SEPARATION_R200M, "merger_separation")),
-        "merger_gas_lag_fraction": nan_unless(uniform(GAS_LAG_FRACTION, "merger_lag")),
-        "merger_mach": nan_unless(uniform(MACH, "merger_mach")),
+        "merger_separation_r200m": nan_unless(_uniform(SEPARATION_R200M, draw("merger_separation"))),
+        "merger_gas_lag_fraction": nan_unless(_uniform(GAS_LAG_FRACTION, draw("merger_lag"))),
+        "merger_mach": nan_unless(_uniform(MACH, draw("merger_mach"))),
         "merger_dir_x": nan_unless(sin_t * np.cos(phi)),
         "merger_dir_y": nan_unless(sin_t * np.sin(phi)),
         "merger_dir_z": nan_unless(cos_t),
+        "is_post_pericentre": is_merger & (draw("merger_phase") < cat.merger_post_pericentre_fraction),
+    }
+
+
+def _baryon_columns(cat: CatalogConfig, draw: _Draw) -> dict[str, np.ndarray]:
+    """Subhalo fraction, gas and pressure scatters, clumping, misalignment and cool cores."""
+    return {
+        "f_sub": np.clip(FSUB_MEAN + FSUB_SIGMA * draw("f_sub"), FSUB_MIN, FSUB_MAX),
+        "gas_fraction_factor": np.exp(GAS_FRACTION_SIGMA_LN * draw("gas_fraction")),
+        "pressure_factor": np.exp(PRESSURE_SIGMA_LN * draw("pressure")),
+        "clumping_c0": _uniform((CLUMPING_C0_MIN, CLUMPING_C0_MAX), draw("clumping")),
+        "gas_misalignment_deg": GAS_MISALIGNMENT_SIGMA_DEG * draw("misalignment"),
         "is_cool_core": draw("cool_core") < cat.cool_core_fraction,
         "pressure_c500_factor": 10.0 ** (cat.pressure_c500_scatter_dex * draw("pressure_c500")),
         "nonthermal_radius_factor": np.exp(cat.nonthermal_scatter_ln * draw("nonthermal")),
-        "is_post_pericentre": is_merger & (draw("merger_phase") < cat.merger_post_pericentre_fraction),
         "fgas500_factor": 10.0 ** (cat.gas_fraction_scatter_dex * draw("fgas500")),
     }
 
 
-def _table_metadata(cfg: Config) -> dict[bytes, bytes]:
-    from cmpipe.config import config_fingerprint, config_to_yaml
-
+def _columns(cat: CatalogConfig, cosmo: CosmologyConfig, halo_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Every column of :data:`CATALOG_SCHEMA` for ``halo_ids`` (element-wise in the halos)."""
+    v = _draw_variates(cat.seed, halo_ids)
+    draw = lambda name: v[:, _DRAW_INDEX[name]]  # noqa: E731
     return {
-        META_SCHEMA_VERSION: str(CATALOG_SCHEMA_VERSION).encode(),
-        META_FINGERPRINT: config_fingerprint(cfg).encode(),
-        META_CONFIG: config_to_yaml(cfg).encode(),
+        "halo_id": halo_ids.astype(np.int64),
+        **_structure_columns(cat, cosmo, draw),
+        **_orientation_columns(draw),
+        **_merger_columns(cat, draw),
+        **_baryon_columns(cat, draw),
     }
 
 
-def _table(cfg: Config, halo_ids: np.ndarray) -> pa.Table:
-    columns = _columns(cfg, halo_ids)
+def catalog_metadata(config_fingerprint: str, config_yaml: str) -> dict[bytes, bytes]:
+    """Key-value metadata of a catalog table: the schema version, and the fingerprint and
+    resolved YAML of the whole configuration that made it (computed by the caller,
+    :func:`cmpipe.stages.catalog.catalog_table`)."""
+    return {
+        META_SCHEMA_VERSION: str(CATALOG_SCHEMA_VERSION).encode(),
+        META_FINGERPRINT: config_fingerprint.encode(),
+        META_CONFIG: config_yaml.encode(),
+    }
+
+
+def _table(
+    cat: CatalogConfig, cosmo: CosmologyConfig, halo_ids: np.ndarray, metadata: dict[bytes, bytes] | None = None
+) -> pa.Table:
+    columns = _columns(cat, cosmo, halo_ids)
     arrays = [pa.array(columns[f.name], type=f.type) for f in CATALOG_SCHEMA]
-    schema = CATALOG_SCHEMA.with_metadata(_table_metadata(cfg))
+    schema = CATALOG_SCHEMA.with_metadata(metadata) if metadata is not None else CATALOG_SCHEMA
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def make_catalog(cfg: Config) -> pa.Table:
-    """The halo catalog of ``cfg.catalog``, one row per halo in id order.
+def make_catalog(
+    cat: CatalogConfig, cosmology: CosmologyConfig, metadata: dict[bytes, bytes] | None = None
+) -> pa.Table:
+    """The halo catalog of the ``catalog`` section, one row per halo in id order.
 
     Parameters
     ----------
-    cfg : Config
-        Uses ``cfg.catalog`` and ``cfg.cosmology``; the fingerprint of all of ``cfg`` goes
-        into the table's metadata.
+    cat, cosmology : CatalogConfig, CosmologyConfig
+        The ``catalog`` and ``cosmology`` sections.
+    metadata : dict, optional
+        The table's schema metadata, :func:`catalog_metadata` (schema version, config
+        fingerprint and resolved config; :func:`write_catalog` needs them). Default: the
+        schema's own.
 
     Returns
     -------
     pyarrow.Table
-        ``n_halos`` rows of :data:`CATALOG_SCHEMA` (see the module docstring), with the
-        schema version, config fingerprint and resolved config in its schema metadata.
+        ``n_halos`` rows of :data:`CATALOG_SCHEMA` (see the module docstring).
     """
     import time
 
     start = time.perf_counter()
-    table = _table(cfg, np.arange(cfg.catalog.n_halos, dtype=np.int64))
+    table = _table(cat, cosmology, np.arange(cat.n_halos, dtype=np.int64), metadata)
     logger.info(
-        "catalog: %d halos (%s mode) in %.1f s", table.num_rows, cfg.catalog.mode,
+        "catalog: %d halos (%s mode) in %.1f s", table.num_rows, cat.mode,
         time.perf_counter() - start,
     )
     return table
 
 
-def halo_parameters(cfg: Config, halo_id: int) -> dict[str, Any]:
+def halo_parameters(cat: CatalogConfig, cosmology: CosmologyConfig, halo_id: int) -> dict[str, Any]:
     """The catalog row of one halo, computed alone: equal, exactly, to row ``halo_id`` of
     :func:`make_catalog` (NaN where the row has NaN).
 
     Parameters
     ----------
-    cfg : Config
+    cat, cosmology : CatalogConfig, CosmologyConfig
+        The ``catalog`` and ``cosmology`` sections.
     halo_id : int
-        In ``0 .. cfg.catalog.n_halos - 1``.
+        In ``0 .. cat.n_halos - 1``.
 
     Returns
     -------
@@ -651,24 +682,24 @@ def halo_parameters(cfg: Config, halo_id: int) -> dict[str, Any]:
     CatalogError
         If ``halo_id`` is not in the catalog.
     """
-    n = cfg.catalog.n_halos
+    n = cat.n_halos
     if isinstance(halo_id, bool) or not isinstance(halo_id, (int, np.integer)) or not 0 <= halo_id < n:
         raise CatalogError(
             f"halo_id must be an integer in [0, {n - 1}] (catalog.n_halos = {n}); got {halo_id!r}"
         )
-    return _table(cfg, np.array([halo_id], dtype=np.int64)).to_pylist()[0]
+    return _table(cat, cosmology, np.array([halo_id], dtype=np.int64)).to_pylist()[0]
 
 
-def catalog_summary(table: pa.Table, cfg: Config) -> str:
+def catalog_summary(table: pa.Table, cat: CatalogConfig, cosmology: CosmologyConfig) -> str:
     """One line: number of halos, mass range, mergers and, in box mode, the equivalent volume."""
     log10_m = table.column("log10_m200m_msun_h").to_numpy()
     mergers = int(np.count_nonzero(table.column("is_merger").to_numpy(zero_copy_only=False)))
     line = (
-        f"{table.num_rows} halos ({cfg.catalog.mode} mode), log10 M200m [Msun/h] "
+        f"{table.num_rows} halos ({cat.mode} mode), log10 M200m [Msun/h] "
         f"{log10_m.min():.3f} to {log10_m.max():.3f}, {mergers} mergers"
     )
-    if cfg.catalog.mode == "box":
-        volume = equivalent_volume_mpc3_h3(cfg)
+    if cat.mode == "box":
+        volume = equivalent_volume_mpc3_h3(cat, cosmology)
         line += f", equivalent volume {volume:.3e} (Mpc/h)^3 = ({np.cbrt(volume):.0f} Mpc/h)^3"
     return line
 
@@ -764,13 +795,10 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table:
     return _conform(table, str(path))
 
 
-def catalog_config(table: pa.Table) -> Config:
-    """The resolved configuration that made a catalog (from its ``cmpipe.config`` metadata)."""
-    import yaml
-
-    from cmpipe.config import config_from_dict
-
+def catalog_config_yaml(table: pa.Table) -> str:
+    """The resolved configuration that made a catalog, as YAML (its ``cmpipe.config`` metadata;
+    :func:`cmpipe.stages.catalog.catalog_config` parses it)."""
     text = (table.schema.metadata or {}).get(META_CONFIG)
     if not text:
         raise CatalogError(f"the catalog has no {META_CONFIG.decode()} metadata")
-    return config_from_dict(yaml.safe_load(text.decode()), source="catalog metadata")
+    return text.decode()

@@ -7,6 +7,7 @@ All densities are *physical* at the configured redshift, in Msun Mpc^-3 (no litt
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -18,11 +19,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cmpipe.config import CosmologyConfig
 
-__all__ = ["MeanDensities", "colossus_cosmology", "mean_densities", "r200m_mpc", "r500c_from_m200m", "rho_crit_msun_mpc3",
-           "sigma_crit_msun_mpc2"]
+__all__ = ["ARCMIN_RAD", "MeanDensities", "angular_diameter_distance_mpc", "colossus_cosmology", "mean_densities",
+           "pixel_arcmin", "r200m_mpc", "r500c_from_m200m", "rho_crit_msun_mpc3", "sigma_crit_msun_mpc2"]
 
 #: colossus gives densities in Msun h^2 kpc^-3: times 1e9 h^2 for Msun Mpc^-3.
 _KPC3_TO_MPC3 = 1e9
+#: arcmin in radians.
+ARCMIN_RAD = math.pi / (180.0 * 60.0)
 
 
 @lru_cache(maxsize=8)
@@ -122,6 +125,26 @@ def r500c_from_m200m(
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
     r500 = np.exp(0.5 * (lo + hi))
     return r500, norm * mu(r500 / rs)
+
+
+def angular_diameter_distance_mpc(redshift: float, cfg: CosmologyConfig) -> float:
+    """D_A at ``redshift`` [physical Mpc] (colossus; its distances are in Mpc/h).
+
+    Raises
+    ------
+    ValueError
+        At ``redshift <= 0``: ``D_A(0) = 0``, there is no finite angular scale (callers that can
+        do without one, like the FITS header's ``ARCMINPX``, check first).
+    """
+    if redshift <= 0:
+        raise ValueError(f"instrument.redshift must be > 0 for angular scales; got {redshift}")
+    return float(colossus_cosmology(cfg).angularDiameterDistance(redshift)) / cfg.h
+
+
+def pixel_arcmin(pixel_mpc: float, redshift: float, cfg: CosmologyConfig) -> float:
+    """Angular side of a pixel of ``pixel_mpc`` [physical Mpc] at ``redshift`` [arcmin],
+    ``pixel_mpc / D_A`` (ValueError at ``redshift <= 0``: :func:`angular_diameter_distance_mpc`)."""
+    return pixel_mpc / angular_diameter_distance_mpc(redshift, cfg) / ARCMIN_RAD
 
 
 def sigma_crit_msun_mpc2(z_lens: float, z_source: float, cfg: CosmologyConfig) -> float:

@@ -479,6 +479,30 @@ def read_halo_hdf5(path: PathLike, *, mean_molecular_weight: float = units.MU_PR
 # ----------------------------------------------------------------------------- writer
 
 
+def _write_header(
+    f: h5py.File, props: HaloProperties, centre: np.ndarray, *, h: float, length_unit: str, comoving: bool,
+    mass_unit: str, smoothing_convention: str, lf: float, mf: float,
+) -> None:
+    """The ``Header`` and ``Halo`` groups of :func:`write_halo_hdf5` (``lf``, ``mf``: the file's
+    length and mass units in Mpc and Msun)."""
+    hdr = f.create_group("Header")
+    hdr.attrs["Redshift"] = float(props.redshift)
+    hdr.attrs["HubbleParam"] = float(h)
+    hdr.attrs["LengthUnit"] = length_unit
+    hdr.attrs["Comoving"] = np.bool_(comoving)
+    hdr.attrs["MassUnit"] = mass_unit
+    hdr.attrs["InternalEnergyUnit"] = units.INTERNAL_ENERGY_UNITS[0]
+    hdr.attrs["TemperatureUnit"] = units.TEMPERATURE_UNITS[0]
+    hdr.attrs["SmoothingLengthConvention"] = smoothing_convention
+    hdr.attrs["Kernel"] = units.KERNELS[0]
+
+    hal = f.create_group("Halo")
+    hal.attrs["HaloID"] = np.int64(props.halo_id)
+    hal.attrs["M200m"] = float(props.m200m_msun) / mf
+    hal.attrs["R200m"] = float(props.r200m_mpc) / lf
+    hal.attrs["Centre"] = centre / lf
+
+
 def write_halo_hdf5(
     path: PathLike,
     halo: Halo,
@@ -552,22 +576,8 @@ def write_halo_hdf5(
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
     try:
         with h5py.File(tmp, "w-") as f:
-            hdr = f.create_group("Header")
-            hdr.attrs["Redshift"] = float(props.redshift)
-            hdr.attrs["HubbleParam"] = float(h)
-            hdr.attrs["LengthUnit"] = length_unit
-            hdr.attrs["Comoving"] = np.bool_(comoving)
-            hdr.attrs["MassUnit"] = mass_unit
-            hdr.attrs["InternalEnergyUnit"] = units.INTERNAL_ENERGY_UNITS[0]
-            hdr.attrs["TemperatureUnit"] = units.TEMPERATURE_UNITS[0]
-            hdr.attrs["SmoothingLengthConvention"] = smoothing_convention
-            hdr.attrs["Kernel"] = units.KERNELS[0]
-
-            hal = f.create_group("Halo")
-            hal.attrs["HaloID"] = np.int64(props.halo_id)
-            hal.attrs["M200m"] = float(props.m200m_msun) / mf
-            hal.attrs["R200m"] = float(props.r200m_mpc) / lf
-            hal.attrs["Centre"] = centre / lf
+            _write_header(f, props, centre, h=h, length_unit=length_unit, comoving=comoving, mass_unit=mass_unit,
+                          smoothing_convention=smoothing_convention, lf=lf, mf=mf)
 
             def particles(name: str, part: DarkMatterParticles) -> h5py.Group:
                 g = f.create_group(name)

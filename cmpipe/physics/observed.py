@@ -458,6 +458,76 @@ def _lx_by_core(result: ValidationResult, seed: int, n_boot: int) -> dict:
     return out
 
 
+def _lx_bol_row(result: ValidationResult, seed: int, n_boot: int) -> RelationComparison:
+    """L_X bolometric: slope and scatter against the issue's ranges (cool cores and disturbed
+    halos apart where there are enough)."""
+    from cmpipe.physics.validate import bootstrap_power_law
+
+    lb = LX_BOL_SUMMARY
+    lx_fit = bootstrap_power_law(result.m500c_msun, result.lx500_erg_s, PIVOT_MSUN, n_boot=n_boot, seed=seed + 3)
+    ok, verdict = _verdict([_against_range("slope", lx_fit.slope, lx_fit.slope_error, *lb.slope_range),
+                            _against_range("scatter [dex]", lx_fit.scatter_dex, lx_fit.scatter_dex_error,
+                                           *lb.scatter_dex_range)])
+    by_core = _lx_by_core(result, seed + 8, n_boot)
+    mock = _fmt_fit(lx_fit, ".3g", "erg/s")
+    if by_core:
+        c, d = by_core["cool_core"], by_core["disturbed"]
+        mock += (f"; cool cores (N = {c['n']}): slope {c['slope']:.2f} ± {c['slope_error']:.2f}, scatter "
+                 f"{c['scatter_dex']:.3f} dex; disturbed (N = {d['n']}): slope {d['slope']:.2f} ± "
+                 f"{d['slope_error']:.2f}, scatter {d['scatter_dex']:.3f} dex; CC / disturbed at 3e14 Msun "
+                 f"{by_core['ratio_cool_core_over_disturbed_at_pivot']:.2f}")
+    return RelationComparison(
+        "lx_bol_m500c", "L_X,bol(<R500c) [erg/s] vs M500c [Msun]", mock,
+        f"slope {lb.slope_range[0]:g}-{lb.slope_range[1]:g}, scatter {lb.scatter_dex_range[0]:g}-"
+        f"{lb.scatter_dex_range[1]:g} dex, no normalisation ({lb.citation})",
+        verdict, ok, {"mock_fit": lx_fit.to_dict(), "published_slope_range": list(lb.slope_range),
+                      "published_scatter_dex_range": list(lb.scatter_dex_range), "by_core": by_core},
+    )
+
+
+def _lx_soft_row(result: ValidationResult, seed: int, n_boot: int) -> RelationComparison:
+    """L_X[0.1-2.4 keV]: Pratt et al. 2009 normalisation and slope."""
+    from cmpipe.physics.validate import bootstrap_power_law
+
+    pr = PRATT09_LX_SOFT
+    ls_fit = bootstrap_power_law(result.m500c_msun, result.lx500_soft_erg_s, PIVOT_MSUN, n_boot=n_boot, seed=seed + 4)
+    l_ref = float(pr.lx_erg_s(np.array([PIVOT_MSUN]), result.h)[0])
+    ratio = ls_fit.normalisation / l_ref
+    ok, verdict = _verdict([
+        _against_value("L at pivot (ratio)", ratio, ratio * ls_fit.normalisation_rel_error, 1.0,
+                       pr.c_error_1e44_erg_s / pr.c_1e44_erg_s),
+        _against_value("slope", ls_fit.slope, ls_fit.slope_error, pr.alpha, pr.alpha_error)])
+    return RelationComparison(
+        "lx_soft_m500c", "L_X[0.1-2.4 keV](<R500c) [erg/s] vs M500c [Msun]",
+        _fmt_fit(ls_fit, ".3g", "erg/s") + f"; {ratio:.2f} x published L",
+        f"L(3e14 Msun) = {l_ref:.3g} erg/s (C = 0.83 ± 0.07 e44 h70^-2 erg/s at 2e14 h70^-1 Msun), "
+        f"slope {pr.alpha:g} ± {pr.alpha_error:g}, scatter not given for L-M ({pr.citation})",
+        verdict, ok, {"mock_fit": ls_fit.to_dict(), "published_l_at_pivot_erg_s": l_ref,
+                      "published_slope": pr.alpha, "ratio_l_mock_over_published": ratio},
+    )
+
+
+def _y_row(result: ValidationResult, seed: int, n_boot: int) -> RelationComparison:
+    """Y-M: Arnaud et al. 2010 eq. 22 (no error quoted with eq. 22 is used: the mock's alone)."""
+    from cmpipe.physics.validate import bootstrap_power_law
+
+    ar = ARNAUD10_YM
+    y_fit = bootstrap_power_law(result.m500c_msun, result.y500_mpc2, PIVOT_MSUN, n_boot=n_boot, seed=seed + 5)
+    y_ref = float(ar.y500_mpc2(np.array([PIVOT_MSUN]), result.h)[0])
+    ratio = y_fit.normalisation / y_ref
+    ok, verdict = _verdict([
+        _against_value("Y at pivot (ratio)", ratio, ratio * y_fit.normalisation_rel_error, 1.0, 0.0),
+        _against_value("slope", y_fit.slope, y_fit.slope_error, ar.slope, 0.0)])
+    return RelationComparison(
+        "y500_m500c", "E(z)^-2/3 Y_sph(<R500c) D_A^2 [Mpc^2] vs M500c [Msun]",
+        _fmt_fit(y_fit, ".3g", "Mpc^2") + f"; {ratio:.2f} x published Y",
+        f"Y(3e14 Msun) = {y_ref:.3g} Mpc^2 (10^-4.739 h70^-1 at 3e14 h70^-1 Msun), slope {ar.slope:g}, "
+        f"errors of eq. 22 not used ({ar.citation})",
+        verdict, ok, {"mock_fit": y_fit.to_dict(), "published_y_at_pivot_mpc2": y_ref, "published_slope": ar.slope,
+                      "ratio_y_mock_over_published": ratio},
+    )
+
+
 def compare_relations(result: ValidationResult, seed: int = 0, n_boot: int = 1000) -> list[RelationComparison]:
     """The mock's relations (from the particles) against the published ones (module docstring).
 
@@ -477,73 +547,17 @@ def compare_relations(result: ValidationResult, seed: int = 0, n_boot: int = 100
     """
     from cmpipe.physics.validate import bootstrap_power_law
 
-    h, m = result.h, result.m500c_msun
     out = [_fgas_window(result, FGAS_GROUPS, "fgas_groups", seed, n_boot),
            _fgas_window(result, FGAS_CLUSTERS, "fgas_clusters", seed + 1, n_boot)]
-    fg = bootstrap_power_law(m, result.fgas500, PIVOT_MSUN, n_boot=n_boot, seed=seed)
+    fg = bootstrap_power_law(result.m500c_msun, result.fgas500, PIVOT_MSUN, n_boot=n_boot, seed=seed)
     out[0].numbers["mock_fit"] = fg.to_dict()
     out[1].numbers["mock_fit"] = fg.to_dict()
-
     if np.count_nonzero(np.isfinite(result.fgas500) & (result.fgas500 > 0)) >= 3:
         out.append(_fgas_relation(result, seed + 7, n_boot))
     out.extend(_t_rows(result, seed, n_boot))
-
-    # L_X bolometric: slope and scatter against the issue's ranges.
-    lb = LX_BOL_SUMMARY
-    lx_fit = bootstrap_power_law(m, result.lx500_erg_s, PIVOT_MSUN, n_boot=n_boot, seed=seed + 3)
-    ok, verdict = _verdict([_against_range("slope", lx_fit.slope, lx_fit.slope_error, *lb.slope_range),
-                            _against_range("scatter [dex]", lx_fit.scatter_dex, lx_fit.scatter_dex_error,
-                                           *lb.scatter_dex_range)])
-    by_core = _lx_by_core(result, seed + 8, n_boot)
-    mock = _fmt_fit(lx_fit, ".3g", "erg/s")
-    if by_core:
-        c, d = by_core["cool_core"], by_core["disturbed"]
-        mock += (f"; cool cores (N = {c['n']}): slope {c['slope']:.2f} ± {c['slope_error']:.2f}, scatter "
-                 f"{c['scatter_dex']:.3f} dex; disturbed (N = {d['n']}): slope {d['slope']:.2f} ± "
-                 f"{d['slope_error']:.2f}, scatter {d['scatter_dex']:.3f} dex; CC / disturbed at 3e14 Msun "
-                 f"{by_core['ratio_cool_core_over_disturbed_at_pivot']:.2f}")
-    out.append(RelationComparison(
-        "lx_bol_m500c", "L_X,bol(<R500c) [erg/s] vs M500c [Msun]", mock,
-        f"slope {lb.slope_range[0]:g}-{lb.slope_range[1]:g}, scatter {lb.scatter_dex_range[0]:g}-"
-        f"{lb.scatter_dex_range[1]:g} dex, no normalisation ({lb.citation})",
-        verdict, ok, {"mock_fit": lx_fit.to_dict(), "published_slope_range": list(lb.slope_range),
-                      "published_scatter_dex_range": list(lb.scatter_dex_range), "by_core": by_core},
-    ))
-
-    # L_X[0.1-2.4 keV]: Pratt et al. 2009 normalisation and slope.
-    pr = PRATT09_LX_SOFT
-    ls_fit = bootstrap_power_law(m, result.lx500_soft_erg_s, PIVOT_MSUN, n_boot=n_boot, seed=seed + 4)
-    l_ref = float(pr.lx_erg_s(np.array([PIVOT_MSUN]), h)[0])
-    ratio = ls_fit.normalisation / l_ref
-    ok, verdict = _verdict([
-        _against_value("L at pivot (ratio)", ratio, ratio * ls_fit.normalisation_rel_error, 1.0,
-                       pr.c_error_1e44_erg_s / pr.c_1e44_erg_s),
-        _against_value("slope", ls_fit.slope, ls_fit.slope_error, pr.alpha, pr.alpha_error)])
-    out.append(RelationComparison(
-        "lx_soft_m500c", "L_X[0.1-2.4 keV](<R500c) [erg/s] vs M500c [Msun]",
-        _fmt_fit(ls_fit, ".3g", "erg/s") + f"; {ratio:.2f} x published L",
-        f"L(3e14 Msun) = {l_ref:.3g} erg/s (C = 0.83 ± 0.07 e44 h70^-2 erg/s at 2e14 h70^-1 Msun), "
-        f"slope {pr.alpha:g} ± {pr.alpha_error:g}, scatter not given for L-M ({pr.citation})",
-        verdict, ok, {"mock_fit": ls_fit.to_dict(), "published_l_at_pivot_erg_s": l_ref,
-                      "published_slope": pr.alpha, "ratio_l_mock_over_published": ratio},
-    ))
-
-    # Y-M: Arnaud et al. 2010 eq. 22 (no error quoted with eq. 22 is used: the mock's alone).
-    ar = ARNAUD10_YM
-    y_fit = bootstrap_power_law(m, result.y500_mpc2, PIVOT_MSUN, n_boot=n_boot, seed=seed + 5)
-    y_ref = float(ar.y500_mpc2(np.array([PIVOT_MSUN]), h)[0])
-    ratio = y_fit.normalisation / y_ref
-    ok, verdict = _verdict([
-        _against_value("Y at pivot (ratio)", ratio, ratio * y_fit.normalisation_rel_error, 1.0, 0.0),
-        _against_value("slope", y_fit.slope, y_fit.slope_error, ar.slope, 0.0)])
-    out.append(RelationComparison(
-        "y500_m500c", "E(z)^-2/3 Y_sph(<R500c) D_A^2 [Mpc^2] vs M500c [Msun]",
-        _fmt_fit(y_fit, ".3g", "Mpc^2") + f"; {ratio:.2f} x published Y",
-        f"Y(3e14 Msun) = {y_ref:.3g} Mpc^2 (10^-4.739 h70^-1 at 3e14 h70^-1 Msun), slope {ar.slope:g}, "
-        f"errors of eq. 22 not used ({ar.citation})",
-        verdict, ok, {"mock_fit": y_fit.to_dict(), "published_y_at_pivot_mpc2": y_ref, "published_slope": ar.slope,
-                      "ratio_y_mock_over_published": ratio},
-    ))
+    out.append(_lx_bol_row(result, seed, n_boot))
+    out.append(_lx_soft_row(result, seed, n_boot))
+    out.append(_y_row(result, seed, n_boot))
     return out
 
 

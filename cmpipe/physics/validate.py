@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cmpipe.config import Config
+    from cmpipe.config import CosmologyConfig, MapsConfig, MockConfig, PlasmaConfig
     from cmpipe.physics.halo import Halo
     from cmpipe.physics.mock import MockHaloSource, MockProfiles
 
@@ -157,7 +157,7 @@ def _fibonacci_directions(n: int = N_DIRECTIONS) -> np.ndarray:
     return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
 
 
-def model_axes(row: dict, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def model_axes(row: dict, mock: MockConfig) -> tuple[np.ndarray, np.ndarray]:
     """Axis lengths of the DM and gas ellipsoids of one halo (module docstring), ``(3,)`` each,
     product 1; ones where ``mock.triaxial`` / ``mock.gas_shape`` is off."""
     q, s = float(row["shape_q"]), float(row["shape_s"])
@@ -165,8 +165,8 @@ def model_axes(row: dict, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     def axes(q_: float, s_: float) -> np.ndarray:
         return np.array([1.0, q_, s_]) / np.cbrt(q_ * s_)
 
-    dm = axes(q, s) if cfg.mock.triaxial else np.ones(3)
-    gas = axes(1.0 - 0.5 * (1.0 - q), 1.0 - 0.5 * (1.0 - s)) if cfg.mock.gas_shape else np.ones(3)
+    dm = axes(q, s) if mock.triaxial else np.ones(3)
+    gas = axes(1.0 - 0.5 * (1.0 - q), 1.0 - 0.5 * (1.0 - s)) if mock.gas_shape else np.ones(3)
     return dm, gas
 
 
@@ -633,9 +633,172 @@ def _sphere_integral(func, r_max: float, r_min: float) -> float:
     return float(np.sum(func(mid) * 4.0 / 3.0 * np.pi * np.diff(sub**3)))
 
 
+@dataclass(frozen=True)
+class _Model:
+    """A halo's input model for the checks: its profiles, uniform background
+    ``(rho_bg_dm, rho_bg_gas)`` [Msun Mpc^-3] (``bg_inside``: it fills the halo too) and the
+    direction-average stretch factors of the DM and gas ellipsoids."""
+
+    prof: MockProfiles
+    rho_bg_dm: float
+    rho_bg_gas: float
+    bg_inside: bool
+    f_dm: np.ndarray
+    f_gas: np.ndarray
+
+    def enclosed(self, species: str, edges_mpc: np.ndarray, factors: np.ndarray | None = None) -> np.ndarray:
+        """Model mass of ``species`` (``"dm"`` or ``"gas"``) inside each of ``edges_mpc`` [Msun],
+        direction-averaged over ``factors`` (default: the species' own)."""
+        prof = self.prof
+        if species == "dm":
+            table, rho_bg, own = prof.dm_enclosed_msun, self.rho_bg_dm, self.f_dm
+        else:
+            table, rho_bg, own = prof.gas_enclosed_msun, self.rho_bg_gas, self.f_gas
+        f = own if factors is None else factors
+        return _model_enclosed(prof.r_mpc, table, prof.outer_mpc, rho_bg, edges_mpc, f, self.bg_inside)
+
+
+@dataclass(frozen=True)
+class _GasState:
+    """Per gas particle: radius [Mpc], mass [Msun], density [Msun Mpc^-3], temperature [K],
+    ``n_e`` and ``sum n_Z Z^2`` [cm^-3], electron pressure [keV cm^-3] and volume ``m / rho`` [Mpc^3]."""
+
+    r: np.ndarray
+    m: np.ndarray
+    rho: np.ndarray
+    temperature: np.ndarray
+    n_e: np.ndarray
+    n_z2: np.ndarray
+    p_e: np.ndarray
+    v_mpc3: np.ndarray
+
+
+def _gas_state(halo: Halo, plasma, k) -> _GasState:
+    """Electron pressure and emissivity inputs per gas particle (``plasma`` a
+    :class:`~cmpipe.physics.plasma.Plasma`, ``k`` its constants)."""
+    m_gas = halo.gas.mass_msun
+    rho = np.asarray(halo.gas.density_msun_mpc3, dtype=np.float64)
+    rho_cgs = rho * (k.msun_g / k.mpc_cm**3)
+    n_e = plasma.electrons_per_proton_mass * rho_cgs / k.proton_mass_g
+    n_z2 = plasma.ion_z2_per_proton_mass * rho_cgs / k.proton_mass_g
+    temperature = np.asarray(halo.gas.temperature_k, dtype=np.float64)
+    p_e = n_e * k.boltzmann_kev_per_k * temperature  # keV cm^-3
+    return _GasState(r=np.linalg.norm(halo.gas.pos_mpc, axis=1), m=m_gas, rho=rho, temperature=temperature,
+                     n_e=n_e, n_z2=n_z2, p_e=p_e, v_mpc3=m_gas / rho)
+
+
+def _density_checks(
+    model: _Model, r_dm: np.ndarray, m_dm: np.ndarray, gas: _GasState, edges: np.ndarray, rho_m: float
+) -> dict[str, np.ndarray]:
+    """DM and gas densities in shells of R200m over ``rho_m`` [Msun Mpc^-3], measured and model."""
+    e200 = edges * model.prof.r200m_mpc
+    vol = _shell_volumes(e200)
+    dm_model_enc = model.enclosed("dm", e200)
+    gas_model_enc = model.enclosed("gas", e200)
+    return {
+        "dm_density": _shell_mass(r_dm, m_dm, e200) / vol / rho_m,
+        "gas_density": _shell_mass(gas.r, gas.m, e200) / vol / rho_m,
+        "dm_density_model": np.diff(dm_model_enc) / vol / rho_m,
+        "gas_density_model": np.diff(gas_model_enc) / vol / rho_m,
+    }
+
+
+def _pressure_checks(prof: MockProfiles, gas: _GasState, edges: np.ndarray, pressure_of_r) -> dict[str, np.ndarray]:
+    """Volume-weighted ``P_e / P500`` in shells of R500c, measured and model."""
+    p500 = p500_kev_cm3(prof.m500c_msun, prof.h, prof.e_z)
+    e500 = edges * prof.r500c_mpc
+    pv = _shell_mass(gas.r, gas.p_e * gas.v_mpc3, e500)
+    vv = _shell_mass(gas.r, gas.v_mpc3, e500)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pressure = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), np.nan) / p500
+    return {"pressure": pressure, "pressure_model": _shell_average(pressure_of_r, e500) / p500}
+
+
+def _fgas_checks(
+    model: _Model, r_dm: np.ndarray, m_dm: np.ndarray, gas: _GasState, edges: np.ndarray, f_b: float
+) -> dict:
+    """Gas fraction inside each outer bin edge [R500c] over ``f_b``, measured and model, and
+    inside R500c."""
+    r500c = model.prof.r500c_mpc
+    e500 = edges * r500c
+    gas_enc = np.array([gas.m[gas.r < r].sum() for r in e500[1:]])
+    dm_enc = np.array([m_dm[r_dm < r].sum() for r in e500[1:]])
+    tot = gas_enc + dm_enc
+    fgas = np.where(tot > 0, gas_enc / np.where(tot > 0, tot, 1.0), np.nan) / f_b
+    g_mod = model.enclosed("gas", e500[1:])
+    d_mod = model.enclosed("dm", e500[1:])
+    g500, d500 = gas.m[gas.r < r500c].sum(), m_dm[r_dm < r500c].sum()
+    return {
+        "fgas": fgas,
+        "fgas_model": g_mod / (g_mod + d_mod) / f_b,
+        "fgas_r500c": float(g500 / (g500 + d500) / f_b) if g500 + d500 > 0 else float("nan"),
+        "fgas500": float(g500 / (g500 + d500)) if g500 + d500 > 0 else float("nan"),
+    }
+
+
+def _r500c_integrals(prof: MockProfiles, gas: _GasState, pressure_of_r, gaunt_factor: float, k) -> dict[str, float]:
+    """Y500 and L_X (bolometric and soft band) inside R500c, and the gas-mass-weighted and
+    spectroscopic-like temperatures in 0.15-1 R500c."""
+    from cmpipe.physics.plasma import BREMSSTRAHLUNG_CGS
+
+    r500c = prof.r500c_mpc
+    in500 = gas.r < r500c
+    ez_y = prof.e_z ** (-2.0 / 3.0)
+    y500 = float(k.compton_y_cm3_per_kev_mpc * np.sum(gas.p_e[in500] * gas.v_mpc3[in500])) * ez_y
+    y500_model = k.compton_y_cm3_per_kev_mpc * _sphere_integral(pressure_of_r, r500c, 1e-6 * r500c) * ez_y
+    eps = BREMSSTRAHLUNG_CGS * np.sqrt(gas.temperature) * gas.n_e * gas.n_z2 * gaunt_factor  # erg s^-1 cm^-3
+    kt_kev = k.boltzmann_kev_per_k * gas.temperature
+    lo_kev, hi_kev = SOFT_BAND_KEV
+    band = np.exp(-lo_kev / kt_kev) - np.exp(-hi_kev / kt_kev)
+    annulus = (gas.r >= T_ANNULUS_R500C[0] * r500c) & (gas.r < T_ANNULUS_R500C[1] * r500c)
+    w = gas.m[annulus]
+    return {
+        "y500_mpc2": y500,
+        "y500_model_mpc2": float(y500_model),
+        "lx500_erg_s": float(np.sum(eps[in500] * gas.v_mpc3[in500]) * k.mpc_cm**3),
+        "lx500_soft_erg_s": float(np.sum((eps * band * gas.v_mpc3)[in500]) * k.mpc_cm**3),
+        # Gas-mass-weighted temperature in 0.15-1 R500c.
+        "tmw_kev": float(np.sum(w * kt_kev[annulus]) / np.sum(w)) if w.sum() > 0 else float("nan"),
+        # Spectroscopic-like: w = n^2 T^-3/4 V = m rho T^-3/4 (Mazzotta et al. 2004, eq. 14), over
+        # the hot phase only (module docstring).
+        "tsl_kev": spectroscopic_like_temperature_kev(kt_kev[annulus], gas.m[annulus], gas.rho[annulus]),
+    }
+
+
+def _outskirts(halo: Halo, model: _Model, map_width_mpc: float, rho_m: float) -> dict:
+    """Outskirts to the map edge: shell densities over ``rho_m``, their particle variance and
+    the model, NaN beyond half the map width ``map_width_mpc`` [Mpc]."""
+    r200m = model.prof.r200m_mpc
+    map_edge = 0.5 * map_width_mpc / r200m
+    eo = OUTSKIRTS_EDGES * r200m
+    beyond = OUTSKIRTS_EDGES[1:] > map_edge
+    out: dict = {"map_edge_r200m": float(map_edge)}
+    for name, pos, m_p in (("dm", halo.dm.pos_mpc, halo.dm.mass_msun), ("gas", halo.gas.pos_mpc, halo.gas.mass_msun)):
+        # In ellipsoidal shells of the particles' own shape inside R200m: a spherical average
+        # blurs a step in ellipsoidal radius over the spread of the axes.
+        axes, rot = shape_from_particles(pos, m_p, r200m)
+        dens, var = shell_density(np.linalg.norm((pos @ rot) / axes, axis=1), m_p, eo)
+        shell_model = np.diff(model.enclosed(name, eo, np.ones(1)))
+        shell_model = shell_model / _shell_volumes(eo)
+        values = [np.where(beyond, np.nan, a) for a in (dens / rho_m, var / rho_m**2, shell_model / rho_m)]
+        out[f"{name}_outskirts"], out[f"{name}_outskirts_var"], out[f"{name}_outskirts_model"] = values
+    return out
+
+
+def _sphere_masses(halo: Halo, r_dm: np.ndarray, gas_r: np.ndarray, maps: MapsConfig) -> dict[str, float]:
+    """DM and gas particle mass [Msun] in the sphere inscribed in the projection box."""
+    sphere_r = 0.5 * min(maps.npix * maps.pixel_mpc, maps.depth_mpc)
+    return {
+        "sphere_radius_mpc": float(sphere_r),
+        "sphere_dm_msun": float(halo.dm.mass_msun[r_dm < sphere_r].sum()),
+        "sphere_gas_msun": float(halo.gas.mass_msun[gas_r < sphere_r].sum()),
+    }
+
+
 def measure_halo(
-    halo: Halo, prof: MockProfiles, cfg: Config, edges: np.ndarray = DEFAULT_EDGES,
-    dm_axes: np.ndarray | None = None, gas_axes: np.ndarray | None = None, is_cool_core: bool | None = None,
+    halo: Halo, prof: MockProfiles, cosmology: CosmologyConfig, plasma: PlasmaConfig, maps: MapsConfig,
+    mock: MockConfig, edges: np.ndarray = DEFAULT_EDGES, dm_axes: np.ndarray | None = None,
+    gas_axes: np.ndarray | None = None, is_cool_core: bool | None = None,
 ) -> HaloChecks:
     """Measure one halo's profiles, Y500 and L_X against its input model (module docstring).
 
@@ -646,8 +809,9 @@ def measure_halo(
         temperatures and SPH densities.
     prof : MockProfiles
         The halo's input model (:meth:`MockHaloSource.profiles`).
-    cfg : Config
-        Cosmology, plasma and mock (background) settings.
+    cosmology, plasma, maps, mock : config sections
+        Cosmology, plasma, the projection box (outskirts, inscribed sphere) and the mock's
+        ``background`` setting.
     edges : (K + 1,) float64
         Bin edges [R200m for the densities, R500c for pressure and gas fraction].
     dm_axes, gas_axes : (3,) float64, optional
@@ -656,129 +820,42 @@ def measure_halo(
         The catalog row's ``is_cool_core`` (:func:`validate_source` passes it).
     """
     from cmpipe.physics.cosmology import mean_densities
-    from cmpipe.physics.plasma import BREMSSTRAHLUNG_CGS, Plasma, constants
+    from cmpipe.physics.plasma import Plasma, constants
 
     if halo.gas.density_msun_mpc3 is None:
         raise ValueError("measure_halo needs the gas particles' SPH densities (density_msun_mpc3)")
     edges = np.asarray(edges, dtype=np.float64)
-    means = mean_densities(cfg.cosmology)
-    f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
-    rho_bg_dm, rho_bg_gas, bg_inside = _background(prof, cfg, means)
-    r200m, r500c = prof.r200m_mpc, prof.r500c_mpc
-    f_dm, f_gas = _stretch_factors(dm_axes), _stretch_factors(gas_axes)
-    pressure_of_r = _direction_average(prof.electron_pressure_kev_cm3, f_gas)
-
-    r_dm = np.linalg.norm(halo.dm.pos_mpc, axis=1)
-    r_gas = np.linalg.norm(halo.gas.pos_mpc, axis=1)
-    m_dm, m_gas = halo.dm.mass_msun, halo.gas.mass_msun
-
-    # Densities in shells of R200m.
-    e200 = edges * r200m
-    vol = _shell_volumes(e200)
-    dm_model_enc = _model_enclosed(prof.r_mpc, prof.dm_enclosed_msun, prof.outer_mpc, rho_bg_dm, e200, f_dm, bg_inside)
-    gas_model_enc = _model_enclosed(prof.r_mpc, prof.gas_enclosed_msun, prof.outer_mpc, rho_bg_gas, e200, f_gas,
-                                    bg_inside)
-    dm_density = _shell_mass(r_dm, m_dm, e200) / vol / means.matter
-    gas_density = _shell_mass(r_gas, m_gas, e200) / vol / means.matter
-    dm_density_model = np.diff(dm_model_enc) / vol / means.matter
-    gas_density_model = np.diff(gas_model_enc) / vol / means.matter
-
-    # Electron pressure and emissivity per gas particle.
+    means = mean_densities(cosmology)
+    f_b = cosmology.omega_b / cosmology.omega_m
+    model = _Model(prof, *_background(prof, mock.background, means), _stretch_factors(dm_axes),
+                   _stretch_factors(gas_axes))
+    pressure_of_r = _direction_average(prof.electron_pressure_kev_cm3, model.f_gas)
     k = constants()
-    plasma = Plasma(cfg.plasma.hydrogen_mass_fraction, cfg.plasma.gaunt_factor)
-    rho = np.asarray(halo.gas.density_msun_mpc3, dtype=np.float64)
-    rho_cgs = rho * (k.msun_g / k.mpc_cm**3)
-    n_e = plasma.electrons_per_proton_mass * rho_cgs / k.proton_mass_g
-    n_z2 = plasma.ion_z2_per_proton_mass * rho_cgs / k.proton_mass_g
-    temperature = np.asarray(halo.gas.temperature_k, dtype=np.float64)
-    p_e = n_e * k.boltzmann_kev_per_k * temperature  # keV cm^-3
-    v_mpc3 = m_gas / rho
-    p500 = p500_kev_cm3(prof.m500c_msun, prof.h, prof.e_z)
-
-    e500 = edges * r500c
-    pv = _shell_mass(r_gas, p_e * v_mpc3, e500)
-    vv = _shell_mass(r_gas, v_mpc3, e500)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pressure = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), np.nan) / p500
-    pressure_model = _shell_average(pressure_of_r, e500) / p500
-
-    # Gas fraction inside each outer bin edge.
-    gas_enc = np.array([m_gas[r_gas < r].sum() for r in e500[1:]])
-    dm_enc = np.array([m_dm[r_dm < r].sum() for r in e500[1:]])
-    tot = gas_enc + dm_enc
-    fgas = np.where(tot > 0, gas_enc / np.where(tot > 0, tot, 1.0), np.nan) / f_b
-    g_mod = _model_enclosed(prof.r_mpc, prof.gas_enclosed_msun, prof.outer_mpc, rho_bg_gas, e500[1:], f_gas, bg_inside)
-    d_mod = _model_enclosed(prof.r_mpc, prof.dm_enclosed_msun, prof.outer_mpc, rho_bg_dm, e500[1:], f_dm, bg_inside)
-    fgas_model = g_mod / (g_mod + d_mod) / f_b
-    in500_gas, in500_dm = r_gas < r500c, r_dm < r500c
-    g500, d500 = m_gas[in500_gas].sum(), m_dm[in500_dm].sum()
-    fgas_r500c = float(g500 / (g500 + d500) / f_b) if g500 + d500 > 0 else float("nan")
-
-    # Y500 and L_X inside R500c.
-    ez_y = prof.e_z ** (-2.0 / 3.0)
-    y500 = float(k.compton_y_cm3_per_kev_mpc * np.sum(p_e[in500_gas] * v_mpc3[in500_gas])) * ez_y
-    y500_model = k.compton_y_cm3_per_kev_mpc * _sphere_integral(pressure_of_r, r500c, 1e-6 * r500c) * ez_y
-    eps = BREMSSTRAHLUNG_CGS * np.sqrt(temperature) * n_e * n_z2 * plasma.gaunt_factor  # erg s^-1 cm^-3
-    lx500 = float(np.sum(eps[in500_gas] * v_mpc3[in500_gas]) * k.mpc_cm**3)
-    kt_kev = k.boltzmann_kev_per_k * temperature
-    lo_kev, hi_kev = SOFT_BAND_KEV
-    band = np.exp(-lo_kev / kt_kev) - np.exp(-hi_kev / kt_kev)
-    lx500_soft = float(np.sum((eps * band * v_mpc3)[in500_gas]) * k.mpc_cm**3)
-    # Gas-mass-weighted temperature in 0.15-1 R500c.
-    annulus = (r_gas >= T_ANNULUS_R500C[0] * r500c) & (r_gas < T_ANNULUS_R500C[1] * r500c)
-    w = m_gas[annulus]
-    tmw = float(np.sum(w * kt_kev[annulus]) / np.sum(w)) if w.sum() > 0 else float("nan")
-    # Spectroscopic-like: w = n^2 T^-3/4 V = m rho T^-3/4 (Mazzotta et al. 2004, eq. 14), over the
-    # hot phase only (module docstring).
-    tsl = spectroscopic_like_temperature_kev(kt_kev[annulus], m_gas[annulus], rho[annulus])
+    gas = _gas_state(halo, Plasma(plasma.hydrogen_mass_fraction, plasma.gaunt_factor), k)
+    r_dm, m_dm = np.linalg.norm(halo.dm.pos_mpc, axis=1), halo.dm.mass_msun
     m500_hse, r500_hse, m_hse_r500 = hydrostatic_m500c_msun(prof)
     row_cc = getattr(prof, "is_cool_core", None) if is_cool_core is None else is_cool_core
-
-    # Outskirts to the map edge: shell densities, their particle variance and the model.
-    map_edge = 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc / r200m
-    eo = OUTSKIRTS_EDGES * r200m
-    beyond = OUTSKIRTS_EDGES[1:] > map_edge
-    outskirts = {}
-    for name, pos, m_p, table, rho_bg in (
-        ("dm", halo.dm.pos_mpc, m_dm, prof.dm_enclosed_msun, rho_bg_dm),
-        ("gas", halo.gas.pos_mpc, m_gas, prof.gas_enclosed_msun, rho_bg_gas),
-    ):
-        # In ellipsoidal shells of the particles' own shape inside R200m: a spherical average
-        # blurs a step in ellipsoidal radius over the spread of the axes.
-        axes, rot = shape_from_particles(pos, m_p, r200m)
-        dens, var = shell_density(np.linalg.norm((pos @ rot) / axes, axis=1), m_p, eo)
-        model = np.diff(_model_enclosed(prof.r_mpc, table, prof.outer_mpc, rho_bg, eo, np.ones(1), bg_inside))
-        model = model / _shell_volumes(eo)
-        outskirts[name] = [np.where(beyond, np.nan, a) for a in
-                           (dens / means.matter, var / means.matter**2, model / means.matter)]
-    sphere_r = 0.5 * min(cfg.maps.npix * cfg.maps.pixel_mpc, cfg.maps.depth_mpc)
-
     return HaloChecks(
         halo_id=int(halo.props.halo_id), m200m_msun=float(halo.props.m200m_msun), m500c_msun=prof.m500c_msun,
-        r200m_mpc=r200m, r500c_mpc=r500c, edges=edges,
-        dm_density=dm_density, dm_density_model=dm_density_model,
-        gas_density=gas_density, gas_density_model=gas_density_model,
-        pressure=pressure, pressure_model=pressure_model,
-        fgas=fgas, fgas_model=fgas_model, fgas_r500c=fgas_r500c,
-        y500_mpc2=y500, y500_model_mpc2=float(y500_model), lx500_erg_s=lx500,
+        r200m_mpc=prof.r200m_mpc, r500c_mpc=prof.r500c_mpc, edges=edges,
+        **_density_checks(model, r_dm, m_dm, gas, edges, means.matter),
+        **_pressure_checks(prof, gas, edges, pressure_of_r),
+        **_fgas_checks(model, r_dm, m_dm, gas, edges, f_b),
+        **_r500c_integrals(prof, gas, pressure_of_r, plasma.gaunt_factor, k),
         n_gas=int(halo.gas.n), n_dm=int(halo.dm.n),
-        fgas500=float(g500 / (g500 + d500)) if g500 + d500 > 0 else float("nan"),
-        lx500_soft_erg_s=lx500_soft, tmw_kev=tmw, tsl_kev=tsl,
         m500c_hse_msun=m500_hse, r500c_hse_mpc=r500_hse, m_hse_at_r500c_msun=m_hse_r500,
         is_cool_core=None if row_cc is None else bool(row_cc),
         outskirts_edges=OUTSKIRTS_EDGES.copy(),
-        dm_outskirts=outskirts["dm"][0], dm_outskirts_var=outskirts["dm"][1], dm_outskirts_model=outskirts["dm"][2],
-        gas_outskirts=outskirts["gas"][0], gas_outskirts_var=outskirts["gas"][1],
-        gas_outskirts_model=outskirts["gas"][2], map_edge_r200m=float(map_edge), sphere_radius_mpc=float(sphere_r),
-        sphere_dm_msun=float(m_dm[r_dm < sphere_r].sum()), sphere_gas_msun=float(m_gas[r_gas < sphere_r].sum()),
+        **_outskirts(halo, model, maps.npix * maps.pixel_mpc, means.matter),
+        **_sphere_masses(halo, r_dm, gas.r, maps),
     )
 
 
-def _background(prof: MockProfiles, cfg: Config, means) -> tuple[float, float, bool]:
+def _background(prof: MockProfiles, background: bool, means) -> tuple[float, float, bool]:
     """``(rho_bg_DM, rho_bg_gas [Msun Mpc^-3], inside)`` of the mock's uniform background: the
     profiles' own numbers when they carry them, else the cosmic means outside the halo's outer
     radius when ``mock.background`` is on (the mock before issue 16)."""
-    bg = bool(cfg.mock.background)
+    bg = bool(background)
     dm = getattr(prof, "background_dm_msun_mpc3", means.dark_matter if bg else 0.0)
     gas = getattr(prof, "background_gas_msun_mpc3", means.baryon if bg else 0.0)
     return float(dm), float(gas), bool(getattr(prof, "background_inside", False))
@@ -1207,14 +1284,14 @@ def validate_source(
     checks = []
     for i, hid in enumerate(ids):
         row = source.parameters(hid)
-        dm_axes, gas_axes = model_axes(row, source.cfg)
+        dm_axes, gas_axes = model_axes(row, source.mock)
         cc = row.get("is_cool_core")
-        c = measure_halo(source.load(hid), source.profiles(hid), source.cfg, edges, dm_axes, gas_axes,
-                         None if cc is None else bool(cc))
+        c = measure_halo(source.load(hid), source.profiles(hid), source.cosmology, source.plasma, source.maps,
+                         source.mock, edges, dm_axes, gas_axes, None if cc is None else bool(cc))
         checks.append(c)
         if progress is not None:
             progress(i, len(ids), c)
-    return stack_checks(checks, source.cfg.cosmology.h)
+    return stack_checks(checks, source.cosmology.h)
 
 
 @dataclass(frozen=True)
@@ -1299,8 +1376,8 @@ def line_of_sight_check(
     """
     from cmpipe.physics.neighbours import draw_neighbours, expected_neighbour_mass_msun
 
-    cfg = source_with.cfg
-    f_b = cfg.cosmology.omega_b / cfg.cosmology.omega_m
+    cosmology = source_with.cosmology
+    f_b = cosmology.omega_b / cosmology.omega_m
     lo, hi = source_with.neighbour_mass_range_log10_msun_h()
     radius = float(result.sphere_radius_mpc[0])
     vol = 4.0 / 3.0 * np.pi * radius**3
@@ -1323,7 +1400,7 @@ def line_of_sight_check(
         ex_dm.append(float(halo.dm.mass_msun[in_dm].sum()) - result.sphere_dm_msun[i] + s_without[0] - s_with[0])
         ex_gas.append(float(halo.gas.mass_msun[in_gas].sum()) - result.sphere_gas_msun[i] + s_without[1] - s_with[1])
         m200m = float(halo.props.m200m_msun)
-        expected.append((1.0 - f_b) * expected_neighbour_mass_msun(m200m, cfg.cosmology, radius, lo, hi))
+        expected.append((1.0 - f_b) * expected_neighbour_mass_msun(m200m, cosmology, radius, lo, hi))
         listed = getattr(source_with, "neighbours", None)
         if callable(listed):
             found = listed(hid)
@@ -1331,7 +1408,7 @@ def line_of_sight_check(
         else:
             drawn.append(float("nan"))
         for k in range(n_realisations):
-            realisations[k] += (1.0 - f_b) * draw_neighbours(m200m, cfg.cosmology, radius, lo, hi, rng).m200m_msun.sum()
+            realisations[k] += (1.0 - f_b) * draw_neighbours(m200m, cosmology, radius, lo, hi, rng).m200m_msun.sum()
         if progress is not None:
             progress(i, len(ids))
     return LineOfSightCheck(radius_mpc=radius, halo_ids=np.array(ids, dtype=np.int64),

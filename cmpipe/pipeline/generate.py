@@ -58,9 +58,6 @@ logger = logging.getLogger(__name__)
 BYTES_PER_PARTICLE = 150
 #: Baseline of a worker process with cmpipe, numpy, numba, zarr loaded (about 330 MB), rounded up.
 MEMORY_FLOOR_BYTES = 512 * 2**20
-#: Critical density today [h^2 Msun / Mpc^3].
-_RHO_CRIT0_H2_MSUN_MPC3 = 2.775e11
-
 _SECONDS = ("particles", "smoothing", "projection", "writing", "total")
 
 
@@ -105,9 +102,11 @@ def chunk_memory_bytes(
         files = getattr(source, "files", ()) or ()
         largest = max((os.path.getsize(f) for f in files), default=0)
         return int(MEMORY_FLOOR_BYTES + 4 * largest)
+    from cmpipe.physics.cosmology import mean_densities
+
     side = maps.npix * maps.pixel_mpc
     radius = 0.5 * math.sqrt(2.0 * side**2 + maps.depth_mpc**2)
-    rho_m = cosmology.omega_m * _RHO_CRIT0_H2_MSUN_MPC3 * cosmology.h * (1.0 + cosmology.redshift) ** 3
+    rho_m = mean_densities(cosmology).matter / cosmology.h  # Omega_m rho_crit0 h (1 + z)^3, as before
     m_bg = rho_m * 4.0 / 3.0 * math.pi * radius**3
     n_particles = 2.0 * (1.5 * 10.0**log10_m200m_msun_h + m_bg) / float(pair_mass_msun_h)
     return int(MEMORY_FLOOR_BYTES + BYTES_PER_PARTICLE * n_particles)
@@ -316,7 +315,7 @@ def generate_with_ray(
     max_chunks : int, optional
         Write at most this many of the missing chunks (the rest stay missing: resume later).
     source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg`` with one thread. Must be
+        Default: :func:`cmpipe.stages.source.open_source` of ``cfg`` with one thread. Must be
         picklable; it goes to the object store once, as do the map settings.
     retry_failed : bool
         Also redo the failed images of chunks already done (default): their failure entries are
@@ -334,7 +333,7 @@ def generate_with_ray(
         ``normalised``.
     """
     from cmpipe.mapmaking.generate import run_summary
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.stages.generate import normalise_store, plan_and_create_store
     from cmpipe.store.zarr_store import missing_chunks, record_failures
 

@@ -52,14 +52,11 @@ def unet_baseline_config(cfg: Config) -> Config:
 
 
 def _stage_catalog(cfg: Config, paths: dict[str, Path]) -> str:
-    from cmpipe.physics.catalog import make_catalog, write_catalog
-    from cmpipe.plots.catalog import plot_mass_function
+    from cmpipe.stages import catalog
 
     if cfg.source.kind != "mock":
         return f"skipped (source.kind={cfg.source.kind}: no catalog)"
-    table = make_catalog(cfg)
-    write_catalog(table, paths["catalog"])
-    plot_mass_function(table, cfg).savefig(paths["out"] / "mass_function.png", dpi=120)
+    table = catalog.run(cfg, paths, dpi=120).table
     return f"{table.num_rows} halos -> {paths['catalog']}"
 
 

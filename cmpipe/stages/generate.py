@@ -123,7 +123,7 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     ----------
     cfg : Config
     source : HaloSource, optional
-        Default: :func:`cmpipe.physics.sources.open_source` of ``cfg``.
+        Default: :func:`cmpipe.stages.source.open_source` of ``cfg``.
 
     Returns
     -------
@@ -135,9 +135,9 @@ def source_catalog(cfg: Config, source: HaloSource | None = None) -> pa.Table:
     if cfg.source.kind == "mock" and source is None:
         from cmpipe.physics.catalog import make_catalog
 
-        return make_catalog(cfg).select(["halo_id", "log10_m200m_msun_h"])
+        return make_catalog(cfg.catalog, cfg.cosmology).select(["halo_id", "log10_m200m_msun_h"])
     if source is None:
-        from cmpipe.physics.sources import open_source
+        from cmpipe.stages.source import open_source
 
         source = open_source(cfg)
     return halo_catalog(source, cfg.cosmology.h)
@@ -235,7 +235,7 @@ def generate_serial(
     from tqdm import tqdm
 
     from cmpipe.mapmaking.generate import write_chunk
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.store.zarr_store import chunks_to_write, clear_normalisation, missing_chunks, record_failures
 
     source = open_source(cfg)

@@ -123,7 +123,7 @@ def halo_concentrations(cfg: Config, halo_id: np.ndarray, log10_m200m_msun_h: np
     from cmpipe.physics.catalog import halo_parameters, median_concentration
 
     if cfg.source.kind == "mock":
-        own = {int(h): float(halo_parameters(cfg, int(h))["c200m"]) for h in np.unique(halo_id)}
+        own = {int(h): float(halo_parameters(cfg.catalog, cfg.cosmology, int(h))["c200m"]) for h in np.unique(halo_id)}
         c = np.array([own[int(h)] for h in halo_id], dtype=np.float64)
         if np.all(np.isfinite(c)):
             return c

@@ -69,7 +69,7 @@ def run_demo(cfg: Config) -> list[DemoRow]:
     from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
     from cmpipe.physics.cosmology import mean_densities
     from cmpipe.physics.hdf5io import HDF5HaloSource, write_halo_hdf5
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.plots.maps import plot_halo_maps
     from cmpipe.stages.generate import map_settings
 

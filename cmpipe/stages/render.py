@@ -86,7 +86,7 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.stages.generate import map_settings
     from cmpipe.store.outputs import check_output_dir
-    from cmpipe.physics.sources import open_source
+    from cmpipe.stages.source import open_source
     from cmpipe.plots.maps import plot_halo_maps
 
     out = check_output_dir(cfg.run.out, what="--out")

@@ -36,7 +36,6 @@ scale or length unit, non-square or rotated pixels, and unparseable units.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -68,7 +67,6 @@ _SAME_SCALE_RTOL = 1e-9
 _PIX_TOL = 1e-6
 # How far below 1 the ratio model pixel / image pixel may be (a slight upsampling) [fraction].
 _UPSAMPLE_TOLERANCE = 0.01
-_RAD_TO_ARCMIN = 180.0 / math.pi * 60.0
 
 
 class FitsError(ValueError):
@@ -168,24 +166,19 @@ def arcmin_per_pixel(pixel_mpc: float, redshift: float, cosmology: Any) -> float
     pixel_mpc : float
         Physical pixel size [Mpc].
     redshift : float
-    cosmology : cmpipe.config.CosmologyConfig or colossus Cosmology
-        colossus gives ``D_A`` in Mpc/h; it is divided by ``h``.
+    cosmology : cmpipe.config.CosmologyConfig
+        :func:`cmpipe.physics.cosmology.pixel_arcmin` (the one angular-size helper).
 
     Returns
     -------
     float or None
         None at ``redshift <= 0`` (no finite angular scale).
     """
+    from cmpipe.physics.cosmology import pixel_arcmin
+
     if redshift <= 0:
         return None
-    if hasattr(cosmology, "angularDiameterDistance"):
-        cosmo = cosmology
-    else:
-        from cmpipe.physics.cosmology import colossus_cosmology
-
-        cosmo = colossus_cosmology(cosmology)
-    d_a_mpc = float(cosmo.angularDiameterDistance(float(redshift))) / float(cosmo.h)
-    return float(pixel_mpc) / d_a_mpc * _RAD_TO_ARCMIN
+    return pixel_arcmin(float(pixel_mpc), float(redshift), cosmology)
 
 
 # ------------------------------------------------------------------------------------- writing
