@@ -161,11 +161,11 @@ def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
-    from cmpipe.stages.project import run_demo
+    from cmpipe.stages.project import project_halos
     from cmpipe.store.outputs import check_output_dir
 
     check_output_dir(cfg.run.out, what="--out")
-    run_demo(cfg)
+    project_halos(cfg)
     return 0
 
 

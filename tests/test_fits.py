@@ -66,10 +66,12 @@ def test_round_trip_keeps_map_units_and_wcs(tmp_path, dtype):
 def test_dimensionless_map_has_no_bunit_and_redshift_gives_angular_scale(tmp_path):
     # Oracle: D_A from colossus independently (arcmin = pixel / D_A * 180 * 60 / pi).
     from cmpipe.physics.cosmology import colossus_cosmology
+    from cmpipe.stages.reconstruct import fits_arcmin_per_pixel
 
     cosmo_cfg = load_config("demo").cosmology
     path = write_map_fits(tmp_path / "y.fits", _map(), pixel_mpc=0.1, channel_names="sz_y",
-                          units="dimensionless (Compton-y)", redshift=0.5, cosmology=cosmo_cfg)
+                          units="dimensionless (Compton-y)", redshift=0.5,
+                          arcmin_per_pixel=fits_arcmin_per_pixel(0.1, 0.5, cosmo_cfg))
     header = fits.getheader(path)
     assert "BUNIT" not in header and header["REDSHIFT"] == 0.5
     cosmo = colossus_cosmology(cosmo_cfg)

@@ -1,13 +1,13 @@
-"""``cmpipe demo``: every stage that exists so far, on the ``demo`` config, with a summary.
+"""``cmpipe project-halos``: the source's halos through the HDF5 halo layout to maps, with a summary.
 
-Today's stages: halos from the configured source are written in cmpipe's HDF5 halo layout and
+Halos from the configured source are written in cmpipe's HDF5 halo layout and
 read back through the HDF5 reader (so the path real simulation halos take is exercised), then
 each halo is projected along the three axes (and one random rotation) into the four maps, with a
 figure per halo and the maps as ``.npz``. The summary checks what a physicist checks first: the
 projected gas and dark-matter mass against the particle mass, and the central y and S_X.
 Then the training set: the sightline plan and the Zarr store of the same halos
-(:func:`cmpipe.stages.generate.generate_serial`, ``store.zarr`` and ``plan.parquet``). Later issues add
-the Ray fan-out, training, inference and the report.
+(:func:`cmpipe.stages.generate.generate_serial`, ``store.zarr`` and ``plan.parquet``). (``cmpipe demo`` is the
+whole pipeline: :mod:`cmpipe.pipeline.run`.)
 
 Re-running is idempotent: halo files already written are reused, maps are recomputed.
 """
@@ -20,14 +20,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
 
-__all__ = ["DemoRow", "run_demo"]
+__all__ = ["DemoRow", "format_summary", "project_halos"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,74 +63,85 @@ def _central(data: np.ndarray) -> float:
     return float(data[c - 1 : c + 1, c - 1 : c + 1].mean())
 
 
-def run_demo(cfg: Config) -> list[DemoRow]:
-    """Run the demo into ``cfg.run.out``; returns the summary rows (also written as JSON)."""
-    from cmpipe.config import save_resolved_config
-    from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
-    from cmpipe.physics.cosmology import mean_densities
-    from cmpipe.physics.hdf5io import HDF5HaloSource, write_halo_hdf5
-    from cmpipe.stages.source import open_source
-    from cmpipe.plots.maps import plot_halo_maps
-    from cmpipe.stages.generate import map_settings
+def _write_halo_files(source: Any, ids: list[int], halo_dir: Path, h: float) -> None:
+    """Each halo of ``source`` in the HDF5 halo layout, unless its file exists (idempotent)."""
+    from cmpipe.physics.hdf5io import write_halo_hdf5
 
-    out = Path(cfg.run.out)
-    halo_dir = out / "halos"
-    map_dir = out / "maps"
-    halo_dir.mkdir(parents=True, exist_ok=True)
-    map_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(cfg, out)
-
-    source = open_source(cfg)
-    ids = list(source.halo_ids())
-    logger.info("demo: %d halos from the %s source -> %s", len(ids), cfg.source.kind, out)
     for hid in ids:
         path = halo_dir / f"halo_{hid:06d}.hdf5"
         if not path.exists():
-            write_halo_hdf5(path, source.load(hid), h=cfg.cosmology.h)
-    reader = HDF5HaloSource(halo_dir)
+            write_halo_hdf5(path, source.load(hid), h=h)
 
-    means = mean_densities(cfg.cosmology)
-    half_width = 0.5 * cfg.maps.npix * cfg.maps.pixel_mpc
-    half_depth = 0.5 * cfg.maps.depth_mpc
+
+def _sightline_maps(halo: Any, settings: Any, rotation_seed: int, hid: int, map_dir: Path) -> Any:
+    """The maps along the three axes and one random rotation (seeded by ``[rotation_seed, hid]``),
+    each saved as ``.npz``, the axis-2 figure as PNG; returns the axis-2 maps."""
+    from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
+    from cmpipe.plots.maps import plot_halo_maps
+
+    prepared = prepare_halo_with_config(halo, settings)
+    sightlines = [(None, 0, "axis0"), (None, 1, "axis1"), (None, 2, "axis2")]
+    sightlines.append((random_rotation(np.random.SeedSequence([rotation_seed, hid])), 2, "random"))
+    by_name = {}
+    for rotation, axis, name in sightlines:
+        maps = sightline_maps_with_config(prepared, settings, rotation, axis)
+        maps.save_npz(map_dir / f"halo_{hid:06d}_{name}.npz")
+        by_name[name] = maps
+    plot_halo_maps(by_name["axis2"]).savefig(map_dir / f"halo_{hid:06d}_axis2.png", dpi=110)
+    return by_name["axis2"]
+
+
+def _summary_row(hid: int, halo: Any, ref: Any, settings: Any, h: float, seconds: float) -> DemoRow:
+    """One halo's summary line: projected over particle mass in view, central y and S_X."""
+    from cmpipe.physics.cosmology import mean_densities
+
+    maps = settings.maps
+    means = mean_densities(settings.cosmology)
+    half_width, half_depth = 0.5 * maps.npix * maps.pixel_mpc, 0.5 * maps.depth_mpc
+    pix_area, depth = maps.pixel_mpc**2, maps.depth_mpc
+    return DemoRow(
+        halo_id=hid,
+        log10_m200m_msun_h=halo.props.log10_m200m_msun_h(h),
+        n_gas=halo.gas.n,
+        n_dm=halo.dm.n,
+        gas_mass_ratio=float(ref.channel("gas_sigma").sum() * pix_area * means.baryon * depth)
+        / _mass_in_view_msun(halo.gas.pos_mpc, halo.gas.mass_msun, half_width, half_depth),
+        dm_mass_ratio=float(ref.channel("dm_sigma").sum() * pix_area * means.dark_matter * depth)
+        / _mass_in_view_msun(halo.dm.pos_mpc, halo.dm.mass_msun, half_width, half_depth),
+        central_y=_central(ref.channel("sz_y")),
+        central_sx_erg_s_cm2_sr=_central(ref.channel("xray_sb")),
+        seconds=seconds,
+    )
+
+
+def project_halos(cfg: Config) -> list[DemoRow]:
+    """``cmpipe project-halos`` into ``cfg.run.out``: every halo of the source written as HDF5,
+    read back through the HDF5 reader, projected along four sightlines, summarised (rows also
+    written as ``summary.json``), then the training set of the same halos (``store.zarr``)."""
+    from cmpipe.config import save_resolved_config
+    from cmpipe.physics.hdf5io import HDF5HaloSource
+    from cmpipe.stages.generate import generate_serial, map_settings
+    from cmpipe.stages.source import open_source
+
+    out = Path(cfg.run.out)
+    halo_dir, map_dir = out / "halos", out / "maps"
+    halo_dir.mkdir(parents=True, exist_ok=True)
+    map_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, out)
+    source = open_source(cfg)
+    ids = list(source.halo_ids())
+    logger.info("project-halos: %d halos from the %s source -> %s", len(ids), cfg.source.kind, out)
+    _write_halo_files(source, ids, halo_dir, cfg.cosmology.h)
+    reader, settings = HDF5HaloSource(halo_dir), map_settings(cfg)
     rows: list[DemoRow] = []
     for k, hid in enumerate(ids, start=1):
         start = time.perf_counter()
         halo = reader.load(hid)
-        prepared = prepare_halo_with_config(halo, map_settings(cfg))
-        sightlines = [(None, 0, "axis0"), (None, 1, "axis1"), (None, 2, "axis2")]
-        sightlines.append((random_rotation(np.random.SeedSequence([cfg.source.seed, hid])), 2, "random"))
-        by_name = {}
-        for rotation, axis, name in sightlines:
-            maps = sightline_maps_with_config(prepared, map_settings(cfg), rotation, axis)
-            maps.save_npz(map_dir / f"halo_{hid:06d}_{name}.npz")
-            by_name[name] = maps
-        fig = plot_halo_maps(by_name["axis2"])
-        fig.savefig(map_dir / f"halo_{hid:06d}_axis2.png", dpi=110)
-        ref = by_name["axis2"]
-        pix_area = cfg.maps.pixel_mpc**2
-        depth = cfg.maps.depth_mpc
-        rows.append(
-            DemoRow(
-                halo_id=hid,
-                log10_m200m_msun_h=halo.props.log10_m200m_msun_h(cfg.cosmology.h),
-                n_gas=halo.gas.n,
-                n_dm=halo.dm.n,
-                gas_mass_ratio=float(ref.channel("gas_sigma").sum() * pix_area * means.baryon * depth)
-                / _mass_in_view_msun(halo.gas.pos_mpc, halo.gas.mass_msun, half_width, half_depth),
-                dm_mass_ratio=float(ref.channel("dm_sigma").sum() * pix_area * means.dark_matter * depth)
-                / _mass_in_view_msun(halo.dm.pos_mpc, halo.dm.mass_msun, half_width, half_depth),
-                central_y=_central(ref.channel("sz_y")),
-                central_sx_erg_s_cm2_sr=_central(ref.channel("xray_sb")),
-                seconds=time.perf_counter() - start,
-            )
-        )
+        ref = _sightline_maps(halo, settings, cfg.source.seed, hid, map_dir)
+        rows.append(_summary_row(hid, halo, ref, settings, cfg.cosmology.h, time.perf_counter() - start))
         logger.info("halo %d/%d done in %.1f s", k, len(ids), rows[-1].seconds)
-
     (out / "summary.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     print(format_summary(rows))
-
-    from cmpipe.stages.generate import generate_serial
-
     store = generate_serial(cfg, out / "store.zarr", progress=True)
     print(
         f"\ntraining set: {store['images']} images of {store['halos']} halos in {store['store']} "

@@ -497,16 +497,28 @@ def _sample(sampler: Any, condition: np.ndarray, n_samples: int, seed: int) -> n
     return sampler.sample(condition, n_samples, [image_seed(seed, 0)])[0]
 
 
+def fits_arcmin_per_pixel(pixel_mpc: float, redshift: Any, cosmology: Any) -> float | None:
+    """The ``ARCMINPX`` of a FITS map: the pixel's angular side [arcmin] at ``redshift``
+    (:func:`cmpipe.physics.cosmology.pixel_arcmin`), or None without a cosmology or at
+    ``redshift <= 0`` (no finite angular scale)."""
+    from cmpipe.physics.cosmology import pixel_arcmin
+
+    if cosmology is None or redshift is None or float(redshift) <= 0:
+        return None
+    return pixel_arcmin(float(pixel_mpc), float(redshift), cosmology)
+
+
 def _write_outputs(out_path: Path, samples: np.ndarray, mean: np.ndarray, std: np.ndarray, grid: ModelGrid, *,
                    redshift: Any, extra: dict[str, Any], save_samples: bool, overwrite: bool) -> None:
     """The output FITS: ``MEAN`` and ``STD`` ``(2, R, R)`` of the ``samples`` ``(S, 2, R, R)``, and
     with ``save_samples`` the ``SAMPLES`` as float32."""
     cosmology = grid.config.cosmology if grid.config is not None else None
+    arcmin = fits_arcmin_per_pixel(grid.pixel_mpc, redshift, cosmology)
     extensions = {"MEAN": mean, "STD": std}
     if save_samples:
         extensions["SAMPLES"] = samples.astype(np.float32)
     write_map_fits(out_path, None, pixel_mpc=grid.pixel_mpc, channel_names=list(_TARGET),
-                   units=[FITS_UNITS[c] for c in _TARGET], redshift=redshift, cosmology=cosmology,
+                   units=[FITS_UNITS[c] for c in _TARGET], redshift=redshift, arcmin_per_pixel=arcmin,
                    extra_header=extra, extensions=extensions, overwrite=overwrite)
 
 
@@ -561,7 +573,9 @@ def export_store_fits(
             path = write_map_fits(
                 out_dir / f"image_{i:06d}_{name}.fits", maps[c], pixel_mpc=float(attrs["pixel_mpc"]),
                 channel_names=name, units=FITS_UNITS.get(name, attrs["channel_units"][name]),
-                redshift=cfg.cosmology.redshift, cosmology=cfg.cosmology, extra_header=extra, overwrite=overwrite,
+                redshift=cfg.cosmology.redshift,
+                arcmin_per_pixel=fits_arcmin_per_pixel(float(attrs["pixel_mpc"]), cfg.cosmology.redshift, cfg.cosmology),
+                extra_header=extra, overwrite=overwrite,
             )
             paths.append(path)
     return paths

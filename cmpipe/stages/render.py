@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.mapmaking.maps import HaloMaps
     from cmpipe.physics.halo import HaloSource
 
-__all__ = ["RenderResult", "check_halo_id", "describe_halo_ids", "render_halo", "rotation_for_seed"]
+__all__ = ["RenderResult", "check_halo_id", "describe_halo_ids", "render_halo", "rotation_for_seed", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +107,11 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     npz = maps.save_npz(out / f"{stem}.npz") if r.save_npz else None
     logger.info("wrote %s%s", png, f" and {npz}" if npz else "")
     return RenderResult(maps=maps, png=png, npz=npz)
+
+
+def run(cfg: Config, paths: Mapping[str, Any] | None = None) -> RenderResult:
+    """The render stage: :func:`render_halo` of ``cfg.render`` into ``paths["out"]`` (default
+    ``cfg.run.out``)."""
+    if paths is not None and "out" in paths:
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=str(paths["out"])))
+    return render_halo(cfg)

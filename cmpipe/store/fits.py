@@ -23,7 +23,7 @@ keyword                     value
 ``CHNAMEn``, ``CHUNITn``    name and unit of plane ``n`` (1-based) of a ``(C, H, W)`` or
                             ``(S, C, H, W)`` cube (axis 3 is the channel)
 ``CMPIPE``                  the cmpipe version that wrote the file
-``REDSHIFT``, ``ARCMINPX``  the redshift and (given a cosmology) the pixel's angular size
+``REDSHIFT``, ``ARCMINPX``  the redshift and (given by the caller) the pixel's angular size
                             [arcmin] from the angular diameter distance
 ==========================  ===================================================================
 
@@ -50,7 +50,6 @@ __all__ = [
     "FitsError",
     "MapImage",
     "area_resample",
-    "arcmin_per_pixel",
     "check_and_resample",
     "fits_unit",
     "parse_unit",
@@ -158,29 +157,6 @@ def fits_unit(unit: str | Any) -> str:
         return parsed.to_string("fits")
 
 
-def arcmin_per_pixel(pixel_mpc: float, redshift: float, cosmology: Any) -> float | None:
-    """Angular size of a pixel [arcmin] at ``redshift``: ``pixel_mpc / D_A`` in radians.
-
-    Parameters
-    ----------
-    pixel_mpc : float
-        Physical pixel size [Mpc].
-    redshift : float
-    cosmology : cmpipe.config.CosmologyConfig
-        :func:`cmpipe.physics.cosmology.pixel_arcmin` (the one angular-size helper).
-
-    Returns
-    -------
-    float or None
-        None at ``redshift <= 0`` (no finite angular scale).
-    """
-    from cmpipe.physics.cosmology import pixel_arcmin
-
-    if redshift <= 0:
-        return None
-    return pixel_arcmin(float(pixel_mpc), float(redshift), cosmology)
-
-
 # ------------------------------------------------------------------------------------- writing
 
 
@@ -202,7 +178,7 @@ def _wcs_cards(shape: Sequence[int], pixel_mpc: float) -> list[tuple[str, Any, s
 
 def _image_header(
     shape: Sequence[int], pixel_mpc: float, channel_names: Sequence[str], units: Sequence[str],
-    redshift: float | None, cosmology: Any, extra_header: Mapping[str, Any] | None,
+    redshift: float | None, arcmin_per_pixel: float | None, extra_header: Mapping[str, Any] | None,
 ) -> Any:
     from astropy.io import fits
 
@@ -233,10 +209,8 @@ def _image_header(
     header["CMPIPE"] = (__version__, "cmpipe version that wrote this file")
     if redshift is not None:
         header["REDSHIFT"] = (float(redshift), "redshift of the halo")
-        if cosmology is not None:
-            scale = arcmin_per_pixel(pixel_mpc, redshift, cosmology)
-            if scale is not None:
-                header["ARCMINPX"] = (scale, "[arcmin] pixel size, angular diameter distance")
+        if arcmin_per_pixel is not None:
+            header["ARCMINPX"] = (float(arcmin_per_pixel), "[arcmin] pixel size, angular diameter distance")
     for key, value in (extra_header or {}).items():
         header[key] = value
     return header
@@ -257,7 +231,7 @@ def write_map_fits(
     channel_names: Sequence[str] | str,
     units: Sequence[str] | str,
     redshift: float | None = None,
-    cosmology: Any = None,
+    arcmin_per_pixel: float | None = None,
     extra_header: Mapping[str, Any] | None = None,
     extensions: Mapping[str, np.ndarray] | None = None,
     overwrite: bool = False,
@@ -277,8 +251,10 @@ def write_map_fits(
         One per channel (per plane of axis -3 for cubes); units as FITS strings ('' for
         dimensionless) or cmpipe's descriptions (:data:`cmpipe.mapmaking.maps.CHANNEL_UNITS`).
     redshift : float, optional
-        Written as ``REDSHIFT``; with ``cosmology`` also ``ARCMINPX`` [arcmin per pixel].
-    cosmology : cmpipe.config.CosmologyConfig or colossus Cosmology, optional
+        Written as ``REDSHIFT``.
+    arcmin_per_pixel : float, optional
+        Written as ``ARCMINPX`` with ``redshift``: the pixel's angular side [arcmin]
+        (:func:`cmpipe.physics.cosmology.pixel_arcmin`; none at redshift 0).
     extra_header : mapping, optional
         More cards for every HDU with data (and the primary).
     extensions : mapping of str to ndarray, optional
@@ -304,7 +280,7 @@ def write_map_fits(
     def header_for(array: np.ndarray) -> Any:
         if array.ndim not in (2, 3, 4):
             raise ValueError(f"maps must be (H, W), (C, H, W) or (S, C, H, W); got {array.shape}")
-        return _image_header(array.shape, pixel_mpc, names, unit_list, redshift, cosmology, extra_header)
+        return _image_header(array.shape, pixel_mpc, names, unit_list, redshift, arcmin_per_pixel, extra_header)
 
     if data is not None:
         arr = _as_float(data)
