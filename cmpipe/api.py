@@ -74,8 +74,8 @@ def open_posterior(results: str | os.PathLike[str]):
     """The posterior store (``RESULTS/posterior.zarr``) as a lazy :class:`xarray.Dataset`.
 
     ``truth``, ``mean``, ``std`` (and ``samples``) have dimension ``target`` (gas_sigma,
-    dm_sigma); ``condition`` has ``condition`` (the model's condition channels): two dimensions,
-    because the model may take more conditions than it has targets. Coordinates ``x``, ``y``
+    dm_sigma); ``condition`` has ``condition_channel`` (the model's condition channels): two
+    dimensions, because the model may take more conditions than it has targets. Coordinates ``x``, ``y``
     are pixel centres [Mpc] of the model grid.
 
     Raises
@@ -88,14 +88,16 @@ def open_posterior(results: str | os.PathLike[str]):
     from cmpipe.store.posterior import open_posterior as open_group
     from cmpipe.store.posterior import posterior_path
 
-    attrs = dict(open_group(results).attrs)
+    group = open_group(results)
+    attrs, names = dict(group.attrs), list(group.array_keys())
     path = str(posterior_path(results))
     ds = xr.open_zarr(path, consolidated=False, chunks=None, drop_variables=["condition"])
     ds = ds.rename_dims({"channel": "target"})
-    cond = xr.open_zarr(path, consolidated=False, chunks=None)["condition"].rename({"channel": "condition"})
-    ds["condition"] = cond
+    others = [n for n in names if n != "condition"]
+    cond = xr.open_zarr(path, consolidated=False, chunks=None, drop_variables=others)["condition"]
+    ds["condition"] = cond.rename({"channel": "condition_channel"})
     coords = {"target": ("target", list(attrs.get("targets", TARGETS))),
-              "condition": ("condition", list(attrs["conditions"])),
+              "condition_channel": ("condition_channel", list(attrs["conditions"])),
               **_grid_coords(int(attrs["resolution"]), float(attrs["pixel_mpc"]))}
     return ds.assign_coords(coords)
 
@@ -115,12 +117,15 @@ class Reconstruction:
         run's cosmology and projection depth); empty when the checkpoint's run is unknown.
     messages : list of str
         What was done to the inputs (unit conversion, resampling, crop).
+    condition : ndarray, shape (2, R, R)
+        The inputs on the model grid (sz_y [dimensionless], xray_sb [erg s-1 cm-2 sr-1]).
     """
 
     samples: np.ndarray
     pixel_mpc: float
     sigma_unit_msun_mpc2: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    condition: np.ndarray | None = None
 
     def quantity(self, channel: str, physical: bool = False) -> Any:
         """Every sample of ``channel`` as an astropy Quantity, shape (S, R, R).
@@ -204,8 +209,9 @@ class Reconstructor:
             grid_map, notes = _on_model_grid(name, data, float(pixel_mpc), model_pixel, self.resolution)
             maps.append(grid_map)
             messages.extend(notes)
-        samples = self._sampler.sample(np.stack(maps)[None], int(n_samples), [image_seed(seed, 0)])[0]
-        return Reconstruction(samples, model_pixel, dict(self.sigma_unit_msun_mpc2), messages)
+        condition = np.stack(maps)
+        samples = self._sampler.sample(condition[None], int(n_samples), [image_seed(seed, 0)])[0]
+        return Reconstruction(samples, model_pixel, dict(self.sigma_unit_msun_mpc2), messages, condition)
 
 
 def _records_grid(checkpoint: Path) -> bool:
