@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from cmpipe.store.schema import TARGET_CHANNELS as TARGETS
+
 __all__ = ["Reconstruction", "Reconstructor", "open_posterior", "open_store"]
 
-#: Target channels of the model, in the order of the samples' channel axis.
-TARGETS = ("gas_sigma", "dm_sigma")
 #: Condition channels the model takes, and the astropy unit string of each input array.
 INPUT_UNITS = {"sz_y": "", "xray_sb": "erg s-1 cm-2 sr-1"}
 

@@ -43,6 +43,7 @@ from typing import NamedTuple
 
 from cmpipe import __version__
 from cmpipe.config import Config, ConfigError, config_fingerprint, config_to_yaml, load_config
+from cmpipe.store.schema import SPLIT_NAMES
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main"]
 
@@ -268,7 +269,7 @@ def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-failed", action="store_true",
                         help="do not retry failed halos: by default a rerun makes the failed images again (after "
                              "a bad halo file is fixed), clears the failures that now succeed and renormalises")
-    parser.add_argument("--export-fits", metavar="SPLIT", choices=("train", "val", "test", "all"),
+    parser.add_argument("--export-fits", metavar="SPLIT", choices=(*SPLIT_NAMES, "all"),
                         help="afterwards, write that split's images as FITS (one file per channel, WCS in Mpc) to "
                              "<store dir>/fits/ (inputs for cmpipe reconstruct)")
 
@@ -279,9 +280,6 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
     A rerun also retries the failed halos' images (unless ``--keep-failed``). Exit status 1, with
     the failure list on stderr, when any halo failed or chunks are left.
     """
-    import json
-    from pathlib import Path
-
     from cmpipe.config import save_resolved_config
 
     from cmpipe.store.outputs import claim_directory
@@ -310,6 +308,22 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
         f"{summary['chunks_written']} chunks written at {summary['images_per_s']:.2f} images/s; "
         f"{summary['failed_images']} images failed"
     )
+    if _generation_failed(summary):
+        return 1
+    if args.export_fits:
+        from cmpipe.stages.reconstruct import export_split_fits
+
+        # the fits directory is cmpipe's (claimed above): re-exporting rewrites its own files
+        paths = export_split_fits(store, args.export_fits,
+                                  claim_directory(fits_dir, "fits", names=(), what="--export-fits directory"))
+        print(f"{len(paths)} FITS files in {fits_dir}")
+    return 0
+
+
+def _generation_failed(summary: dict) -> bool:
+    """Print the failed halos (and their JSON) or the chunks left on stderr; True if any."""
+    import json
+
     if summary["failures"]:
         for failure in summary["failures"]:
             print(
@@ -318,27 +332,11 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
                 file=sys.stderr,
             )
         print(json.dumps(summary["failures"]), file=sys.stderr)
-        return 1
+        return True
     if summary.get("missing_chunks"):
         print(f"cmpipe: {len(summary['missing_chunks'])} chunks not done: rerun to resume", file=sys.stderr)
-        return 1
-    if args.export_fits:
-        import numpy as np
-
-        from cmpipe.stages.reconstruct import export_store_fits
-        from cmpipe.store import open_store
-
-        group = open_store(store)
-        codes = {"train": 0, "val": 1, "test": 2}
-        usable = group["image_failed"][:] == 0
-        if args.export_fits != "all":
-            usable &= group["split"][:] == codes[args.export_fits]
-        # the fits directory is cmpipe's (claimed above): re-exporting rewrites its own files
-        paths = export_store_fits(store, np.flatnonzero(usable).tolist(),
-                                  claim_directory(fits_dir, "fits", names=(), what="--export-fits directory"),
-                                  overwrite=True)
-        print(f"{len(paths)} FITS files in {fits_dir}")
-    return 0
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import yaml
 
 from cmpipe import __version__
+from cmpipe.store import schema as _schema
 
 __all__ = [
     "CATALOG_MODES",
@@ -82,13 +83,12 @@ __all__ = [
     "shipped_configs",
 ]
 
-#: The default map channels (``maps.channels``).
-MAP_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
-#: Every map channel cmpipe knows how to make: the defaults plus the optional weak-lensing
-#: convergence ``kappa`` (:mod:`cmpipe.mapmaking.maps`).
-KNOWN_MAP_CHANNELS: tuple[str, ...] = (*MAP_CHANNELS, "kappa")
-#: The model's target channels (:data:`cmpipe.model.dataset.TARGET_CHANNELS`): never conditions.
-MODEL_TARGETS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
+#: The default map channels (``maps.channels``), every map channel cmpipe knows how to make (the
+#: defaults plus the optional weak-lensing convergence ``kappa``) and the model's targets (never
+#: conditions): the store schema's vocabulary (:mod:`cmpipe.store.schema`, plain constants).
+MAP_CHANNELS: tuple[str, ...] = _schema.CHANNELS
+KNOWN_MAP_CHANNELS: tuple[str, ...] = _schema.ALL_CHANNELS
+MODEL_TARGETS: tuple[str, ...] = _schema.TARGET_CHANNELS
 #: Kinds of halo source: synthetic NFW halos, real halos in HDF5 files, mock clusters.
 SOURCE_KINDS: tuple[str, ...] = ("analytic", "hdf5", "mock")
 #: How the halo catalog draws masses: ``box`` from the mass function (like a simulation

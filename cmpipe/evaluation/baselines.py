@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmpipe.store.schema import SPLIT_NAMES, TARGET_CHANNELS as _TARGETS
+
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.evaluation.image import Grid
 
@@ -82,7 +84,6 @@ ORACLE_NEIGHBOURS = 10
 BASELINE_VERSION = 1
 #: Seed stream of each baseline (second entry of its images' seed sequences).
 _STREAM = {"mass_oracle": 1, "pixel_regression": 2}
-_TARGETS = ("gas_sigma", "dm_sigma")
 _TRAIN, _TEST = 0, 2
 #: Fraction of a channel's train maximum taken as its log floor in a ``linear`` store.
 _LINEAR_FLOOR_FRACTION = 1e-6
@@ -557,7 +558,7 @@ def _read_test_images(group: Any, store_path: str, selected: Mapping[str, np.nda
     if not np.all(np.isfinite(raw)):
         raise ValueError(f"{store_path}: selected test images have non-finite maps (not generated?)")
     maps = block_mean(raw, factor)
-    split_names = list(sattrs.get("split_names") or ("train", "val", "test"))
+    split_names = list(sattrs.get("split_names") or SPLIT_NAMES)
     n_all = group["split"].shape[0]
     images_columns = {
         "image_index": np.arange(n_all), "halo_id": group["halo_id"][:],

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmpipe.store.schema import TARGET_CHANNELS as TARGETS
+
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import CosmologyConfig
 
 #: The model's generated channels and its default condition channels, in the model's order
 #: (:data:`cmpipe.model.dataset.TARGET_CHANNELS`, :data:`cmpipe.model.dataset.CONDITION_CHANNELS`;
 #: ``model.conditions`` may name others).
-TARGETS = ("gas_sigma", "dm_sigma")
 CONDITIONS = ("sz_y", "xray_sb")
 
 #: Credible levels of the coverage table [dimensionless].

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cmpipe.store.schema import CONDITION_CHANNELS, SPLIT_CODES, TARGET_CHANNELS
+
 __all__ = [
     "CONDITION_CHANNELS",
     "SPLIT_CODES",
@@ -39,12 +41,6 @@ __all__ = [
     "normalise",
 ]
 
-#: Channels the model generates, in the order of ``x``.
-TARGET_CHANNELS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
-#: Channels the model is conditioned on by default (``model.conditions``), in the order of ``cond``.
-CONDITION_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb")
-#: Split name -> the store's ``split`` code.
-SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
 
 def _channel_stats(normalisation: Mapping[str, Any], name: str) -> tuple[float | None, float, float]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from cmpipe.config import Config
 from cmpipe.evaluation.baselines import BASELINES
+from cmpipe.store.schema import TARGET_CHANNELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.evaluation.image import Grid
@@ -363,7 +364,7 @@ def _open_results(cfg: Config, results: Path, selected: Mapping[str, np.ndarray]
     resolution = cfg.model.resolution
     results.mkdir(parents=True, exist_ok=True)
     open_or_create(results, selected, {
-        "targets": ["gas_sigma", "dm_sigma"], "conditions": list(checkpoint_conditions(hyperparameters)),
+        "targets": list(TARGET_CHANNELS), "conditions": list(checkpoint_conditions(hyperparameters)),
         "channel_units": _channel_units(attrs),
         "pixel_mpc": float(attrs["pixel_mpc"]) * int(attrs["npix"]) / resolution, "resolution": resolution,
         "depth_mpc": float(attrs["depth_mpc"]),

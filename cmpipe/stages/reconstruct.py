@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from cmpipe.store.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
+from cmpipe.store.schema import TARGET_CHANNELS as _TARGET
 
 __all__ = [
     "OOD_MAX_FRACTION",
@@ -53,6 +54,7 @@ __all__ = [
     "ModelGrid",
     "OutOfDistributionError",
     "check_distribution",
+    "export_split_fits",
     "export_store_fits",
     "model_grid",
     "reconstruct",
@@ -61,7 +63,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CONDITION = ("sz_y", "xray_sb")
-_TARGET = ("gas_sigma", "dm_sigma")
 
 #: Default threshold of the out-of-distribution check: a condition map with more than this
 #: fraction of its pixels outside the training split's range is flagged (:func:`check_distribution`).
@@ -579,3 +580,16 @@ def export_store_fits(
             )
             paths.append(path)
     return paths
+
+
+def export_split_fits(store: str | os.PathLike[str], split: str, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """:func:`export_store_fits` of the usable images (not failed) of one split (``train``,
+    ``val``, ``test``, or ``all``) into ``out_dir``, rewriting files already there."""
+    from cmpipe.store import open_store
+    from cmpipe.store.schema import SPLIT_CODES
+
+    group = open_store(store)
+    usable = group["image_failed"][:] == 0
+    if split != "all":
+        usable &= group["split"][:] == SPLIT_CODES[split]
+    return export_store_fits(store, np.flatnonzero(usable).tolist(), out_dir, overwrite=True)

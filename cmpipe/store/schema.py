@@ -89,6 +89,10 @@ STORE_SCHEMA_VERSION = 1
 CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb", "gas_sigma", "dm_sigma")
 #: Every channel cmpipe can make: the defaults and the optional convergence ``kappa``.
 ALL_CHANNELS: tuple[str, ...] = (*CHANNELS, "kappa")
+#: The model's targets (never conditions), in the order of its output channels.
+TARGET_CHANNELS: tuple[str, ...] = ("gas_sigma", "dm_sigma")
+#: The model's default conditions (``model.conditions``), in the order of its input channels.
+CONDITION_CHANNELS: tuple[str, ...] = ("sz_y", "xray_sb")
 #: Unit of each channel (the ``units`` attribute of ``maps``, ``channel_units`` of the root;
 #: the quantities are described in :mod:`cmpipe.mapmaking.maps`).
 CHANNEL_UNITS: dict[str, str] = {
