@@ -5,7 +5,8 @@ set-up, no directories created. The public API (:mod:`cmpipe.api`) loads on firs
 
 - :func:`load_config`;
 - the stages' Ray-free ``run(cfg, paths)``: :func:`run_catalog`, :func:`run_generate`,
-  :func:`run_train`, :func:`run_infer`, :func:`run_report`, :func:`run_render`;
+  :func:`run_train`, :func:`run_infer`, :func:`run_report`, :func:`run_render`,
+  :func:`run_reconstruct`;
 - :func:`open_store`, :func:`open_posterior` (:class:`xarray.Dataset`);
 - :class:`Reconstructor` (arrays in, posterior samples with their units out).
 """
@@ -29,6 +30,7 @@ _API = {
     "run_infer": ("cmpipe.stages.infer", "run"),
     "run_report": ("cmpipe.stages.report", "run"),
     "run_render": ("cmpipe.stages.render", "run"),
+    "run_reconstruct": ("cmpipe.stages.reconstruct", "run"),
     "pipeline_paths": ("cmpipe.stages.paths", "pipeline_paths"),
 }
 

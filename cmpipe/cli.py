@@ -535,12 +535,12 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     if not (args.sz and args.xray):
         raise ConfigError("give --sz and --xray (one cluster) or --inputs (many)")
-    from cmpipe.stages.reconstruct import reconstruct
+    from cmpipe.stages import reconstruct
 
-    result = reconstruct(args.checkpoint, args.sz, args.xray, args.recon, n_samples=args.samples, seed=args.seed,
-                         pixel_mpc=args.pixel_mpc, save_samples=args.save_samples, device=args.device,
-                         infer_cfg=dataclasses.replace(cfg.infer, n_samples=args.samples), overwrite=args.overwrite,
-                         strict=args.strict, max_ood_fraction=max_fraction)
+    paths = {"checkpoint": args.checkpoint, "sz": args.sz, "xray": args.xray, "out": args.recon}
+    result = reconstruct.run(cfg, paths, n_samples=args.samples, seed=args.seed, pixel_mpc=args.pixel_mpc,
+                             save_samples=args.save_samples, device=args.device, overwrite=args.overwrite,
+                             strict=args.strict, max_ood_fraction=max_fraction)
     for message in result["messages"]:
         print(f"cmpipe: {message}")
     print(result["fits"])

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ __all__ = [
     "export_store_fits",
     "model_grid",
     "reconstruct",
+    "run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -593,3 +594,17 @@ def export_split_fits(store: str | os.PathLike[str], split: str, out_dir: str | 
     if split != "all":
         usable &= group["split"][:] == SPLIT_CODES[split]
     return export_store_fits(store, np.flatnonzero(usable).tolist(), out_dir, overwrite=True)
+
+
+def run(cfg: Any, paths: Mapping[str, Any], *, n_samples: int | None = None, seed: int = 0,
+        pixel_mpc: float | None = None, save_samples: bool = False, device: str = "cpu", overwrite: bool = False,
+        strict: bool = False, max_ood_fraction: float = OOD_MAX_FRACTION) -> dict[str, Any]:
+    """The reconstruct stage for one cluster: :func:`reconstruct` of ``paths["checkpoint"]``,
+    ``paths["sz"]`` and ``paths["xray"]`` into ``paths["out"]`` (a FITS file), with the sampler of
+    ``cfg.infer`` (``n_samples`` default: ``cfg.infer.n_samples``). Many clusters on Ray:
+    :func:`cmpipe.pipeline.reconstruct.reconstruct_many`."""
+    n = int(cfg.infer.n_samples if n_samples is None else n_samples)
+    return reconstruct(paths["checkpoint"], paths["sz"], paths["xray"], paths["out"], n_samples=n, seed=seed,
+                       pixel_mpc=pixel_mpc, save_samples=save_samples, device=device,
+                       infer_cfg=dataclasses.replace(cfg.infer, n_samples=n), overwrite=overwrite,
+                       strict=strict, max_ood_fraction=max_ood_fraction)
