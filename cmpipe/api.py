@@ -169,17 +169,18 @@ class Reconstructor:
         import dataclasses
 
         from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
-        from cmpipe.stages.reconstruct import _default_infer_cfg, model_grid
+        from cmpipe.stages.reconstruct import _default_infer_cfg
 
         self.checkpoint = resolve_checkpoint(checkpoint)
-        grid = model_grid(self.checkpoint, pixel_mpc=None) if _records_grid(self.checkpoint) else None
+        grid = _recorded_grid(self.checkpoint)
         infer = _default_infer_cfg(grid.config if grid is not None else None, 2)
         changes = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
         self.infer = dataclasses.replace(infer, **changes)
         self._sampler = load_posterior_sampler(self.checkpoint, self.infer, device)
         self.resolution = int(self._sampler.resolution)
         self.model_pixel_mpc = grid.pixel_mpc if grid is not None else None
-        self.sigma_unit_msun_mpc2 = _sigma_units(grid.config) if grid is not None and grid.config else {}
+        run = grid.config if grid is not None else None
+        self.sigma_unit_msun_mpc2 = _sigma_units(run.cosmology, run.maps.depth_mpc) if run is not None else {}
 
     def sample(self, y: Any, s_x: Any, *, pixel_mpc: float, n_samples: int = 50, seed: int = 0) -> Reconstruction:
         """Posterior samples of (gas_sigma, dm_sigma) given a Compton-y and an X-ray map.
@@ -214,24 +215,25 @@ class Reconstructor:
         return Reconstruction(samples, model_pixel, dict(self.sigma_unit_msun_mpc2), messages, condition)
 
 
-def _records_grid(checkpoint: Path) -> bool:
-    """Whether the checkpoint's run records its model grid's pixel size."""
+def _recorded_grid(checkpoint: Path) -> Any:
+    """The model grid the checkpoint's run records (:func:`cmpipe.stages.reconstruct.model_grid`),
+    or None: then :meth:`Reconstructor.sample` takes the model pixel from its ``pixel_mpc``."""
     from cmpipe.stages.reconstruct import model_grid
     from cmpipe.store.fits import FitsError
 
     try:
-        model_grid(checkpoint)
+        return model_grid(checkpoint)
     except FitsError:
-        return False
-    return True
+        return None
 
 
-def _sigma_units(cfg: Any) -> dict[str, float]:
-    """``rho_bar_gas L`` and ``rho_bar_DM L`` [Msun Mpc^-2] of a run's cosmology and depth."""
+def _sigma_units(cosmology: Any, depth_mpc: float) -> dict[str, float]:
+    """``rho_bar_gas L`` and ``rho_bar_DM L`` [Msun Mpc^-2] of a run's cosmology section and
+    projection depth ``L`` [Mpc]."""
     from cmpipe.physics.cosmology import mean_densities
 
-    means = mean_densities(cfg.cosmology)
-    depth = float(cfg.maps.depth_mpc)
+    means = mean_densities(cosmology)
+    depth = float(depth_mpc)
     return {"gas_sigma": float(means.baryon) * depth, "dm_sigma": float(means.dark_matter) * depth}
 
 
