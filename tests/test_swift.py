@@ -40,7 +40,7 @@ CENTRE_COMOVING = np.array([9.7, 0.2, 5.0])  # across the x = L and y = 0 faces
 CENTRE = CENTRE_COMOVING * A
 PLUMMER_A, RMAX = 0.25, 1.2  # physical Mpc
 M_GAS, M_DM = 1.5e13, 8.5e13  # untruncated Plummer masses [Msun]
-N_HALO, N_BACKGROUND = 3000, 400
+N_HALO, N_BACKGROUND, N_STARS = 3000, 400, 5
 T_GAS = 5.0e7  # K
 GAMMA_C2 = 1.936492
 MPC_CM = float((1.0 * unyt.Mpc).to_value("cm"))
@@ -84,6 +84,9 @@ def _particles(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return out
 
 
+_PART_TYPES = ("PartType0", "PartType1", "PartType4", "PartType5")  # gas, DM, stars, black holes
+
+
 def _cell_order(pos_comoving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort order by top-level cell and the cell index of each sorted particle."""
     ijk = np.minimum((pos_comoving / (BOX_COMOVING / NCELL)).astype(int), NCELL - 1)
@@ -113,6 +116,11 @@ def _write_with_writer(path, parts: dict[str, np.ndarray]) -> None:
     w.dark_matter.coordinates = _cosmo(parts["dm_pos"] / A, unyt.Mpc, 1)
     w.dark_matter.velocities = _cosmo(np.zeros((n_dm, 3)), unyt.km / unyt.s, 0)
     w.dark_matter.masses = _cosmo(parts["dm_mass"], unyt.Msun, 0)
+    for group, n in ((w.stars, N_STARS), (w.black_holes, 1)):  # ignored by the reader
+        group.coordinates = _cosmo(np.tile(CENTRE_COMOVING, (n, 1)), unyt.Mpc, 1)
+        group.velocities = _cosmo(np.zeros((n, 3)), unyt.km / unyt.s, 0)
+        group.masses = _cosmo(np.full(n, 1e10), unyt.Msun, 0)
+    w.stars.smoothing_lengths = _cosmo(np.full(N_STARS, 0.01), unyt.Mpc, 1)
     w.write(str(path))
 
 
@@ -130,7 +138,7 @@ def _add_dataset(group, name: str, values: np.ndarray, cgs: float, dims: dict[st
 def _fix_a_exponents(f) -> None:
     """swiftsimio 12.4's Writer writes 'a-scale exponent' = 1 for a^0 fields (it reads the
     exponent of the sympy expression ``1`` as 1.0); SWIFT writes 0 for masses and velocities."""
-    for group in ("PartType0", "PartType1"):
+    for group in _PART_TYPES:
         for name in ("Masses", "Velocities"):
             ds = f[f"{group}/{name}"]
             ds.attrs["a-scale exponent"] = [0.0]
@@ -152,7 +160,7 @@ def _add_cells(f) -> None:
     meta.attrs["nr_cells"] = NCELL**3
     for sub in ("Counts", "OffsetsInFile", "MinPositions", "MaxPositions"):
         cells.create_group(sub)
-    for group in ("PartType0", "PartType1"):
+    for group in _PART_TYPES:
         pos = f[f"{group}/Coordinates"][...]
         _, cell = _cell_order(pos)
         assert np.all(np.diff(cell) >= 0)
@@ -235,22 +243,27 @@ def write_soap(path, box_comoving: float = BOX_COMOVING, scale_factor: float = A
         f["InputHalos/HaloCatalogueIndex"] = np.array([10, 11, 12])
 
 
-def write_velociraptor(path) -> None:
-    """VELOCIraptor properties: comoving 1/h units (Comoving_or_Physical = 1), 1e10 Msun, Mpc."""
-    h, lk, mu = H_LITTLE, 1000.0, 1e10
+def write_velociraptor(path, physical: bool = False) -> None:
+    """VELOCIraptor properties: comoving Mpc/h and 1e10 Msun/h (Comoving_or_Physical = 1), or
+    physical kpc and Msun (0)."""
+    h = H_LITTLE
+    lk, mu = (1.0, 1.0) if physical else (1000.0, 1e10)
+    to_file = 1.0 / lk if physical else h / A / lk  # physical kpc -> file length unit
+    length = lambda x: x * 1000.0 * to_file  # noqa: E731  physical Mpc -> file units
+    mass = lambda m: m * (1.0 if physical else h) / mu  # noqa: E731  Msun -> file units
     with h5py.File(path, "w") as f:
-        f.create_group("UnitInfo").attrs.update({"Comoving_or_Physical": b"1", "Length_unit_to_kpc": b"1000.000000",
-                                                 "Mass_unit_to_solarmass": b"10000000000.000000", "Cosmological_Sim": b"1"})
-        f.create_group("SimulationInfo").attrs.update({"ScaleFactor": A, "h_val": h, "Period": BOX_COMOVING * h,
+        f.create_group("UnitInfo").attrs.update({
+            "Comoving_or_Physical": b"0" if physical else b"1", "Length_unit_to_kpc": str(lk).encode(),
+            "Mass_unit_to_solarmass": str(mu).encode(), "Cosmological_Sim": b"1"})
+        f.create_group("SimulationInfo").attrs.update({"ScaleFactor": A, "h_val": h, "Period": length(BOX),
                                                        "Cosmological_Sim": 1})
-        length = lambda x: x / A * h * 1000.0 / lk  # noqa: E731  physical Mpc -> comoving Mpc/h
-        f["Mass_200mean"] = CATALOG["m200m_msun"] * h / mu
+        f["Mass_200mean"] = mass(CATALOG["m200m_msun"])
         f["R_200mean"] = length(CATALOG["r200m_mpc"])
-        f["SO_Mass_500_rhocrit"] = CATALOG["m500c_msun"] * h / mu
+        f["SO_Mass_500_rhocrit"] = mass(CATALOG["m500c_msun"])
         f["SO_R_500_rhocrit"] = length(CATALOG["r500c_mpc"])
         for i, c in enumerate("XYZ"):
             f[f"{c}cminpot"] = length(CATALOG["centre_mpc"][:, i])
-            f[f"{c}c"] = length(CATALOG["centre_mpc"][:, i]) + 0.05  # centre of mass: not used
+            f[f"{c}c"] = length(CATALOG["centre_mpc"][:, i] + 0.05)  # centre of mass: not used
         f["ID"] = np.array([1, 2, 3])
         f["hostHaloID"] = np.array([-1, -1, 1])
 
@@ -261,8 +274,15 @@ def snap(tmp_path_factory):
     parts = write_snapshot(d / "snap_0001.hdf5")
     write_soap(d / "halo_properties_0001.hdf5")
     write_velociraptor(d / "vr_0001.properties")
+    write_velociraptor(d / "vr_physical_0001.properties", physical=True)
+    write_soap(d / "soap_cgs_0001.hdf5")
+    with h5py.File(d / "soap_cgs_0001.hdf5", "r+") as f:  # only the comoving factor and a-exponent
+        for name in ("SO/200_mean/TotalMass", "SO/200_mean/SORadius", "SO/500_crit/TotalMass",
+                     "SO/500_crit/SORadius", "InputHalos/HaloCentre"):
+            del f[name].attrs["Conversion factor to physical CGS (including cosmological corrections)"]
     return dict(dir=d, parts=parts, path=d / "snap_0001.hdf5", soap=d / "halo_properties_0001.hdf5",
-                vr=d / "vr_0001.properties")
+                soap_cgs=d / "soap_cgs_0001.hdf5", vr=d / "vr_0001.properties",
+                vr_physical=d / "vr_physical_0001.properties")
 
 
 def test_info_from_snapshot_metadata(snap):
@@ -274,19 +294,19 @@ def test_info_from_snapshot_metadata(snap):
     assert info.h == pytest.approx(H_LITTLE, rel=1e-12)
     assert info.box_mpc == pytest.approx(BOX, rel=1e-12)
     assert (info.n_gas, info.n_dm) == (N_HALO + N_BACKGROUND, N_HALO + N_BACKGROUND)
-    assert info.ignored == ()
+    assert info.ignored == ("stars", "black_holes")
     assert pickle.loads(pickle.dumps(reader)).info == info
 
 
-@pytest.mark.parametrize("catalog", ["soap", "vr"])
+@pytest.mark.parametrize("catalog", ["soap", "soap_cgs", "vr", "vr_physical"])
 def test_halos_equal_catalog_after_unit_conversion(snap, catalog):
     """Oracle: CATALOG (physical Msun and Mpc) converted by hand to SOAP's comoving Mpc /
-    1e10 Msun and to VELOCIraptor's comoving Mpc/h, 1e10 Msun/h; rtol 1e-9. Satellites
-    (SOAP IsCentral = 0, VR hostHaloID >= 0) are left out; VR's centre is Xcminpot."""
+    1e10 Msun (with or without the physical-CGS attribute), to VELOCIraptor's comoving Mpc/h,
+    1e10 Msun/h and to its physical kpc, Msun; rtol 1e-9. Satellites (SOAP IsCentral = 0, VR
+    hostHaloID >= 0) are left out; VR's centre is Xcminpot."""
     halos = SwiftSnapshot(snap["path"], snap[catalog]).halos()
     assert len(halos) == 2
-    ids = [10, 11] if catalog == "soap" else [1, 2]
-    ids = [0, 1] if catalog == "soap" else ids  # SOAP: the row index
+    ids = [0, 1] if catalog.startswith("soap") else [1, 2]  # SOAP: the row index; VELOCIraptor: ID
     for i, halo in enumerate(halos):
         assert halo.halo_id == ids[i]
         assert halo.m200m_msun == pytest.approx(CATALOG["m200m_msun"][i], rel=1e-9)
@@ -342,7 +362,8 @@ def test_region_reads_only_the_cells_it_needs(snap):
 
     meta = read_swift_info(snap["path"])
     mask = _region_mask(str(snap["path"]), meta, np.mod(CENTRE, BOX), 0.3)
-    assert mask.cell_mask["gas"].sum() == 8  # x and y wrap, z = 5 comoving is a cell face
+    # comoving bounds x [9.25, 10.15], y [-0.25, 0.65], z [4.55, 5.45]: two cells per axis
+    assert mask.cell_mask["gas"].sum() == 8
     assert mask.gas_size < N_HALO + N_BACKGROUND
 
 

@@ -326,10 +326,12 @@ def _soap_header(f: object, path: str) -> tuple[float, float]:
     if "Header" not in f:
         raise SnapshotError(f"{path}: missing SOAP group Header")
     hdr = f["Header"].attrs
-    for key in ("BoxSize", "Scale-factor"):
-        if key not in hdr:
-            raise SnapshotError(f"{path}: missing SOAP Header attribute {key!r}")
-    a = _scalar(hdr["Scale-factor"], f"{path}: Header/Scale-factor")
+    if "BoxSize" not in hdr or not {"Scale-factor", "Redshift"} & set(hdr):
+        raise SnapshotError(f"{path}: missing SOAP Header attribute 'BoxSize' or 'Scale-factor'")
+    if "Scale-factor" in hdr:
+        a = _scalar(hdr["Scale-factor"], f"{path}: Header/Scale-factor")
+    else:
+        a = 1.0 / (1.0 + _scalar(hdr["Redshift"], f"{path}: Header/Redshift"))
     length_cgs = _scalar(f["Units"].attrs["Unit length in cgs (U_L)"], f"{path}: Units") if "Units" in f else 1.0 / _cgs_to("Mpc")
     return a, _scalar(hdr["BoxSize"], f"{path}: Header/BoxSize") * length_cgs * _cgs_to("Mpc") * a
 
