@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 from cmpipe.mapmaking.maps import prepare_halo, sightline_maps  # noqa: E402
 from cmpipe.physics.halo import Halo, HaloProperties  # noqa: E402
 from cmpipe.physics.snapshots.base import SnapshotError, SnapshotReader  # noqa: E402
-from cmpipe.physics.snapshots.swift import SwiftSnapshot, read_catalog  # noqa: E402
+from cmpipe.physics.snapshots.swift import SwiftSnapshot, read_catalog, read_swift_info, region_mask  # noqa: E402
 
 Z, H_LITTLE = 0.5, 0.7
 A = 1.0 / (1.0 + Z)
@@ -97,7 +97,8 @@ def _cell_order(pos_comoving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _cosmo(values, unit, exponent):
     """A comoving cosmo_array of a *copy* (the Writer converts its input to base units in place)."""
-    return swiftsimio.cosmo_array(np.array(values, dtype=np.float64), unit, comoving=True, scale_factor=A, scale_exponent=exponent)
+    values = np.array(values, dtype=np.float64)
+    return swiftsimio.cosmo_array(values, unit, comoving=True, scale_factor=A, scale_exponent=exponent)
 
 
 def _write_with_writer(path, parts: dict[str, np.ndarray]) -> None:
@@ -358,13 +359,27 @@ def test_region_reads_only_the_cells_it_needs(snap):
     """Oracle: the mask of a small region across the corner holds the 8 corner cells only
     (counted from the written cell grid), not the whole box; region() returns the same particles
     as a read of the whole file (brute force above)."""
-    from cmpipe.physics.snapshots.swift import _region_mask, read_swift_info
-
     meta = read_swift_info(snap["path"])
-    mask = _region_mask(str(snap["path"]), meta, np.mod(CENTRE, BOX), 0.3)
+    mask = region_mask(str(snap["path"]), meta, np.mod(CENTRE, BOX), 0.3)
     # comoving bounds x [9.25, 10.15], y [-0.25, 0.65], z [4.55, 5.45]: two cells per axis
     assert mask.cell_mask["gas"].sum() == 8
     assert mask.gas_size < N_HALO + N_BACKGROUND
+
+
+def test_snapshot_without_cells_is_read_whole(tmp_path):
+    """Oracle: brute force. Without Cells metadata (initial conditions) the whole file is read and
+    the region is the same set of particles."""
+    p = tmp_path / "snap.hdf5"
+    parts = write_snapshot(p)
+    with h5py.File(p, "r+") as f:
+        del f["Cells"]
+    write_soap(tmp_path / "soap.hdf5")
+    reader = SwiftSnapshot(p, tmp_path / "soap.hdf5")
+    assert region_mask(str(p), read_swift_info(p), CENTRE, 0.5) is None
+    gas, dm = reader.region(CENTRE, 0.5)
+    for got, kind in ((gas, "gas"), (dm, "dm")):
+        np.testing.assert_allclose(_sorted(got.pos_mpc), _sorted(_brute_force(parts[f"{kind}_pos"], CENTRE, 0.5)[0]),
+                                   atol=1e-9)
 
 
 def test_temperature_from_internal_energy(tmp_path):
@@ -380,8 +395,8 @@ def test_temperature_from_internal_energy(tmp_path):
 def test_extracted_halo_projects_to_analytic_plummer(snap):
     """Oracle: the closed-form projection of the truncated Plummer spheres (gas and DM), pixel-
     and annulus-averaged (as tests/test_maps.py). The region (1.6 Mpc > RMAX) holds the whole
-    sphere plus a little background (mean density 2.3e10 Msun Mpc^-3 here, added analytically
-    as rho_bg * chord). Tolerance: 4 sigma Poisson per annulus (sigma = 1/sqrt(N expected)), as
+    sphere plus a little uniform background (N_BACKGROUND particles over the box, added
+    analytically as its mean density times the chord of the 1.6 Mpc sphere). Tolerance: 4 sigma Poisson per annulus (sigma = 1/sqrt(N expected)), as
     tests/test_sph.py."""
     reader = SwiftSnapshot(snap["path"], snap["soap"])
     gas, dm = reader.region(CENTRE, 1.6)
@@ -396,10 +411,12 @@ def test_extracted_halo_projects_to_analytic_plummer(snap):
     rf = np.hypot(*np.meshgrid(cf, cf, indexing="xy"))
     edges = np.array([0.0, 0.15, 0.3, 0.5, 0.8, 1.1])
     vol = BOX**3
-    for name, mass, m_part, rho in (("gas_sigma", M_GAS, gas.mass_msun[0], rho_g), ("dm_sigma", M_DM, dm.mass_msun[0], rho_d)):
+    cases = (("gas_sigma", M_GAS, gas.mass_msun[0], rho_g), ("dm_sigma", M_DM, dm.mass_msun[0], rho_d))
+    for name, mass, m_part, rho in cases:
         bg = N_BACKGROUND * m_part / vol
         chord = 2.0 * np.sqrt(np.clip(1.6**2 - rf**2, 0, None))
-        model = (_plummer_sigma(rf, mass) + bg * np.minimum(chord, depth)).reshape(npix, fine, npix, fine).mean(axis=(1, 3))
+        model = _plummer_sigma(rf, mass) + bg * np.minimum(chord, depth)
+        model = model.reshape(npix, fine, npix, fine).mean(axis=(1, 3))
         image = maps.channel(name) * rho * depth
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = (rr >= lo) & (rr < hi)
@@ -427,6 +444,11 @@ def test_missing_field_names_file_and_field(tmp_path):
     with h5py.File(q, "r+") as f:
         f.create_group("HydroScheme").attrs["Kernel function"] = np.bytes_("Gaussian")
     with pytest.raises(SnapshotError, match=r"snap2\.hdf5.*'Gaussian'"):
+        SwiftSnapshot(q, q)
+    with h5py.File(q, "r+") as f:
+        f["HydroScheme"].attrs["Kernel function"] = np.bytes_("Wendland C2")
+        del f["Cosmology"].attrs["h"]
+    with pytest.raises(SnapshotError, match=r"snap2\.hdf5.*Cosmology attribute 'h'"):
         SwiftSnapshot(q, q)
 
 

@@ -43,7 +43,16 @@ from cmpipe.physics import units
 from cmpipe.physics.halo import DarkMatterParticles, GasParticles
 from cmpipe.physics.snapshots.base import CatalogHalo, SnapshotError, SnapshotInfo, wrap_relative
 
-__all__ = ["HYDROGEN_MASS_FRACTION", "KERNEL_GAMMA_3D", "SwiftSnapshot", "read_catalog", "read_swift_info"]
+__all__ = [
+    "HYDROGEN_MASS_FRACTION",
+    "KERNEL_GAMMA_3D",
+    "SwiftMetadata",
+    "SwiftSnapshot",
+    "kernel_support_factor",
+    "read_catalog",
+    "read_swift_info",
+    "region_mask",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +105,24 @@ def kernel_support_factor(kernel: str, path: str) -> float:
 
 
 @dataclass(frozen=True)
-class _SwiftMeta:
-    """What the reader needs besides :class:`SnapshotInfo`."""
+class SwiftMetadata:
+    """A SWIFT snapshot's metadata as the reader uses it.
+
+    Attributes
+    ----------
+    info : SnapshotInfo
+        Redshift, h, physical box side [Mpc], particle counts, ignored particle types.
+    scale_factor : float
+        a = 1 / (1 + z), the comoving-to-physical length factor of the cell metadata.
+    support_per_h : float
+        ``H / h`` of the snapshot's kernel (1.936492 for Wendland C2).
+    adiabatic_index : float
+        The hydro scheme's gamma (5/3 where the snapshot does not say).
+    has_cells : bool
+        Whether the snapshot has top-level cell metadata (masked reads).
+    gas_fields : frozenset of str
+        Dataset names of ``PartType0``.
+    """
 
     info: SnapshotInfo
     scale_factor: float
@@ -126,7 +151,9 @@ def _hydro_kernel(md: object, path: str) -> tuple[float, float]:
     if "Kernel target N_ngb" in hydro:
         logger.debug("%s: kernel %s, target N_ngb %.1f", path, _text(hydro["Kernel function"]),
                      _scalar(hydro["Kernel target N_ngb"], "Kernel target N_ngb"))
-    gamma = _scalar(hydro["Adiabatic index"], f"{path}: HydroScheme/Adiabatic index") if "Adiabatic index" in hydro else 5.0 / 3.0
+    gamma = 5.0 / 3.0
+    if "Adiabatic index" in hydro:
+        gamma = _scalar(hydro["Adiabatic index"], f"{path}: HydroScheme/Adiabatic index")
     return factor, gamma
 
 
@@ -153,7 +180,7 @@ def _check_fields(path: str, gas: frozenset[str], dm: frozenset[str]) -> None:
         raise SnapshotError(f"{path}: missing field PartType0/Temperatures (or PartType0/InternalEnergies)")
 
 
-def read_swift_info(path: str | Path) -> _SwiftMeta:
+def read_swift_info(path: str | Path) -> SwiftMetadata:
     """Read a SWIFT snapshot's metadata (no particles) and check the fields the reader needs.
 
     Raises
@@ -182,14 +209,29 @@ def read_swift_info(path: str | Path) -> _SwiftMeta:
     ignored = tuple(g for g in _IGNORED_GROUPS if int(getattr(md, f"n_{g}", 0) or 0) > 0)
     info = SnapshotInfo(path=p, redshift=z, h=_scalar(cosmo["h"], f"{p}: Cosmology/h"), box_mpc=float(box[0]),
                         n_gas=int(md.n_gas), n_dm=int(md.n_dark_matter), ignored=ignored)
-    return _SwiftMeta(info, a, support, gamma, has_cells, gas)
+    return SwiftMetadata(info, a, support, gamma, has_cells, gas)
 
 
-def _region_mask(path: str, meta: _SwiftMeta, centre_mpc: np.ndarray, radius_mpc: float) -> object | None:
-    """A swiftsimio mask of the cells overlapping the cube around the sphere (None: no cells).
+def region_mask(path: str, meta: SwiftMetadata, centre_mpc: np.ndarray, radius_mpc: float) -> object | None:
+    """A ``swiftsimio.mask`` of the top-level cells overlapping the cube around a sphere.
 
-    Bounds are comoving (the cell metadata's frame); with the centre in ``[0, L)`` and the
-    radius below ``L/2`` they lie in ``[-L/2, 3L/2]``, which swiftsimio wraps periodically.
+    Parameters
+    ----------
+    path : str
+        The snapshot.
+    meta : SwiftMetadata
+        Its metadata (:func:`read_swift_info`).
+    centre_mpc : (3,) float64
+        Sphere centre [physical Mpc], in ``[0, box)``.
+    radius_mpc : float
+        Sphere radius [physical Mpc], below half the box.
+
+    Returns
+    -------
+    swiftsimio.masks.SWIFTMask or None
+        None where the snapshot has no cell metadata (it is then read whole). The bounds are
+        comoving (the cell metadata's frame) and lie in ``[-L/2, 3L/2]``, which swiftsimio
+        matches against the periodic copies of each cell.
     """
     if not meta.has_cells:
         logger.info("%s has no Cells metadata: reading the whole snapshot for each region", path)
@@ -218,7 +260,7 @@ def _select(group: object, centre_mpc: np.ndarray, radius_mpc: float, box_mpc: f
     return rel[keep], keep
 
 
-def _gas_temperature_k(gas: object, keep: np.ndarray, meta: _SwiftMeta) -> np.ndarray:
+def _gas_temperature_k(gas: object, keep: np.ndarray, meta: SwiftMetadata) -> np.ndarray:
     """Temperatures [K], or from the physical internal energy with X = 0.76, full ionisation."""
     if "Temperatures" in meta.gas_fields:
         return _physical(gas.temperatures, "K")[keep]
@@ -228,7 +270,7 @@ def _gas_temperature_k(gas: object, keep: np.ndarray, meta: _SwiftMeta) -> np.nd
     return _physical(u, "km**2/s**2")[keep] * factor
 
 
-def _read_gas(data: object, centre: np.ndarray, radius: float, meta: _SwiftMeta) -> GasParticles:
+def _read_gas(data: object, centre: np.ndarray, radius: float, meta: SwiftMetadata) -> GasParticles:
     gas = data.gas
     rel, keep = _select(gas, centre, radius, meta.info.box_mpc)
     density = _physical(gas.densities, "Msun/Mpc**3")[keep] if "Densities" in meta.gas_fields else None
@@ -241,7 +283,7 @@ def _read_gas(data: object, centre: np.ndarray, radius: float, meta: _SwiftMeta)
     )
 
 
-def _read_dm(data: object, centre: np.ndarray, radius: float, meta: _SwiftMeta) -> DarkMatterParticles:
+def _read_dm(data: object, centre: np.ndarray, radius: float, meta: SwiftMetadata) -> DarkMatterParticles:
     dm = data.dark_matter
     rel, keep = _select(dm, centre, radius, meta.info.box_mpc)
     return DarkMatterParticles(pos_mpc=rel, mass_msun=_physical(dm.masses, "Msun")[keep])
@@ -287,14 +329,21 @@ class SwiftSnapshot:
         box = self.info.box_mpc
         radius = float(radius_mpc)
         if not (math.isfinite(radius) and 0.0 < radius < 0.5 * box):
-            raise SnapshotError(f"{self.snapshot_path}: region radius {radius_mpc!r} Mpc must be in (0, box/2 = {0.5 * box:g}) Mpc")
+            raise SnapshotError(
+                f"{self.snapshot_path}: region radius {radius_mpc!r} Mpc must be in (0, box/2 = {0.5 * box:g}) Mpc"
+            )
         centre = np.mod(np.asarray(centre_mpc, dtype=np.float64).reshape(3), box)
-        mask = _region_mask(self.snapshot_path, self._meta, centre, radius)
+        mask = region_mask(self.snapshot_path, self._meta, centre, radius)
         data = swiftsimio.load(self.snapshot_path, mask=mask)
         return _read_gas(data, centre, radius, self._meta), _read_dm(data, centre, radius, self._meta)
 
 
 # --- catalogs -------------------------------------------------------------------------------
+
+
+#: SWIFT/SOAP dataset attributes: the factor to physical cgs, and the one without the a-factor.
+_PHYSICAL_CGS = "Conversion factor to physical CGS (including cosmological corrections)"
+_COMOVING_CGS = "Conversion factor to CGS (not including cosmological corrections)"
 
 
 def _cgs_to(unit: str) -> float:
@@ -311,13 +360,13 @@ def _soap_dataset(f: object, name: str, unit: str, a: float, path: str) -> np.nd
         raise SnapshotError(f"{path}: missing SOAP field {name}")
     ds = f[name]
     attrs = ds.attrs
-    if "Conversion factor to physical CGS (including cosmological corrections)" in attrs:
-        cgs = _scalar(attrs["Conversion factor to physical CGS (including cosmological corrections)"], f"{path}: {name}")
-    elif "Conversion factor to CGS (not including cosmological corrections)" in attrs and "a-scale exponent" in attrs:
-        cgs = _scalar(attrs["Conversion factor to CGS (not including cosmological corrections)"], f"{path}: {name}")
+    if _PHYSICAL_CGS in attrs:
+        cgs = _scalar(attrs[_PHYSICAL_CGS], f"{path}: {name}")
+    elif _COMOVING_CGS in attrs and "a-scale exponent" in attrs:
+        cgs = _scalar(attrs[_COMOVING_CGS], f"{path}: {name}")
         cgs *= a ** _scalar(attrs["a-scale exponent"], f"{path}: {name} a-scale exponent")
     else:
-        raise SnapshotError(f"{path}: SOAP field {name} has no 'Conversion factor to physical CGS' attribute (unknown units)")
+        raise SnapshotError(f"{path}: SOAP field {name} has no {_PHYSICAL_CGS!r} attribute (unknown units)")
     return np.asarray(ds[...], dtype=np.float64) * cgs * _cgs_to(unit)
 
 
@@ -332,7 +381,9 @@ def _soap_header(f: object, path: str) -> tuple[float, float]:
         a = _scalar(hdr["Scale-factor"], f"{path}: Header/Scale-factor")
     else:
         a = 1.0 / (1.0 + _scalar(hdr["Redshift"], f"{path}: Header/Redshift"))
-    length_cgs = _scalar(f["Units"].attrs["Unit length in cgs (U_L)"], f"{path}: Units") if "Units" in f else 1.0 / _cgs_to("Mpc")
+    length_cgs = 1.0 / _cgs_to("Mpc")  # BoxSize in comoving Mpc unless the Units group says otherwise
+    if "Units" in f and "Unit length in cgs (U_L)" in f["Units"].attrs:
+        length_cgs = _scalar(f["Units"].attrs["Unit length in cgs (U_L)"], f"{path}: Units/Unit length in cgs (U_L)")
     return a, _scalar(hdr["BoxSize"], f"{path}: Header/BoxSize") * length_cgs * _cgs_to("Mpc") * a
 
 
@@ -450,7 +501,7 @@ def read_catalog(path: str | Path, info: SnapshotInfo) -> tuple[CatalogHalo, ...
     centre = np.mod(cols["centre"], info.box_mpc)
     ok = np.flatnonzero(cols["keep"] & (cols["m200m"] > 0) & (cols["r200m"] > 0))
     return tuple(
-        CatalogHalo(halo_id=int(cols["id"][i]), centre_mpc=(float(centre[i, 0]), float(centre[i, 1]), float(centre[i, 2])),
+        CatalogHalo(halo_id=int(cols["id"][i]), centre_mpc=tuple(float(x) for x in centre[i]),
                     m200m_msun=float(cols["m200m"][i]), r200m_mpc=float(cols["r200m"][i]),
                     m500c_msun=float(cols["m500c"][i]), r500c_mpc=float(cols["r500c"][i]))
         for i in ok
