@@ -296,7 +296,9 @@ def test_info_from_snapshot_metadata(snap):
     assert info.box_mpc == pytest.approx(BOX, rel=1e-12)
     assert (info.n_gas, info.n_dm) == (N_HALO + N_BACKGROUND, N_HALO + N_BACKGROUND)
     assert info.ignored == ("stars", "black_holes")
-    assert pickle.loads(pickle.dumps(reader)).info == info
+    assert len(reader.halos()) == 2
+    clone = pickle.loads(pickle.dumps(reader))
+    assert clone.info == info and clone._halos is None and clone.halos() == reader.halos()
 
 
 @pytest.mark.parametrize("catalog", ["soap", "soap_cgs", "vr", "vr_physical"])

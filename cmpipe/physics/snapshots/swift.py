@@ -292,7 +292,8 @@ def _read_dm(data: object, centre: np.ndarray, radius: float, meta: SwiftMetadat
 class SwiftSnapshot:
     """A SWIFT snapshot and its SOAP or VELOCIraptor catalog (a :class:`SnapshotReader`).
 
-    Cheap to construct (metadata only) and picklable: it holds paths and small values.
+    Cheap to construct (metadata only) and picklable: it holds paths and small values (the
+    catalog, read on the first :meth:`halos`, is cached but not pickled).
 
     Parameters
     ----------
@@ -314,6 +315,10 @@ class SwiftSnapshot:
         self._meta = read_swift_info(self.snapshot_path)
         self.info: SnapshotInfo = self._meta.info
         self._halos: tuple[CatalogHalo, ...] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle without the cached catalog (Ray tasks get paths and metadata, not a million halos)."""
+        return {**self.__dict__, "_halos": None}
 
     def halos(self) -> Sequence[CatalogHalo]:
         """Every halo of the catalog with a positive M200m (field halos only), in catalog order."""
