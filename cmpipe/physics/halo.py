@@ -20,6 +20,7 @@ convention happen once, at the reader (:mod:`cmpipe.physics.hdf5io`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -57,6 +58,11 @@ class HaloProperties:
         positions are stored relative to it.
     redshift : float
         Redshift of the snapshot.
+    m500c_msun : float
+        M500c, mass inside the radius enclosing 500 times the critical density [Msun]; NaN
+        where the source has none.
+    r500c_mpc : float
+        R500c [physical Mpc]; NaN where the source has none.
     """
 
     halo_id: int
@@ -64,6 +70,8 @@ class HaloProperties:
     r200m_mpc: float
     centre_mpc: tuple[float, float, float] = (0.0, 0.0, 0.0)
     redshift: float = 0.0
+    m500c_msun: float = math.nan
+    r500c_mpc: float = math.nan
 
     def log10_m200m_msun_h(self, h: float) -> float:
         """log10 of M200m in Msun/h, given the dimensionless Hubble parameter ``h``."""
