@@ -34,17 +34,42 @@ from cmpipe.physics.halo import Halo, HaloError, HaloProperties
 from cmpipe.physics.snapshots.base import CatalogHalo, SnapshotError, SnapshotReader
 
 __all__ = [
+    "FORMATS",
     "ExtractionSettings",
     "extract_halo",
     "extract_halos",
     "extraction_radius_mpc",
     "halo_file",
+    "open_snapshot",
     "select_halos",
     "slab_radius_mpc",
     "summarise",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Snapshot formats of :func:`open_snapshot` (``cmpipe extract-halos --format``).
+FORMATS: tuple[str, ...] = ("gadget", "swift")
+
+
+def open_snapshot(fmt: str, snapshot: str | Path, catalog: str | Path) -> SnapshotReader:
+    """The reader of ``fmt`` (:data:`FORMATS`) over ``snapshot`` and its halo ``catalog``; the
+    format's module is imported only here (swiftsimio only for ``swift``).
+
+    Raises
+    ------
+    SnapshotError
+        For an unknown format, or what the reader raises for bad files.
+    """
+    if fmt == "gadget":
+        from cmpipe.physics.snapshots.gadget import GadgetSnapshot
+
+        return GadgetSnapshot(snapshot, catalog)
+    if fmt == "swift":
+        from cmpipe.physics.snapshots.swift import SwiftSnapshot
+
+        return SwiftSnapshot(snapshot, catalog)
+    raise SnapshotError(f"snapshot format {fmt!r} is not known; known formats: {', '.join(FORMATS)}")
 
 
 @dataclass(frozen=True)
