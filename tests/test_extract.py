@@ -232,3 +232,35 @@ def test_extract_generate_train_end_to_end(ray_local, tmp_path, capsys):
     assert main(["train", "--store", str(store), "--run", str(run), "--serial", "--max-steps", "2",
                  "--out", str(tmp_path / "out"), *sets]) == 0
     assert (run / "metrics.csv").exists()
+
+
+# ----------------------------------------------------------------------------- M500c / R500c in the halo files
+
+
+def test_m500c_r500c_round_trip_and_absent_is_nan(extracted, tmp_path):
+    """Written in the file's units and read back (rtol 1e-12); a file without them (every file
+    written before issue 19) reads NaN and compares equal to the defaults, also after pickling;
+    a non-positive value names the attribute."""
+    import dataclasses
+    import pickle
+
+    from cmpipe.physics.halo import HaloError, HaloProperties
+    from cmpipe.physics.hdf5io import write_halo_hdf5
+
+    out, _ = extracted
+    halo = read_halo_hdf5(halo_file(out, 1))
+    path = write_halo_hdf5(tmp_path / "kpc.hdf5", halo, length_unit="kpc/h", mass_unit="1e10 Msun/h", comoving=True)
+    back = read_halo_properties_hdf5(path)
+    assert back.m500c_msun == pytest.approx(halo.props.m500c_msun, rel=1e-12)
+    assert back.r500c_mpc == pytest.approx(halo.props.r500c_mpc, rel=1e-12)
+    plain = dataclasses.replace(halo, props=dataclasses.replace(halo.props, m500c_msun=math.nan, r500c_mpc=math.nan))
+    path = write_halo_hdf5(tmp_path / "plain.hdf5", plain)
+    with h5py.File(path) as f:
+        assert "M500c" not in f["Halo"].attrs and "R500c" not in f["Halo"].attrs
+    props = read_halo_properties_hdf5(path)
+    assert math.isnan(props.m500c_msun) and props == plain.props == pickle.loads(pickle.dumps(props))
+    assert HaloProperties(1, 1.0, 1.0, m500c_msun=float("nan")) == HaloProperties(1, 1.0, 1.0)
+    with h5py.File(path, "r+") as f:
+        f["Halo"].attrs["M500c"] = -1.0
+    with pytest.raises(HaloError, match=r"plain\.hdf5, halo 1, attribute /Halo/M500c: value -1\.0 is not > 0"):
+        read_halo_properties_hdf5(path)
