@@ -10,8 +10,9 @@ Mpc, truncated at 3 Mpc) on a cubic lattice in a box of ``--box-mpc`` physical M
 1. serially (:func:`cmpipe.stages.extract.run`; the first region query scans the files'
    bounding boxes, counted);
 2. with Ray on a fresh local instance with ``num_cpus=2``
-   (:func:`cmpipe.pipeline.extract.extract_with_ray`, one task per halo), after an untimed
-   warm-up extraction of two halos into a scratch directory (worker start-up and imports).
+   (:func:`cmpipe.pipeline.extract.extract_with_ray`, ``--halos-per-task`` halos per task),
+   after an untimed warm-up extraction of four halos into a scratch directory (worker start-up
+   and imports).
 
 Throughput: particles written per second and halos per minute over the whole call (reader
 construction, catalog, extents, region reads, checks and writing). Prints figures, never asserts
@@ -55,7 +56,7 @@ def _figures(summary: dict) -> dict:
     return {k: summary[k] for k in ("written", "failed", "particles", "seconds", "particles_per_s", "halos_per_min")}
 
 
-def _ray(cfg, files: tuple[Path, Path], work: Path) -> dict:
+def _ray(cfg, files: tuple[Path, Path], work: Path, per_task: int) -> dict:
     import ray
 
     from cmpipe.pipeline.extract import extract_with_ray
@@ -65,8 +66,10 @@ def _ray(cfg, files: tuple[Path, Path], work: Path) -> dict:
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
              _temp_dir=str(tmp), log_to_driver=False)
     try:
-        extract_with_ray(cfg, {"halos": work / "warm"}, fmt="gadget", snapshot=files[0], catalog=files[1], ids=[0, 1])
-        return extract_with_ray(cfg, {"halos": work / "ray"}, fmt="gadget", snapshot=files[0], catalog=files[1])
+        extract_with_ray(cfg, {"halos": work / "warm"}, fmt="gadget", snapshot=files[0], catalog=files[1],
+                         ids=[0, 1, 2, 3])
+        return extract_with_ray(cfg, {"halos": work / "ray"}, fmt="gadget", snapshot=files[0], catalog=files[1],
+                                halos_per_task=per_task)
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--npix", type=int, default=64)
     parser.add_argument("--pixel-mpc", type=float, default=0.1)
     parser.add_argument("--depth-mpc", type=float, default=6.4)
+    parser.add_argument("--halos-per-task", type=int, default=4, help="halos per Ray task (4)")
     parser.add_argument("--out", type=Path, help="save the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         written_s = time.perf_counter() - t0
         cfg = load_config("demo", _maps(args))
         serial = extract_run(cfg, {"halos": work / "serial"}, fmt="gadget", snapshot=files[0], catalog=files[1])
-        ray2 = _ray(cfg, files, work)
+        ray2 = _ray(cfg, files, work, args.halos_per_task)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures = {"halos": args.halos, "particles_in_snapshot": 2 * args.halos * args.particles, "files": args.files,

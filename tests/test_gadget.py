@@ -223,6 +223,19 @@ def test_region_beyond_half_the_box_is_refused(reader):
         reader.region(MIDDLE, 0.5 * reader.info.box_mpc)
 
 
+def test_small_chunks_read_the_same_region_from_fewer_rows(snap, files):
+    """Chunks of 500 rows: the region equals the brute force (as above), and the chunk index
+    keeps fewer rows than the files hold (the halo in the middle is far from the corner one)."""
+    r = GadgetSnapshot(*files, chunk_rows=500)
+    gas, _ = r.region(MIDDLE, 2.0)
+    np.testing.assert_allclose(_sorted(gas.pos_mpc), _sorted(_brute_force(snap.gas_pos_mpc, MIDDLE, 2.0, snap.box_mpc)),
+                               atol=1e-9)
+    lf = r._meta.units.length_mpc
+    ranges = r._chunks_for(0, np.asarray(MIDDLE) / lf, 2.0 / lf)
+    rows = sum(b - a for rr in ranges.values() for a, b in rr)
+    assert gas.n <= rows < 0.75 * snap.gas_pos_mpc.shape[0]
+
+
 def test_reader_pickles_with_its_extents(reader):
     import pickle
 

@@ -40,10 +40,11 @@ Conversions (once, here)
 Stars (``PartType4``), black holes (``PartType5``), tracers (``PartType3``) and boundary/low-
 resolution particles (``PartType2``) are ignored and listed in ``info.ignored``.
 
-Reading only what a region needs: the first region query of a multi-file snapshot scans each
-file's coordinates once, chunk by chunk, for its bounding box (cached on the reader, and carried
-when it is pickled to Ray workers); a region reads only the files whose boxes it overlaps, and
-of those only the chunks holding particles inside it.
+Reading only what a region needs: the first region query scans each file's coordinates once,
+in chunks of ``chunk_rows`` rows, for the bounding box of every chunk (an index cached on the
+reader and carried when it is pickled to Ray workers; Gadget and AREPO write particles along a
+space-filling curve, so chunk boxes are compact). A region then opens only the files, and reads
+only the chunks, whose boxes it overlaps (periodically).
 
 Every problem raises :class:`~cmpipe.physics.snapshots.base.SnapshotError` naming the file, the
 halo where there is one, and the field or header attribute.
@@ -273,16 +274,18 @@ def _check_fields(f: h5py.File, path: Path, ptype: int, mass_table: np.ndarray) 
 
 
 def _select_chunks(group: h5py.Group, path: Path, ptype: int, names: Sequence[str], centre: np.ndarray,
-                   radius: float, box: float) -> dict[str, np.ndarray]:
+                   radius: float, box: float, ranges: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
     """The datasets ``names`` of one file's ``group`` for particles within ``radius`` of
-    ``centre`` (stored units), read chunk by chunk; ``Coordinates`` becomes relative (wrapped)."""
+    ``centre`` (stored units), reading only the row ``ranges``; ``Coordinates`` becomes relative
+    (wrapped)."""
     coords = group["Coordinates"]
     n = coords.shape[0]
-    if coords.ndim != 2 or coords.shape[1] != 3:
-        raise SnapshotError(f"{path}: dataset /PartType{ptype}/Coordinates has shape {coords.shape}, expected (N, 3)")
+    for name in names:
+        if group[name].shape[0] != n:
+            raise SnapshotError(f"{path}: dataset /PartType{ptype}/{name} has {group[name].shape[0]} entries, "
+                                f"/PartType{ptype}/Coordinates {n}")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(n, start + CHUNK_ROWS)
+    for start, stop in ranges:
         rel = wrap_relative(coords[start:stop], centre, box)
         keep = np.einsum("ij,ij->i", rel, rel) <= radius * radius
         if not keep.any():
@@ -290,23 +293,27 @@ def _select_chunks(group: h5py.Group, path: Path, ptype: int, names: Sequence[st
         parts["Coordinates"].append(rel[keep])
         for name in names:
             if name != "Coordinates":
-                ds = group[name]
-                if ds.shape[0] != n:
-                    raise SnapshotError(f"{path}: dataset /PartType{ptype}/{name} has {ds.shape[0]} entries, "
-                                        f"/PartType{ptype}/Coordinates {n}")
-                parts[name].append(np.asarray(ds[start:stop], dtype=np.float64)[keep])
+                parts[name].append(np.asarray(group[name][start:stop], dtype=np.float64)[keep])
     return {name: np.concatenate(v) if v else np.empty((0, 3) if name == "Coordinates" else 0)
             for name, v in parts.items()}
 
 
-def _extent(group: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box (lo, hi) of a file's ``Coordinates`` [stored units], read chunk by chunk."""
+#: One chunk of rows of a file's particle type and its bounding box [stored units].
+_Chunk = tuple[int, int, np.ndarray, np.ndarray]
+
+
+def _chunk_extents(group: h5py.Group, path: Path, ptype: int, chunk_rows: int) -> list[_Chunk]:
+    """(start, stop, lo, hi) of every ``chunk_rows`` rows of the group's ``Coordinates``: one
+    pass over them (Gadget and AREPO order particles along a space-filling curve, so the boxes
+    of a file's chunks are compact)."""
     coords = group["Coordinates"]
-    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-    for start in range(0, coords.shape[0], CHUNK_ROWS):
-        block = np.asarray(coords[start:start + CHUNK_ROWS], dtype=np.float64)
-        lo, hi = np.minimum(lo, block.min(axis=0)), np.maximum(hi, block.max(axis=0))
-    return lo, hi
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise SnapshotError(f"{path}: dataset /PartType{ptype}/Coordinates has shape {coords.shape}, expected (N, 3)")
+    chunks = []
+    for start in range(0, coords.shape[0], chunk_rows):
+        block = np.asarray(coords[start:start + chunk_rows], dtype=np.float64)
+        chunks.append((start, start + block.shape[0], block.min(axis=0), block.max(axis=0)))
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -423,6 +430,8 @@ class GadgetSnapshot:
         X of the temperature formula (0.76).
     cell_neighbours : float
         ``N_ngb`` of the AREPO cell support ``H = (3 N_ngb m / (4 pi rho))^(1/3)`` (32).
+    chunk_rows : int
+        Rows per chunk of the bounding-box index and of the reads.
 
     Raises
     ------
@@ -432,13 +441,14 @@ class GadgetSnapshot:
     """
 
     def __init__(self, snapshot, catalog, *, hydrogen_mass_fraction: float = 0.76,
-                 cell_neighbours: float = DEFAULT_CELL_NEIGHBOURS) -> None:
+                 cell_neighbours: float = DEFAULT_CELL_NEIGHBOURS, chunk_rows: int = CHUNK_ROWS) -> None:
         self._meta = _read_meta(Path(snapshot).absolute())
         self._catalog = Path(catalog).absolute()
         self._x = float(hydrogen_mass_fraction)
         self._neighbours = float(cell_neighbours)
+        self._chunk_rows = int(chunk_rows)
         self._counts = self._file_counts()
-        self._extents: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._extents: dict[tuple[int, int], list[_Chunk]] = {}
         m = self._meta
         self.info = SnapshotInfo(
             path=str(m.files[0]), redshift=m.redshift, h=m.units.h, box_mpc=m.box * m.units.length_mpc,
@@ -487,36 +497,40 @@ class GadgetSnapshot:
         return out
 
     def scan_extents(self) -> None:
-        """Compute (and cache) every file's bounding box per particle type: one pass over the
-        coordinates. Done lazily by :meth:`region`; call it before pickling to Ray workers."""
-        if len(self._meta.files) == 1:
-            return
+        """Compute (and cache) the bounding box of every chunk of every file, per particle type:
+        one pass over the coordinates. Done lazily by :meth:`region`; call it before pickling
+        the reader to Ray workers, so that they share it."""
         for i, p in enumerate(self._meta.files):
             todo = [t for t in (_GAS, _DM) if self._counts[i, t] > 0 and (i, t) not in self._extents]
             if not todo:
                 continue
             with _open(p) as f:
                 for t in todo:
-                    self._extents[(i, t)] = _extent(f[f"PartType{t}"])
+                    _check_fields(f, p, t, self._meta.mass_table)
+                    self._extents[(i, t)] = _chunk_extents(f[f"PartType{t}"], p, t, self._chunk_rows)
 
-    def _files_for(self, ptype: int, centre: np.ndarray, radius: float) -> list[int]:
-        """Indices of the files with particles of ``ptype`` whose boxes meet the sphere (stored units)."""
+    def _chunks_for(self, ptype: int, centre: np.ndarray, radius: float) -> dict[int, list[tuple[int, int]]]:
+        """File index -> row ranges of ``ptype`` whose boxes meet the sphere (stored units)."""
         self.scan_extents()
-        files = [i for i in range(len(self._meta.files)) if self._counts[i, ptype] > 0]
-        if len(self._meta.files) == 1:
-            return files
-        return [i for i in files if _overlaps(*self._extents[(i, ptype)], centre, radius, self._meta.box)]
+        out: dict[int, list[tuple[int, int]]] = {}
+        for (i, t), chunks in sorted(self._extents.items()):
+            if t != ptype:
+                continue
+            ranges = [(a, b) for a, b, lo, hi in chunks if _overlaps(lo, hi, centre, radius, self._meta.box)]
+            if ranges:
+                out[i] = ranges
+        return out
 
     def _read_type(self, ptype: int, centre: np.ndarray, radius: float) -> dict[str, np.ndarray]:
         """Fields of ``ptype`` within ``radius`` of ``centre`` (stored units), all files."""
         parts: list[dict[str, np.ndarray]] = []
-        for i in self._files_for(ptype, centre, radius):
+        for i, ranges in self._chunks_for(ptype, centre, radius).items():
             p = self._meta.files[i]
             with _open(p) as f:
                 _check_fields(f, p, ptype, self._meta.mass_table)
                 group = f[f"PartType{ptype}"]
                 names = [n for n in _REQUIRED[ptype] + _OPTIONAL[ptype] if n in group]
-                parts.append(_select_chunks(group, p, ptype, names, centre, radius, self._meta.box))
+                parts.append(_select_chunks(group, p, ptype, names, centre, radius, self._meta.box, ranges))
         if not parts:
             return {"Coordinates": np.empty((0, 3))}
         keys = set.intersection(*(set(d) for d in parts))
