@@ -411,7 +411,8 @@ def read_halo_properties_hdf5(path: PathLike) -> HaloProperties:
     Returns
     -------
     HaloProperties
-        Id, M200m [Msun], R200m [physical Mpc], centre [physical Mpc, simulation frame], redshift.
+        Id, M200m [Msun], R200m [physical Mpc], centre [physical Mpc, simulation frame], redshift,
+        M500c [Msun] and R500c [physical Mpc] (NaN when the file has none).
 
     Raises
     ------

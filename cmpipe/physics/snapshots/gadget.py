@@ -374,7 +374,8 @@ def _catalog_units(f: h5py.File, path: Path, meta: _Meta) -> GadgetUnits:
 
 
 def _read_groups(path: Path, meta: _Meta) -> tuple[dict[str, np.ndarray], GadgetUnits]:
-    """The ``/Group`` fields of every file of the catalog (concatenated), and its units."""
+    """The ``/Group`` fields of every file of the catalog (concatenated; ``GroupLenType`` summed
+    over all groups, shape (6,)), and its units."""
     with _open(path) as f:
         nfiles = int(_scalar(f, path, "Header", "NumFiles", required=False) or 1)
     files = _numbered_files(path, nfiles)
@@ -390,11 +391,15 @@ def _read_groups(path: Path, meta: _Meta) -> tuple[dict[str, np.ndarray], Gadget
                     raise SnapshotError(f"{p}: group /Group: missing ({ngroups} groups in this file)")
                 continue
             for name in _GROUP_FIELDS + _GROUP_OPTIONAL:
-                if name in group:
+                if name == "GroupLenType" and name in group:  # only its sum is needed: keep that
+                    parts[name].append(np.asarray(group[name][()], dtype=np.int64).sum(axis=0, keepdims=True))
+                elif name in group:
                     parts[name].append(np.asarray(group[name][()], dtype=np.float64))
                 elif name in _GROUP_FIELDS:
                     raise SnapshotError(f"{p}: dataset /Group/{name}: missing")
     out = {name: np.concatenate(v) for name, v in parts.items() if v}
+    if "GroupLenType" in out:
+        out["GroupLenType"] = out["GroupLenType"].sum(axis=0)
     for name in _GROUP_FIELDS:
         out.setdefault(name, np.empty((0, 3) if name == "GroupPos" else 0))
     return out, units
@@ -404,11 +409,11 @@ def _check_lengths(groups: dict[str, np.ndarray], path: Path, totals: np.ndarray
     """Every field has one row per group; ``GroupLenType`` sums do not exceed the snapshot's counts."""
     n = groups["Group_M_Mean200"].shape[0]
     for name, arr in groups.items():
-        if arr.shape[0] != n:
+        if name != "GroupLenType" and arr.shape[0] != n:
             raise SnapshotError(f"{path}: dataset /Group/{name} has {arr.shape[0]} rows, "
                                 f"/Group/Group_M_Mean200 {n}")
-    if "GroupLenType" in groups:
-        used = groups["GroupLenType"].sum(axis=0)
+    if "GroupLenType" in groups:  # summed over the groups by _read_groups
+        used = groups["GroupLenType"]
         if used.shape == (6,) and np.any(used > totals):
             ptype = int(np.argmax(used > totals))
             raise SnapshotError(f"{path}: dataset /Group/GroupLenType: groups hold {int(used[ptype])} particles of "
