@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures = {"halos": args.halos, "particles_in_snapshot": 2 * args.halos * args.particles, "files": args.files,
-               "maps": _maps(args), "snapshot_written_s": written_s, "serial": _figures(serial), "ray_2": _figures(ray2)}
+               "maps": _maps(args), "snapshot_written_s": written_s, "serial": _figures(serial),
+               "ray_2": _figures(ray2)}
     for name in ("serial", "ray_2"):
         f = figures[name]
         print(f"{name:>6}: {f['written']} halos, {f['particles']:.3g} particles in {f['seconds']:.2f} s: "

@@ -155,9 +155,11 @@ def test_catalog_mass_off_by_half_warns_but_writes(files, tmp_path):
         shutil.copy(p, tmp_path / p.name)
     with h5py.File(tmp_path / files[1].name, "r+") as f:
         f["Group/Group_M_Mean200"][0] *= 1.5
-    summary = extract_halos(GadgetSnapshot(tmp_path / files[0].name, tmp_path / files[1].name), tmp_path / "out", SETTINGS)
+    reader = GadgetSnapshot(tmp_path / files[0].name, tmp_path / files[1].name)
+    summary = extract_halos(reader, tmp_path / "out", SETTINGS)
     assert summary["written"] == 2
-    assert len(summary["warnings"]) == 1 and summary["warnings"][0].startswith("halo 0: particle mass inside R200m is 0.6")
+    assert len(summary["warnings"]) == 1
+    assert summary["warnings"][0].startswith("halo 0: particle mass inside R200m is 0.6")
 
 
 def test_radius_beyond_half_the_box_fails_each_halo_with_its_reason(files, tmp_path):

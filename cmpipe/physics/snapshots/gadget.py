@@ -497,7 +497,8 @@ class GadgetSnapshot:
             out.append(CatalogHalo(
                 halo_id=int(i), centre_mpc=(float(c[0]), float(c[1]), float(c[2])),
                 m200m_msun=float(groups["Group_M_Mean200"][i] * mf), r200m_mpc=float(groups["Group_R_Mean200"][i] * lf),
-                m500c_msun=float(m500[i] * mf) if ok500 else math.nan, r500c_mpc=float(r500[i] * lf) if ok500 else math.nan,
+                m500c_msun=float(m500[i] * mf) if ok500 else math.nan,
+                r500c_mpc=float(r500[i] * lf) if ok500 else math.nan,
             ))
         return out
 
