@@ -479,3 +479,31 @@ def test_region_radius_beyond_half_box_is_refused(snap):
     reader = SwiftSnapshot(snap["path"], snap["soap"])
     with pytest.raises(SnapshotError, match="snap_0001.hdf5.*box/2"):
         reader.region(CENTRE, 0.6 * BOX)
+
+
+def test_extract_halos_cli_writes_the_swift_halos(snap, tmp_path, capsys):
+    """``cmpipe extract-halos --format swift --serial``: the SOAP halos written in the one-halo
+    layout; read back, M200m/R200m/M500c equal the catalog's (rtol 1e-9) and the particles are
+    the region's (the same count as the reader's region at the extraction radius); a rerun
+    skips both."""
+    from cmpipe.cli import main
+    from cmpipe.physics.hdf5io import HDF5HaloSource
+
+    out = tmp_path / "halos"
+    sets = [a for o in ("maps.npix=16", "maps.pixel_mpc=0.2", "maps.depth_mpc=2.0") for a in ("--set", o)]
+    args = ["extract-halos", "--format", "swift", "--snapshot", str(snap["path"]), "--catalog", str(snap["soap"]),
+            "--serial", "--out", str(out), *sets]
+    assert main(args) == 0
+    assert "2 halos written" in capsys.readouterr().out
+    source = HDF5HaloSource(out)
+    reader = SwiftSnapshot(snap["path"], snap["soap"])
+    radius = float(np.sqrt(2 * 1.6**2 + 1.0**2))  # the slab's sphere: sqrt(2 (L/2)^2 + (D/2)^2)
+    for i, hid in enumerate(source.halo_ids()):
+        halo = source.load(hid)
+        assert halo.props.m200m_msun == pytest.approx(CATALOG["m200m_msun"][i], rel=1e-9)
+        assert halo.props.r200m_mpc == pytest.approx(CATALOG["r200m_mpc"][i], rel=1e-9)
+        assert halo.props.m500c_msun == pytest.approx(CATALOG["m500c_msun"][i], rel=1e-9)
+        gas, dm = reader.region(CATALOG["centre_mpc"][i], radius)
+        assert (halo.gas.n, halo.dm.n) == (gas.n, dm.n)
+    assert main(args) == 0
+    assert "0 halos written, 2 skipped" in capsys.readouterr().out
