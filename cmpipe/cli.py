@@ -340,7 +340,7 @@ def _generation_failed(summary: dict) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# train
+# extract-halos
 # --------------------------------------------------------------------------------------------
 
 
@@ -395,6 +395,11 @@ def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
     for failure in summary["failures"]:
         print(f"cmpipe: failed: {failure['reason']}", file=sys.stderr)
     return 1 if summary["failed"] else 0
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
