@@ -340,6 +340,64 @@ def _generation_failed(summary: dict) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# extract-halos
+# --------------------------------------------------------------------------------------------
+
+
+def _add_extract_halos_arguments(parser: argparse.ArgumentParser) -> None:
+    """The snapshot, its catalog and the selection (the slab: ``--set maps.KEY=...``)."""
+    parser.add_argument("--format", dest="snapshot_format", required=True, choices=("gadget", "swift"),
+                        help="snapshot format: gadget (Gadget-4/AREPO HDF5, FoF/SUBFIND catalog) or swift (swiftsimio)")
+    parser.add_argument("--snapshot", required=True, metavar="PATH", help="the snapshot (any file of a multi-file one)")
+    parser.add_argument("--catalog", required=True, metavar="PATH", help="its halo catalog (any file of a multi-file one)")
+    parser.add_argument("--log10-m-min", type=float, metavar="X", help="lower bound of log10 M200m [Msun/h] (default: none)")
+    parser.add_argument("--log10-m-max", type=float, metavar="X", help="upper bound of log10 M200m [Msun/h] (default: none)")
+    parser.add_argument("--ids", metavar="ID,ID,...", help="only these catalog halo ids (comma-separated)")
+    parser.add_argument("--radius-mpc", type=float, default=0.0, metavar="R",
+                        help="extraction radius [physical Mpc]; at least the sphere holding the maps' slab")
+    parser.add_argument("--serial", action="store_true", help="extract in this process, one halo after another, without Ray")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="Ray cluster for the halo tasks (default: $RAY_ADDRESS, else a local Ray)")
+
+
+def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
+    """Write the selected halos to ``--out`` as one-halo HDF5 files; exit 1 if any failed."""
+    from pathlib import Path
+
+    from cmpipe.config import save_resolved_config
+
+    if args.out is None:
+        raise ConfigError("extract-halos needs --out DIR (the directory of halo files)")
+    if args.serial and args.address:
+        raise ConfigError("--serial runs without Ray: drop --address")
+    try:
+        ids = None if args.ids is None else [int(i) for i in args.ids.split(",") if i.strip()]
+    except ValueError:
+        raise ConfigError(f"--ids {args.ids!r}: expected comma-separated integers") from None
+    kw = dict(fmt=args.snapshot_format, snapshot=args.snapshot, catalog=args.catalog,
+              log10_m_min_msun_h=args.log10_m_min, log10_m_max_msun_h=args.log10_m_max, ids=ids,
+              radius_mpc=args.radius_mpc)
+    paths = {"halos": Path(cfg.run.out)}
+    if args.serial:
+        from cmpipe.stages.extract import run as extract_run
+
+        summary = extract_run(cfg, paths, **kw)
+    else:
+        from cmpipe.pipeline.extract import extract_with_ray
+
+        summary = extract_with_ray(cfg, paths, address=args.address, **kw)
+    save_resolved_config(cfg, cfg.run.out)
+    print(f"{summary['written']} halos written, {summary['skipped']} skipped, {summary['failed']} failed in "
+          f"{summary['seconds']:.1f} s ({summary['particles_per_s']:.3g} particles/s) to {cfg.run.out}; "
+          f"ignored: {', '.join(summary['ignored']) or 'nothing'}")
+    for w in summary["warnings"]:
+        print(f"cmpipe: warning: {w}", file=sys.stderr)
+    for failure in summary["failures"]:
+        print(f"cmpipe: failed: {failure['reason']}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
+# --------------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------------
 
@@ -586,6 +644,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "validate the mock clusters: stacked profiles vs their model, f_gas, Y-M and L_X-M fits, showcase maps",
         _add_validate_mock_arguments,
         _run_validate_mock,
+    ),
+    "extract-halos": Subcommand(
+        "cut halos out of a simulation snapshot (Gadget-4/AREPO or SWIFT) into one-halo HDF5 files for "
+        "source.kind=hdf5: resumable, one Ray task per halo (--serial: without Ray)",
+        _add_extract_halos_arguments,
+        _run_extract_halos,
     ),
     "generate": Subcommand(
         "make the training images into a Zarr store: flat-in-mass sightline plan, resumable, "

@@ -20,8 +20,9 @@ convention happen once, at the reader (:mod:`cmpipe.physics.hdf5io`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +58,11 @@ class HaloProperties:
         positions are stored relative to it.
     redshift : float
         Redshift of the snapshot.
+    m500c_msun : float
+        M500c, mass inside the radius enclosing 500 times the critical density [Msun]; NaN
+        where the source has none.
+    r500c_mpc : float
+        R500c [physical Mpc]; NaN where the source has none.
     """
 
     halo_id: int
@@ -64,6 +70,22 @@ class HaloProperties:
     r200m_mpc: float
     centre_mpc: tuple[float, float, float] = (0.0, 0.0, 0.0)
     redshift: float = 0.0
+    m500c_msun: float = math.nan
+    r500c_mpc: float = math.nan
+
+    def _key(self) -> tuple:
+        """The fields, NaN as None: "not given" compares equal (also after pickling, where
+        ``math.nan`` becomes another NaN object and ``nan != nan``)."""
+        return tuple(None if isinstance(v, float) and math.isnan(v) else v
+                     for v in (getattr(self, f.name) for f in fields(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def log10_m200m_msun_h(self, h: float) -> float:
         """log10 of M200m in Msun/h, given the dimensionless Hubble parameter ``h``."""

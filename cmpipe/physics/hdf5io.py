@@ -33,6 +33,9 @@ path                             req.  shape       unit                   meanin
   ``Centre`` (attr)              yes   (3,)        LengthUnit             halo centre in the simulation frame
   ``BoxSize`` (attr)             no    () or (3,)  LengthUnit             periodic box side(s): coordinates are wrapped
                                                                           around the centre (minimum image)
+  ``M500c`` (attr)               no    scalar      MassUnit               mass within R500c (> 0); NaN when absent
+  ``R500c`` (attr)               no    scalar      LengthUnit             radius enclosing 500 x the critical density
+                                                                          (> 0); NaN when absent
 ``/PartType0`` (group, gas)      yes
   ``Coordinates``                yes   (N, 3)      LengthUnit             absolute positions (simulation frame)
   ``Masses``                     yes   (N,)        MassUnit               particle masses (> 0)
@@ -70,6 +73,7 @@ attribute or dataset, with what the layout expects there.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import os
 import uuid
@@ -120,6 +124,8 @@ _EXPECT: dict[str, str] = {
     "/Halo/R200m": "a finite float > 0 in LengthUnit",
     "/Halo/Centre": "3 finite floats in LengthUnit",
     "/Halo/BoxSize": "a finite float > 0, or 3 of them, in LengthUnit",
+    "/Halo/M500c": "a finite float > 0 in MassUnit (or absent)",
+    "/Halo/R500c": "a finite float > 0 in LengthUnit (or absent)",
     "Coordinates": "an (N, 3) real array in LengthUnit",
     "Masses": "an (N,) real array in MassUnit, > 0",
     "Density": "an (N,) real array in MassUnit/LengthUnit^3, > 0",
@@ -317,9 +323,22 @@ def _read_header(ctx: _Ctx, f: h5py.File) -> _Header:
         r200m_mpc=r200 * lf,
         centre_mpc=(float(c[0]), float(c[1]), float(c[2])),
         redshift=z,
+        m500c_msun=_optional_positive(ctx, halo, "M500c", mf),
+        r500c_mpc=_optional_positive(ctx, halo, "R500c", lf),
     )
     return _Header(z, h, comoving, length_unit, mass_unit, convention, kernel, u_unit, t_unit,
                    lf, mf, sf, centre, box, props)
+
+
+def _optional_positive(ctx: _Ctx, group: h5py.Group, name: str, factor: float) -> float:
+    """An optional scalar attribute > 0 times ``factor``; ``math.nan`` itself when absent (so
+    that properties read back compare equal to the defaults of :class:`HaloProperties`)."""
+    value = _float_attr(ctx, group, name, required=False)
+    if value is None:
+        return math.nan
+    if float(value) <= 0:
+        raise ctx.error(f"{group.name}/{name}", f"value {float(value)!r} is not > 0")
+    return float(value) * factor
 
 
 def _datasets(ctx: _Ctx, group: h5py.Group, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, h5py.Dataset]:
@@ -392,7 +411,8 @@ def read_halo_properties_hdf5(path: PathLike) -> HaloProperties:
     Returns
     -------
     HaloProperties
-        Id, M200m [Msun], R200m [physical Mpc], centre [physical Mpc, simulation frame], redshift.
+        Id, M200m [Msun], R200m [physical Mpc], centre [physical Mpc, simulation frame], redshift,
+        M500c [Msun] and R500c [physical Mpc] (NaN when the file has none).
 
     Raises
     ------
@@ -501,6 +521,9 @@ def _write_header(
     hal.attrs["M200m"] = float(props.m200m_msun) / mf
     hal.attrs["R200m"] = float(props.r200m_mpc) / lf
     hal.attrs["Centre"] = centre / lf
+    if math.isfinite(props.m500c_msun) and math.isfinite(props.r500c_mpc):
+        hal.attrs["M500c"] = float(props.m500c_msun) / mf
+        hal.attrs["R500c"] = float(props.r500c_mpc) / lf
 
 
 def write_halo_hdf5(
