@@ -15,7 +15,11 @@ The rule: cmpipe never destroys what it did not make.
   (nor a directory an existing file), an existing output file is kept unless ``overwrite`` is given,
   and an output is never one of the command's inputs.
 
-Ray-free and light: only the standard library.
+Every path may be an object-store URL (:mod:`cmpipe.store.location`): a directory is then a
+prefix, the marker an object written in one PUT, and the writability check writes and deletes a
+probe object (which also finds a missing bucket or missing credentials before any work).
+
+Ray-free and light: the standard library (and fsspec for URLs).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
+
+from cmpipe.store.location import as_path, check_reachable, is_remote, remove_tree, write_text_atomic
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -86,10 +92,7 @@ def mark_directory(path: str | os.PathLike[str], kind: str) -> Path:
     if found is not None and found != kind:
         raise OutputError(f"{path} is a cmpipe {found} directory, not a {kind} directory: use another path")
     if found is None:
-        marker = path / MARKER_NAME
-        tmp = path / f".{MARKER_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"cmpipe_artifact": kind, "version": MARKER_VERSION}) + "\n", encoding="utf-8")
-        os.replace(tmp, marker)
+        write_text_atomic(path / MARKER_NAME, json.dumps({"cmpipe_artifact": kind, "version": MARKER_VERSION}) + "\n")
     return path
 
 
@@ -121,7 +124,7 @@ def artifact_kind(path: str | os.PathLike[str]) -> str | None:
         ``"store"`` for an image store (its Zarr attributes), ``"posterior"`` for a posterior
         store, the marker's kind for a marked directory, else None.
     """
-    path = Path(path)
+    path = as_path(path)
     if not path.is_dir():
         return None
     kind = _zarr_store_kind(path)
@@ -140,7 +143,7 @@ def artifact_kind(path: str | os.PathLike[str]) -> str | None:
 def describe_contents(path: str | os.PathLike[str], limit: int = 3) -> str:
     """A short description of what is at ``path``, for error messages (``"a file"``,
     ``"a directory with 2 entries (paper.tex, data.csv)"``)."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_symlink():
         return "a symbolic link"
     if path.is_file():
@@ -175,7 +178,7 @@ def check_removable(path: str | os.PathLike[str], kinds: Iterable[str], what: st
     OutputError
         If ``path`` exists and is not an empty directory nor an artefact of one of ``kinds``.
     """
-    path = Path(path)
+    path = as_path(path)
     if not path.exists() and not path.is_symlink():
         return path
     kinds = tuple(kinds)
@@ -240,8 +243,8 @@ def claim_directory(
     """
     names = (*names, MARKER_NAME)
     path = check_output_dir(path, what=what, create=create)
-    if not path.exists():
-        return path
+    if not path.exists():  # not created (``create`` false), or a new prefix on an object store
+        return mark_directory(path, kind) if create and is_remote(path) else path
     found = artifact_kind(path)
     if found == kind:
         return path
@@ -291,15 +294,17 @@ def remove_owned(path: str | os.PathLike[str], kinds: Iterable[str], what: str =
     if not path.exists():
         return False
     if any(path.iterdir()):
-        shutil.rmtree(path)
-    else:
+        remove_tree(path)
+    elif not is_remote(path):
         path.rmdir()
     return True
 
 
 def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether ``a`` and ``b`` name the same file (after resolving links), existing or not."""
-    pa, pb = Path(a), Path(b)
+    pa, pb = as_path(a), as_path(b)
+    if is_remote(pa) or is_remote(pb):
+        return str(pa).rstrip("/") == str(pb).rstrip("/")
     try:
         if pa.exists() and pb.exists():
             return os.path.samefile(pa, pb)
@@ -309,7 +314,16 @@ def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 def _check_writable_dir(directory: Path, what: str) -> None:
-    """``directory`` (existing) accepts new files: tried with a temporary file, removed at once."""
+    """``directory`` (existing) accepts new files: tried with a temporary file (an object on an
+    object store), removed at once."""
+    if is_remote(directory):
+        probe = directory / f".cmpipe-write-test-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except Exception as exc:  # noqa: BLE001  (each filesystem raises its own errors)
+            raise OutputError(f"{what} {directory} is not writable ({type(exc).__name__}: {exc})") from None
+        return
     try:
         fd, name = tempfile.mkstemp(prefix=".cmpipe-write-test-", dir=directory)
     except OSError as exc:
@@ -319,6 +333,8 @@ def _check_writable_dir(directory: Path, what: str) -> None:
 
 
 def _existing_parent(path: Path) -> Path:
+    if is_remote(path):
+        return as_path(f"{path.protocol}://{str(path.path).split('/', 1)[0]}/")
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -345,7 +361,8 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output directory
     OutputError
         If ``path`` is an existing file, or it (or the nearest existing parent) is not writable.
     """
-    path = Path(path)
+    path = as_path(path)
+    check_reachable(path, what)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is {describe_contents(path)}, not a directory")
     if not path.exists():
@@ -355,6 +372,8 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output directory
         _check_writable_dir(parent, what)
         if not create:
             return path
+        if is_remote(path):
+            return path  # a prefix: it exists once something is written under it
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -389,7 +408,7 @@ def check_output_file(
         If ``path`` is one of ``inputs``, an existing directory, an existing file without
         ``overwrite``, or its directory is not writable.
     """
-    path = Path(path)
+    path = as_path(path)
     for source in inputs:
         if same_path(path, source):
             raise OutputError(f"{what} {path} is also an input ({source}): an output never replaces an input")
