@@ -41,6 +41,7 @@ __all__ = [
     "is_remote",
     "is_url",
     "remove_tree",
+    "save_figure",
     "write_bytes_atomic",
     "write_text_atomic",
     "zarr_store",
@@ -182,3 +183,13 @@ def arrow_filesystem(path: AnyPath) -> tuple[Any, str]:
     if not is_remote(path):
         return pafs.LocalFileSystem(), str(Path(path).absolute())
     return pafs.PyFileSystem(pafs.FSSpecHandler(path.fs)), str(path.path)
+
+
+def save_figure(fig: Any, path: AnyPath, **savefig_kwargs: Any) -> None:
+    """``fig.savefig`` to ``path`` (a matplotlib figure; the format from the suffix), written whole:
+    a temporary file renamed into place locally, one PUT on an object store."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
+    write_bytes_atomic(path, buffer.getvalue())
