@@ -28,6 +28,12 @@ Add one entry to :data:`SUBCOMMANDS`: ``name -> Subcommand(help, add_arguments, 
   errors too.
 * Outputs go through :mod:`cmpipe.store.outputs`: checked before work starts, never an input, and
   ``--overwrite`` deletes only what cmpipe made.
+* Every path option may be an object-store URL (``s3://``, ``gs://``, ``az://``). :func:`main`
+  checks each one (:data:`PATH_OPTIONS`, ``--out``/``run.out``, ``source.path``) with
+  :func:`check_location` before the handler runs: an unknown scheme, a missing bucket or missing
+  credentials is one line naming the URL, exit status 2, nothing written. A new path option is
+  added to :data:`PATH_OPTIONS`; handlers turn paths into path objects with
+  :func:`cmpipe.store.location.as_path` (never ``pathlib.Path``, which mangles a URL).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 import traceback
@@ -43,6 +50,7 @@ from typing import NamedTuple
 
 from cmpipe import __version__
 from cmpipe.config import Config, ConfigError, config_fingerprint, config_to_yaml, load_config
+from cmpipe.store.location import AnyPath
 from cmpipe.store.schema import SPLIT_NAMES
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main"]
@@ -136,9 +144,8 @@ def _add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_catalog(args: argparse.Namespace, cfg: Config) -> int:
-    """Write the halo catalog (Parquet), its mass-function figure and the resolved config."""
-    from pathlib import Path
-
+    """Write the halo catalog (Parquet), its mass-function figure and the resolved config (into a
+    local directory or an object-store URL)."""
     from cmpipe.config import save_resolved_config
     from cmpipe.store.outputs import check_output_dir
     from cmpipe.stages import catalog
@@ -185,10 +192,10 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace, cfg: Config) -> int:
-    """Every stage (catalog, generate, train, infer, report) into ``--out``, then where things are."""
-    from pathlib import Path
-
+    """Every stage (catalog, generate, train, infer, report) into ``--out`` (a local directory or an
+    object-store URL), then where things are."""
     from cmpipe.pipeline.run import run_pipeline
+    from cmpipe.store.location import is_remote
 
     t0 = time.perf_counter()
     from cmpipe.pipeline.run import STAGES
@@ -197,7 +204,9 @@ def _run_pipeline(args: argparse.Namespace, cfg: Config) -> int:
     result = run_pipeline(cfg, cfg.run.out, address=getattr(args, "address", None),
                           train_workers=getattr(args, "workers", 1), stages=stages)
     paths = result["paths"]
-    table1 = Path(paths["report"]) / "table1.md"
+    table1 = paths["report"] / "table1.md"
+    if is_remote(table1):
+        table1.fs.invalidate_cache()  # written by the report stage: list it afresh
     print(f"\ncmpipe: all stages done in {time.perf_counter() - t0:.0f} s; outputs in {paths['out']}")
     if table1.is_file():
         print(f"  figures and report:  {paths['report']}/report.md")
@@ -231,9 +240,8 @@ def _add_validate_mock_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
     """Validate the mock clusters against their input model and observed relations: profiles,
     f_gas, M-T, Y-M, L_X-M, the stacked profiles to the map edge, line-of-sight halos, maps."""
-    from pathlib import Path
-
     from cmpipe.stages import validate
+    from cmpipe.store.location import as_path
     from cmpipe.store.outputs import check_output_dir
 
     if args.n_halos < 2:
@@ -242,7 +250,7 @@ def _run_validate_mock(args: argparse.Namespace, cfg: Config) -> int:
         showcase = [float(m) for m in args.showcase.split(",") if m.strip()]
     except ValueError:
         raise ConfigError(f"--showcase must be comma-separated numbers; got {args.showcase!r}") from None
-    out = check_output_dir(Path(cfg.run.out) / "validation", what="--out")
+    out = check_output_dir(as_path(cfg.run.out) / "validation", what="--out")
     res = validate.run(cfg, {"out": out}, n_halos=args.n_halos, seed=args.seed, showcase=showcase)
     print(validate.summary_text(res))
     print(out / "validate.md")
@@ -362,9 +370,8 @@ def _add_extract_halos_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Write the selected halos to ``--out`` as one-halo HDF5 files; exit 1 if any failed."""
-    from pathlib import Path
-
     from cmpipe.config import save_resolved_config
+    from cmpipe.store.location import as_path
 
     if args.out is None:
         raise ConfigError("extract-halos needs --out DIR (the directory of halo files)")
@@ -377,7 +384,7 @@ def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
     kw = dict(fmt=args.snapshot_format, snapshot=args.snapshot, catalog=args.catalog,
               log10_m_min_msun_h=args.log10_m_min, log10_m_max_msun_h=args.log10_m_max, ids=ids,
               radius_mpc=args.radius_mpc)
-    paths = {"halos": Path(cfg.run.out)}
+    paths = {"halos": as_path(cfg.run.out)}
     if args.serial:
         from cmpipe.stages.extract import run as extract_run
 
@@ -419,11 +426,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace, cfg: Config) -> int:
     """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``."""
-    from pathlib import Path
-
     from cmpipe.stages import train as train_stage
+    from cmpipe.store.location import as_path
 
-    run = Path(args.run)
+    run = as_path(args.run)
     if args.serial:
         if args.address or args.workers is not None:
             raise ConfigError("--serial runs in this process without Ray: drop --address and --workers")
@@ -738,6 +744,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------------------------
+# Paths: every path argument may be an object-store URL, checked before any work
+# --------------------------------------------------------------------------------------------
+
+#: The subcommands' path options: attribute of the parsed arguments -> the option's name.
+PATH_OPTIONS = {"store": "--store", "run": "--run", "checkpoint": "--checkpoint", "results": "--results",
+                "input": "--input", "inputs": "--inputs", "sz": "--sz", "xray": "--xray", "recon": "--recon",
+                "snapshot": "--snapshot", "catalog": "--catalog"}
+#: Subcommands that write into ``run.out`` even without ``--out``.
+WRITES_RUN_OUT = ("render-halo", "catalog", "demo", "pipeline", "project-halos", "validate-mock", "extract-halos",
+                  "infer", "baselines")
+
+
+def check_location(value: str | os.PathLike[str], what: str) -> AnyPath:
+    """:func:`cmpipe.store.location.as_path` of one path argument, and for an object-store URL a
+    check that its bucket exists and the environment's credentials reach it; call it before any
+    work. Returns the path (``pathlib.Path`` or ``upath.UPath``).
+
+    Raises
+    ------
+    cmpipe.store.location.LocationError
+        Naming ``what`` (``"--store"``) and the URL: an unknown scheme, a missing filesystem
+        package, a missing bucket, missing credentials or an unreachable endpoint (one line, exit
+        status 2 from :func:`main`).
+    """
+    from cmpipe.store.location import LocationError, as_path, check_reachable
+
+    try:
+        path = as_path(value)
+    except LocationError as exc:
+        raise LocationError(f"{what} {exc}") from None
+    check_reachable(path, what)
+    return path
+
+
+def _path_values(attr: str, value: object) -> list[str]:
+    """The paths of one option's value (``--results LABEL=PATH`` of ``compare`` is repeated)."""
+    if value is None or value == "":
+        return []
+    values = value if isinstance(value, list) else [value]
+    if attr == "results" and isinstance(value, list):
+        return [v.partition("=")[2] for v in values if v.partition("=")[2]]
+    return [str(v) for v in values]
+
+
+def check_path_arguments(args: argparse.Namespace, cfg: Config) -> None:
+    """:func:`check_location` of every path the command was given (:data:`PATH_OPTIONS`, ``--out``
+    or ``run.out`` where the subcommand writes there, ``source.path`` of an ``hdf5`` source), before
+    the handler runs: an unusable URL is a one-line error naming it, and nothing is written.
+    ``cmpipe config`` only prints: nothing is checked."""
+    if args.command == "config":
+        return
+    for attr, option in PATH_OPTIONS.items():
+        for value in _path_values(attr, getattr(args, attr, None)):
+            check_location(value, option)
+    if args.out is not None or args.command in WRITES_RUN_OUT:
+        check_location(cfg.run.out, "--out" if args.out is not None else "run.out")
+    if cfg.source.kind == "hdf5" and cfg.source.path.strip():
+        check_location(cfg.source.path, "source.path")
+
+
 def _is_cmpipe_error(exc: BaseException) -> bool:
     """A ValueError subclass defined in cmpipe, with a message: a user error, not a bug."""
     module = type(exc).__module__
@@ -841,6 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cmpipe %s %s: config %s, fingerprint %s",
             __version__, args.command, args.config, config_fingerprint(cfg),
         )
+        check_path_arguments(args, cfg)
         status = SUBCOMMANDS[args.command].handler(args, cfg)
     except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
         message = user_error_message(exc)

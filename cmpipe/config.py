@@ -52,6 +52,7 @@ import yaml
 
 from cmpipe import __version__
 from cmpipe.store import schema as _schema
+from cmpipe.store.location import is_url
 
 __all__ = [
     "CATALOG_MODES",
@@ -591,7 +592,10 @@ class SourceConfig(_Section):
         "halos) or `analytic` (NFW + isothermal test halos)",
         OneOf(SOURCE_KINDS),
     )
-    path: str = _key("", "path", "HDF5 file or directory of files, required for kind `hdf5`")
+    path: str = _key(
+        "", "path", "HDF5 file or directory of files (a local path or an object-store URL, `s3://...`), "
+        "required for kind `hdf5`",
+    )
     analytic_log10_m200m_msun_h: tuple[float, ...] = _key(
         (14.0, 14.5), "log10 Msun/h", "M200m of each analytic halo (halo id = position)",
         NonEmpty("list at least one mass"),
@@ -1083,7 +1087,10 @@ class RunConfig(_Section):
 
     section: ClassVar[str] = "run"
 
-    out: str = _key("runs/default", "path", "output directory (`--out` overrides it)", NonEmpty())
+    out: str = _key(
+        "runs/default", "path",
+        "output directory: a local path or an object-store URL (`s3://bucket/run`; `--out` overrides it)", NonEmpty(),
+    )
     log_level: str = _key(
         "INFO", "-", "logging level (any case; stored upper-case)", OneOf(LOG_LEVELS), convert=str.upper
     )
@@ -1153,6 +1160,8 @@ def _read_config_text(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
         resource = importlib.resources.files("cmpipe.configs") / f"{name_or_path}.yaml"
         if resource.is_file():
             return str(resource), resource.read_text(encoding="utf-8")
+    if is_url(name_or_path):
+        return _read_config_url(str(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return str(path), path.read_text(encoding="utf-8")
@@ -1162,6 +1171,22 @@ def _read_config_text(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
         f"no config {str(name_or_path)!r}: not a shipped config name "
         f"(shipped: {', '.join(shipped_configs())}) and no file at {path}"
     )
+
+
+def _read_config_url(url: str) -> tuple[str, str]:
+    """``(url, YAML text)`` of a config on an object store; :class:`ConfigError` naming the URL if
+    it cannot be read (:class:`cmpipe.store.location.LocationError` for an unknown scheme, a
+    missing bucket or missing credentials)."""
+    from cmpipe.store.location import as_path, check_reachable
+
+    path = as_path(url)
+    check_reachable(path, "--config")
+    try:
+        return url, path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no config at {url}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {url} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -1416,19 +1441,21 @@ def save_resolved_config(cfg: Config, directory: str | os.PathLike[str]) -> Path
     Parameters
     ----------
     cfg : Config
-    directory : str or path-like
-        Created if missing (with parents), typically ``cfg.run.out``.
+    directory : str, path-like or URL
+        Created if missing (with parents), typically ``cfg.run.out``; on an object store (a URL)
+        the file is one object, written whole.
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or upath.UPath
         The file written. It loads back with :func:`load_config` to a config equal to
         ``cfg`` with the same fingerprint.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    from cmpipe.store.location import as_path, is_remote, write_text_atomic
+
+    directory = as_path(directory)
+    if not is_remote(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     path = directory / RESOLVED_CONFIG_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(config_to_yaml(cfg), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, config_to_yaml(cfg))
     return path

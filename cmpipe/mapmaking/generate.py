@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cmpipe.store.location import AnyPath, as_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -35,9 +36,10 @@ PLAN_NAME = "plan.parquet"
 SECONDS: tuple[str, ...] = ("particles", "smoothing", "projection", "writing")
 
 
-def plan_path(store_path: str | os.PathLike[str]) -> Path:
-    """Where the plan of a store lives: ``plan.parquet`` in the store's parent directory."""
-    return Path(store_path).absolute().parent / PLAN_NAME
+def plan_path(store_path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """Where the plan of a store lives: ``plan.parquet`` in the store's parent directory (a local
+    path, or the URL beside an object-store URL's store)."""
+    return as_path(store_path).absolute().parent / PLAN_NAME
 
 
 def halo_catalog(source: HaloSource, h: float) -> pa.Table:
@@ -63,7 +65,7 @@ def halo_catalog(source: HaloSource, h: float) -> pa.Table:
 
 
 def run_summary(
-    store_path: Path, plan: Any, n_chunks: int, chunks_written: int, failures: list[dict],
+    store_path: AnyPath, plan: Any, n_chunks: int, chunks_written: int, failures: list[dict],
     seconds: dict[str, float], wall: float, images_written: int,
 ) -> dict[str, Any]:
     """The summary both generators return (the Ray one adds its own keys); see
@@ -151,7 +153,9 @@ def write_chunk(
 
     Parameters
     ----------
-    store_path : str or path-like
+    store_path : str, path-like or URL
+        The store (a local path or an object-store URL: a ``upath.UPath`` pickles, so Ray tasks
+        take it as it is; each write is whole objects through zarr's ``FsspecStore``).
     chunk_index : int
     settings : MapSettings
         The sections the maps depend on.

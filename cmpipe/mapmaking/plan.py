@@ -81,12 +81,12 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
 from cmpipe.store.schema import SPLIT_NAMES
 
 __all__ = [
@@ -359,33 +359,43 @@ def _conform(table: pa.Table, where: str) -> pa.Table:
     return out
 
 
-def write_plan(plan: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write a plan to Parquet (atomically: a temporary file renamed into place).
+def write_plan(plan: pa.Table, path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """Write a plan to Parquet, whole: a temporary file renamed into place on disk, one PUT of the
+    whole object on an object store (:func:`cmpipe.store.location.write_bytes_atomic`).
 
     Parameters
     ----------
     plan : pyarrow.Table
         From :func:`make_plan`; cast to :data:`PLAN_SCHEMA` (metadata kept).
-    path : str or path-like
-        The ``.parquet`` file; its directory is created.
+    path : str, path-like or URL
+        The ``.parquet`` file (a local path or an object-store URL); a local directory is created.
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or upath.UPath
     """
+    import io
+
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = as_path(path)
+    if not is_remote(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     table = _conform(plan, "plan to write")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
-def read_plan(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a plan written by :func:`write_plan`, checked and cast to :data:`PLAN_SCHEMA`."""
+def read_plan(path: str | os.PathLike[str] | AnyPath) -> pa.Table:
+    """Read a plan written by :func:`write_plan` (a local path or an object-store URL), checked and
+    cast to :data:`PLAN_SCHEMA`."""
     import pyarrow.parquet as pq
 
-    return _conform(pq.read_table(path), str(path))
+    path = as_path(path)
+    if not is_remote(path):
+        return _conform(pq.read_table(path), str(path))
+    path.fs.invalidate_cache()  # another process may have rewritten it
+    with path.open("rb") as f:
+        return _conform(pq.read_table(f), str(path))

@@ -111,11 +111,12 @@ import math
 import os
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+
+from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import CatalogConfig, CosmologyConfig
@@ -740,38 +741,41 @@ def _check_metadata(metadata: dict[bytes, bytes] | None, where: str) -> None:
         )
 
 
-def write_catalog(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write a catalog to Parquet, atomically (a temporary file, then a rename).
+def write_catalog(table: pa.Table, path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """Write a catalog to Parquet, whole: a temporary file renamed into place on disk, one PUT of
+    the whole object on an object store (:func:`cmpipe.store.location.write_bytes_atomic`).
 
     Parameters
     ----------
     table : pyarrow.Table
         From :func:`make_catalog` (its schema metadata must hold the schema version and config
         fingerprint); cast explicitly to :data:`CATALOG_SCHEMA`.
-    path : str or path-like
-        The ``.parquet`` file; its directory is created if missing.
+    path : str, path-like or URL
+        The ``.parquet`` file (a local path or an object-store URL); a local directory is created
+        if missing.
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or upath.UPath
     """
+    import io
+
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    path = as_path(path)
     _check_metadata(table.schema.metadata, "catalog table")
     table = _conform(table, "catalog table")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not is_remote(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
-def read_catalog(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a catalog written by :func:`write_catalog`, checking its schema version and fields.
+def read_catalog(path: str | os.PathLike[str] | AnyPath) -> pa.Table:
+    """Read a catalog written by :func:`write_catalog` (a local path or an object-store URL),
+    checking its schema version and fields.
 
     Returns
     -------
@@ -786,9 +790,14 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table:
     """
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    path = as_path(path)
     try:
-        table = pq.read_table(path)
+        if is_remote(path):
+            path.fs.invalidate_cache()  # another process may have rewritten it
+            with path.open("rb") as f:
+                table = pq.read_table(f)
+        else:
+            table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise CatalogError(f"{path}: cannot read a Parquet catalog: {exc}") from None
     _check_metadata(table.schema.metadata, str(path))

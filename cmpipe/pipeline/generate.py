@@ -36,10 +36,10 @@ import logging
 import math
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmpipe.pipeline.session import start_ray
+from cmpipe.store.location import AnyPath, as_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -100,7 +100,7 @@ def chunk_memory_bytes(
     """
     if pair_mass_msun_h is None:
         files = getattr(source, "files", ()) or ()
-        largest = max((os.path.getsize(f) for f in files), default=0)
+        largest = max((as_path(f).stat().st_size for f in files), default=0)
         return int(MEMORY_FLOOR_BYTES + 4 * largest)
     from cmpipe.physics.cosmology import mean_densities
 
@@ -118,7 +118,7 @@ def _single_threaded(cfg: Config) -> Config:
 
 
 def _chunk_task(
-    store_path: str, chunk_index: int, settings: MapSettings, fingerprint: str, source: HaloSource
+    store_path: AnyPath, chunk_index: int, settings: MapSettings, fingerprint: str, source: HaloSource
 ) -> dict[str, Any]:
     """Body of one Ray task: one thread, then :func:`cmpipe.mapmaking.generate.write_chunk`."""
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -153,7 +153,7 @@ def _crash_failures(plan: pa.Table, chunk: int, k: int, error: str) -> list[dict
 class _Run:
     """One Ray generation: the store, its plan and chunk size, and what the tasks returned."""
 
-    store_path: Path
+    store_path: AnyPath
     plan: pa.Table
     k: int
     seconds: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(_SECONDS, 0.0))
@@ -213,7 +213,7 @@ def _submit_chunks(cfg: Config, run: _Run, todo: list[int], source: HaloSource, 
         ref = remote.options(
             num_cpus=1, memory=memory, max_retries=max_retries, retry_exceptions=False,
             name=f"cmpipe-chunk-{chunk}",
-        ).remote(str(run.store_path), chunk, settings_ref, fingerprint, source_ref)
+        ).remote(run.store_path, chunk, settings_ref, fingerprint, source_ref)  # a UPath pickles
         pending[ref] = chunk
     return pending
 
@@ -302,8 +302,12 @@ def generate_with_ray(
     Parameters
     ----------
     cfg : Config
-    store_path : str or path-like
-        The store directory; on a cluster, a path every node sees.
+    store_path : str, path-like or URL
+        The store directory; on a cluster, a path every node sees, or an object-store URL
+        (``s3://bucket/run/images.zarr``): the tasks then write whole objects through zarr's
+        ``FsspecStore`` with the credentials of their own environment (for S3 ``AWS_*``; a local
+        Ray's workers inherit the driver's), and the driver reads fresh listings before
+        deciding what is done (:mod:`cmpipe.store.zarr_store`).
     overwrite : bool
         Start over, deleting a store made by another config.
     address : str, optional

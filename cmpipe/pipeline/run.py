@@ -30,6 +30,7 @@ from typing import Any
 
 from cmpipe.config import Config
 from cmpipe.stages.paths import PIPELINE_NAMES, pipeline_paths
+from cmpipe.store.location import AnyPath
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def unet_baseline_config(cfg: Config) -> Config:
                    train=replace(cfg.train, max_steps=cfg.train.unet_baseline_steps))
 
 
-def _stage_catalog(cfg: Config, paths: dict[str, Path]) -> str:
+def _stage_catalog(cfg: Config, paths: dict[str, AnyPath]) -> str:
     from cmpipe.stages import catalog
 
     if cfg.source.kind != "mock":
@@ -60,7 +61,7 @@ def _stage_catalog(cfg: Config, paths: dict[str, Path]) -> str:
     return f"{table.num_rows} halos -> {paths['catalog']}"
 
 
-def _stage_generate(cfg: Config, paths: dict[str, Path], address: str | None) -> str:
+def _stage_generate(cfg: Config, paths: dict[str, AnyPath], address: str | None) -> str:
     from cmpipe.pipeline.generate import generate_with_ray
 
     summary = generate_with_ray(cfg, paths["store"], address=address, progress=True)
@@ -73,7 +74,7 @@ def _stage_generate(cfg: Config, paths: dict[str, Path], address: str | None) ->
             f"{summary['images_per_s']:.2f} images/s) -> {paths['store']}")
 
 
-def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, workers: int,
+def _stage_train(cfg: Config, paths: dict[str, AnyPath], address: str | None, workers: int,
                  cpus_per_worker: int | None) -> str:
     import ray
 
@@ -97,7 +98,7 @@ def _stage_train(cfg: Config, paths: dict[str, Path], address: str | None, worke
     return line
 
 
-def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> str:
+def _stage_infer(cfg: Config, paths: dict[str, AnyPath], address: str | None) -> str:
     from cmpipe.pipeline.infer import infer_with_ray
 
     s = infer_with_ray(cfg, paths["store"], paths["run"], paths["results"], address=address)
@@ -110,7 +111,7 @@ def _stage_infer(cfg: Config, paths: dict[str, Path], address: str | None) -> st
     return line
 
 
-def _stage_report(cfg: Config, paths: dict[str, Path]) -> str:
+def _stage_report(cfg: Config, paths: dict[str, AnyPath]) -> str:
     from cmpipe.stages.report import run
 
     written = run(cfg, paths)
@@ -119,7 +120,7 @@ def _stage_report(cfg: Config, paths: dict[str, Path]) -> str:
 
 def run_pipeline(
     cfg: Config,
-    out: str | Path,
+    out: str | Path | AnyPath,
     *,
     address: str | None = None,
     train_workers: int = 1,
@@ -132,9 +133,10 @@ def run_pipeline(
     Parameters
     ----------
     cfg : Config
-    out : str or path-like
-        Output directory (on a cluster: a path every node sees); checked before Ray starts
-        (:data:`PIPELINE_NAMES`): cmpipe's files are never written over the user's.
+    out : str, path-like or URL
+        Output directory (on a cluster: a path every node sees, or an object-store URL such as
+        ``s3://bucket/run``, whose bucket and credentials are checked first); checked before Ray
+        starts (:data:`PIPELINE_NAMES`): cmpipe's files are never written over the user's.
     address : str, optional
         Ray address (default ``$RAY_ADDRESS``, else a local Ray started here and stopped at the end).
     train_workers : int
@@ -150,18 +152,22 @@ def run_pipeline(
     Returns
     -------
     dict
-        ``paths`` (:func:`pipeline_paths`), ``seconds`` per stage, ``lines`` (the stage summaries).
+        ``paths`` (:func:`pipeline_paths`: URL paths for an object-store ``out``), ``seconds`` per
+        stage, ``lines`` (the stage summaries).
     """
     import ray
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.store.outputs import claim_directory
     from cmpipe.pipeline.session import start_ray
+    from cmpipe.store.location import as_path, check_reachable, is_remote
+    from cmpipe.store.outputs import claim_directory
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise PipelineError(f"unknown stages {unknown}; the stages are {', '.join(STAGES)}")
-    paths = pipeline_paths(Path(out).resolve())
+    out = as_path(out)
+    check_reachable(out, "--out")  # an object store's bucket and credentials, before any work
+    paths = pipeline_paths(out if is_remote(out) else out.resolve())
     claim_directory(paths["out"], "pipeline", names=PIPELINE_NAMES, shared=True, what="--out")
     save_resolved_config(cfg, paths["out"])
     todo = [s for s in STAGES if s in stages]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cmpipe.store.location import AnyPath, as_path, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -21,8 +22,8 @@ class CatalogResult:
     """What :func:`run` wrote."""
 
     table: pa.Table
-    catalog: Path
-    figure: Path
+    catalog: AnyPath
+    figure: AnyPath
     summary: str
 
 
@@ -47,9 +48,10 @@ def catalog_config(table: pa.Table) -> Config:
     return config_from_dict(yaml.safe_load(catalog_config_yaml(table)), source="catalog metadata")
 
 
-def run(cfg: Config, paths: Mapping[str, Path], dpi: int = 150) -> CatalogResult:
+def run(cfg: Config, paths: Mapping[str, AnyPath], dpi: int = 150) -> CatalogResult:
     """Write the catalog of ``cfg`` to ``paths["catalog"]`` (Parquet) and its mass function to
-    ``paths["out"] / "mass_function.png"`` at ``dpi``.
+    ``paths["out"] / "mass_function.png"`` at ``dpi``: local paths or object-store URLs, each
+    file written whole.
 
     Returns
     -------
@@ -61,6 +63,6 @@ def run(cfg: Config, paths: Mapping[str, Path], dpi: int = 150) -> CatalogResult
 
     table = catalog_table(cfg)
     path = write_catalog(table, paths["catalog"])
-    figure = Path(paths["out"]) / "mass_function.png"
-    plot_mass_function(table, cfg.catalog, cfg.cosmology).savefig(figure, dpi=dpi)
+    figure = as_path(paths["out"]) / "mass_function.png"
+    save_figure(plot_mass_function(table, cfg.catalog, cfg.cosmology), figure, dpi=dpi)
     return CatalogResult(table=table, catalog=path, figure=figure, summary=catalog_summary(table, cfg.catalog, cfg.cosmology))

@@ -16,10 +16,10 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmpipe.mapmaking.generate import PLAN_NAME, SECONDS, plan_path, run_summary
+from cmpipe.store.location import AnyPath, as_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -161,8 +161,8 @@ def create_store_for(
 
 
 def plan_and_create_store(
-    cfg: Config, store_path: str | os.PathLike[str], source: Any, overwrite: bool = False
-) -> tuple[Path, Any, zarr.Group]:
+    cfg: Config, store_path: str | os.PathLike[str] | AnyPath, source: Any, overwrite: bool = False
+) -> tuple[AnyPath, Any, zarr.Group]:
     """The steps before any chunk, shared by the serial and the Ray generators.
 
     The source's halo catalog, the plan (written to :func:`plan_path`) and the store, created
@@ -171,12 +171,13 @@ def plan_and_create_store(
     Returns
     -------
     (store_path, plan, group)
-        The absolute store path, the plan (a pyarrow Table) and the open zarr group.
+        The absolute store path (a ``pathlib.Path``, or a ``upath.UPath`` for an object-store
+        URL), the plan (a pyarrow Table) and the open zarr group.
     """
     from cmpipe.config import config_fingerprint
     from cmpipe.mapmaking.plan import make_plan, write_plan
 
-    store_path = Path(store_path).absolute()
+    store_path = as_path(store_path).absolute()
     catalog = source_catalog(cfg, None if cfg.source.kind == "mock" else source)
     plan = make_plan(catalog, cfg.generate, config_fingerprint=config_fingerprint(cfg))
     group = create_store_for(store_path, plan, cfg, overwrite)
@@ -215,8 +216,9 @@ def generate_serial(
     Parameters
     ----------
     cfg : Config
-    store_path : str or path-like
-        The store directory (``.zarr`` by convention).
+    store_path : str, path-like or URL
+        The store directory (``.zarr`` by convention): a local path or an object-store URL
+        (``s3://bucket/run/images.zarr``), with the same guarantees (:mod:`cmpipe.store.zarr_store`).
     overwrite : bool
         Start over, deleting a store made by another config.
     progress : bool

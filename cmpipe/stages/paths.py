@@ -13,11 +13,16 @@ key                path                                   written by
 ``report``         ``OUT/results/report``                  report
 ``results_unet``   ``OUT/results/baselines/unet``          infer (the U-Net baseline)
 =================  =====================================  ======================================
+
+``OUT`` may be an object-store URL (``s3://bucket/run``): every path is then the URL below it
+(a ``upath.UPath``), never a local path made of the URL's text.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+from cmpipe.store.location import AnyPath, as_path
 
 __all__ = ["PIPELINE_NAMES", "pipeline_paths"]
 
@@ -30,9 +35,12 @@ PIPELINE_NAMES = ("catalog.parquet", "mass_function.png", "images.zarr", "plan.p
                   "store.zarr", "run_unet", ".*.tmp", ".*.creating")
 
 
-def pipeline_paths(out: str | Path) -> dict[str, Path]:
-    """Where each stage writes under ``out`` (the table above)."""
-    out = Path(out)
+def pipeline_paths(out: str | os.PathLike[str] | AnyPath) -> dict[str, AnyPath]:
+    """Where each stage writes under ``out`` (the table above): ``pathlib.Path`` values for a
+    local ``out``, ``upath.UPath`` values for an object-store URL
+    (:func:`cmpipe.store.location.as_path`; :class:`~cmpipe.store.location.LocationError` for an
+    unknown scheme)."""
+    out = as_path(out)
     return {"out": out, "catalog": out / "catalog.parquet", "store": out / "images.zarr", "run": out / "run",
             "run_unet": out / "run_unet", "results": out / "results", "report": out / "results" / "report",
             "results_unet": out / "results" / "baselines" / "unet"}

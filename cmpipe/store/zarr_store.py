@@ -3,21 +3,46 @@
 Pure I/O: plain values in (the plan, the map geometry, fingerprints and the config as strings),
 no physics and no :class:`cmpipe.config.Config`. The maps of a chunk are made and written by
 :func:`cmpipe.mapmaking.generate.write_chunk`; only the driver writes the group's attributes.
+
+Where the store lives
+---------------------
+A local directory or an object-store URL (``s3://bucket/run/images.zarr``; zarr's
+``FsspecStore`` through :func:`cmpipe.store.location.zarr_store`). The guarantees are the same:
+
+* **creation is all or nothing.** On disk the store is built in a hidden sibling directory
+  (``.NAME.PID.creating``) and renamed into place, so ``path`` holds a whole store or nothing.
+  An object store has no rename: the store is built in place, and the object
+  :data:`CREATING_MARKER` (``NAME/.cmpipe-creating``) is written *first*, before any Zarr
+  object, and deleted *last*, after every array, the attributes and the consolidated metadata.
+  A store holding the marker is a creation that was interrupted: :func:`open_store` refuses it
+  (train, infer and a resume never read it), and :func:`create_store` deletes it and creates it
+  again (the marker is only ever written into an empty prefix, so the prefix is cmpipe's).
+* **one writer per chunk; completion after the data.** A chunk task writes its shard of
+  ``maps``, then its chunk of ``image_failed``, then ``chunk_done``: each a whole object (one
+  PUT), and a later PUT is seen only after an earlier one completed (strong read-after-write
+  consistency), so ``chunk_done`` is never seen before the data it marks.
+* **resume from fresh state.** Chunk tasks write from other processes (Ray workers), so before
+  deciding what is done every read here forgets the filesystem's cached listings
+  (``fs.invalidate_cache()``): what a resume reads is the bucket's state, not a stale copy.
+* **mismatched fingerprints are refused, nothing deleted**, as on disk.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import shutil
+import socket
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmpipe.store.location import AnyPath, as_path, is_remote, remove_tree, write_text_atomic, zarr_store
 from cmpipe.store.outputs import (
     OutputError, artifact_kind, check_output_dir, check_removable, describe_contents, remove_owned,
 )
@@ -30,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import zarr
 
 __all__ = [
+    "CREATING_MARKER",
     "StoreError",
     "check_store_path",
     "chunk_slice",
@@ -37,6 +63,7 @@ __all__ = [
     "clear_normalisation",
     "compute_normalisation",
     "create_store",
+    "creation_interrupted",
     "failed_chunks",
     "missing_chunks",
     "open_store",
@@ -48,26 +75,57 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+#: On an object store, the object written first and deleted last when a store is created in
+#: place (no rename there): a store holding it was not finished (see the module docstring).
+CREATING_MARKER = ".cmpipe-creating"
+
+
 class StoreError(ValueError):
     """A store that cannot be used as asked: another config's, incomplete, or malformed."""
 
 
-def _consolidate(path: str | os.PathLike[str]) -> None:
+def _fresh(path: AnyPath) -> AnyPath:
+    """``path`` (:func:`cmpipe.store.location.as_path`'d), its filesystem's cached listings and
+    object details forgotten if it is on an object store (other processes write there)."""
+    path = as_path(path)
+    if is_remote(path):
+        path.fs.invalidate_cache()
+    return path
+
+
+def _zarr(path: AnyPath, read_only: bool) -> Any:
+    """What ``zarr.open_group`` takes for ``path`` (a local path string, or a fresh
+    ``FsspecStore``: its filesystem's cache forgotten)."""
+    store = zarr_store(path, read_only=read_only)
+    if is_remote(path):
+        store.fs.invalidate_cache()
+    return store
+
+
+def _consolidate(path: str | os.PathLike[str] | AnyPath) -> None:
     """Re-write zarr's consolidated metadata (xarray reads it; zarr warns it is not in spec v3)."""
     import zarr
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
-        zarr.consolidate_metadata(str(path))
+        zarr.consolidate_metadata(_zarr(as_path(path), read_only=False))
+
+
+def creation_interrupted(path: str | os.PathLike[str] | AnyPath) -> bool:
+    """Whether ``path`` is a store whose creation on an object store was interrupted (it holds
+    :data:`CREATING_MARKER`). Always False on disk (a store appears there whole, by a rename)."""
+    path = _fresh(path)
+    return is_remote(path) and (path / CREATING_MARKER).exists()
 
 
 def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
-    """Open an image store (fresh metadata, not the consolidated copy).
+    """Open an image store (fresh metadata, not the consolidated copy; on an object store, fresh
+    listings too).
 
     Parameters
     ----------
-    path : str or path-like
-        The store directory.
+    path : str, path-like or URL
+        The store directory (a local path or an object-store URL).
     mode : {"r", "r+"}
         Read only, or read and write.
 
@@ -78,43 +136,56 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     Raises
     ------
     StoreError
-        If there is no cmpipe store at ``path`` or its schema version differs.
+        If there is no cmpipe store at ``path``, its creation was interrupted
+        (:func:`creation_interrupted`) or its schema version differs.
     """
     import zarr
 
-    path = Path(path)
+    path = _fresh(path)
+    if creation_interrupted(path):
+        raise StoreError(
+            f"{path}: the store's creation was interrupted (it holds {CREATING_MARKER}); run cmpipe generate "
+            "again to create it"
+        )
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: no Zarr store here")
-    group = zarr.open_group(str(path), mode=mode, use_consolidated=False)
+    group = zarr.open_group(_zarr(path, read_only=mode == "r"), mode=mode, use_consolidated=False)
     version = group.attrs.get("cmpipe_store_schema_version")
     if version != STORE_SCHEMA_VERSION:
         raise StoreError(f"{path}: store schema version {version!r}, this cmpipe reads {STORE_SCHEMA_VERSION}")
     return group
 
 
-def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_store_path(path: str | os.PathLike[str] | AnyPath, overwrite: bool = False) -> AnyPath:
     """Check, before any work, that an image store may be created, resumed or replaced at ``path``.
 
     Parameters
     ----------
-    path : str or path-like
-        The store directory.
+    path : str, path-like or URL
+        The store directory (a local path or an object-store URL).
     overwrite : bool
         Whether an existing store is to be deleted (only a cmpipe image store or an empty
         directory ever is: :func:`cmpipe.store.outputs.remove_owned`).
 
     Returns
     -------
-    Path
+    pathlib.Path or upath.UPath
+        :func:`cmpipe.store.location.as_path` of ``path``.
 
     Raises
     ------
     cmpipe.store.outputs.OutputError
-        If the store's directory is not writable, or ``path`` exists and is neither an image
-        store nor an empty directory (naming what is there); nothing is deleted.
+        If the store's directory is not writable (on an object store: no such bucket, no
+        credentials), or ``path`` exists and is neither an image store (a whole one, or one whose
+        creation was interrupted: :data:`CREATING_MARKER`) nor an empty directory (naming what is
+        there); nothing is deleted.
+    cmpipe.store.location.LocationError
+        If ``path`` is a URL of an unknown scheme or its filesystem is not installed.
     """
-    path = Path(path)
+    path = _fresh(path)
     check_output_dir(path.absolute().parent, what="directory of --store")
+    if creation_interrupted(path):
+        return path  # cmpipe's own half-made store: create_store makes it again
     if overwrite:
         check_removable(path, ("store",), what="--store")
     elif (path.exists() or path.is_symlink()) and artifact_kind(path) != "store" and not (
@@ -125,7 +196,7 @@ def check_store_path(path: str | os.PathLike[str], overwrite: bool = False) -> P
 
 
 def create_store(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | AnyPath,
     plan: pa.Table,
     *,
     channels: Sequence[str],
@@ -141,10 +212,14 @@ def create_store(
     """Create the store of ``plan``, or reopen it to resume if a config with ``store_fingerprint``
     made it.
 
+    A new store appears whole: on disk by a rename of the directory it was built in, on an object
+    store by deleting :data:`CREATING_MARKER` last (see the module docstring). A store whose
+    creation was interrupted is deleted and created again.
+
     Parameters
     ----------
-    path : str or path-like
-        The store directory.
+    path : str, path-like or URL
+        The store directory (a local path or an object-store URL).
     plan : pyarrow.Table
         :func:`cmpipe.mapmaking.plan.make_plan`'s plan (its rows are the images).
     channels : sequence of str
@@ -175,47 +250,73 @@ def create_store(
         If a store exists at ``path`` with another ``store_fingerprint`` (the message names
         both) or other images (halo, axis, seed) than ``plan``, and ``overwrite`` is false.
     """
-    path = Path(path)
-    check_store_path(path, overwrite)
-    if overwrite:
+    path = check_store_path(path, overwrite)
+    if creation_interrupted(path):
+        logger.warning("%s: its creation was interrupted (%s); creating it again", path, CREATING_MARKER)
+        remove_tree(path)
+    elif overwrite:
         remove_owned(path, ("store",), what="--store")
+    path = _fresh(path)
     if path.exists() and any(path.iterdir()):
         return _reopen_for_resume(path, plan, store_fingerprint)
     n = plan.num_rows
     if n == 0:
         raise StoreError("the plan has no images")
     channels = tuple(channels)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    group = _create_arrays(tmp, plan, channels, npix, chunk_images)
     n_chunks = math.ceil(n / chunk_images)
-    group.attrs.update(
-        {
-            "cmpipe_store_schema_version": STORE_SCHEMA_VERSION,
-            "store_fingerprint": store_fingerprint,
-            "config_fingerprint": config_fingerprint,
-            "config_yaml": config_yaml,
-            "channels": list(channels),
-            "channel_units": {c: CHANNEL_UNITS[c] for c in channels},
-            "npix": npix,
-            "pixel_mpc": pixel_mpc,
-            "depth_mpc": depth_mpc,
-            "n_images": n,
-            "n_chunks": n_chunks,
-            "chunk_images": chunk_images,
-            "split_names": list(SPLIT_NAMES),
-            "failures": [],
-            "normalisation": None,
-        }
-    )
-    _consolidate(tmp)
-    os.replace(tmp, path)
+    attrs = {
+        "cmpipe_store_schema_version": STORE_SCHEMA_VERSION,
+        "store_fingerprint": store_fingerprint,
+        "config_fingerprint": config_fingerprint,
+        "config_yaml": config_yaml,
+        "channels": list(channels),
+        "channel_units": {c: CHANNEL_UNITS[c] for c in channels},
+        "npix": npix,
+        "pixel_mpc": pixel_mpc,
+        "depth_mpc": depth_mpc,
+        "n_images": n,
+        "n_chunks": n_chunks,
+        "chunk_images": chunk_images,
+        "split_names": list(SPLIT_NAMES),
+        "failures": [],
+        "normalisation": None,
+    }
+    if is_remote(path):
+        _create_in_place(path, plan, channels, npix, chunk_images, attrs)
+    else:
+        _create_and_rename(path, plan, channels, npix, chunk_images, attrs)
     logger.info("created %s: %d images in %d chunks of %d", path, n, n_chunks, chunk_images)
     return open_store(path, mode="r+")
 
 
-def _reopen_for_resume(path: Path, plan: pa.Table, fingerprint: str) -> zarr.Group:
+def _create_and_rename(
+    path: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, attrs: dict[str, Any]
+) -> None:
+    """On disk: the whole store built in ``.NAME.PID.creating`` beside ``path``, renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    group = _create_arrays(tmp, plan, channels, npix, k, mode="w")
+    group.attrs.update(attrs)
+    _consolidate(tmp)
+    os.replace(tmp, path)
+
+
+def _create_in_place(
+    path: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, attrs: dict[str, Any]
+) -> None:
+    """On an object store (no rename): :data:`CREATING_MARKER` written first, the store built at
+    ``path`` (arrays, plan values, attributes, consolidated metadata), the marker deleted last."""
+    marker = path / CREATING_MARKER
+    write_text_atomic(marker, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
+    group = _create_arrays(path, plan, channels, npix, k, mode="w-")  # w- keeps the marker (w empties the prefix)
+    group.attrs.update(attrs)
+    _consolidate(path)
+    marker.unlink()
+    _fresh(path)
+
+
+def _reopen_for_resume(path: AnyPath, plan: pa.Table, fingerprint: str) -> zarr.Group:
     """The existing store at ``path``, open read-write, if it has ``fingerprint`` and the
     images of ``plan``; else :class:`StoreError`."""
     group = open_store(path, mode="r+")
@@ -235,12 +336,15 @@ def _reopen_for_resume(path: Path, plan: pa.Table, fingerprint: str) -> zarr.Gro
     return group
 
 
-def _create_arrays(tmp: Path, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int) -> zarr.Group:
-    """A new Zarr 3 group at ``tmp`` with every array of the schema, the plan's written."""
+def _create_arrays(
+    where: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, mode: str
+) -> zarr.Group:
+    """A new Zarr 3 group at ``where`` (opened with ``mode``) with every array of the schema, the
+    plan's written."""
     import zarr
 
     n = plan.num_rows
-    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    group = zarr.open_group(_zarr(where, read_only=False), mode=mode, zarr_format=3)
     maps = group.create_array(
         "maps", shape=(n, len(channels), npix, npix), dtype="float32",
         shards=(k, len(channels), npix, npix), chunks=(1, len(channels), npix, npix),
