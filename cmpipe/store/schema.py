@@ -65,13 +65,13 @@ The group's metadata is consolidated (zarr's consolidated metadata, re-written a
 attribute update) so that ``xarray.open_zarr(path)`` opens it without a warning.
 
 On an object store (``s3://...``: the group is a prefix, each chunk, shard and ``zarr.json`` an
-object) the contract is the same, plus one object while the store is being created:
-``.cmpipe-creating`` (:data:`cmpipe.store.zarr_store.CREATING_MARKER`), written before any
-Zarr object and deleted after the consolidated metadata. A store holding it is unfinished and is
-never read (it is made again by the next ``cmpipe generate``). On disk the store is built in a
-hidden sibling directory and renamed into place instead. Open a store on a bucket with
-``zarr.open_group(zarr.storage.FsspecStore.from_url(url), mode="r")`` or
-``xarray.open_zarr(url)``.
+object) the contract is the same, plus one object beside the store while it is being created:
+``.NAME.creating`` (:func:`cmpipe.store.zarr_store.creation_marker`), written before any Zarr
+object and deleted after the consolidated metadata. A store with that marker is unfinished and is
+never read (the next ``cmpipe generate`` makes it again). On disk the store is built in a hidden
+sibling directory, ``.NAME.PID.creating``, and renamed into place instead. Open a store on a
+bucket with ``zarr.open_group(zarr.storage.FsspecStore.from_url(url, read_only=True), mode="r")``
+or ``xarray.open_zarr(url)``.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ A local directory or an object-store URL (``s3://bucket/run/images.zarr``; zarr'
 
 * **creation is all or nothing.** On disk the store is built in a hidden sibling directory
   (``.NAME.PID.creating``) and renamed into place, so ``path`` holds a whole store or nothing.
-  An object store has no rename: the store is built in place, and the object
-  :data:`CREATING_MARKER` (``NAME/.cmpipe-creating``) is written *first*, before any Zarr
-  object, and deleted *last*, after every array, the attributes and the consolidated metadata.
-  A store holding the marker is a creation that was interrupted: :func:`open_store` refuses it
-  (train, infer and a resume never read it), and :func:`create_store` deletes it and creates it
-  again (the marker is only ever written into an empty prefix, so the prefix is cmpipe's).
+  An object store has no rename: the store is built in place, and a marker object beside it,
+  ``.NAME.creating`` (:func:`creation_marker`, outside the Zarr hierarchy), is written *first*,
+  before any Zarr object, and deleted *last*, after every array, the attributes and the
+  consolidated metadata. A store with its marker is a creation that was interrupted:
+  :func:`open_store` refuses it (train, infer and a resume never read it), and
+  :func:`create_store` deletes it and creates it again (the marker is only ever written while
+  the store's prefix is empty, so what is under it is cmpipe's).
 * **one writer per chunk; completion after the data.** A chunk task writes its shard of
   ``maps``, then its chunk of ``image_failed``, then ``chunk_done``: each a whole object (one
   PUT), and a later PUT is seen only after an earlier one completed (strong read-after-write
@@ -55,7 +56,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import zarr
 
 __all__ = [
-    "CREATING_MARKER",
     "StoreError",
     "check_store_path",
     "chunk_slice",
@@ -64,6 +64,7 @@ __all__ = [
     "compute_normalisation",
     "create_store",
     "creation_interrupted",
+    "creation_marker",
     "failed_chunks",
     "missing_chunks",
     "open_store",
@@ -73,11 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-#: On an object store, the object written first and deleted last when a store is created in
-#: place (no rename there): a store holding it was not finished (see the module docstring).
-CREATING_MARKER = ".cmpipe-creating"
 
 
 class StoreError(ValueError):
@@ -111,11 +107,26 @@ def _consolidate(path: str | os.PathLike[str] | AnyPath) -> None:
         zarr.consolidate_metadata(_zarr(as_path(path), read_only=False))
 
 
+def creation_marker(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """The object beside a store on an object store, ``.NAME.creating``, that exists while the store
+    is being created (written first, deleted last; see the module docstring)."""
+    path = as_path(path)
+    return path.parent / f".{path.name}.creating"
+
+
 def creation_interrupted(path: str | os.PathLike[str] | AnyPath) -> bool:
-    """Whether ``path`` is a store whose creation on an object store was interrupted (it holds
-    :data:`CREATING_MARKER`). Always False on disk (a store appears there whole, by a rename)."""
+    """Whether ``path`` is a store whose creation on an object store was interrupted (its
+    :func:`creation_marker` exists). Always False on disk (a store appears there whole, by a
+    rename)."""
     path = _fresh(path)
-    return is_remote(path) and (path / CREATING_MARKER).exists()
+    if not is_remote(path):
+        return False
+    marker = creation_marker(path)
+    try:
+        marker.fs.cat_file(marker.path, start=0)  # one GET (``exists``: a HEAD and, when missing, a LIST)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
@@ -144,12 +155,15 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     path = _fresh(path)
     if creation_interrupted(path):
         raise StoreError(
-            f"{path}: the store's creation was interrupted (it holds {CREATING_MARKER}); run cmpipe generate "
-            "again to create it"
+            f"{path}: the store's creation was interrupted ({creation_marker(path).name} is beside it); run "
+            "cmpipe generate again to create it"
         )
-    if not (path / "zarr.json").is_file():
+    if not is_remote(path) and not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: no Zarr store here")
-    group = zarr.open_group(_zarr(path, read_only=mode == "r"), mode=mode, use_consolidated=False)
+    try:
+        group = zarr.open_group(_zarr(path, read_only=mode == "r"), mode=mode, use_consolidated=False, zarr_format=3)
+    except FileNotFoundError:  # on an object store: no zarr.json (zarr.errors.GroupNotFoundError)
+        raise StoreError(f"{path}: no Zarr store here") from None
     version = group.attrs.get("cmpipe_store_schema_version")
     if version != STORE_SCHEMA_VERSION:
         raise StoreError(f"{path}: store schema version {version!r}, this cmpipe reads {STORE_SCHEMA_VERSION}")
@@ -177,7 +191,7 @@ def check_store_path(path: str | os.PathLike[str] | AnyPath, overwrite: bool = F
     cmpipe.store.outputs.OutputError
         If the store's directory is not writable (on an object store: no such bucket, no
         credentials), or ``path`` exists and is neither an image store (a whole one, or one whose
-        creation was interrupted: :data:`CREATING_MARKER`) nor an empty directory (naming what is
+        creation was interrupted: :func:`creation_marker`) nor an empty directory (naming what is
         there); nothing is deleted.
     cmpipe.store.location.LocationError
         If ``path`` is a URL of an unknown scheme or its filesystem is not installed.
@@ -213,7 +227,7 @@ def create_store(
     made it.
 
     A new store appears whole: on disk by a rename of the directory it was built in, on an object
-    store by deleting :data:`CREATING_MARKER` last (see the module docstring). A store whose
+    store by deleting its :func:`creation_marker` last (see the module docstring). A store whose
     creation was interrupted is deleted and created again.
 
     Parameters
@@ -252,7 +266,7 @@ def create_store(
     """
     path = check_store_path(path, overwrite)
     if creation_interrupted(path):
-        logger.warning("%s: its creation was interrupted (%s); creating it again", path, CREATING_MARKER)
+        logger.warning("%s: its creation was interrupted (%s); creating it again", path, creation_marker(path))
         remove_tree(path)
     elif overwrite:
         remove_owned(path, ("store",), what="--store")
@@ -296,8 +310,8 @@ def _create_and_rename(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
     if tmp.exists():
         shutil.rmtree(tmp)
-    group = _create_arrays(tmp, plan, channels, npix, k, mode="w")
-    group.attrs.update(attrs)
+    group = _create_arrays(tmp, plan, channels, npix, k)
+    group.update_attributes(attrs)  # one write of zarr.json, not one per key
     _consolidate(tmp)
     os.replace(tmp, path)
 
@@ -305,12 +319,12 @@ def _create_and_rename(
 def _create_in_place(
     path: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, attrs: dict[str, Any]
 ) -> None:
-    """On an object store (no rename): :data:`CREATING_MARKER` written first, the store built at
+    """On an object store (no rename): the :func:`creation_marker` written first, the store built at
     ``path`` (arrays, plan values, attributes, consolidated metadata), the marker deleted last."""
-    marker = path / CREATING_MARKER
+    marker = creation_marker(path)
     write_text_atomic(marker, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
-    group = _create_arrays(path, plan, channels, npix, k, mode="w-")  # w- keeps the marker (w empties the prefix)
-    group.attrs.update(attrs)
+    group = _create_arrays(path, plan, channels, npix, k)
+    group.update_attributes(attrs)
     _consolidate(path)
     marker.unlink()
     _fresh(path)
@@ -336,21 +350,18 @@ def _reopen_for_resume(path: AnyPath, plan: pa.Table, fingerprint: str) -> zarr.
     return group
 
 
-def _create_arrays(
-    where: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, mode: str
-) -> zarr.Group:
-    """A new Zarr 3 group at ``where`` (opened with ``mode``) with every array of the schema, the
-    plan's written."""
+def _create_arrays(where: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int) -> zarr.Group:
+    """A new Zarr 3 group at ``where`` with every array of the schema, the plan's written."""
     import zarr
 
     n = plan.num_rows
-    group = zarr.open_group(_zarr(where, read_only=False), mode=mode, zarr_format=3)
-    maps = group.create_array(
+    group = zarr.open_group(_zarr(where, read_only=False), mode="w", zarr_format=3)
+    group.create_array(
         "maps", shape=(n, len(channels), npix, npix), dtype="float32",
         shards=(k, len(channels), npix, npix), chunks=(1, len(channels), npix, npix),
         fill_value=float("nan"), dimension_names=("image", "channel", "y", "x"),
+        attributes={"channels": list(channels), "units": [CHANNEL_UNITS[c] for c in channels]},
     )
-    maps.attrs.update({"channels": list(channels), "units": [CHANNEL_UNITS[c] for c in channels]})
     block = min(n, PLAN_ARRAY_CHUNK)
     values = {name: plan[name].to_numpy() for name in PLAN_ARRAYS if name != "rotation"}
     # the plan's rotation column (fixed-size lists of 9) as (N, 3, 3)
@@ -359,10 +370,10 @@ def _create_arrays(
     for name, (dtype, fill, unit) in PLAN_ARRAYS.items():
         shape = (n, 3, 3) if name == "rotation" else (n,)
         dims = ("image", "row", "col") if name == "rotation" else ("image",)
-        arr = group.create_array(
-            name, shape=shape, dtype=dtype, chunks=(block, *shape[1:]), fill_value=fill, dimension_names=dims
+        arr = group.create_array(  # attributes at creation: each array's metadata written once
+            name, shape=shape, dtype=dtype, chunks=(block, *shape[1:]), fill_value=fill, dimension_names=dims,
+            attributes={"unit": unit},
         )
-        arr.attrs["unit"] = unit
         arr[...] = np.asarray(values[name], dtype=dtype)
     n_chunks = math.ceil(n / k)
     group.create_array("image_failed", shape=(n,), dtype="uint8", chunks=(k,), fill_value=0, dimension_names=("image",))
