@@ -89,13 +89,14 @@ def _same_files(got: dict[str, bytes], expected: dict[str, bytes], extra=()) -> 
     assert sorted(set(got) - set(expected)) == sorted(extra)
 
 
-def test_serial_store_on_a_bucket_equals_the_local_one(local, s3_bucket):
-    cfg, expected, _ = local
+def test_serial_store_on_a_bucket_equals_the_local_one(local, s3_bucket, capsys):
+    _, expected, _ = local
     url = f"{s3_bucket}/run"
-    summary = generate_serial(cfg, f"{url}/images.zarr")
-    assert summary["store"] == f"{url}/images.zarr" and summary["plan"] == f"{url}/plan.parquet"
-    assert summary["chunks_written"] == CHUNKS and summary["failures"] == []
-    _same_files(_bucket_objects(url), expected)  # no creation marker, no temporary object left
+    assert main(["generate", "--serial", "--store", f"{url}/images.zarr", *_sets(GEN)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{url}/images.zarr" and f"{CHUNKS} chunks written" in out[1] and "0 images failed" in out[1]
+    # no creation marker, no temporary object left; the resolved config beside the store, as on disk
+    _same_files(_bucket_objects(url), expected, extra=("config.resolved.yaml",))
 
 
 def test_ray_store_on_a_bucket_equals_the_local_one_and_resumes(ray_local, local, s3_bucket):
@@ -154,6 +155,9 @@ def test_a_store_of_another_config_is_refused_and_kept(local, s3_bucket, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and store in err[0] and "store fingerprint" in err[0]
     assert _bucket_objects(s3_bucket) == before  # nothing deleted, nothing written
+    # --overwrite deletes it (a cmpipe store) and starts over
+    _, _, group = plan_and_create_store(other, store, open_source(other), overwrite=True)
+    assert group.attrs["npix"] == 16 and missing_chunks(store) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("argv, url", [

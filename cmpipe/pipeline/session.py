@@ -1,4 +1,10 @@
-"""The Ray session every pipeline stage shares: connect to a cluster or start a local Ray."""
+"""The Ray session every pipeline stage shares: connect to a cluster or start a local Ray.
+
+Object-store credentials are never passed through Ray: every task, actor and Train worker that
+reads or writes an ``s3://`` (``gs://``, ``az://``) path takes them from its own environment, as
+the driver does. A local Ray's workers inherit the driver's environment (``AWS_*``,
+``AWS_ENDPOINT_URL``); on a cluster each node needs them (an instance role, a Kubernetes service
+account, or environment variables in the cluster's spec: ``deploy/``)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ Then the training set: the sightline plan and the Zarr store of the same halos
 whole pipeline: :mod:`cmpipe.pipeline.run`.)
 
 Re-running is idempotent: halo files already written are reused, maps are recomputed.
+
+``run.out`` may be an object-store URL (``s3://bucket/demo``): every file is then written whole
+(one PUT). The HDF5 halo files and ``.npz`` maps are written to a local temporary directory
+first (h5py and numpy write files) and uploaded; the halos are read back from that local copy.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cmpipe.store.location import AnyPath, as_path, is_remote, save_figure, write_bytes_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
@@ -63,17 +71,32 @@ def _central(data: np.ndarray) -> float:
     return float(data[c - 1 : c + 1, c - 1 : c + 1].mean())
 
 
-def _write_halo_files(source: Any, ids: list[int], halo_dir: Path, h: float) -> None:
-    """Each halo of ``source`` in the HDF5 halo layout, unless its file exists (idempotent)."""
+def _write_halo_files(source: Any, ids: list[int], halo_dir: Path, h: float, upload_to: AnyPath | None = None) -> None:
+    """Each halo of ``source`` in the HDF5 halo layout in the local ``halo_dir``, unless its file
+    exists (idempotent); each also uploaded into ``upload_to`` (an object-store URL) if given."""
     from cmpipe.physics.hdf5io import write_halo_hdf5
 
     for hid in ids:
         path = halo_dir / f"halo_{hid:06d}.hdf5"
         if not path.exists():
             write_halo_hdf5(path, source.load(hid), h=h)
+        if upload_to is not None:
+            write_bytes_atomic(upload_to / path.name, path.read_bytes())
 
 
-def _sightline_maps(halo: Any, settings: Any, rotation_seed: int, hid: int, map_dir: Path) -> Any:
+def _save_file(path: AnyPath, write: Callable[[Path], Any]) -> None:
+    """``write(file)`` into ``path``: directly on disk; for an object-store URL into a local
+    temporary file, then uploaded whole (one PUT)."""
+    if not is_remote(path):
+        write(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="cmpipe-") as tmp:
+        local = Path(tmp) / path.name
+        write(local)
+        write_bytes_atomic(path, local.read_bytes())
+
+
+def _sightline_maps(halo: Any, settings: Any, rotation_seed: int, hid: int, map_dir: AnyPath) -> Any:
     """The maps along the three axes and one random rotation (seeded by ``[rotation_seed, hid]``),
     each saved as ``.npz``, the axis-2 figure as PNG; returns the axis-2 maps."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, random_rotation, sightline_maps_with_config
@@ -85,9 +108,9 @@ def _sightline_maps(halo: Any, settings: Any, rotation_seed: int, hid: int, map_
     by_name = {}
     for rotation, axis, name in sightlines:
         maps = sightline_maps_with_config(prepared, settings, rotation, axis)
-        maps.save_npz(map_dir / f"halo_{hid:06d}_{name}.npz")
+        _save_file(map_dir / f"halo_{hid:06d}_{name}.npz", maps.save_npz)
         by_name[name] = maps
-    plot_halo_maps(by_name["axis2"]).savefig(map_dir / f"halo_{hid:06d}_axis2.png", dpi=110)
+    save_figure(plot_halo_maps(by_name["axis2"]), map_dir / f"halo_{hid:06d}_axis2.png", dpi=110)
     return by_name["axis2"]
 
 
@@ -120,27 +143,23 @@ def project_halos(cfg: Config) -> list[DemoRow]:
     written as ``summary.json``), then the training set of the same halos (``store.zarr``)."""
     from cmpipe.config import save_resolved_config
     from cmpipe.physics.hdf5io import HDF5HaloSource
-    from cmpipe.stages.generate import generate_serial, map_settings
+    from cmpipe.stages.generate import generate_serial
     from cmpipe.stages.source import open_source
 
-    out = Path(cfg.run.out)
+    out = as_path(cfg.run.out)
     halo_dir, map_dir = out / "halos", out / "maps"
-    halo_dir.mkdir(parents=True, exist_ok=True)
-    map_dir.mkdir(parents=True, exist_ok=True)
+    if not is_remote(out):
+        halo_dir.mkdir(parents=True, exist_ok=True)
+        map_dir.mkdir(parents=True, exist_ok=True)
     save_resolved_config(cfg, out)
     source = open_source(cfg)
     ids = list(source.halo_ids())
     logger.info("project-halos: %d halos from the %s source -> %s", len(ids), cfg.source.kind, out)
-    _write_halo_files(source, ids, halo_dir, cfg.cosmology.h)
-    reader, settings = HDF5HaloSource(halo_dir), map_settings(cfg)
-    rows: list[DemoRow] = []
-    for k, hid in enumerate(ids, start=1):
-        start = time.perf_counter()
-        halo = reader.load(hid)
-        ref = _sightline_maps(halo, settings, cfg.source.seed, hid, map_dir)
-        rows.append(_summary_row(hid, halo, ref, settings, cfg.cosmology.h, time.perf_counter() - start))
-        logger.info("halo %d/%d done in %.1f s", k, len(ids), rows[-1].seconds)
-    (out / "summary.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    with tempfile.TemporaryDirectory(prefix="cmpipe-halos-") as staging:
+        local_halos = Path(staging) if is_remote(out) else halo_dir
+        _write_halo_files(source, ids, local_halos, cfg.cosmology.h, upload_to=halo_dir if is_remote(out) else None)
+        rows = _project_all(HDF5HaloSource(local_halos), ids, cfg, map_dir)
+    write_text_atomic(out / "summary.json", json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     print(format_summary(rows))
     store = generate_serial(cfg, out / "store.zarr", progress=True)
     print(
@@ -148,7 +167,23 @@ def project_halos(cfg: Config) -> list[DemoRow]:
         f"({store['chunks_written']} chunks written, {store['images_per_s']:.1f} images/s, "
         f"{store['failed_images']} failed)"
     )
-    print(f"maps, figures and halo files are in {out.resolve()} (summary.json, maps/, halos/, store.zarr)")
+    print(f"maps, figures and halo files are in {out if is_remote(out) else out.resolve()} "
+          "(summary.json, maps/, halos/, store.zarr)")
+    return rows
+
+
+def _project_all(reader: Any, ids: list[int], cfg: Config, map_dir: AnyPath) -> list[DemoRow]:
+    """Each halo read back through ``reader``, projected (:func:`_sightline_maps`) and summarised."""
+    from cmpipe.stages.generate import map_settings
+
+    settings = map_settings(cfg)
+    rows: list[DemoRow] = []
+    for k, hid in enumerate(ids, start=1):
+        start = time.perf_counter()
+        halo = reader.load(hid)
+        ref = _sightline_maps(halo, settings, cfg.source.seed, hid, map_dir)
+        rows.append(_summary_row(hid, halo, ref, settings, cfg.cosmology.h, time.perf_counter() - start))
+        logger.info("halo %d/%d done in %.1f s", k, len(ids), rows[-1].seconds)
     return rows
 
 

@@ -11,8 +11,9 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cmpipe.store.location import AnyPath, as_path, save_figure, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -33,11 +34,11 @@ SHOWCASE_LOG10_M = (13.5, 14.5, 15.2)
 class ValidateResult:
     """What :func:`run` measured and wrote."""
 
-    out: Path
+    out: AnyPath
     result: ValidationResult
     comparisons: list[RelationComparison]
     los: LineOfSightCheck | None
-    written: list[Path]
+    written: list[AnyPath]
 
 
 def validation_config(cfg: Config, n_halos: int, seed: int | None) -> Config:
@@ -164,7 +165,7 @@ def _showcase_maps(cfg: Config, showcase: Sequence[float]) -> list:
 
 
 def _write_reports(
-    cfg: Config, out: Path, measured: tuple, showcase: Sequence[float]
+    cfg: Config, out: AnyPath, measured: tuple, showcase: Sequence[float]
 ) -> None:
     """``validation.json`` and ``validate.md`` in ``out``."""
     from cmpipe.physics.observed import validation_markdown
@@ -176,7 +177,7 @@ def _write_reports(
     numbers["observed"] = [c.to_dict() for c in comparisons]
     numbers["line_of_sight"] = None if los is None else los.summary()
     numbers["neighbours_in_measurements"] = False
-    (out / "validation.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    write_text_atomic(out / "validation.json", json.dumps(numbers, indent=1) + "\n")
     catalog = cfg.catalog
     header = (f"`cmpipe validate-mock --n-halos {catalog.n_halos}`, catalog seed {catalog.seed}, log10 M200m "
               f"{catalog.log10_m_min_msun_h:g}-{catalog.log10_m_max_msun_h:g} [Msun/h], pair mass "
@@ -184,12 +185,12 @@ def _write_reports(
               "T_sl: spectroscopic-like (Mazzotta et al. 2004) in 0.15-1 R500c; M500c,HSE: hydrostatic mass "
               "(thermal pressure only) inside its own R500c. Figures: `observed_*.png`, "
               "`profile_*_outskirts.png`.")
-    (out / "validate.md").write_text(validation_markdown(comparisons, int(result.halo_ids.size), header) + "\n"
-                                     + profile_checks_markdown(result, los))
+    write_text_atomic(out / "validate.md", validation_markdown(comparisons, int(result.halo_ids.size), header) + "\n"
+                      + profile_checks_markdown(result, los))
 
 
 def run(
-    cfg: Config, paths: Mapping[str, Path], n_halos: int = 24, seed: int | None = None,
+    cfg: Config, paths: Mapping[str, AnyPath], n_halos: int = 24, seed: int | None = None,
     showcase: Sequence[float] = SHOWCASE_LOG10_M,
 ) -> ValidateResult:
     """Validate the mock clusters of :func:`validation_config` and write everything into
@@ -200,7 +201,8 @@ def run(
     ----------
     cfg : Config
     paths : mapping
-        ``"out"``: the output directory (existing).
+        ``"out"``: the output directory (existing), or an object-store URL (each file written
+        whole).
     n_halos, seed : int
         The validation catalog's size (at least 2) and seed (default: ``catalog.seed``).
     showcase : sequence of float
@@ -210,16 +212,16 @@ def run(
     from cmpipe.plots.validation import plot_showcase_maps
 
     cfg = validation_config(cfg, n_halos, seed)
-    out = Path(paths["out"])
+    out = as_path(paths["out"])
     measured = _measure(cfg)
     result, comparisons, los = measured
     written = []
     for name, fig in _figures(result, comparisons).items():
         written.append(out / f"{name}.png")
-        fig.savefig(written[-1], dpi=120)
+        save_figure(fig, written[-1], dpi=120)
     for log10_m, fig in zip(showcase, plot_showcase_maps(_showcase_maps(cfg, showcase))):
         written.append(out / f"maps_{log10_m:.1f}.png")
-        fig.savefig(written[-1], dpi=110)
+        save_figure(fig, written[-1], dpi=110)
     _write_reports(cfg, out, measured, showcase)
     save_resolved_config(cfg, out)
     return ValidateResult(out=out, result=result, comparisons=comparisons, los=los, written=written)
