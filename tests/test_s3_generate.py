@@ -142,6 +142,22 @@ def _generate_with(cfg, store, source) -> None:
         record_failures(path, [write_chunk(path, chunk, map_settings(cfg), store_fingerprint(cfg), source)])
 
 
+def test_a_resume_reads_the_bucket_not_a_stale_listing(local, s3_bucket, s3_server):
+    """Another process (a Ray worker, another driver) rewrote the store after this one listed it:
+    generate must read the bucket's state (resume: nothing to do), not its cached listing (whose
+    object sizes and ETags are stale: s3fs then refuses the read)."""
+    import boto3
+
+    cfg, expected, _ = local
+    client, bucket = boto3.client("s3", endpoint_url=s3_server), s3_bucket.split("://")[1]
+    for key, data in expected.items():  # the complete store and plan, written by "another process" ...
+        client.put_object(Bucket=bucket, Key=key, Body=data if key != "images.zarr/zarr.json" else b"{}")
+    assert "zarr.json" in [p.name for p in as_path(f"{s3_bucket}/images.zarr").iterdir()]  # ... listed here
+    client.put_object(Bucket=bucket, Key="images.zarr/zarr.json", Body=expected["images.zarr/zarr.json"])  # rewritten
+    assert generate_serial(cfg, f"{s3_bucket}/images.zarr")["chunks_written"] == 0
+    _same_files(_bucket_objects(s3_bucket), expected)
+
+
 def test_a_store_of_another_config_is_refused_and_kept(local, s3_bucket, capsys):
     cfg, _, _ = local
     store = f"{s3_bucket}/run/images.zarr"
