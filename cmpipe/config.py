@@ -1416,19 +1416,21 @@ def save_resolved_config(cfg: Config, directory: str | os.PathLike[str]) -> Path
     Parameters
     ----------
     cfg : Config
-    directory : str or path-like
-        Created if missing (with parents), typically ``cfg.run.out``.
+    directory : str, path-like or URL
+        Created if missing (with parents), typically ``cfg.run.out``; a URL's prefix needs no
+        creating.
 
     Returns
     -------
-    pathlib.Path
-        The file written. It loads back with :func:`load_config` to a config equal to
-        ``cfg`` with the same fingerprint.
+    pathlib.Path or upath.UPath
+        The file written whole (a renamed temporary file, or one PUT). It loads back with
+        :func:`load_config` to a config equal to ``cfg`` with the same fingerprint.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    from cmpipe.store.location import as_path, is_remote, write_text_atomic
+
+    directory = as_path(directory)
+    if not is_remote(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     path = directory / RESOLVED_CONFIG_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(config_to_yaml(cfg), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, config_to_yaml(cfg))
     return path

@@ -100,7 +100,7 @@ def chunk_memory_bytes(
     """
     if pair_mass_msun_h is None:
         files = getattr(source, "files", ()) or ()
-        largest = max((os.path.getsize(f) for f in files), default=0)
+        largest = max((f.stat().st_size for f in files), default=0)  # local paths or URLs (UPath)
         return int(MEMORY_FLOOR_BYTES + 4 * largest)
     from cmpipe.physics.cosmology import mean_densities
 
