@@ -464,7 +464,7 @@ def _check_outputs(out_path: str | os.PathLike[str], inputs: Sequence[str | os.P
     the inputs' buckets, if URLs, must be reachable."""
     from cmpipe.store.outputs import check_output_file
 
-    for name, path in zip(("--sz", "--xray"), inputs):
+    for name, path in (*zip(("--sz", "--xray"), inputs), ("output", out_path)):
         check_reachable(as_path(path), name)
     out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
     png_path = out_path.with_suffix(".png")

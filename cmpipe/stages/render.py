@@ -94,8 +94,8 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     from cmpipe.stages.source import open_source
     from cmpipe.plots.maps import plot_halo_maps
 
+    source = open_source(cfg) if source is None else source  # a missing file or bucket: before --out is made
     out = check_output_dir(cfg.run.out, what="--out")
-    source = open_source(cfg) if source is None else source
     r = cfg.render
     where = f"the {cfg.source.kind} source" + (f" {cfg.source.path}" if cfg.source.kind == "hdf5" else "")
     check_halo_id(source, r.halo_id, where)
