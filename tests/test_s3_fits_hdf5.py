@@ -251,7 +251,11 @@ def test_reconstruct_with_everything_on_a_bucket_equals_local(tiny_run, s3_bucke
         np.testing.assert_array_equal(post.samples.mean(axis=0), hdul["MEAN"].data)
     assert rec.sigma_unit_msun_mpc2 != {} and str(rec.checkpoint).startswith(remote_run)
 
-    assert [p["name"] for p in find_fits_pairs(fits_url)] == [name]
+    pairs = find_fits_pairs(fits_url)
+    assert [(p["name"], p["sz"]) for p in pairs] == [(name, f"{fits_url}/{sz.name}")]
+    table = as_path(f"{s3_bucket}/clusters.csv")  # paths relative to the table's prefix
+    table.write_text(f"name,sz,xray\n{name},fits/{sz.name},fits/{xray.name}\n")
+    assert find_fits_pairs(table) == pairs
     summary = reconstruct_many(cfg, remote_run, fits_url, f"{s3_bucket}/recon", n_samples=2)
     assert (summary["clusters"], summary["done_before"], summary["reconstructed"]) == (1, 1, 0)
     table = as_path(f"{s3_bucket}/recon/reconstructions.csv").read_text()
