@@ -18,13 +18,17 @@ Example (a tiny run; every output is a file under ``out``)::
     rec = cmpipe.Reconstructor("runs/demo/run")                # latest checkpoint of a run
     post = rec.sample(y, s_x, pixel_mpc=0.4, n_samples=8)      # y [1], s_x [erg s-1 cm-2 sr-1]
     post.mean("gas_sigma", physical=True)                      # astropy Quantity [Msun Mpc-2], (R, R)
+
+Every path may be an object-store URL (``s3://bucket/runs/demo/images.zarr``,
+``s3://bucket/runs/demo/run``): stores are opened through zarr's ``FsspecStore`` and the
+checkpoint read through fsspec, with credentials from the environment
+(:mod:`cmpipe.store.location`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,9 +67,10 @@ def open_store(path: str | os.PathLike[str]):
     import xarray as xr
 
     from cmpipe.store import open_store as open_group
+    from cmpipe.store.location import as_path, zarr_store
 
     attrs = dict(open_group(path).attrs)
-    ds = xr.open_zarr(str(path), consolidated=False, chunks=None)
+    ds = xr.open_zarr(zarr_store(as_path(path), read_only=True), consolidated=False, chunks=None)
     coords = {"channel": ("channel", list(attrs["channels"])), **_grid_coords(attrs["npix"], attrs["pixel_mpc"])}
     return ds.assign_coords(coords)
 
@@ -85,12 +90,12 @@ def open_posterior(results: str | os.PathLike[str]):
     """
     import xarray as xr
 
+    from cmpipe.store.location import as_path, zarr_store
     from cmpipe.store.posterior import open_posterior as open_group
-    from cmpipe.store.posterior import posterior_path
 
     group = open_group(results)
     attrs, names = dict(group.attrs), list(group.array_keys())
-    path = str(posterior_path(results))
+    path = zarr_store(as_path(results) / "posterior.zarr", read_only=True)  # posterior_path, at a URL too
     ds = xr.open_zarr(path, consolidated=False, chunks=None, drop_variables=["condition"])
     ds = ds.rename_dims({"channel": "target"})
     others = [n for n in names if n != "condition"]
@@ -156,8 +161,9 @@ class Reconstructor:
 
     Parameters
     ----------
-    checkpoint : str or path-like
-        A checkpoint file or a run directory (its latest checkpoint).
+    checkpoint : str, path-like or URL
+        A checkpoint file or a run directory (its latest checkpoint), local or at a URL (read
+        through fsspec with ``torch.load(weights_only=True)``).
     device : str
         Torch device.
     sampler, steps : str, int, optional
@@ -215,7 +221,7 @@ class Reconstructor:
         return Reconstruction(samples, model_pixel, dict(self.sigma_unit_msun_mpc2), messages, condition)
 
 
-def _recorded_grid(checkpoint: Path) -> Any:
+def _recorded_grid(checkpoint: Any) -> Any:
     """The model grid the checkpoint's run records (:func:`cmpipe.stages.reconstruct.model_grid`),
     or None: then :meth:`Reconstructor.sample` takes the model pixel from its ``pixel_mpc``."""
     from cmpipe.stages.reconstruct import model_grid

@@ -170,8 +170,11 @@ def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
     from cmpipe.stages.project import project_halos
+    from cmpipe.store.location import is_url
     from cmpipe.store.outputs import check_output_dir
 
+    if is_url(cfg.run.out):
+        raise ConfigError(f"--out {cfg.run.out}: project-halos writes to a local directory only; give a local path")
     check_output_dir(cfg.run.out, what="--out")
     project_halos(cfg)
     return 0
@@ -369,9 +372,10 @@ def _add_extract_halos_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
-    """Write the selected halos to ``--out`` as one-halo HDF5 files; exit 1 if any failed."""
+    """Write the selected halos to ``--out`` (a directory or URL) as one-halo HDF5 files; exit 1
+    if any failed."""
     from cmpipe.config import save_resolved_config
-    from cmpipe.store.location import as_path
+    from cmpipe.store.outputs import check_output_dir
 
     if args.out is None:
         raise ConfigError("extract-halos needs --out DIR (the directory of halo files)")
@@ -384,7 +388,7 @@ def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
     kw = dict(fmt=args.snapshot_format, snapshot=args.snapshot, catalog=args.catalog,
               log10_m_min_msun_h=args.log10_m_min, log10_m_max_msun_h=args.log10_m_max, ids=ids,
               radius_mpc=args.radius_mpc)
-    paths = {"halos": as_path(cfg.run.out)}
+    paths = {"halos": check_output_dir(cfg.run.out, what="--out", create=False)}
     if args.serial:
         from cmpipe.stages.extract import run as extract_run
 

@@ -1443,13 +1443,13 @@ def save_resolved_config(cfg: Config, directory: str | os.PathLike[str]) -> Path
     cfg : Config
     directory : str, path-like or URL
         Created if missing (with parents), typically ``cfg.run.out``; on an object store (a URL)
-        the file is one object, written whole.
+        the prefix needs no creating and the file is one object, written whole.
 
     Returns
     -------
     pathlib.Path or upath.UPath
-        The file written. It loads back with :func:`load_config` to a config equal to
-        ``cfg`` with the same fingerprint.
+        The file written whole (a renamed temporary file, or one PUT). It loads back with
+        :func:`load_config` to a config equal to ``cfg`` with the same fingerprint.
     """
     from cmpipe.store.location import as_path, is_remote, write_text_atomic
 

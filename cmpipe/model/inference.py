@@ -36,8 +36,10 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
         If there is none (naming the path).
     """
     from cmpipe.model.training import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
+    from cmpipe.store.location import as_path, check_reachable
 
-    path = Path(checkpoint)
+    path = as_path(checkpoint)  # a local path or an object-store URL
+    check_reachable(path, "checkpoint")
     if path.is_file():
         return path
     latest = latest_checkpoint(path) if path.is_dir() else None

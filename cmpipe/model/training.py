@@ -315,6 +315,18 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> Path:
     return path
 
 
+def _torch_load(path: str | os.PathLike[str], map_location: str | torch.device) -> Any:
+    """``torch.load(weights_only=True)`` of a local file or an object-store URL (read through the
+    path's ``open``: fsspec for URLs)."""
+    from cmpipe.store.location import as_path, is_remote
+
+    path = as_path(path)
+    if not is_remote(path):
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with path.open("rb") as f:
+        return torch.load(f, map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], store_fingerprint: str | None = None, map_location: str | torch.device = "cpu"
 ) -> TrainState:
@@ -344,7 +356,7 @@ def load_checkpoint(
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol: the failure below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            data = torch.load(path, map_location=map_location, weights_only=True)
+            data = _torch_load(path, map_location)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
@@ -428,7 +440,9 @@ def resume_checkpoint(run_dir: str | os.PathLike[str], store_fingerprint: str | 
 
 def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
     """The checkpoints of a run directory, oldest (lowest step) first."""
-    directory = Path(run_dir) / CHECKPOINT_DIR
+    from cmpipe.store.location import as_path
+
+    directory = as_path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if _CHECKPOINT_RE.fullmatch(p.name))
@@ -474,15 +488,17 @@ def load_for_inference(
     """
     from cmpipe.model.network import build_model
 
-    path = Path(run_dir)
+    from cmpipe.store.location import as_path
+
+    path = as_path(run_dir)
     if not path.is_file():
         path = latest_checkpoint(run_dir)
         if path is None:
-            raise CheckpointError(f"{run_dir}: no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}")
+            raise CheckpointError(f"{run_dir}: no checkpoint in {as_path(run_dir) / CHECKPOINT_DIR}")
     try:
         state = load_checkpoint(path, store_fingerprint=store_fingerprint)
     except CheckpointReadError as exc:
-        if Path(run_dir).is_file():
+        if as_path(run_dir).is_file():
             raise
         # No silent fall-back to an older model for inference: say which one would do.
         older = next((p for p in reversed(checkpoint_paths(run_dir)[:-1]) if _readable(p)), None)

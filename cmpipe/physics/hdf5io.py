@@ -68,24 +68,36 @@ reader's ``mean_molecular_weight`` mu (default 0.588, fully ionised primordial g
 Every problem raises :class:`~cmpipe.physics.halo.HaloError` (a ``ValueError``) whose message
 names the file, the halo id (``halo <unknown>`` before ``/Halo/HaloID`` has been read) and the
 attribute or dataset, with what the layout expects there.
+
+Files and directories may be object-store URLs (``s3://bucket/halos/``; :mod:`cmpipe.store.location`):
+h5py reads through an fsspec file object, fetching only the byte ranges it needs (the index of
+an :class:`HDF5HaloSource` reads attributes, not particles). A halo file is written whole: built
+in memory, then one PUT (an object store has no rename); without ``overwrite`` an existing
+object is checked for just before the PUT (one writer per halo, as in ``extract-halos``, where
+each halo belongs to one task). A missing bucket or unknown scheme raises
+:class:`~cmpipe.store.location.LocationError` naming the URL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import operator
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from cmpipe.physics import units
 from cmpipe.physics.halo import DarkMatterParticles, GasParticles, Halo, HaloError, HaloProperties
+from cmpipe.store.location import as_path, check_reachable, is_remote, write_bytes_atomic
 
 __all__ = [
     "HALO_FILE_SUFFIXES",
@@ -162,18 +174,31 @@ class _Ctx:
         return cls(f"{self.where}, {kind} {entry}: {problem}{tail}")
 
 
-def _open(path: Path) -> h5py.File:
-    """Open ``path`` read-only, turning every failure into a :class:`HaloError`."""
+@contextlib.contextmanager
+def _open(path: Any) -> Iterator[h5py.File]:
+    """Open ``path`` (local, or a URL read through an fsspec file object) read-only, turning every
+    failure to open it into a :class:`HaloError`."""
     if not path.exists():
         raise HaloError(f"{path}: file does not exist")
     if path.is_dir():
         raise HaloError(f"{path}: is a directory, not an HDF5 halo file")
-    try:
-        if not h5py.is_hdf5(path):
-            raise HaloError(f"{path}: not an HDF5 file (no HDF5 signature)")
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise HaloError(f"{path}: cannot open as HDF5 ({e})") from e
+    if not is_remote(path):
+        try:
+            if not h5py.is_hdf5(path):
+                raise HaloError(f"{path}: not an HDF5 file (no HDF5 signature)")
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise HaloError(f"{path}: cannot open as HDF5 ({e})") from e
+        with f:
+            yield f
+        return
+    with path.open("rb") as raw:
+        try:
+            f = h5py.File(raw, "r")
+        except OSError as e:
+            raise HaloError(f"{path}: not an HDF5 file, or cannot open it as HDF5 ({e})") from e
+        with f:
+            yield f
 
 
 def _group(ctx: _Ctx, f: h5py.File, name: str) -> h5py.Group:
@@ -419,7 +444,7 @@ def read_halo_properties_hdf5(path: PathLike) -> HaloProperties:
     HaloError
         If the file is missing, not HDF5, or ``/Header`` or ``/Halo`` break the layout.
     """
-    p = Path(path)
+    p = as_path(path)
     ctx = _Ctx(p)
     with _open(p) as f:
         return _read_header(ctx, f).props
@@ -447,7 +472,7 @@ def read_halo_hdf5(path: PathLike, *, mean_molecular_weight: float = units.MU_PR
     HaloError
         Naming the file, the halo id and the field, for any departure from the layout.
     """
-    p = Path(path)
+    p = as_path(path)
     ctx = _Ctx(p)
     with _open(p) as f:
         hdr = _read_header(ctx, f)
@@ -542,11 +567,12 @@ def write_halo_hdf5(
     """Write ``halo`` (internal units) to ``path`` in this module's layout and units.
 
     The file is written to a hidden temporary file in the same directory and renamed into
-    place, so readers never see a partial file.
+    place, so readers never see a partial file; at a URL it is built in memory and written in
+    one PUT.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, os.PathLike or URL
         Destination file (``.hdf5`` or ``.h5`` to be found by :class:`HDF5HaloSource`).
     halo : Halo
         The halo, in cmpipe's internal units; validated before writing.
@@ -569,7 +595,7 @@ def write_halo_hdf5(
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or upath.UPath
         ``path``.
 
     Raises
@@ -580,7 +606,7 @@ def write_halo_hdf5(
         (:class:`~cmpipe.physics.units.UnitError`) for an unknown unit, convention or ``thermal``;
         :class:`HaloError` if ``halo`` does not validate.
     """
-    p = Path(path)
+    p = as_path(path)
     halo.validate(source=f"{p} (writing)")
     units.check_choice("thermal", thermal, _THERMAL_FIELDS)
     props = halo.props
@@ -593,40 +619,68 @@ def write_halo_hdf5(
     kelvin_per_u = units.internal_energy_to_kelvin("(km/s)^2", mean_molecular_weight) if thermal == "InternalEnergy" else 1.0
     if p.exists() and not overwrite:
         raise FileExistsError(f"{p} exists; pass overwrite=True to replace it")
-    if not p.parent.is_dir():
+    if not is_remote(p) and not p.parent.is_dir():
         raise FileNotFoundError(f"{p}: directory {p.parent} does not exist")
 
+    def fill(f: h5py.File) -> None:
+        _write_header(f, props, centre, h=h, length_unit=length_unit, comoving=comoving, mass_unit=mass_unit,
+                      smoothing_convention=smoothing_convention, lf=lf, mf=mf)
+        _write_particles(f, halo, centre, lf=lf, mf=mf, sf=sf, thermal=thermal, kelvin_per_u=kelvin_per_u)
+
+    if is_remote(p):
+        _put_whole(p, fill, overwrite)
+    else:
+        _write_local(p, fill, overwrite)
+    logger.debug("wrote halo %d to %s (%s, %s, %s)", props.halo_id, p, length_unit, mass_unit, smoothing_convention)
+    return p
+
+
+def _write_particles(f: h5py.File, halo: Halo, centre: np.ndarray, *, lf: float, mf: float, sf: float, thermal: str,
+                     kelvin_per_u: float) -> None:
+    """The ``PartType0`` and ``PartType1`` groups of :func:`write_halo_hdf5` (``lf``, ``mf``: the
+    file's length and mass units in Mpc and Msun; ``sf``: stored smoothing length to support;
+    ``kelvin_per_u``: K per unit of the stored thermal field)."""
+
+    def particles(name: str, part: DarkMatterParticles) -> h5py.Group:
+        g = f.create_group(name)
+        g.create_dataset("Coordinates", data=(centre + np.asarray(part.pos_mpc, dtype=np.float64)) / lf)
+        g.create_dataset("Masses", data=np.asarray(part.mass_msun, dtype=np.float64) / mf)
+        if part.smoothing_length_mpc is not None:
+            g.create_dataset("SmoothingLength", data=np.asarray(part.smoothing_length_mpc, dtype=np.float64) / (sf * lf))
+        return g
+
+    gas = particles(_GAS, halo.gas)
+    if halo.gas.density_msun_mpc3 is not None:
+        gas.create_dataset("Density", data=np.asarray(halo.gas.density_msun_mpc3, dtype=np.float64) * (lf**3 / mf))
+    gas.create_dataset(thermal, data=np.asarray(halo.gas.temperature_k, dtype=np.float64) / kelvin_per_u)
+    particles(_DM, halo.dm)
+
+
+def _write_local(p: Path, fill: Any, overwrite: bool) -> None:
+    """``fill(h5py.File)`` into a hidden temporary file beside ``p``, then renamed (``overwrite``)
+    or hard-linked without replacing (no-clobber) into place."""
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
     try:
         with h5py.File(tmp, "w-") as f:
-            _write_header(f, props, centre, h=h, length_unit=length_unit, comoving=comoving, mass_unit=mass_unit,
-                          smoothing_convention=smoothing_convention, lf=lf, mf=mf)
-
-            def particles(name: str, part: DarkMatterParticles) -> h5py.Group:
-                g = f.create_group(name)
-                g.create_dataset("Coordinates", data=(centre + np.asarray(part.pos_mpc, dtype=np.float64)) / lf)
-                g.create_dataset("Masses", data=np.asarray(part.mass_msun, dtype=np.float64) / mf)
-                if part.smoothing_length_mpc is not None:
-                    g.create_dataset(
-                        "SmoothingLength", data=np.asarray(part.smoothing_length_mpc, dtype=np.float64) / (sf * lf)
-                    )
-                return g
-
-            gas = particles(_GAS, halo.gas)
-            if halo.gas.density_msun_mpc3 is not None:
-                gas.create_dataset(
-                    "Density", data=np.asarray(halo.gas.density_msun_mpc3, dtype=np.float64) * (lf**3 / mf)
-                )
-            gas.create_dataset(thermal, data=np.asarray(halo.gas.temperature_k, dtype=np.float64) / kelvin_per_u)
-            particles(_DM, halo.dm)
+            fill(f)
         if overwrite:
             os.replace(tmp, p)
         else:
             _link_no_clobber(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
-    logger.debug("wrote halo %d to %s (%s, %s, %s)", props.halo_id, p, length_unit, mass_unit, smoothing_convention)
-    return p
+
+
+def _put_whole(p: Any, fill: Any, overwrite: bool) -> None:
+    """``fill(h5py.File)`` in memory, then one PUT of the whole file to the URL ``p``. Without
+    ``overwrite`` an existing object is refused, checked just before the PUT (object stores have
+    no atomic no-clobber rename; one writer per halo makes the check enough)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    if not overwrite and p.exists():
+        raise FileExistsError(f"{p} exists; pass overwrite=True to replace it")
+    write_bytes_atomic(p, buffer.getvalue())
 
 
 def _link_no_clobber(src: Path, dst: Path) -> None:
@@ -645,7 +699,9 @@ def _link_no_clobber(src: Path, dst: Path) -> None:
 
 
 def _expand(item: PathLike) -> list[Path]:
-    p = Path(item).absolute()
+    """The halo files of ``item`` (a file or a directory; a URL, or a local path made absolute)."""
+    check_reachable(as_path(item), "halo source")
+    p = _expand_label(item)
     if p.is_dir():
         files = sorted(
             q for q in p.iterdir() if q.suffix in HALO_FILE_SUFFIXES and not q.name.startswith(".") and q.is_file()
@@ -658,6 +714,12 @@ def _expand(item: PathLike) -> list[Path]:
     return [p]
 
 
+def _expand_label(item: PathLike) -> Any:
+    """``item`` as the source names it: a URL, or the absolute local path."""
+    p = as_path(item)
+    return p if is_remote(p) else p.absolute()
+
+
 class HDF5HaloSource:
     """A :class:`~cmpipe.physics.halo.HaloSource` over halo files in this module's layout.
 
@@ -666,9 +728,10 @@ class HDF5HaloSource:
 
     Parameters
     ----------
-    paths : str, os.PathLike, or iterable of them
+    paths : str, os.PathLike, URL, or iterable of them
         A halo file, a directory (every ``*.hdf5`` and ``*.h5`` file directly in it, hidden
-        files excepted), or a list of files and directories. Paths are made absolute.
+        files excepted), or a list of files and directories. Local paths are made absolute;
+        URLs (``s3://bucket/halos``) are read through fsspec.
     mean_molecular_weight : float
         Passed to :func:`read_halo_hdf5` for files storing ``InternalEnergy``.
 
@@ -685,13 +748,13 @@ class HDF5HaloSource:
         *,
         mean_molecular_weight: float = units.MU_PRIMORDIAL_IONISED,
     ) -> None:
-        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        items = [paths] if isinstance(paths, (str, os.PathLike)) or is_remote(paths) else list(paths)
         if not items:
             raise HaloError("HDF5HaloSource: no paths given")
         files: dict[Path, None] = {}
         for item in items:
             files.update(dict.fromkeys(_expand(item)))
-        self._label = str(Path(items[0]).absolute()) if len(items) == 1 else f"{len(items)} paths"
+        self._label = str(_expand_label(items[0])) if len(items) == 1 else f"{len(items)} paths"
         self._files: tuple[Path, ...] = tuple(files)
         self._mu = float(mean_molecular_weight)
         self._index: dict[int, tuple[Path, HaloProperties]] | None = None

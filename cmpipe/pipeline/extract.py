@@ -5,7 +5,8 @@ The reader is built once in the driver (for a multi-file Gadget snapshot it firs
 file's bounding box, so tasks open only the files they need), put in the object store and shared
 by every task. Each task asks for ``num_cpus=1`` and runs single-threaded (numba, torch and
 OpenMP threads set to 1); it writes whole halo files (atomically: a halo another task wrote
-meanwhile is skipped) and returns only its summary rows.
+meanwhile is skipped; on an object store one PUT per halo, each halo owned by one task) and
+returns only its summary rows. The output directory may be a URL (tasks get it as a string).
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def _extract_task(reader: SnapshotReader, halos: list[CatalogHalo], out: str,
     """Body of one Ray task: extract ``halos`` one after another."""
     from cmpipe.physics.snapshots.extract import extract_halo
 
+    from cmpipe.store.location import as_path
+
     _one_thread()
-    return [extract_halo(reader, c, Path(out), settings) for c in halos]
+    return [extract_halo(reader, c, as_path(out), settings) for c in halos]
 
 
 def extract_with_ray(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapshot: str | Path,
@@ -67,12 +70,15 @@ def extract_with_ray(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapsh
     from cmpipe.physics.snapshots.extract import open_snapshot, select_halos, summarise
     from cmpipe.pipeline.session import start_ray
     from cmpipe.stages.extract import extraction_settings, write_summary
+    from cmpipe.store.location import as_path, is_url
 
     if halos_per_task < 1:
         raise ValueError(f"halos_per_task = {halos_per_task!r} must be >= 1")
     t0 = time.perf_counter()
-    out = Path(paths["halos"]).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    out = as_path(paths["halos"])
+    if not is_url(out):  # a prefix on an object store: nothing to create
+        out = out.absolute()
+        out.mkdir(parents=True, exist_ok=True)
     settings = extraction_settings(cfg, **selection)
     reader = open_snapshot(fmt, snapshot, catalog)
     selected = select_halos(reader.halos(), reader.info.h, settings, where=reader.info.path)

@@ -17,11 +17,19 @@ checked (none may be an input; an existing file in a directory cmpipe did not ma
 out of distribution under ``--strict``) is recorded in ``reconstructions.csv`` with ``status``
 ``failed`` and its one-line ``error``; the others go on, and a rerun retries it. Every row also
 carries the out-of-distribution flags (:class:`cmpipe.stages.reconstruct.DistributionCheck`).
+
+Every path may be an object-store URL (:mod:`cmpipe.store.location`): the checkpoint, the input
+directory (a prefix: its ``*sz_y*.fits`` objects) or table (and the files it lists: URLs, or
+paths relative to the table), and ``OUT``. Each reconstruction is written whole (one PUT per
+FITS and PNG); ``reconstructions.csv`` is rewritten whole at the end of each run (one PUT, never
+appended), so a reader sees the previous table or the new one. An interrupted run resumes as on
+disk: a cluster is done when its FITS object exists, and only a whole object ever exists.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import time
@@ -31,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from cmpipe.config import Config
+from cmpipe.store.location import AnyPath, as_path, check_reachable, is_url, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -46,46 +55,58 @@ def find_fits_pairs(source: str | os.PathLike[str]) -> list[dict[str, str]]:
     ValueError
         If the directory holds no y map, or the table lacks a column.
     """
-    source = Path(source)
+    source = as_path(source)
+    check_reachable(source, "--inputs")
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such directory or table")
-    pairs = []
-    if source.is_dir():
-        for sz in sorted(source.glob("*sz_y*.fits")):
-            xray = sz.with_name(sz.name.replace("sz_y", "xray_sb", 1))
-            if not xray.is_file():
-                raise FileNotFoundError(f"{sz}: no X-ray partner {xray.name} in {source}")
-            pairs.append({"name": sz.name.replace("sz_y", "", 1).removesuffix(".fits"), "sz": str(sz),
-                          "xray": str(xray)})
-        if not pairs:
-            raise ValueError(f"{source}: no *sz_y*.fits maps (expected <name>sz_y.fits and <name>xray_sb.fits pairs)")
-    else:
-        if source.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(source).to_pylist()
-        else:
-            with source.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        for i, row in enumerate(rows):
-            missing = [c for c in ("name", "sz", "xray") if c not in row]
-            if missing:
-                raise ValueError(f"{source}: row {i} lacks the columns {missing} (need name, sz, xray)")
-            item = {"name": str(row["name"])}
-            for key in ("sz", "xray"):
-                path = Path(row[key])
-                path = path if path.is_absolute() else source.parent / path
-                if not path.is_file():
-                    raise FileNotFoundError(f"{source}: row {i} ({row['name']}): {path} does not exist")
-                item[key] = str(path)
-            pairs.append(item)
+    pairs = _directory_pairs(source) if source.is_dir() else _table_pairs(source)
     return sorted(pairs, key=lambda p: p["name"])
 
 
-def output_path(out_dir: str | os.PathLike[str], name: str) -> Path:
-    """Where cluster ``name``'s reconstruction goes."""
+def _directory_pairs(source: AnyPath) -> list[dict[str, str]]:
+    """The ``<name>sz_y*.fits`` maps of a directory (a prefix of a bucket) and their partners."""
+    pairs = []
+    for sz in sorted(source.glob("*sz_y*.fits"), key=lambda p: p.name):
+        xray = sz.with_name(sz.name.replace("sz_y", "xray_sb", 1))
+        if not xray.is_file():
+            raise FileNotFoundError(f"{sz}: no X-ray partner {xray.name} in {source}")
+        pairs.append({"name": sz.name.replace("sz_y", "", 1).removesuffix(".fits"), "sz": str(sz), "xray": str(xray)})
+    if not pairs:
+        raise ValueError(f"{source}: no *sz_y*.fits maps (expected <name>sz_y.fits and <name>xray_sb.fits pairs)")
+    return pairs
+
+
+def _table_pairs(source: AnyPath) -> list[dict[str, str]]:
+    """The rows of a CSV or Parquet table ``name, sz, xray``: URLs, absolute paths, or paths
+    relative to the table (to its prefix, for a table on a bucket)."""
+    if source.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        with source.open("rb") as f:
+            rows = pq.read_table(f).to_pylist()
+    else:
+        with source.open("r", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    pairs = []
+    for i, row in enumerate(rows):
+        missing = [c for c in ("name", "sz", "xray") if c not in row]
+        if missing:
+            raise ValueError(f"{source}: row {i} lacks the columns {missing} (need name, sz, xray)")
+        item = {"name": str(row["name"])}
+        for key in ("sz", "xray"):
+            value = str(row[key])
+            path = as_path(value) if is_url(value) or Path(value).is_absolute() else source.parent / value
+            if not path.is_file():
+                raise FileNotFoundError(f"{source}: row {i} ({row['name']}): {path} does not exist")
+            item[key] = str(path)
+        pairs.append(item)
+    return pairs
+
+
+def output_path(out_dir: str | os.PathLike[str], name: str) -> AnyPath:
+    """Where cluster ``name``'s reconstruction goes (a path, or a URL under a URL ``out_dir``)."""
     stem = name if name.endswith(("_", "-", ".")) or not name else f"{name}_"
-    return Path(out_dir) / f"{stem}recon.fits"
+    return as_path(out_dir) / f"{stem}recon.fits"
 
 
 #: Columns of ``reconstructions.csv``, in order: the cluster, its status (``done`` or
@@ -114,14 +135,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (FitsError, OutOfDistributionError, OutputError, OSError)
 
 
-def _header_columns(path: Path) -> dict[str, str]:
+def _header_columns(path: AnyPath) -> dict[str, str]:
     """The out-of-distribution columns of a reconstruction written earlier, from its FITS
     primary header (``unknown`` for what it lacks: files written before the flags existed)."""
     from astropy.io import fits
 
+    from cmpipe.store.fits import read_fits_header
+
     cols = dict.fromkeys(_OOD_COLUMNS, "unknown")
     try:
-        header = fits.getheader(path, 0)
+        header = read_fits_header(path, 0)
     except (OSError, ValueError):
         return cols
 
@@ -195,14 +218,14 @@ class ReconstructActor:
         return out
 
 
-def _preflight(pairs: list[dict[str, Any]], source: Path, out_dir: Path, overwrite: bool) -> None:
+def _preflight(pairs: list[dict[str, Any]], source: AnyPath, out_dir: AnyPath, overwrite: bool) -> None:
     """Refuse, before Ray starts, outputs that would replace an input, and (in a directory cmpipe
     did not make) files that exist without ``overwrite``; then mark ``out_dir`` as a cmpipe
     reconstructions directory."""
     from cmpipe.store.outputs import OutputError, artifact_kind, check_output_dir, mark_directory, same_path
 
     check_output_dir(out_dir, what="--recon")
-    inputs = [Path(p[k]) for p in pairs for k in ("sz", "xray")] + ([source] if source.is_file() else [])
+    inputs = [as_path(p[k]) for p in pairs for k in ("sz", "xray")] + ([source] if source.is_file() else [])
     table = out_dir / "reconstructions.csv"
     owned = artifact_kind(out_dir) == "reconstructions"
     for item, path in [(None, table)] + [(p, f) for p in pairs
@@ -224,17 +247,29 @@ def _preflight(pairs: list[dict[str, Any]], source: Path, out_dir: Path, overwri
     mark_directory(out_dir, "reconstructions")
 
 
-def _write_table(table: Path, pairs: list[dict[str, Any]], out_dir: Path, rows: dict[str, dict[str, str]]) -> None:
-    """``reconstructions.csv``, one row per cluster (:data:`TABLE_COLUMNS`), written atomically."""
-    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(TABLE_COLUMNS)
-        for p in pairs:
-            row = {"name": p["name"], "sz": p["sz"], "xray": p["xray"], "recon": str(output_path(out_dir, p["name"])),
-                   "seed": p["seed"], **rows[p["name"]]}
-            writer.writerow([row.get(c, "") for c in TABLE_COLUMNS])
-    os.replace(tmp, table)
+def _add_done_before(pairs: list[dict[str, Any]], out_dir: AnyPath, rows: dict[str, dict[str, str]]) -> None:
+    """Rows of the clusters reconstructed by an earlier run (not in ``rows``): done, their flags
+    from their FITS headers."""
+    if is_url(out_dir):
+        out_dir.fs.invalidate_cache()  # the actors wrote objects this process has not listed
+    for p in pairs:
+        if p["name"] not in rows:
+            rows[p["name"]] = {"status": "done", "error": "", "warning": "",
+                               **_header_columns(output_path(out_dir, p["name"]))}
+
+
+def _write_table(table: AnyPath, pairs: list[dict[str, Any]], out_dir: AnyPath,
+                 rows: dict[str, dict[str, str]]) -> None:
+    """``reconstructions.csv``, one row per cluster (:data:`TABLE_COLUMNS`), rewritten whole
+    (a temporary file renamed into place on disk, one PUT on an object store)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(TABLE_COLUMNS)
+    for p in pairs:
+        row = {"name": p["name"], "sz": p["sz"], "xray": p["xray"], "recon": str(output_path(out_dir, p["name"])),
+               "seed": p["seed"], **rows[p["name"]]}
+        writer.writerow([row.get(c, "") for c in TABLE_COLUMNS])
+    write_text_atomic(table, text.getvalue())
 
 
 def reconstruct_many(
@@ -295,10 +330,11 @@ def reconstruct_many(
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
     pairs = find_fits_pairs(source)
-    out_dir = Path(out_dir).resolve()
+    out_dir = as_path(out_dir)
+    out_dir = out_dir if is_url(out_dir) else out_dir.resolve()
     ckpt = str(resolve_checkpoint(checkpoint))
     model_grid(ckpt, pixel_mpc=pixel_mpc)  # no pixel size, or a contradicting one: refused here, not per cluster
-    _preflight(pairs, Path(source), out_dir, overwrite)
+    _preflight(pairs, as_path(source), out_dir, overwrite)
     for i, pair in enumerate(pairs):
         pair["seed"] = int(seed) + i
     todo = pairs if overwrite else [p for p in pairs if not output_path(out_dir, p["name"]).is_file()]
@@ -333,10 +369,7 @@ def reconstruct_many(
         finally:
             if started:
                 ray.shutdown()
-    for p in pairs:
-        if p["name"] not in rows:  # done before: its flags are in its FITS header
-            rows[p["name"]] = {"status": "done", "error": "", "warning": "",
-                               **_header_columns(output_path(out_dir, p["name"]))}
+    _add_done_before(pairs, out_dir, rows)
     table = out_dir / "reconstructions.csv"
     _write_table(table, pairs, out_dir, rows)
     failed = [(p["name"], rows[p["name"]]["error"]) for p in pairs if rows[p["name"]]["status"] == "failed"]

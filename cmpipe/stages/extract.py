@@ -5,7 +5,8 @@ work out over Ray tasks).
 ``paths["halos"]`` is the output directory (``halo_{id:06d}.hdf5`` files, plus
 ``extraction.json``, the summary of the last run); it then feeds ``cmpipe generate`` with
 ``source.kind: hdf5`` and ``source.path`` set to it. The map geometry that sets the extraction
-radius comes from the config's ``maps`` section.
+radius comes from the config's ``maps`` section. The output directory may be an object-store URL
+(every file written whole, in one PUT); the snapshot is read from local disk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cmpipe.store.location import AnyPath, as_path, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import Config
@@ -42,8 +45,9 @@ def extraction_settings(cfg: Config, *, log10_m_min_msun_h: float | None = None,
     )
 
 
-def write_summary(summary: Mapping[str, Any], out: Path) -> Path:
-    """``out / SUMMARY_NAME``: the summary as JSON (NaN mass ratios as null), replaced atomically."""
+def write_summary(summary: Mapping[str, Any], out: AnyPath) -> AnyPath:
+    """``out / SUMMARY_NAME``: the summary as JSON (NaN mass ratios as null), replaced whole (a
+    renamed temporary file on disk, one PUT on an object store)."""
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -53,10 +57,8 @@ def write_summary(summary: Mapping[str, Any], out: Path) -> Path:
             return [clean(x) for x in v]
         return v
 
-    path = Path(out) / SUMMARY_NAME
-    tmp = path.with_name(f".{SUMMARY_NAME}.tmp")
-    tmp.write_text(json.dumps(clean(dict(summary)), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    path = as_path(out) / SUMMARY_NAME
+    write_text_atomic(path, json.dumps(clean(dict(summary)), indent=1) + "\n")
     return path
 
 
@@ -69,7 +71,7 @@ def run(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapshot: str | Pat
     cfg : Config
         Its ``maps`` section sets the slab the extraction radius must hold.
     paths : mapping
-        ``halos``: the output directory (created if needed).
+        ``halos``: the output directory (created if needed), or a URL.
     fmt : str
         ``gadget`` or ``swift``.
     snapshot, catalog : str or Path
@@ -85,7 +87,7 @@ def run(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapshot: str | Pat
     """
     from cmpipe.physics.snapshots.extract import extract_halos, open_snapshot
 
-    out = Path(paths["halos"])
+    out = as_path(paths["halos"])
     reader = open_snapshot(fmt, snapshot, catalog)
     summary = extract_halos(reader, out, extraction_settings(cfg, **selection))
     write_summary(summary, out)

@@ -32,6 +32,11 @@ the range, flags the inputs: a one-line warning, or with ``strict`` a refusal
 
 Outputs are checked before any work (:func:`cmpipe.store.outputs.check_output_file`): never an
 input, and an existing file (the FITS or its PNG) is kept unless ``overwrite``.
+
+Every path (checkpoint or run directory, inputs, outputs) may be an object-store URL
+(:mod:`cmpipe.store.location`): the checkpoint is read through fsspec, each output written
+whole (one PUT), and a missing bucket or unknown scheme is an error naming the URL before any
+work.
 """
 
 from __future__ import annotations
@@ -40,12 +45,12 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cmpipe.store.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
+from cmpipe.store.location import AnyPath, as_path, check_reachable, save_figure
 from cmpipe.store.schema import TARGET_CHANNELS as _TARGET
 
 __all__ = [
@@ -216,15 +221,18 @@ class ModelGrid:
     config: Any = None
 
 
-def _run_config(checkpoint_path: Path, fingerprint: str | None) -> Any:
-    """The run directory's resolved config if its store fingerprint matches the checkpoint's."""
-    from cmpipe.config import RESOLVED_CONFIG_NAME, load_config
+def _run_config(checkpoint_path: AnyPath, fingerprint: str | None) -> Any:
+    """The run directory's resolved config if its store fingerprint matches the checkpoint's
+    (read through the path's ``open``: the run directory may be a URL)."""
+    import yaml
+
+    from cmpipe.config import RESOLVED_CONFIG_NAME, config_from_dict
     from cmpipe.stages.generate import store_fingerprint
 
     for directory in (checkpoint_path.parent.parent, checkpoint_path.parent):
         path = directory / RESOLVED_CONFIG_NAME
         if path.is_file():
-            cfg = load_config(path)
+            cfg = config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
             if fingerprint is None or store_fingerprint(cfg) == fingerprint:
                 return cfg
             logger.warning("%s describes another store than %s: its maps section is not used", path, checkpoint_path)
@@ -232,7 +240,7 @@ def _run_config(checkpoint_path: Path, fingerprint: str | None) -> Any:
     return None
 
 
-def _checkpoint_meta(path: Path) -> dict[str, Any]:
+def _checkpoint_meta(path: AnyPath) -> dict[str, Any]:
     """``store_fingerprint`` and ``hyperparameters`` of a checkpoint: from its JSON sidecar, else
     from the checkpoint itself."""
     import json
@@ -303,8 +311,8 @@ def _default_infer_cfg(cfg: Any, n_samples: int) -> Any:
     return dataclasses.replace(infer, n_samples=int(n_samples))
 
 
-def _quicklook(path: Path, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray, pixel_mpc: float) -> Path:
-    """PNG of the inputs, posterior means and stds (log10 of positive values)."""
+def _quicklook(path: AnyPath, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray, pixel_mpc: float) -> AnyPath:
+    """PNG of the inputs, posterior means and stds (log10 of positive values), written whole."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -328,9 +336,7 @@ def _quicklook(path: Path, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("x [Mpc]")
         fig.colorbar(im, ax=ax, shrink=0.85)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=90, format="png")
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)
     return path
 
 
@@ -418,6 +424,7 @@ def reconstruct(
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
+    check_reachable(as_path(checkpoint), "--checkpoint")
     out_path, png_path = _check_outputs(out_path, (sz_path, xray_path), quicklook, overwrite)
     ckpt = resolve_checkpoint(checkpoint)
     hyperparameters = sampler.hyperparameters if sampler is not None else _checkpoint_meta(ckpt)["hyperparameters"]
@@ -452,10 +459,13 @@ def reconstruct(
 
 
 def _check_outputs(out_path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], quicklook: bool,
-                   overwrite: bool) -> tuple[Path, Path]:
-    """The output FITS and its PNG, checked before any work (:func:`cmpipe.store.outputs.check_output_file`)."""
+                   overwrite: bool) -> tuple[AnyPath, AnyPath]:
+    """The output FITS and its PNG, checked before any work (:func:`cmpipe.store.outputs.check_output_file`);
+    the inputs' buckets, if URLs, must be reachable."""
     from cmpipe.store.outputs import check_output_file
 
+    for name, path in (*zip(("--sz", "--xray"), inputs), ("output", out_path)):
+        check_reachable(as_path(path), name)
     out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
     png_path = out_path.with_suffix(".png")
     if quicklook:
@@ -481,7 +491,7 @@ def _read_inputs(inputs: Sequence[tuple[str | os.PathLike[str], int | str | None
     return np.stack(maps_in)[None], images
 
 
-def _flag(ood: DistributionCheck, inputs: str, out_path: Path, messages: list[str], *, strict: bool,
+def _flag(ood: DistributionCheck, inputs: str, out_path: AnyPath, messages: list[str], *, strict: bool,
           warn: bool) -> None:
     """Inputs out of the training distribution: refused under ``strict``, else noted (and logged if ``warn``)."""
     what = f"{inputs}: out of the training distribution: {'; '.join(ood.reasons())}"
@@ -510,7 +520,7 @@ def fits_arcmin_per_pixel(pixel_mpc: float, redshift: Any, cosmology: Any) -> fl
     return pixel_arcmin(float(pixel_mpc), float(redshift), cosmology)
 
 
-def _write_outputs(out_path: Path, samples: np.ndarray, mean: np.ndarray, std: np.ndarray, grid: ModelGrid, *,
+def _write_outputs(out_path: AnyPath, samples: np.ndarray, mean: np.ndarray, std: np.ndarray, grid: ModelGrid, *,
                    redshift: Any, extra: dict[str, Any], save_samples: bool, overwrite: bool) -> None:
     """The output FITS: ``MEAN`` and ``STD`` ``(2, R, R)`` of the ``samples`` ``(S, 2, R, R)``, and
     with ``save_samples`` the ``SAMPLES`` as float32."""
@@ -527,7 +537,7 @@ def _write_outputs(out_path: Path, samples: np.ndarray, mean: np.ndarray, std: n
 def export_store_fits(
     store_path: str | os.PathLike[str], image_indices: Sequence[int], out_dir: str | os.PathLike[str],
     *, overwrite: bool = False,
-) -> list[Path]:
+) -> list[AnyPath]:
     """Write images of an image store as one FITS file per channel.
 
     Files ``image_{i:06d}_{channel}.fits`` in ``out_dir``: the store's float32 maps at full
@@ -539,13 +549,13 @@ def export_store_fits(
     ----------
     store_path : str or path-like
     image_indices : sequence of int
-    out_dir : str or path-like
-        Created if missing.
+    out_dir : str, path-like or URL
+        Created if missing (a prefix on an object store).
     overwrite : bool
 
     Returns
     -------
-    list of pathlib.Path
+    list of pathlib.Path or upath.UPath
         Image-major, channels in the store's order.
     """
     from cmpipe.stages.generate import store_config
@@ -558,7 +568,7 @@ def export_store_fits(
     cfg = store_config(store_path)
     failed = group["image_failed"][:]
     halo_ids = group["halo_id"][:] if "halo_id" in group else None
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)
     paths = []
     for i in image_indices:
         i = int(i)
@@ -583,7 +593,7 @@ def export_store_fits(
     return paths
 
 
-def export_split_fits(store: str | os.PathLike[str], split: str, out_dir: str | os.PathLike[str]) -> list[Path]:
+def export_split_fits(store: str | os.PathLike[str], split: str, out_dir: str | os.PathLike[str]) -> list[AnyPath]:
     """:func:`export_store_fits` of the usable images (not failed) of one split (``train``,
     ``val``, ``test``, or ``all``) into ``out_dir``, rewriting files already there."""
     from cmpipe.store import open_store

@@ -1,4 +1,7 @@
-"""Quick look at one halo: its four maps along one sightline as a PNG and an ``.npz``."""
+"""Quick look at one halo: its four maps along one sightline as a PNG and an ``.npz``.
+
+``run.out`` may be an object-store URL and ``source.path`` an HDF5 halo file or directory at a
+URL: the halo is read through fsspec, and each output is written whole (one PUT)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ class RenderResult:
     """What :func:`render_halo` wrote, and the maps themselves."""
 
     maps: HaloMaps
-    png: Path
+    png: Path  # or upath.UPath: run.out may be a URL
     npz: Path | None
 
 
@@ -86,12 +89,13 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     from cmpipe.config import save_resolved_config
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.stages.generate import map_settings
+    from cmpipe.store.location import save_figure
     from cmpipe.store.outputs import check_output_dir
     from cmpipe.stages.source import open_source
     from cmpipe.plots.maps import plot_halo_maps
 
+    source = open_source(cfg) if source is None else source  # a missing file or bucket: before --out is made
     out = check_output_dir(cfg.run.out, what="--out")
-    source = open_source(cfg) if source is None else source
     r = cfg.render
     where = f"the {cfg.source.kind} source" + (f" {cfg.source.path}" if cfg.source.kind == "hdf5" else "")
     check_halo_id(source, r.halo_id, where)
@@ -103,10 +107,25 @@ def render_halo(cfg: Config, source: HaloSource | None = None) -> RenderResult:
     maps = sightline_maps_with_config(prepared, settings, rotation_for_seed(r.rotation_seed), r.axis)
     stem = map_stem(r.halo_id, r.axis, r.rotation_seed)
     png = out / f"{stem}.png"
-    plot_halo_maps(maps).savefig(png, dpi=110)
-    npz = maps.save_npz(out / f"{stem}.npz") if r.save_npz else None
+    save_figure(plot_halo_maps(maps), png, dpi=110)
+    npz = _save_npz(maps, out / f"{stem}.npz") if r.save_npz else None
     logger.info("wrote %s%s", png, f" and {npz}" if npz else "")
     return RenderResult(maps=maps, png=png, npz=npz)
+
+
+def _save_npz(maps: HaloMaps, path: Any) -> Any:
+    """:meth:`~cmpipe.mapmaking.maps.HaloMaps.save_npz` to ``path``, a local path or a URL (then
+    written to a local temporary file and put whole, in one PUT)."""
+    import tempfile
+
+    from cmpipe.store.location import is_remote, write_bytes_atomic
+
+    if not is_remote(path):
+        return maps.save_npz(path)
+    with tempfile.TemporaryDirectory(prefix="cmpipe-render-") as tmp:
+        local = maps.save_npz(Path(tmp) / path.name)
+        write_bytes_atomic(path, local.read_bytes())
+    return path
 
 
 def run(cfg: Config, paths: Mapping[str, Any] | None = None) -> RenderResult:

@@ -1,6 +1,10 @@
 """FITS images in and out: cmpipe maps with a physical-length WCS, and external maps checked and
 put on a model's grid (no Ray, no torch).
 
+Every path may be an object-store URL (:mod:`cmpipe.store.location`): a file is read whole
+into memory and parsed there, and written whole (serialised in memory, then one PUT; on disk a
+temporary file renamed into place).
+
 The FITS contract
 -----------------
 A map ``data[iy, ix]`` (cmpipe's ``origin="lower"`` grid centred on the halo, see
@@ -36,14 +40,16 @@ scale or length unit, non-square or rotated pixels, and unparseable units.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
 
 __all__ = [
     "FITS_UNITS",
@@ -53,6 +59,7 @@ __all__ = [
     "check_and_resample",
     "fits_unit",
     "parse_unit",
+    "read_fits_header",
     "read_map_fits",
     "write_map_fits",
 ]
@@ -235,13 +242,14 @@ def write_map_fits(
     extra_header: Mapping[str, Any] | None = None,
     extensions: Mapping[str, np.ndarray] | None = None,
     overwrite: bool = False,
-) -> Path:
+) -> AnyPath:
     """Write maps with a physical-length WCS (see the module docstring for the keywords).
 
     Parameters
     ----------
-    path : str or path-like
-        The FITS file (written to a temporary name, then renamed).
+    path : str, path-like or URL
+        The FITS file, written whole: serialised in memory, then a temporary file renamed into
+        place on disk, or a single PUT on an object store (readers see no partial file).
     data : ndarray, shape (H, W) or (C, H, W), or None
         The primary HDU's maps, ``[.., iy, ix]``; float32 and float64 are kept, other dtypes
         become float64. None: an empty primary HDU (``extensions`` holds the maps).
@@ -264,7 +272,7 @@ def write_map_fits(
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path or upath.UPath
     """
     from astropy.io import fits
 
@@ -296,13 +304,14 @@ def write_map_fits(
     for name, ext in (extensions or {}).items():
         arr = _as_float(ext)
         hdus.append(fits.ImageHDU(arr, header=header_for(arr), name=str(name).upper()))
-    path = Path(path)
+    path = as_path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fits.HDUList(hdus).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    if not is_remote(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fits.HDUList(hdus).writeto(buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
@@ -325,6 +334,34 @@ def _select_hdu(hdul: Any, hdu: int | str | None, path: str) -> Any:
     return selected
 
 
+def _fits_source(path: str | os.PathLike[str] | AnyPath) -> Any:
+    """What ``fits.open`` reads: the local path, or an object's bytes (read whole, in one GET).
+
+    Raises
+    ------
+    OSError
+        ``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``, naming the path.
+    """
+    path = as_path(path)
+    if not is_remote(path):
+        if not path.is_file():
+            open(path, "rb").close()  # FileNotFoundError, IsADirectoryError, PermissionError: naming the path
+        return path
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory (a prefix, not an object)", str(path))
+    try:
+        return io.BytesIO(path.read_bytes())
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No such file or directory", str(path)) from None
+
+
+def read_fits_header(path: str | os.PathLike[str] | AnyPath, hdu: int | str = 0) -> Any:
+    """The header of one HDU of a FITS file (a local path or a URL), as ``fits.getheader``."""
+    from astropy.io import fits
+
+    return fits.getheader(_fits_source(path), hdu)
+
+
 def _read_hdu(path: str | os.PathLike[str], hdu: int | str | None, name: str) -> tuple[Any, np.ndarray]:
     """Header and float64 data of the selected HDU; a file astropy cannot read (not FITS,
     truncated, corrupt) is a :class:`FitsError` naming it. A missing or unreadable path stays the
@@ -332,12 +369,11 @@ def _read_hdu(path: str | os.PathLike[str], hdu: int | str | None, name: str) ->
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
-    if not Path(path).is_file():
-        open(path, "rb").close()  # FileNotFoundError, IsADirectoryError, PermissionError: naming the path
+    source = _fits_source(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AstropyWarning)
         try:
-            with fits.open(path, memmap=False) as hdul:
+            with fits.open(source, memmap=False) as hdul:
                 selected = _select_hdu(hdul, hdu, name)
                 header = selected.header.copy()
                 data = np.array(selected.data, dtype=np.float64)
@@ -383,7 +419,7 @@ def read_map_fits(
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or URL
     hdu : int or str, optional
         HDU index or ``EXTNAME``; default: the first HDU with image data.
     channel : str or int, optional

@@ -16,6 +16,10 @@ tasks. Per halo:
    :func:`cmpipe.physics.hdf5io.write_halo_hdf5` to ``OUT/halo_{id:06d}.hdf5``: physical Mpc,
    Msun, temperatures in K, smoothing lengths as the kernel support H. An existing file is
    skipped, never rewritten (the extraction is resumable).
+
+``OUT`` may be an object-store URL (``s3://bucket/halos``): each halo file is then written whole
+in one PUT, and a rerun skips the halos whose object exists. The snapshot and its catalog are
+read from local (or network-mounted) disk only: :func:`open_snapshot` refuses a URL, naming it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 
 from cmpipe.physics.halo import Halo, HaloError, HaloProperties
 from cmpipe.physics.snapshots.base import CatalogHalo, SnapshotError, SnapshotReader
+from cmpipe.store.location import AnyPath, as_path, is_url
 
 __all__ = [
     "FORMATS",
@@ -59,8 +64,16 @@ def open_snapshot(fmt: str, snapshot: str | Path, catalog: str | Path) -> Snapsh
     Raises
     ------
     SnapshotError
-        For an unknown format, or what the reader raises for bad files.
+        For an unknown format, a snapshot or catalog given as an object-store URL (not
+        supported: the readers need local files), or what the reader raises for bad files.
     """
+    for what, path in (("snapshot", snapshot), ("catalog", catalog)):
+        if is_url(path):
+            raise SnapshotError(
+                f"{what} {path}: snapshots and halo catalogs are read from local disk only (the {fmt} reader "
+                "opens many files by name); copy them to a local or shared file system first. The extracted "
+                "halos (--out) may go to a bucket."
+            )
     if fmt == "gadget":
         from cmpipe.physics.snapshots.gadget import GadgetSnapshot
 
@@ -126,9 +139,9 @@ def extraction_radius_mpc(radius_mpc: float, npix: int, pixel_mpc: float, depth_
     return max(float(radius_mpc), slab_radius_mpc(npix, pixel_mpc, depth_mpc))
 
 
-def halo_file(out: Path, halo_id: int) -> Path:
-    """``out / f"halo_{halo_id:06d}.hdf5"``."""
-    return Path(out) / f"halo_{int(halo_id):06d}.hdf5"
+def halo_file(out: AnyPath, halo_id: int) -> AnyPath:
+    """``out / f"halo_{halo_id:06d}.hdf5"`` (``out`` a local directory or a URL)."""
+    return as_path(out) / f"halo_{int(halo_id):06d}.hdf5"
 
 
 def select_halos(halos: Iterable[CatalogHalo], h: float, settings: ExtractionSettings,
@@ -161,7 +174,7 @@ def _mass_ratio(halo: Halo) -> float:
     return inside / halo.props.m200m_msun
 
 
-def _row(c: CatalogHalo, status: str, path: Path, **kw: Any) -> dict[str, Any]:
+def _row(c: CatalogHalo, status: str, path: AnyPath, **kw: Any) -> dict[str, Any]:
     row = {"halo_id": c.halo_id, "status": status, "path": str(path), "reason": "", "warning": "",
            "n_gas": 0, "n_dm": 0, "mass_ratio": math.nan, "radius_mpc": math.nan, "holds_slab": False,
            "seconds": 0.0}
@@ -182,7 +195,7 @@ def _cut(reader: SnapshotReader, c: CatalogHalo, radius: float) -> Halo:
     return Halo(props=props, gas=gas, dm=dm).validate(source=where)
 
 
-def extract_halo(reader: SnapshotReader, c: CatalogHalo, out: Path, settings: ExtractionSettings) -> dict[str, Any]:
+def extract_halo(reader: SnapshotReader, c: CatalogHalo, out: AnyPath, settings: ExtractionSettings) -> dict[str, Any]:
     """Extract one halo to :func:`halo_file` unless it exists; one summary row.
 
     Returns
@@ -247,7 +260,7 @@ def summarise(rows: Sequence[dict[str, Any]], reader: SnapshotReader, seconds: f
     }
 
 
-def extract_halos(reader: SnapshotReader, out: Path, settings: ExtractionSettings) -> dict[str, Any]:
+def extract_halos(reader: SnapshotReader, out: AnyPath, settings: ExtractionSettings) -> dict[str, Any]:
     """Extract every selected halo of ``reader`` to ``out`` (created if needed), one after another.
 
     Returns
@@ -261,8 +274,9 @@ def extract_halos(reader: SnapshotReader, out: Path, settings: ExtractionSetting
         For a bad catalog or unknown ids (per-halo problems are failed rows instead).
     """
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = as_path(out)
+    if not is_url(out):
+        out.mkdir(parents=True, exist_ok=True)  # a prefix on an object store: nothing to create
     selected = select_halos(reader.halos(), reader.info.h, settings, where=reader.info.path)
     rows = [extract_halo(reader, c, out, settings) for c in selected]
     return summarise(rows, reader, time.perf_counter() - t0)
