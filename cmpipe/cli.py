@@ -170,11 +170,8 @@ def _add_project_halos_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_project_halos(args: argparse.Namespace, cfg: Config) -> int:
     """Halos -> HDF5 -> read back -> maps along three axes, with figures and a mass summary."""
     from cmpipe.stages.project import project_halos
-    from cmpipe.store.location import is_url
     from cmpipe.store.outputs import check_output_dir
 
-    if is_url(cfg.run.out):
-        raise ConfigError(f"--out {cfg.run.out}: project-halos writes to a local directory only; give a local path")
     check_output_dir(cfg.run.out, what="--out")
     project_halos(cfg)
     return 0

@@ -12,17 +12,19 @@ a snapshot URL) exit 2 with one line naming the URL, and nothing is written.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import numpy as np
 import pytest
 import yaml
+import zarr
 from astropy.io import fits
 
 from cmpipe.cli import main
 from cmpipe.physics.hdf5io import HDF5HaloSource, read_halo_hdf5, write_halo_hdf5
 from cmpipe.store.fits import FitsError, read_fits_header, read_map_fits, write_map_fits
-from cmpipe.store.location import as_path
+from cmpipe.store.location import as_path, zarr_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
@@ -304,7 +306,32 @@ def test_halo_url_errors_name_the_url_and_write_nothing(s3_bucket, tmp_path, cap
     _one_line_error(capsys.readouterr().err, f"{s3_bucket}/snap.hdf5", "local disk only")
     assert main([*extract, "--snapshot", "s.hdf5", "--catalog", "c.hdf5", "--out", halos]) == 2
     _one_line_error(capsys.readouterr().err, halos, "does not exist")
-    assert main(["project-halos", "--out", f"{s3_bucket}/demo", *_set(*TINY_HALOS)]) == 2
-    _one_line_error(capsys.readouterr().err, f"{s3_bucket}/demo", "local directory only")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert list(as_path(s3_bucket).iterdir()) == []
+
+
+def test_project_halos_on_a_bucket_equals_local(s3_bucket, tmp_path, capsys):
+    """``cmpipe project-halos --out s3://...``: the halo files, maps, summary and training set on
+    the bucket are the local run's (the resolved config differs only in ``run.out``)."""
+    keys = _set(*TINY_HALOS, "generate.images_per_0p1dex=2", "generate.chunk_images=4")
+    local, remote = tmp_path / "demo", as_path(f"{s3_bucket}/demo")
+    assert main(["project-halos", "--out", str(local), *keys]) == 0
+    assert main(["project-halos", "--out", str(remote), *keys]) == 0
+    capsys.readouterr()
+    names = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    remote_names = sorted(str(p)[len(str(remote)) + 1:] for p in remote.rglob("*") if p.is_file())
+    assert names == remote_names
+    def summary(out):  # the rows without their wall-clock seconds
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in json.loads((out / "summary.json").read_text())]
+
+    assert summary(local) == summary(remote)
+    for name in names:
+        if name.startswith("maps/") and name.endswith(".npz"):
+            with np.load(local / name) as a, np.load(io.BytesIO((remote / name).read_bytes())) as b:
+                assert sorted(a.files) == sorted(b.files)
+                for key in a.files:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=name)
+        elif name.startswith("halos/"):
+            assert (local / name).read_bytes() == (remote / name).read_bytes(), name
+    np.testing.assert_array_equal(zarr.open_group(str(local / "store.zarr"), mode="r")["maps"][...],
+                                  zarr.open_group(zarr_store(remote / "store.zarr", read_only=True), mode="r")["maps"][...])
