@@ -82,10 +82,12 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     """
     import zarr
 
-    path = Path(path)
+    from cmpipe.store.location import as_path, zarr_store
+
+    path = as_path(path)  # a local path, or an object-store URL (zarr's FsspecStore)
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: no Zarr store here")
-    group = zarr.open_group(str(path), mode=mode, use_consolidated=False)
+    group = zarr.open_group(zarr_store(path, read_only=mode == "r"), mode=mode, use_consolidated=False)
     version = group.attrs.get("cmpipe_store_schema_version")
     if version != STORE_SCHEMA_VERSION:
         raise StoreError(f"{path}: store schema version {version!r}, this cmpipe reads {STORE_SCHEMA_VERSION}")
