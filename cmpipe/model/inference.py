@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +26,9 @@ from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, denormalis
 logger = logging.getLogger(__name__)
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
-    """A checkpoint file: ``checkpoint`` itself, or the latest in a run directory.
+def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Any:
+    """A checkpoint file: ``checkpoint`` itself, or the latest in a run directory (a path or an
+    object-store URL, :func:`cmpipe.store.location.as_path`; looked up afresh).
 
     Raises
     ------
@@ -36,8 +36,9 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
         If there is none (naming the path).
     """
     from cmpipe.model.training import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
+    from cmpipe.store.tables import refreshed
 
-    path = Path(checkpoint)
+    path = refreshed(checkpoint)
     if path.is_file():
         return path
     latest = latest_checkpoint(path) if path.is_dir() else None
