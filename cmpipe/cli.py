@@ -418,12 +418,11 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace, cfg: Config) -> int:
-    """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``."""
-    from pathlib import Path
-
+    """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``
+    (``--store`` and ``--run`` may be object-store URLs)."""
     from cmpipe.stages import train as train_stage
 
-    run = Path(args.run)
+    run = args.run
     if args.serial:
         if args.address or args.workers is not None:
             raise ConfigError("--serial runs in this process without Ray: drop --address and --workers")
