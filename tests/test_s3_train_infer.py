@@ -140,6 +140,43 @@ def test_ray_train_resumes_from_the_bucket_and_keeps_one_copy(runs):
     assert (as_path(url) / "loss.png").read_bytes() == (local / "loss.png").read_bytes()
 
 
+def test_an_unreadable_checkpoint_in_the_bucket_is_named_and_skipped(runs, caplog):
+    """The latest checkpoint object cut in half (as a copy cut by a kill): reading it names its
+    URL; a resume falls back to the previous one, naming both. The object is restored after."""
+    import logging
+
+    from cmpipe.model.training import CheckpointReadError, resume_checkpoint
+
+    _, url, _, _ = runs
+    latest = as_path(f"{url}/checkpoints/step_00000004.pt")
+    whole = latest.read_bytes()
+    latest.write_bytes(whole[: len(whole) // 2])
+    try:
+        with pytest.raises(CheckpointReadError, match=f"^{latest}: not a readable checkpoint"):
+            load_checkpoint(latest)
+        with caplog.at_level(logging.WARNING, logger="cmpipe.model.training"):
+            path, state = resume_checkpoint(url)
+        assert str(path) == f"{url}/checkpoints/step_00000002.pt" and state.step == 2
+        assert f"{latest} is unreadable" in caplog.text and f"previous checkpoint {path}" in caplog.text
+    finally:
+        latest.write_bytes(whole)
+
+
+@pytest.mark.parametrize("command", ["train", "infer", "report"])
+def test_a_missing_bucket_is_one_line_naming_the_url(command, s3_server, capsys):
+    """Exit 2 before any work, one line naming the URL (no traceback, nothing started)."""
+    from cmpipe.cli import main
+
+    url = f"s3://cmpipe-no-such-bucket-{uuid.uuid4().hex[:8]}"
+    argv = {"train": ["train", "--serial", "--store", f"{url}/images.zarr", "--run", f"{url}/run"],
+            "infer": ["infer", "--serial", "--store", f"{url}/images.zarr", "--checkpoint", f"{url}/run",
+                      "--out", f"{url}/results"],
+            "report": ["report", "--results", f"{url}/results"]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and url in err and "does not exist" in err, err
+
+
 # ----------------------------------------------------------------------------- inference
 
 
