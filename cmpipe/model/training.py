@@ -51,7 +51,7 @@ denoising score-matching loss summed over channels and pixels, mean over the bat
 The run directory may be an object-store URL (:mod:`cmpipe.store.location`), as may the image
 store. There is ONE copy of each checkpoint: cmpipe's ``checkpoints/step_XXXXXXXX.pt``, addressed
 by its path or URL; it is what a run resumes from and what inference loads. (Ray Train is given
-metrics only, no ``ray.train.Checkpoint``: see :mod:`cmpipe.pipeline.train`.) On an object store
+a pointer to it, never a copy: see :mod:`cmpipe.pipeline.train`.) On an object store
 an object cannot be appended to, so ``metrics.csv`` is rewritten whole (:class:`MetricsLog`):
 at least before every checkpoint, so it always holds the rows up to the checkpoint a resume
 starts from; the ``.json`` of a checkpoint is written before its ``.pt``, and only ``.pt`` objects
@@ -484,7 +484,7 @@ def load_for_inference(
 
     Parameters
     ----------
-    run_dir : str or path-like
+    run_dir : str, path-like or URL
         A run directory (its latest checkpoint) or a checkpoint file.
     device : str or torch.device
     use_ema : bool
