@@ -10,13 +10,15 @@ count (one torch thread, as a Ray Train worker with one CPU and the inference ac
   (checkpoints are serialised in memory: their bytes depend on neither name nor process); Ray
   Train then resumes the bucket run to step 4 (its run state in the bucket through
   ``storage_filesystem``), equal tensor for tensor to a local serial resume, and the bucket holds
-  one object per checkpoint: no Ray copy.
+  one ``.pt`` object per checkpoint: Ray's are pointers to it, no copy. A truncated checkpoint
+  object is named by its URL and skipped by a resume.
 * Inference: Ray Data actors write the same tables and posterior store in the bucket as the
   serial stage on disk (the sampling time aside); a rerun samples nothing; after a deleted part
   and an interrupted image, a serial rerun on the bucket redoes exactly their batches and every
   table again equals the local one: each image's rows once.
-* Report: ``cmpipe report`` reading and writing the bucket writes the local report's text, tables
-  and numbers.
+* Report: ``cmpipe report`` reading and writing the bucket writes the local report's text and
+  tables, byte for byte, and prints its headline numbers.
+* A missing bucket: ``cmpipe train``, ``infer`` and ``report`` stop with one line naming the URL.
 """
 
 from __future__ import annotations
