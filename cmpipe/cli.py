@@ -426,7 +426,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace, cfg: Config) -> int:
-    """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``."""
+    """Train (Ray Train workers, or ``--serial`` in this process), then write ``loss.png``
+    (``--store`` and ``--run`` may be object-store URLs)."""
     from cmpipe.stages import train as train_stage
     from cmpipe.store.location import as_path
 

@@ -38,6 +38,10 @@ regression's coefficients and residual widths, the oracle's ``k``) and timings. 
 is written last: it is the done flag. A rerun with the same identity (store, images, grid,
 samples, seed, conditions, ``k``) skips the baseline; anything else removes the baseline's
 outputs and makes them again (seconds).
+
+The store and ``RESULTS`` may be object-store URLs (:mod:`cmpipe.store.location`): each output is
+then written whole in one PUT, ``baseline.json`` last, and looked up afresh
+(:func:`cmpipe.store.tables.refreshed`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +57,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmpipe.store.location import AnyPath, as_path, is_remote, remove_tree, write_text_atomic
 from cmpipe.store.schema import SPLIT_NAMES, TARGET_CHANNELS as _TARGETS
+from cmpipe.store.tables import refreshed
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.evaluation.image import Grid
@@ -468,10 +473,13 @@ def _check_names(names: Sequence[str]) -> None:
         raise ValueError(f"unknown baselines {unknown}; the baselines are {list(BASELINES)}")
 
 
-def baseline_dir(results_dir: str | os.PathLike[str], name: str) -> Path:
-    """``RESULTS/baselines/<name>``."""
-    return Path(results_dir) / "baselines" / name
+def baseline_dir(results_dir: str | os.PathLike[str], name: str) -> AnyPath:
+    """``RESULTS/baselines/<name>`` (a path or an object-store URL)."""
+    return as_path(results_dir) / "baselines" / name
 
+
+#: Images written to a baseline's ``posterior.zarr`` at once (:func:`cmpipe.store.posterior.write_images`).
+_WRITE_BLOCK = 16
 
 #: What a baseline's directory holds (all removed before it is made again).
 _OUTPUTS = ("tables", "posterior.zarr", "images.parquet", "baseline.json")
@@ -499,8 +507,8 @@ def _identity(name: str, attrs: Mapping[str, Any], selected: Mapping[str, np.nda
             "k_neighbours": int(k_neighbours) if name == "mass_oracle" else None, "save_samples": bool(save_samples)}
 
 
-def _done(directory: Path, identity: Mapping[str, Any]) -> dict[str, Any] | None:
-    path = directory / "baseline.json"
+def _done(directory: AnyPath, identity: Mapping[str, Any]) -> dict[str, Any] | None:
+    path = refreshed(directory / "baseline.json")
     if not path.is_file():
         return None
     try:
@@ -569,17 +577,18 @@ def _read_test_images(group: Any, store_path: str, selected: Mapping[str, np.nda
     return _TestImages(selected, index, maps[:, :2], maps[:, 2:], images_columns)
 
 
-def _reset(directory: Path) -> None:
+def _reset(directory: AnyPath) -> None:
     """Make ``directory`` a results directory without any of :data:`_OUTPUTS` (a baseline not
     done: whatever is there is redone)."""
     from cmpipe.store.outputs import mark_directory
 
-    directory.mkdir(parents=True, exist_ok=True)
+    if not is_remote(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     mark_directory(directory, "results")
     for entry in _OUTPUTS:
-        path = directory / entry
+        path = refreshed(directory / entry)
         if path.is_dir():
-            shutil.rmtree(path)
+            remove_tree(path)
         elif path.exists():
             path.unlink()
 
@@ -589,12 +598,14 @@ def _sample_and_evaluate(name: str, model: Any, images: _TestImages, grid: Grid,
     """Every test image of one baseline: its samples (into ``post``, a ``posterior.zarr``) and its
     table rows; with the sampling time of each image [s]."""
     from cmpipe.evaluation.image import evaluate_image
-    from cmpipe.store.posterior import write_image
+    from cmpipe.store.posterior import write_images
     from cmpipe.store.tables import SCHEMAS
 
     selected, truth, cond = images.selected, images.truth, images.cond
     rows: dict[str, dict[str, list[Any]]] = {t: {} for t in SCHEMAS}
     seconds = []
+    block: list[tuple[int, dict[str, np.ndarray]]] = []  # images not yet written to ``post``
+    keep_samples = bool(post.attrs.get("save_samples"))
     for row, i in enumerate(images.index):
         t1 = time.perf_counter()
         rng = np.random.default_rng([int(seed), _STREAM[name], int(i)])
@@ -612,17 +623,18 @@ def _sample_and_evaluate(name: str, model: Any, images: _TestImages, grid: Grid,
         for table, columns in tables.items():
             for col, values in columns.items():
                 rows[table].setdefault(col, []).extend(values)
-        write_image(post, row, {"truth": truth[row], "condition": cond[row], "mean": samples.mean(axis=0),
-                                "std": samples.std(axis=0, ddof=1) if n_samples > 1 else np.zeros_like(truth[row]),
-                                "samples": samples})
+        block.append((row, {"truth": truth[row], "condition": cond[row], "mean": samples.mean(axis=0),
+                            "std": samples.std(axis=0, ddof=1) if n_samples > 1 else np.zeros_like(truth[row]),
+                            **({"samples": samples} if keep_samples else {})}))
+        if len(block) == _WRITE_BLOCK or row == len(images.index) - 1:
+            write_images(post, [r for r, _ in block], [maps for _, maps in block])
+            block = []
     return rows, seconds
 
 
-def _write_done(directory: Path, record: Mapping[str, Any]) -> None:
-    """``baseline.json``, atomically: the done flag, written last."""
-    tmp = directory / f".baseline.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / "baseline.json")
+def _write_done(directory: AnyPath, record: Mapping[str, Any]) -> None:
+    """``baseline.json``, written whole (one PUT on an object store): the done flag, written last."""
+    write_text_atomic(directory / "baseline.json", json.dumps(record, indent=2) + "\n")
 
 
 def run_baselines(
@@ -681,7 +693,8 @@ def run_baselines(
 
     _check_names(names)
     t_start = time.perf_counter()
-    store_path = str(Path(store_path).resolve())
+    store_path = as_path(store_path)
+    store_path = str(store_path if is_remote(store_path) else Path(store_path).resolve())
     group = open_store(store_path)
     sattrs = dict(group.attrs)
     conditions = tuple(conditions)

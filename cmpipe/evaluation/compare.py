@@ -5,6 +5,9 @@
 baseline, ``model.kind`` ``score`` / ``unet``), restricts every table to the images evaluated in
 all of them, and applies the report's aggregations per model: Table 1, mass errors, profiles,
 b(k) and r(k), the headline numbers and, for models that sample, the calibration.
+
+Every results directory and the comparison directory may be an object-store URL
+(:mod:`cmpipe.store.location`), read and written as the report does.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from cmpipe.evaluation.report import (
     spectra_summary_by_bin,
     table1,
 )
+from cmpipe.store.location import as_path, is_remote, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import EvaluateConfig
@@ -94,8 +97,8 @@ def compare_reports(
     Parameters
     ----------
     results : mapping
-        Model label (e.g. ``"diffusion"``, ``"U-Net"``) -> results directory; at least two.
-    out : str or path-like
+        Model label (e.g. ``"diffusion"``, ``"U-Net"``) -> results directory (a path or URL); at least two.
+    out : str, path-like or URL
         Output directory: new, empty, or a comparison directory of cmpipe (it is marked as one).
     evaluate_of : callable
         The ``evaluate`` section a results directory was made with, from its posterior store's
@@ -123,7 +126,7 @@ def compare_reports(
     if len(results) < 2:
         raise ValueError(f"compare_reports needs at least two results directories; got {len(results)}")
     for path in results.values():
-        _check_results_dir(Path(path))
+        _check_results_dir(path)
     out = claim_directory(out, "comparison", names=COMPARISON_NAMES, what="comparison directory")
     loaded, baselines = _load_results(results, evaluate_of)
     images = {label: d["images"] for label, d in loaded.items()}
@@ -140,7 +143,8 @@ def compare_reports(
     t1 = _stacked([m["table1"] for m in models.values()])
     masses = _stacked([m["masses"] for m in models.values()])
 
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_remote(out):
+        out.mkdir(parents=True, exist_ok=True)
     files = _Outputs(out)
     _comparison_figures(files, models, next(iter(loaded.values()))["settings"])
     files.csv(t1, "comparison_table1.csv")
@@ -151,7 +155,7 @@ def compare_reports(
             + _comparison_tables(t1, masses, cal_parts, [lb for lb, d in loaded.items() if d["info"]["point_estimate"]])
             + _comparison_images(images, common))
     path = out / "comparison.md"
-    path.write_text("\n".join(text))
+    write_text_atomic(path, "\n".join(text))
     written = files.written
     written["comparison.md"] = written["report"] = path
     written["numbers"] = numbers
@@ -172,8 +176,8 @@ def _load_results(
     loaded = {}
     baselines: dict[str, dict[str, pd.DataFrame]] = {}
     for label, path in results.items():
-        frames, _, attrs, settings = _read_results(Path(path), evaluate_of)
-        loaded[label] = {"path": Path(path), "frames": frames, "settings": settings, "info": _model_info(attrs),
+        frames, _, attrs, settings = _read_results(as_path(path), evaluate_of)
+        loaded[label] = {"path": as_path(path), "frames": frames, "settings": settings, "info": _model_info(attrs),
                          "images": _evaluated_images(frames)}
         for name, bf in read_baselines(path).items():
             baselines.setdefault(name, bf)

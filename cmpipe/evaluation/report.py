@@ -16,6 +16,11 @@ The ``evaluate`` settings are those the results were made with: the caller passe
 the posterior store's ``config_yaml`` (:func:`cmpipe.stages.report.recorded_evaluate`); this
 module never sees a whole :class:`cmpipe.config.Config`. :mod:`cmpipe.evaluation.compare` puts
 two or more results directories side by side with the same aggregations.
+
+The results and the report directory may be object-store URLs (:mod:`cmpipe.store.location`):
+tables are listed afresh and read object by object; each figure, CSV and Markdown file is written
+whole (a temporary file renamed into place on disk, one PUT on an object store), with the same
+bytes either way.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +46,7 @@ from cmpipe.evaluation.halo_stats import (
     paired_skill,
     summarise,
 )
+from cmpipe.store.location import AnyPath, as_path, is_remote, save_figure, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import EvaluateConfig
@@ -82,11 +87,15 @@ REPORT_NAMES = ("fig*.png", "table1.csv", "table1.md", "mass_errors.csv", "mass_
                 "report.md", "profile_errors.csv")
 
 
-def _check_results_dir(results: Path) -> Path:
-    """``results`` is an existing directory (else a one-line error naming it, before anything is made)."""
-    from cmpipe.store.tables import TableError
+def _check_results_dir(results: str | os.PathLike[str]) -> AnyPath:
+    """``results`` (a path or URL) is an existing directory (else a one-line error naming it,
+    before anything is made)."""
+    from cmpipe.store.location import check_reachable
+    from cmpipe.store.tables import TableError, refreshed
 
-    if not results.is_dir():
+    results = as_path(results)
+    check_reachable(results, "results directory")
+    if not refreshed(results).is_dir():
         raise TableError(f"results directory {results} does not exist or is not a directory (run `cmpipe infer` first)")
     return results
 
@@ -130,7 +139,7 @@ def resolve_mass_split(settings: dict[str, float], clusters: pd.DataFrame) -> di
     return settings
 
 
-def _read_tables(results: Path, images: bool = True) -> dict[str, pd.DataFrame]:
+def _read_tables(results: AnyPath, images: bool = True) -> dict[str, pd.DataFrame]:
     from cmpipe.store.tables import images_path, read_images_table, read_table
 
     frames = {name: read_table(results, name).to_pandas() for name in _TABLES}
@@ -139,12 +148,15 @@ def _read_tables(results: Path, images: bool = True) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def find_baselines(results: str | os.PathLike[str]) -> dict[str, Path]:
-    """The baselines' results directories ``RESULTS/baselines/<name>/`` holding ``tables/`` (by name)."""
-    root = Path(results) / "baselines"
+def find_baselines(results: str | os.PathLike[str]) -> dict[str, AnyPath]:
+    """The baselines' results directories ``RESULTS/baselines/<name>/`` holding ``tables/`` (by
+    name; listed afresh, :func:`cmpipe.store.tables.refreshed`)."""
+    from cmpipe.store.tables import refreshed
+
+    root = refreshed(as_path(results) / "baselines")
     if not root.is_dir():
         return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "tables").is_dir()}
+    return {p.name: p for p in sorted(root.iterdir(), key=lambda p: p.name) if refreshed(p / "tables").is_dir()}
 
 
 def read_baselines(results: str | os.PathLike[str]) -> dict[str, dict[str, pd.DataFrame]]:
@@ -153,7 +165,7 @@ def read_baselines(results: str | os.PathLike[str]) -> dict[str, dict[str, pd.Da
 
 
 def _read_results(
-    results: Path, evaluate_of: Callable[[str], EvaluateConfig]
+    results: AnyPath, evaluate_of: Callable[[str], EvaluateConfig]
 ) -> tuple[dict[str, pd.DataFrame], Any, dict[str, Any], dict[str, float]]:
     """``(tables, posterior group, its attrs, report_settings)`` of a results directory;
     ``evaluate_of`` parses the store's ``config_yaml`` into its ``evaluate`` section."""
@@ -823,8 +835,8 @@ def _markdown_table(df: pd.DataFrame, empty_note: str | None = "no images") -> s
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+def _save(fig, path: AnyPath) -> AnyPath:
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -843,9 +855,10 @@ def _example_rows(log10_m: np.ndarray, done: np.ndarray, k: int, halo_id: np.nda
 
 @dataclass
 class _Outputs:
-    """An output directory and what has been written into it (file name -> path)."""
+    """An output directory (a path or URL) and what has been written into it (file name -> path);
+    every file written whole (:func:`cmpipe.store.location.write_bytes_atomic`)."""
 
-    out: Path
+    out: AnyPath
     written: dict[str, Any] = field(default_factory=dict)
 
     def figure(self, fig, name: str) -> None:
@@ -854,12 +867,12 @@ class _Outputs:
 
     def csv(self, frame: pd.DataFrame, name: str) -> None:
         """Write ``frame`` as ``name`` (no index)."""
-        frame.to_csv(self.out / name, index=False)
+        write_text_atomic(self.out / name, frame.to_csv(index=False))
         self.written[name] = self.out / name
 
     def text(self, text: str, name: str) -> None:
         """Write ``text`` as ``name``."""
-        (self.out / name).write_text(text)
+        write_text_atomic(self.out / name, text)
         self.written[name] = self.out / name
 
 
@@ -873,9 +886,9 @@ def make_report(
 
     Parameters
     ----------
-    results : str or path-like
+    results : str, path-like or URL
         Holds ``tables/``, ``images.parquet`` and ``posterior.zarr``.
-    out : str or path-like, optional
+    out : str, path-like or URL, optional
         Output directory; default ``RESULTS/report``. New, empty, or a report directory of
         cmpipe (it is marked as one); any other directory is refused before any work.
     evaluate_of : callable
@@ -902,14 +915,15 @@ def make_report(
     """
     from cmpipe.store.outputs import claim_directory
 
-    results = _check_results_dir(Path(results))
-    out = claim_directory(Path(out) if out is not None else results / "report", "report", names=REPORT_NAMES,
+    results = _check_results_dir(results)
+    out = claim_directory(out if out is not None else results / "report", "report", names=REPORT_NAMES,
                           what="report directory")
     frames, group, attrs, settings = _read_results(results, evaluate_of)
     settings = resolve_mass_split(settings, frames["clusters"])
     units = channel_units(attrs)
     baselines = read_baselines(results)
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_remote(out):
+        out.mkdir(parents=True, exist_ok=True)
     files = _Outputs(out)
     cl = frames["clusters"]
     n_halos, n_images = int(cl["halo_id"].nunique()), int(cl["image_index"].nunique())
@@ -1209,9 +1223,9 @@ def _headline_text(numbers: Mapping[str, Mapping[str, float]], skills: Mapping[s
     return "\n".join(text)
 
 
-def _write_index(out: Path, written: Mapping[str, Any], headline_md: str, verdicts: Sequence[str], t1_md: str,
+def _write_index(out: AnyPath, written: Mapping[str, Any], headline_md: str, verdicts: Sequence[str], t1_md: str,
                  mass_md: str, prof_md: str, cal_md: str, settings: Mapping[str, float], counts_note: str,
-                 baselines: Sequence[str]) -> Path:
+                 baselines: Sequence[str]) -> AnyPath:
     lines = ["# cmpipe evaluation report", "",
              f"{counts_note} (test set); every number is a statistic over halos (the images of a halo averaged "
              f"first) with a 68 % bootstrap interval over halos ({N_BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}); "
@@ -1239,5 +1253,5 @@ def _write_index(out: Path, written: Mapping[str, Any], headline_md: str, verdic
         if name in written:
             lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path

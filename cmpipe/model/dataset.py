@@ -1,7 +1,11 @@
 """Training images streamed from the Zarr image store, normalised as the store records.
 
 :class:`StoreDataset` opens the store lazily (once per process: each DataLoader worker opens its
-own handle) and reads one image at a time, never the whole store. The per-image ``split`` and
+own handle) and reads one image at a time, never the whole store. The store may be a local path
+or an object-store URL: :func:`cmpipe.store.zarr_store.open_store` opens it through
+:func:`cmpipe.store.location.zarr_store` (zarr's ``FsspecStore``, credentials from the
+environment); the dataset keeps only the path's string, so it pickles to DataLoader and Ray
+workers, each of which opens its own handle. The per-image ``split`` and
 ``image_failed`` arrays (one byte per image) are read when the dataset is made.
 
 Channels: the targets ``gas_sigma``, ``dm_sigma`` become ``x`` and the conditions (``model.conditions``;
@@ -129,7 +133,7 @@ class StoreDataset(Dataset):
 
     Parameters
     ----------
-    store_path : str or path-like
+    store_path : str, path-like or URL
         The Zarr image store; it must be complete and normalised.
     split : {"train", "val", "test"}
     resolution : int, optional

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +26,9 @@ from cmpipe.model.dataset import CONDITION_CHANNELS, TARGET_CHANNELS, denormalis
 logger = logging.getLogger(__name__)
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
-    """A checkpoint file: ``checkpoint`` itself, or the latest in a run directory.
+def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Any:
+    """A checkpoint file: ``checkpoint`` itself, or the latest in a run directory (a path or an
+    object-store URL, :func:`cmpipe.store.location.as_path`; looked up afresh).
 
     Raises
     ------
@@ -37,9 +37,10 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
     """
     from cmpipe.model.training import CHECKPOINT_DIR, CheckpointError, latest_checkpoint
     from cmpipe.store.location import as_path, check_reachable
+    from cmpipe.store.tables import refreshed
 
-    path = as_path(checkpoint)  # a local path or an object-store URL
-    check_reachable(path, "checkpoint")
+    check_reachable(as_path(checkpoint), "checkpoint")
+    path = refreshed(checkpoint)  # a local path or an object-store URL, listed afresh
     if path.is_file():
         return path
     latest = latest_checkpoint(path) if path.is_dir() else None

@@ -15,9 +15,10 @@ A run directory holds ``metrics.csv``, ``config.resolved.yaml``, cmpipe's owners
 (:func:`cmpipe.store.outputs.mark_directory`, kind ``run``) and ``checkpoints/``, which holds
 ``step_XXXXXXXX.pt`` (8-digit step) and, beside each, ``step_XXXXXXXX.json`` (its
 hyper-parameters, for people and tools without torch). Only the last ``train.keep_checkpoints``
-pairs are kept. Each ``.pt`` is written atomically (a temporary file, then ``os.replace``) by
-``torch.save`` of a plain dict of tensors and builtins, so ``torch.load(path, weights_only=True)``
-reads it:
+pairs are kept. Each ``.pt`` is ``torch.save`` of a plain dict of tensors and builtins (serialised
+in memory, then written whole: a temporary file renamed into place on disk, one PUT of the final
+object on an object store, :func:`cmpipe.store.location.write_bytes_atomic`), so
+``torch.load(..., weights_only=True)`` reads it, from the file or from its bytes:
 
 =======================  ===========================================================================
 key                      value
@@ -47,6 +48,15 @@ denoising score-matching loss summed over channels and pixels, mean over the bat
 ``val_loss`` (same definition as ``loss``, EMA weights, fixed noise; empty except every
 ``train.val_every`` steps), ``images_per_s``. On resume, rows after the checkpoint's step are dropped.
 
+The run directory may be an object-store URL (:mod:`cmpipe.store.location`), as may the image
+store. There is ONE copy of each checkpoint: cmpipe's ``checkpoints/step_XXXXXXXX.pt``, addressed
+by its path or URL; it is what a run resumes from and what inference loads. (Ray Train is given
+a pointer to it, never a copy: see :mod:`cmpipe.pipeline.train`.) On an object store
+an object cannot be appended to, so ``metrics.csv`` is rewritten whole (:class:`MetricsLog`):
+at least before every checkpoint, so it always holds the rows up to the checkpoint a resume
+starts from; the ``.json`` of a checkpoint is written before its ``.pt``, and only ``.pt`` objects
+count as checkpoints, listed afresh each time (:func:`checkpoint_paths`).
+
 Resume reads the latest *readable* checkpoint (:func:`resume_checkpoint`): one that cannot be read
 (:class:`CheckpointReadError`: truncated, a foreign file) is skipped for the previous one with a
 warning naming both, and is rewritten when the run reaches its step again. Everything a run needs
@@ -57,6 +67,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -65,10 +76,12 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from cmpipe.store.location import AnyPath, as_path, check_reachable, is_remote, write_bytes_atomic, write_text_atomic
+from cmpipe.store.tables import refreshed
 
 if TYPE_CHECKING:  # pragma: no cover
     from score_models import ScoreModel
@@ -116,6 +129,9 @@ CHECKPOINT_FORMAT_VERSION = 1
 METRICS_COLUMNS: tuple[str, ...] = ("step", "loss", "loss_per_dim", "lr", "grad_norm", "val_loss", "images_per_s")
 CHECKPOINT_DIR = "checkpoints"
 METRICS_NAME = "metrics.csv"
+#: On an object store, :class:`MetricsLog` rewrites ``metrics.csv`` at most this often [s] between
+#: checkpoints (and before every checkpoint, and at the end).
+METRICS_FLUSH_S = 30.0
 _CHECKPOINT_RE = re.compile(r"step_(\d{8})\.pt")
 # Offset of the validation noise seed from train.seed (validation never touches the training RNG).
 _VAL_SEED_OFFSET = 1_000_003
@@ -291,50 +307,47 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> Path:
-    """Write ``state`` to ``path`` atomically, and its hyper-parameters to ``path.with_suffix('.json')``.
+def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> AnyPath:
+    """Write its hyper-parameters to ``path.with_suffix('.json')``, then ``state`` to ``path``.
+
+    Each is written whole (:func:`cmpipe.store.location.write_bytes_atomic`: a temporary file
+    renamed into place on disk, one PUT on an object store); the ``.pt`` last, so a listed
+    checkpoint has its ``.json``. ``torch.save`` serialises into memory first: the file's bytes do
+    not depend on its name or on the process that wrote it.
+
+    Parameters
+    ----------
+    path : str, path-like or URL
+    state : TrainState
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    path
+        ``path`` (:func:`cmpipe.store.location.as_path`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = as_path(path)
+    if not is_remote(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": CHECKPOINT_FORMAT_VERSION, "step": state.step,
         "store_fingerprint": state.store_fingerprint, "hyperparameters": state.hyperparameters,
     }
-    for target, write in (
-        (path.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")),
-        (path, lambda p: torch.save(state.to_dict(), p)),
-    ):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        write(tmp)
-        os.replace(tmp, target)
+    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    buffer = io.BytesIO()
+    torch.save(state.to_dict(), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
-
-
-def _torch_load(path: str | os.PathLike[str], map_location: str | torch.device) -> Any:
-    """``torch.load(weights_only=True)`` of a local file or an object-store URL (read through the
-    path's ``open``: fsspec for URLs)."""
-    from cmpipe.store.location import as_path, is_remote
-
-    path = as_path(path)
-    if not is_remote(path):
-        return torch.load(path, map_location=map_location, weights_only=True)
-    with path.open("rb") as f:
-        return torch.load(f, map_location=map_location, weights_only=True)
 
 
 def load_checkpoint(
     path: str | os.PathLike[str], store_fingerprint: str | None = None, map_location: str | torch.device = "cpu"
 ) -> TrainState:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (from the file on disk; from its
+    bytes, read in one GET, on an object store).
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or URL
     store_fingerprint : str, optional
         If given, the checkpoint must come from a store with this fingerprint.
     map_location : str or torch.device
@@ -353,10 +366,12 @@ def load_checkpoint(
     FileNotFoundError
         If there is no file at ``path``.
     """
+    path = as_path(path)
     try:
+        source = io.BytesIO(path.read_bytes()) if is_remote(path) else path
         with warnings.catch_warnings():  # a foreign pickle's protocol: the failure below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            data = _torch_load(path, map_location)
+            data = torch.load(source, map_location=map_location, weights_only=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
@@ -383,7 +398,7 @@ def load_checkpoint(
     return TrainState(**{k: v for k, v in data.items() if k in fields})
 
 
-def _readable(path: Path) -> bool:
+def _readable(path: AnyPath) -> bool:
     try:
         load_checkpoint(path)
     except CheckpointReadError:
@@ -392,7 +407,7 @@ def _readable(path: Path) -> bool:
 
 
 def resume_checkpoint(run_dir: str | os.PathLike[str], store_fingerprint: str | None = None
-                      ) -> tuple[Path | None, TrainState | None]:
+                      ) -> tuple[AnyPath | None, TrainState | None]:
     """The checkpoint a run resumes from: the latest readable one, and its content.
 
     An unreadable checkpoint (:class:`CheckpointReadError`: truncated by a crash mid-copy, a
@@ -418,7 +433,7 @@ def resume_checkpoint(run_dir: str | os.PathLike[str], store_fingerprint: str | 
         If the checkpoint resumed from belongs to another store.
     """
     paths = checkpoint_paths(run_dir)
-    skipped: list[tuple[Path, CheckpointReadError]] = []
+    skipped: list[tuple[AnyPath, CheckpointReadError]] = []
     for path in reversed(paths):
         try:
             state = load_checkpoint(path, store_fingerprint=store_fingerprint)
@@ -432,23 +447,22 @@ def resume_checkpoint(run_dir: str | os.PathLike[str], store_fingerprint: str | 
     if skipped:
         path, exc = skipped[0]
         raise CheckpointReadError(
-            f"{exc}; no checkpoint of {Path(run_dir) / CHECKPOINT_DIR} is readable: "
+            f"{exc}; no checkpoint of {as_path(run_dir) / CHECKPOINT_DIR} is readable: "
             "move them away to start afresh, or use another run directory"
         ) from exc
     return None, None
 
 
-def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The checkpoints of a run directory, oldest (lowest step) first."""
-    from cmpipe.store.location import as_path
-
-    directory = as_path(run_dir) / CHECKPOINT_DIR
+def checkpoint_paths(run_dir: str | os.PathLike[str]) -> list[AnyPath]:
+    """The checkpoints (``.pt``) of a run directory, oldest (lowest step) first: listed afresh
+    (:func:`cmpipe.store.tables.refreshed`), as other processes write them."""
+    directory = refreshed(as_path(run_dir) / CHECKPOINT_DIR)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if _CHECKPOINT_RE.fullmatch(p.name))
+    return sorted((p for p in directory.iterdir() if _CHECKPOINT_RE.fullmatch(p.name)), key=lambda p: p.name)
 
 
-def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> AnyPath | None:
     """The checkpoint with the highest step, or None."""
     paths = checkpoint_paths(run_dir)
     return paths[-1] if paths else None
@@ -470,7 +484,7 @@ def load_for_inference(
 
     Parameters
     ----------
-    run_dir : str or path-like
+    run_dir : str, path-like or URL
         A run directory (its latest checkpoint) or a checkpoint file.
     device : str or torch.device
     use_ema : bool
@@ -488,17 +502,16 @@ def load_for_inference(
     """
     from cmpipe.model.network import build_model
 
-    from cmpipe.store.location import as_path
-
-    path = as_path(run_dir)
-    if not path.is_file():
-        path = latest_checkpoint(run_dir)
+    given = refreshed(run_dir)
+    path = given
+    if not given.is_file():
+        path = latest_checkpoint(given)
         if path is None:
-            raise CheckpointError(f"{run_dir}: no checkpoint in {as_path(run_dir) / CHECKPOINT_DIR}")
+            raise CheckpointError(f"{run_dir}: no checkpoint in {given / CHECKPOINT_DIR}")
     try:
         state = load_checkpoint(path, store_fingerprint=store_fingerprint)
     except CheckpointReadError as exc:
-        if as_path(run_dir).is_file():
+        if path is given:
             raise
         # No silent fall-back to an older model for inference: say which one would do.
         older = next((p for p in reversed(checkpoint_paths(run_dir)[:-1]) if _readable(p)), None)
@@ -602,18 +615,19 @@ def validation_loss(sm: ScoreModel, loader: torch.utils.data.DataLoader, max_bat
     return total / count if count else math.nan
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the header and the rows of steps <= ``step`` (a resume redoes the later ones)."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _trim_metrics(path: AnyPath, step: int) -> str | None:
+    """Keep the header and the rows of steps <= ``step`` (a resume redoes the later ones), written
+    whole (:func:`cmpipe.store.location.write_text_atomic`); the text kept, None if there is no file."""
+    if not refreshed(path).is_file():
+        return None
+    text = path.read_bytes().decode("utf-8")
+    rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if int(r["step"]) <= step]
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=METRICS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, out.getvalue())
+    return out.getvalue()
 
 
 @dataclasses.dataclass
@@ -626,8 +640,8 @@ class RunCheck:
         The train split (augmented as configured) and the val split, at ``model.resolution``.
     fingerprint : str
         The store's fingerprint.
-    latest : pathlib.Path or None
-        The checkpoint to resume from (None: a fresh start).
+    latest : path or None
+        The checkpoint to resume from, a path or URL (None: a fresh start).
     state : TrainState or None
         Its content.
     """
@@ -635,7 +649,7 @@ class RunCheck:
     train_ds: Any
     val_ds: Any
     fingerprint: str
-    latest: Path | None
+    latest: AnyPath | None
     state: TrainState | None
 
 
@@ -668,6 +682,8 @@ def validate_run(
     Every training process (:func:`prepare_run`) and the Ray driver (before starting Ray) run the same
     checks, so a user error is one message and not a worker's traceback:
 
+    * an object-store URL's bucket exists and the credentials may list it (store and run
+      directory: :func:`cmpipe.store.location.check_reachable`, one line naming the URL);
     * the store exists, is a complete cmpipe store (every chunk done) and normalised, has the
       channels ``model.conditions`` names, and ``model.resolution`` divides its maps;
     * the run directory is (or can be made) a writable directory and is no other cmpipe artefact;
@@ -699,6 +715,8 @@ def validate_run(
     from cmpipe.store.zarr_store import validate_store
 
     tcfg, mcfg = train_cfg, model_cfg
+    check_reachable(as_path(store_path), "store")
+    check_reachable(as_path(run_dir), "run directory")
     validate_store(store_path, require_complete=True)
     train_ds = StoreDataset(store_path, "train", resolution=mcfg.resolution, augment=tcfg.augment, seed=tcfg.seed,
                             conditions=mcfg.conditions)
@@ -715,7 +733,7 @@ def validate_run(
     elif resume is None:
         latest, state = None, None
     else:
-        latest = Path(resume)
+        latest = as_path(resume)
         state = load_checkpoint(latest, store_fingerprint=fingerprint)
     if state is not None:
         # Checkpoints from before a key existed ran with its default.
@@ -833,9 +851,9 @@ def make_loaders(
     return loader(setup.train_ds, batch_sampler=sampler), val_loader
 
 
-def write_checkpoint(run_dir: str | os.PathLike[str], state: TrainState, keep: int) -> Path:
+def write_checkpoint(run_dir: str | os.PathLike[str], state: TrainState, keep: int) -> AnyPath:
     """:func:`save_checkpoint` as ``checkpoints/step_XXXXXXXX.pt`` of ``run_dir``, keeping the last ``keep``."""
-    path = save_checkpoint(Path(run_dir) / CHECKPOINT_DIR / f"step_{state.step:08d}.pt", state)
+    path = save_checkpoint(as_path(run_dir) / CHECKPOINT_DIR / f"step_{state.step:08d}.pt", state)
     for old in checkpoint_paths(run_dir)[:-keep]:
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
@@ -858,17 +876,31 @@ def ema_validation_loss(sm: ScoreModel, ema: ExponentialMovingAverage, loader: t
 
 
 class MetricsLog:
-    """``metrics.csv`` of a run (columns :data:`METRICS_COLUMNS`), opened for appending after
-    dropping the rows past ``start`` (a resume redoes them). A context manager."""
+    """``metrics.csv`` of a run (columns :data:`METRICS_COLUMNS`), after dropping the rows past
+    ``start`` (a resume redoes them). A context manager.
+
+    On disk the file is opened for appending and each row is flushed as it is written. An object
+    on an object store cannot be appended to: the rows are kept in memory and the whole object is
+    rewritten in one PUT (:func:`cmpipe.store.location.write_text_atomic`) by :meth:`flush`, which
+    :func:`train_loop` calls before every checkpoint; also at most every :data:`METRICS_FLUSH_S`
+    seconds, and on :meth:`close`. Either way the file holds every row up to the latest
+    checkpoint, the same bytes on disk and in a bucket.
+    """
 
     def __init__(self, run_dir: str | os.PathLike[str], start: int) -> None:
-        self.path = Path(run_dir) / METRICS_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _trim_metrics(self.path, start)
-        new_file = not self.path.is_file()
-        self._file = self.path.open("a", newline="")
+        self.path = as_path(run_dir) / METRICS_NAME
+        self._remote = is_remote(self.path)
+        if not self._remote:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = _trim_metrics(self.path, start)
+        self._flushed = time.monotonic()
+        if self._remote:
+            self._file: Any = io.StringIO(kept or "", newline="")
+            self._file.seek(0, io.SEEK_END)
+        else:
+            self._file = self.path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=METRICS_COLUMNS)
-        if new_file:
+        if kept is None:
             self._writer.writeheader()
 
     @staticmethod
@@ -878,10 +910,22 @@ class MetricsLog:
                 "grad_norm": result.grad_norm, "val_loss": val_loss, "images_per_s": images / max(seconds, 1e-12)}
 
     def write(self, row: Mapping[str, Any]) -> None:
+        """Add one row (:meth:`row`): flushed at once on disk, within :data:`METRICS_FLUSH_S` on an object store."""
         self._writer.writerow(row)
-        self._file.flush()
+        if not self._remote or time.monotonic() - self._flushed >= METRICS_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make every row written so far durable: flush the file, or rewrite the whole object."""
+        if self._remote:
+            write_text_atomic(self.path, self._file.getvalue())
+            self._flushed = time.monotonic()
+        else:
+            self._file.flush()
 
     def close(self) -> None:
+        if self._remote and not self._file.closed:
+            self.flush()
         self._file.close()
 
     def __enter__(self) -> MetricsLog:
@@ -921,8 +965,8 @@ class WorkerContext:
         1``); None: the value itself.
     report : callable or None
         ``report(metrics, checkpoint)``, on every rank at every checkpoint step
-        (``checkpoint``: the file rank 0 wrote; None on the other ranks), and once when there
-        is nothing to train (rank 0: the checkpoint resumed from).
+        (``checkpoint``: the path or URL of the checkpoint rank 0 wrote; None on the other
+        ranks), and once when there is nothing to train (rank 0: the checkpoint resumed from).
     """
 
     rank: int = 0
@@ -930,10 +974,10 @@ class WorkerContext:
     device: str | torch.device = "cpu"
     wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None
     mean_over_ranks: Callable[[float], float] | None = None
-    report: Callable[[dict[str, Any], Path | None], None] | None = None
+    report: Callable[[dict[str, Any], AnyPath | None], None] | None = None
 
 
-def _open_run_dir(run_dir: Path, start: int, resolved_config: str | None) -> MetricsLog:
+def _open_run_dir(run_dir: AnyPath, start: int, resolved_config: str | None) -> MetricsLog:
     """Mark ``run_dir`` as a run, write ``config.resolved.yaml`` (``resolved_config``, if given)
     and open its :class:`MetricsLog` from step ``start``."""
     from cmpipe.config import RESOLVED_CONFIG_NAME
@@ -941,10 +985,7 @@ def _open_run_dir(run_dir: Path, start: int, resolved_config: str | None) -> Met
 
     mark_directory(run_dir, "run")
     if resolved_config is not None:
-        path = run_dir / RESOLVED_CONFIG_NAME
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(resolved_config, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(run_dir / RESOLVED_CONFIG_NAME, resolved_config)
     return MetricsLog(run_dir, start)
 
 
@@ -960,7 +1001,7 @@ def _metrics_row(step: int, result: StepResult, batch: tuple[torch.Tensor, torch
     return row
 
 
-def _report(worker: WorkerContext, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+def _report(worker: WorkerContext, metrics: dict[str, Any], checkpoint: AnyPath | None) -> None:
     if worker.report is not None:
         worker.report(metrics, checkpoint)
 
@@ -994,7 +1035,7 @@ def train_loop(
         The ``model`` and ``train`` sections (``train.batch_size`` is the global batch).
     setup : RunSetup
         From :func:`prepare_run`: datasets, checkpoint resumed from, hyper-parameters.
-    run_dir : str or path-like
+    run_dir : str, path-like or URL
         Where ``metrics.csv``, ``config.resolved.yaml`` and ``checkpoints/`` go.
     max_steps : int, optional
         Total steps to reach (default ``train.max_steps``).
@@ -1014,7 +1055,7 @@ def train_loop(
 
     worker = WorkerContext() if worker is None else worker
     max_steps = train_cfg.max_steps if max_steps is None else int(max_steps)
-    run_dir = Path(run_dir)
+    run_dir = as_path(run_dir)
     sm, optimizer, ema, start = build_training(model_cfg, train_cfg, setup, worker.device, wrap=worker.wrap_model,
                                                restore_rng=False)
     train_loader, val_loader = make_loaders(train_cfg, setup, start, max_steps, rank=worker.rank,
@@ -1041,6 +1082,7 @@ def train_loop(
                     row["val_loss"] = metrics["val_loss"] = ema_validation_loss(sm, ema, val_loader, train_cfg)
                 log.write(row)
                 if due:
+                    log.flush()  # metrics.csv covers the checkpoint's step before the checkpoint exists
                     saved = write_checkpoint(run_dir, TrainState.capture(
                         sm, optimizer, ema, step, setup.hyperparameters, setup.fingerprint), train_cfg.keep_checkpoints)
             if due:

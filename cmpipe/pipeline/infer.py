@@ -13,6 +13,11 @@ the trivial baselines, ``infer_summary.json``). Each actor loads the model once
 :func:`cmpipe.stages.infer.infer_batch` on each batch of ``infer.images_per_batch`` images (image
 ``i`` from the seed ``[infer.seed, i]``, so the result does not depend on batching or the pool).
 Actors return small records only. A rerun skips the images done.
+
+The store, the checkpoint and the results may be object-store URLs (:mod:`cmpipe.store.location`):
+the actors get them as strings and reach them with the credentials of their environment; each
+batch's table parts are single-PUT objects, written before its images' ``done`` flags, and the
+driver lists them afresh on a rerun (see :mod:`cmpipe.stages.infer`).
 """
 
 from __future__ import annotations
@@ -120,11 +125,11 @@ def infer_with_ray(
     ----------
     cfg : Config
         ``infer`` and ``evaluate`` sections (and ``cosmology`` for R200m and masses).
-    store_path : str or path-like
+    store_path : str, path-like or URL
         A complete, normalised image store every actor can read.
-    checkpoint : str or path-like
+    checkpoint : str, path-like or URL
         A checkpoint file, or a run directory (its latest checkpoint), trained on this store.
-    results : str or path-like
+    results : str, path-like or URL
         Output directory: ``posterior.zarr``, ``tables/``, ``config.resolved.yaml``,
         ``infer_summary.json``. New, empty or a results directory of cmpipe (it is marked as
         one); any other directory is refused before any work (:class:`cmpipe.store.outputs.OutputError`).

@@ -23,15 +23,31 @@ Every worker runs :func:`_train_worker`: Ray's worker context (rank, world size,
   skipped with a warning); every rank resumes from that one; rank 0 alone writes the
   checkpoints (:mod:`cmpipe.model.training`'s format), ``metrics.csv`` (the loss
   averaged over the ranks: the global batch's loss) and the validation loss (EMA weights);
-* at every checkpoint step each rank calls ``ray.train.report``; rank 0 attaches a
-  ``ray.train.Checkpoint`` holding a copy of the cmpipe checkpoint (so ``Result.metrics`` and
-  ``Result.checkpoint`` are set). Ray's copies live in ``<run_dir>/ray_results/<name>``; the
-  cmpipe checkpoints in ``<run_dir>/checkpoints`` are the ones resumed from.
+* at every checkpoint step each rank calls ``ray.train.report``; rank 0's metrics name the
+  checkpoint it wrote (``checkpoint``: its path or URL), and it attaches a *pointer* checkpoint
+  (Ray's own recipe for checkpoints stored elsewhere): a directory holding only
+  :data:`POINTER_NAME`, ``{"uri": <the cmpipe checkpoint>, "step": N}``, a few bytes. So
+  ``Result.metrics`` and ``Result.checkpoint`` are set, and Ray Train's ``num_to_keep`` prunes
+  only its pointers.
+
+One copy of each checkpoint: cmpipe's ``<run_dir>/checkpoints/step_XXXXXXXX.pt``
+(:mod:`cmpipe.model.training`'s format, loaded with ``torch.load(weights_only=True)``), the one a
+rerun resumes from and inference loads; Ray Train never copies nor deletes it. Resuming rests on
+cmpipe's rules (the latest readable checkpoint, :func:`cmpipe.model.training.resume_checkpoint`),
+the same for a serial run and a Ray run, on disk or in a bucket. Ray Train's run state and the
+pointers go to ``<run_dir>/ray_results/<name>``.
+
+The run directory and the store may be object-store URLs (:mod:`cmpipe.store.location`); every
+worker reaches them with the credentials of its environment. Ray Train's storage is then given as
+``storage_filesystem``/``storage_path`` from :func:`cmpipe.store.location.arrow_filesystem`
+(the same fsspec filesystem as every other cmpipe read and write: pyarrow's own S3 filesystem
+ignores ``AWS_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -50,6 +66,8 @@ __all__ = ["TrainError", "train_with_ray"]
 logger = logging.getLogger(__name__)
 
 RAY_RESULTS = "ray_results"
+#: The one file of a Ray Train pointer checkpoint: ``{"uri": cmpipe checkpoint path or URL, "step": N}``.
+POINTER_NAME = "cmpipe_checkpoint.json"
 
 
 class TrainError(ValueError):
@@ -74,22 +92,30 @@ def _mean_over_ranks(value: float, device: Any, world_size: int) -> float:
     return float(total) / world_size
 
 
-def _report(metrics: dict[str, Any], path: Path | None) -> None:
-    """``ray.train.report(metrics)``, with a copy of the cmpipe checkpoint ``path`` (and its
-    ``.json``) as a ``ray.train.Checkpoint`` if given."""
+def _report(metrics: dict[str, Any], path: Any | None) -> None:
+    """``ray.train.report(metrics)``; with the cmpipe checkpoint ``path`` (a path or URL) named in
+    ``metrics["checkpoint"]`` and a pointer checkpoint to it (:data:`POINTER_NAME`), if given.
+    The checkpoint itself is never copied: cmpipe's file is the one copy."""
     import ray.train
 
     if path is None:
         ray.train.report(metrics)
         return
-    tmp = Path(tempfile.mkdtemp(prefix="cmpipe-ckpt-"))
+    tmp = Path(tempfile.mkdtemp(prefix="cmpipe-pointer-"))
     try:
-        for src in (path, path.with_suffix(".json")):
-            shutil.copy2(src, tmp / src.name)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
+        (tmp / POINTER_NAME).write_text(json.dumps({"uri": str(path), "step": metrics.get("step")}) + "\n")
+        ray.train.report({**metrics, "checkpoint": str(path)}, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
                          checkpoint_dir_name=path.stem)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _absolute(path: str | os.PathLike[str]) -> Any:
+    """An absolute local path (every worker finds it), or the object-store URL's path as is."""
+    from cmpipe.store.location import as_path, is_remote
+
+    path = as_path(path)
+    return path if is_remote(path) else Path(path).resolve()
 
 
 def _train_worker(config: dict[str, Any]) -> None:
@@ -137,11 +163,11 @@ def train_with_ray(
     ----------
     cfg : Config
         ``model`` and ``train`` sections (``train.batch_size`` is the global batch).
-    store_path : str or path-like
+    store_path : str, path-like or URL
         A complete, normalised image store every worker can read.
-    run_dir : str or path-like
+    run_dir : str, path-like or URL
         Where ``metrics.csv``, ``config.resolved.yaml``, ``checkpoints/`` and ``ray_results/`` go
-        (a path every worker can write; rank 0 writes).
+        (a path or object-store URL every worker can write; rank 0 writes).
     num_workers : int
         Training processes, >= 1; must divide ``train.batch_size``.
     use_gpu : bool, optional
@@ -160,8 +186,10 @@ def train_with_ray(
     dict
         ``step``, ``start_step``, ``s_per_step`` (mean wall seconds per step inside the workers;
         None when the latest checkpoint already reached ``max_steps``: then nothing starts),
-        ``wall_s`` (the whole ``fit()``), ``metrics`` (the last reported, rank 0's), ``checkpoint``
-        (the latest cmpipe checkpoint), ``ray_checkpoint`` (Ray's copy, a path, or None).
+        ``wall_s`` (the whole ``fit()``), ``metrics`` (the last reported, rank 0's; its
+        ``checkpoint`` names the checkpoint written then), ``checkpoint`` (the latest cmpipe
+        checkpoint, the one copy: a path or URL), ``ray_checkpoint`` (the path of Ray's pointer
+        to it, on Ray's storage filesystem, or None).
 
     Raises
     ------
@@ -177,13 +205,13 @@ def train_with_ray(
 
     from cmpipe.model.training import latest_checkpoint
     from cmpipe.stages.train import validate
+    from cmpipe.store.location import arrow_filesystem, is_remote
 
     tcfg = cfg.train
     use_gpu = tcfg.use_gpu if use_gpu is None else bool(use_gpu)
     _check_split(tcfg.batch_size, num_workers)
     max_steps = tcfg.max_steps if max_steps is None else int(max_steps)
-    run_dir = Path(run_dir).resolve()
-    store_path = Path(store_path).resolve()
+    run_dir, store_path = _absolute(run_dir), _absolute(store_path)
     # What a worker would find after Ray's ~20 s start, found here in about a second (user errors
     # become one line); the checkpoint chosen here is the one every rank resumes from.
     check = validate(cfg, store_path, run_dir)
@@ -203,6 +231,9 @@ def train_with_ray(
                     "set train.use_gpu=false (CPU training) or use a cluster with GPUs"
                 )
         resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+        # Ray Train's run state, through cmpipe's fsspec filesystem on an object store.
+        storage_fs, storage_path = arrow_filesystem(run_dir / RAY_RESULTS) if is_remote(run_dir) else (
+            None, str(run_dir / RAY_RESULTS))
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={"cfg": cfg, "store_path": str(store_path), "run_dir": str(run_dir),
@@ -210,8 +241,8 @@ def train_with_ray(
                                "max_steps": max_steps, "cpus_per_worker": cpus_per_worker},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
             run_config=RunConfig(
-                name=name, storage_path=str(run_dir / RAY_RESULTS),
-                checkpoint_config=CheckpointConfig(num_to_keep=tcfg.keep_checkpoints),
+                name=name, storage_path=storage_path, storage_filesystem=storage_fs,
+                checkpoint_config=CheckpointConfig(num_to_keep=tcfg.keep_checkpoints),  # pointers only
                 worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, cpus_per_worker))}},
             ),
         )

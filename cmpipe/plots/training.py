@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -15,9 +16,12 @@ __all__ = ["plot_loss_curve", "read_metrics"]
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a run's ``metrics.csv`` (strings, as written; ``val_loss`` empty on most steps)."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a run's ``metrics.csv`` (a path or an object-store URL; strings, as written;
+    ``val_loss`` empty on most steps)."""
+    from cmpipe.store.location import as_path
+
+    text = as_path(path).read_bytes().decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def _float(value: Any) -> float:

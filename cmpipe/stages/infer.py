@@ -16,6 +16,15 @@ runs the trivial baselines on the same images (:func:`run_baselines_for_config`)
 :func:`cmpipe.pipeline.infer.infer_with_ray` runs the same :func:`infer_batch` in Ray Data
 actors (one worker each) between the same :func:`prepare` and :func:`finish`: both write the
 same tables and posterior store for the same config.
+
+The store, the checkpoint and the results directory may each be an object-store URL
+(:mod:`cmpipe.store.location`). The guarantees are the same as on disk and rest on the same
+order of writes: each batch writes its table parts (each one object, written whole in one PUT),
+then each image's posterior maps, then its ``done`` flag; ``infer_summary.json`` last. A rerun
+lists the parts afresh (fsspec's cached listings dropped: actors in other processes wrote them),
+removes the parts of images not done and the unreadable ones with their batch-mates
+(:func:`cmpipe.store.tables.remove_parts_not_done`), and samples those images again: every
+image's rows exist exactly once.
 """
 
 from __future__ import annotations
@@ -240,7 +249,7 @@ def infer_batch(worker: InferWorker, batch: Mapping[str, np.ndarray]) -> dict[st
     """
     from cmpipe.evaluation.image import evaluate_image
     from cmpipe.model.sampling import image_seed
-    from cmpipe.store.posterior import open_posterior, write_image
+    from cmpipe.store.posterior import open_posterior, write_images
     from cmpipe.store.tables import SCHEMAS, to_table, write_part
 
     images = [int(i) for i in batch["image_index"]]
@@ -261,12 +270,10 @@ def infer_batch(worker: InferWorker, batch: Mapping[str, np.ndarray]) -> dict[st
                 rows[name].setdefault(col, []).extend(values)
     for name, columns in rows.items():
         write_part(worker.results, name, to_table(name, columns), images)
-    group = open_posterior(worker.results, writable=True)
-    for b, i in enumerate(images):
-        write_image(group, int(batch["row"][b]), {
-            "truth": truth[b], "condition": cond[b], "mean": samples[b].mean(axis=0),
-            "std": samples[b].std(axis=0, ddof=1), "samples": samples[b],
-        })
+    write_images(open_posterior(worker.results, writable=True), [int(r) for r in batch["row"]], [
+        {"truth": truth[b], "condition": cond[b], "mean": samples[b].mean(axis=0),
+         "std": samples[b].std(axis=0, ddof=1), "samples": samples[b]} for b in range(len(images))
+    ])
     return {"image_index": np.asarray(images, dtype=np.int64), "seconds": np.full(len(images), seconds)}
 
 
@@ -282,9 +289,9 @@ class InferPlan:
     cfg : Config
         The config, with the checkpoint's ``model.resolution``.
     store_path, checkpoint : str
-        Resolved paths.
-    results : pathlib.Path
-        The claimed results directory.
+        Absolute paths, or object-store URLs.
+    results : pathlib.Path or upath.UPath
+        The claimed results directory (:func:`cmpipe.store.location.as_path`).
     checkpoint_step : int
     selected : dict of arrays
         :func:`select_test_images`.
@@ -299,7 +306,7 @@ class InferPlan:
     cfg: Config
     store_path: str
     checkpoint: str
-    results: Path
+    results: Any
     checkpoint_step: int
     selected: dict[str, np.ndarray]
     todo: list[dict[str, Any]]
@@ -319,7 +326,7 @@ def _check_store(store_path: str) -> dict[str, Any]:
     return attrs
 
 
-def _check_checkpoint(checkpoint: str | os.PathLike[str], fingerprint: str) -> tuple[Path, dict[str, Any], int]:
+def _check_checkpoint(checkpoint: str | os.PathLike[str], fingerprint: str) -> tuple[Any, dict[str, Any], int]:
     """The checkpoint file, its ``cmpipe`` hyper-parameters and step: loadable (on the CPU) and
     trained on the store of ``fingerprint``."""
     from cmpipe.model.inference import resolve_checkpoint
@@ -338,7 +345,7 @@ def _channel_units(attrs: Mapping[str, Any]) -> dict[str, str]:
     return {c: str(u) for c, u in zip(attrs["channels"], units)}
 
 
-def _write_images_table(store_path: str, selected: Mapping[str, np.ndarray], results: Path) -> None:
+def _write_images_table(store_path: str, selected: Mapping[str, np.ndarray], results: Any) -> None:
     from cmpipe.model.dataset import SPLIT_CODES
     from cmpipe.store.tables import write_images_table
     from cmpipe.store.zarr_store import open_store
@@ -353,16 +360,18 @@ def _write_images_table(store_path: str, selected: Mapping[str, np.ndarray], res
     })
 
 
-def _open_results(cfg: Config, results: Path, selected: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                  store_path: str, ckpt: Path, step: int, hyperparameters: Mapping[str, Any]) -> None:
+def _open_results(cfg: Config, results: Any, selected: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+                  store_path: str, ckpt: Any, step: int, hyperparameters: Mapping[str, Any]) -> None:
     """Create (or check the settings of) ``posterior.zarr``; write the resolved config and ``images.parquet``."""
-    from cmpipe.config import config_to_yaml, save_resolved_config
+    from cmpipe.config import RESOLVED_CONFIG_NAME, config_to_yaml
     from cmpipe.model.inference import checkpoint_conditions
+    from cmpipe.store.location import is_remote, write_text_atomic
     from cmpipe.store.posterior import open_or_create
 
     icfg = cfg.infer
     resolution = cfg.model.resolution
-    results.mkdir(parents=True, exist_ok=True)
+    if not is_remote(results):
+        results.mkdir(parents=True, exist_ok=True)
     open_or_create(results, selected, {
         "targets": list(TARGET_CHANNELS), "conditions": list(checkpoint_conditions(hyperparameters)),
         "channel_units": _channel_units(attrs),
@@ -373,11 +382,11 @@ def _open_results(cfg: Config, results: Path, selected: Mapping[str, np.ndarray]
         "checkpoint_step": step, "store": store_path, "store_fingerprint": attrs["store_fingerprint"],
         "config_yaml": config_to_yaml(cfg),
     })
-    save_resolved_config(cfg, results)
+    write_text_atomic(results / RESOLVED_CONFIG_NAME, config_to_yaml(cfg))  # as cmpipe.config.save_resolved_config
     _write_images_table(store_path, selected, results)
 
 
-def _resume(results: Path) -> tuple[set[int], int]:
+def _resume(results: Any) -> tuple[set[int], int]:
     """The images done, after removing the table parts of unfinished images (and their batch-mates)."""
     from cmpipe.store.posterior import done_images, mark_not_done
     from cmpipe.store.tables import remove_parts_not_done
@@ -403,6 +412,14 @@ def _todo(selected: Mapping[str, np.ndarray], done: set[int]) -> list[dict[str, 
             if int(i) not in done]
 
 
+def _absolute(path: str | os.PathLike[str]) -> Any:
+    """An absolute local path (what every actor finds), or an object-store URL's path as is."""
+    from cmpipe.store.location import as_path, is_remote
+
+    path = as_path(path)
+    return path if is_remote(path) else Path(path).resolve()
+
+
 def prepare(cfg: Config, store_path: str | os.PathLike[str], checkpoint: str | os.PathLike[str],
             results: str | os.PathLike[str]) -> InferPlan:
     """Check the inputs, claim ``results``, open its ``posterior.zarr`` and list the images to sample.
@@ -414,14 +431,20 @@ def prepare(cfg: Config, store_path: str | os.PathLike[str], checkpoint: str | o
     (``OutputError``); no test image is selected (:class:`InferError`). ``results`` holding a
     run of other settings is a ``PosteriorStoreError``. Resuming, table parts of unfinished
     images (a killed run) and corrupt parts are removed with their batch-mates, and those images
-    sampled again (:func:`cmpipe.store.tables.remove_parts_not_done`).
+    sampled again (:func:`cmpipe.store.tables.remove_parts_not_done`). Any of the three paths
+    may be an object-store URL: its bucket and credentials are checked first
+    (:func:`cmpipe.store.location.check_reachable`, a ``LocationError`` naming the URL).
     """
+    from cmpipe.store.location import as_path, check_reachable
     from cmpipe.store.outputs import claim_directory
 
-    store_path = str(Path(store_path).resolve())
+    store_path, checkpoint, results = _absolute(store_path), as_path(checkpoint), _absolute(results)
+    for path, what in ((store_path, "store"), (checkpoint, "checkpoint"), (results, "results directory")):
+        check_reachable(path, what)
+    store_path = str(store_path)
     attrs = _check_store(store_path)
     ckpt, hyperparameters, step = _check_checkpoint(checkpoint, attrs["store_fingerprint"])
-    results = claim_directory(Path(results).resolve(), "results", names=RESULTS_NAMES, what="results directory")
+    results = claim_directory(results, "results", names=RESULTS_NAMES, what="results directory")
     resolution = int(hyperparameters["model"]["resolution"])
     if resolution != cfg.model.resolution:
         logger.info("the checkpoint's model.resolution %d replaces the config's %d", resolution, cfg.model.resolution)
@@ -473,7 +496,9 @@ def finish(plan: InferPlan, seconds: Sequence[float], wall_s: float,
     if baselines:  # the trivial baselines on the same images (cmpipe.evaluation.baselines): seconds
         summary["baselines"] = run_baselines_for_config(plan.cfg, plan.store_path, plan.results, names=baselines,
                                                         selected=plan.selected)
-    (plan.results / "infer_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    from cmpipe.store.location import write_text_atomic
+
+    write_text_atomic(plan.results / "infer_summary.json", json.dumps(summary, indent=2) + "\n")  # the last write
     return summary
 
 
@@ -519,7 +544,8 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, loader: Cal
     paths : mapping
         ``store`` (a complete, normalised image store), ``run`` (a checkpoint file or a run
         directory, its latest checkpoint, trained on this store) and ``results`` (the output
-        directory: new, empty or cmpipe's results directory; see :func:`prepare`).
+        directory: new, empty or cmpipe's results directory; see :func:`prepare`); each a path
+        or an object-store URL.
     loader : callable, optional
         The model loader (tests pass a tiny model's; see :func:`load_worker`).
     baselines : sequence of str

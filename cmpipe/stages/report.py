@@ -4,7 +4,8 @@ Ray-free. The report reads only what ``cmpipe infer`` wrote; its ``evaluate`` se
 ones the results were made with, recorded as ``config_yaml`` in their posterior store (not the
 caller's configuration): this module turns that recorded :class:`cmpipe.config.Config` into
 its ``evaluate`` section for :mod:`cmpipe.evaluation.report` and
-:mod:`cmpipe.evaluation.compare`.
+:mod:`cmpipe.evaluation.compare`. Every results and output directory may be an object-store URL
+(:mod:`cmpipe.store.location`).
 """
 
 from __future__ import annotations

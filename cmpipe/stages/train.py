@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,7 +76,7 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
     paths : mapping
         ``"store"``: a complete, normalised image store; ``"run"``: the run directory
         (``metrics.csv``, ``config.resolved.yaml``, ``checkpoints/``), as
-        :func:`cmpipe.pipeline.run.pipeline_paths` names them.
+        :func:`cmpipe.pipeline.run.pipeline_paths` names them; each a path or an object-store URL.
     max_steps : int, optional
         Total steps to reach (default ``train.max_steps``).
     device : str
@@ -95,15 +94,19 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
     return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps, worker=WorkerContext(device=device))
 
 
-def plot_loss(run_dir: str | os.PathLike[str]) -> Path | None:
+def plot_loss(run_dir: str | os.PathLike[str]) -> Any:
     """Write ``loss.png`` (:func:`cmpipe.plots.training.plot_loss_curve`) of a run directory's
-    ``metrics.csv``; None (nothing written) if the run has no ``metrics.csv``."""
+    ``metrics.csv`` (a path or an object-store URL; the figure written whole,
+    :func:`cmpipe.store.location.save_figure`); None (nothing written) if the run has no
+    ``metrics.csv``."""
     from cmpipe.plots.training import plot_loss_curve, read_metrics
+    from cmpipe.store.location import save_figure
+    from cmpipe.store.tables import refreshed
 
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.csv"
+    run_dir = refreshed(run_dir)
+    metrics = refreshed(run_dir / "metrics.csv")
     if not metrics.is_file():
         return None
     path = run_dir / LOSS_PLOT
-    plot_loss_curve(read_metrics(metrics)).savefig(path, dpi=120)
+    save_figure(plot_loss_curve(read_metrics(metrics)), path, dpi=120)
     return path

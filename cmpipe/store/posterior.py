@@ -26,16 +26,25 @@ may run concurrently. Root attributes: ``cmpipe_posterior_schema_version``, ``ta
 ``steps``, ``denoise``, ``seed``, ``checkpoint`` (path), ``checkpoint_step``,
 ``store`` (path), ``store_fingerprint``, ``config_yaml`` (the resolved config of the run).
 A rerun with another sampler, checkpoint or store is refused (:func:`open_or_create`).
+
+``RESULTS`` may be an object-store URL (:mod:`cmpipe.store.location`): the group is then opened
+through zarr's ``FsspecStore``. Every chunk is one object written in one PUT, and an image's
+``done`` chunk (one image per chunk) is written after its maps, so a reader that sees ``done``
+sees the maps (S3's strong read-after-write consistency); whether the store exists is asked
+afresh (:func:`cmpipe.store.tables.refreshed`), never from a listing cached before another
+process wrote it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from cmpipe.store.location import AnyPath, as_path, zarr_store
+from cmpipe.store.tables import refreshed
 
 #: Version of the posterior store's layout; bump on any change.
 POSTERIOR_SCHEMA_VERSION = 1
@@ -49,8 +58,10 @@ class PosteriorStoreError(ValueError):
     """A posterior store that cannot be continued, or is incomplete."""
 
 
-def posterior_path(results: str | os.PathLike[str]) -> Path:
-    return Path(results) / "posterior.zarr"
+def posterior_path(results: str | os.PathLike[str]) -> AnyPath:
+    """``RESULTS/posterior.zarr`` (a path or a URL; its fsspec listing cache dropped, so that
+    ``exists()`` is asked afresh: :func:`cmpipe.store.tables.refreshed`)."""
+    return refreshed(as_path(results) / "posterior.zarr")
 
 
 def open_or_create(
@@ -79,7 +90,7 @@ def open_or_create(
 
     path = posterior_path(results)
     if path.exists():
-        group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        group = zarr.open_group(zarr_store(path), mode="r+", use_consolidated=False)
         for key in IDENTITY_ATTRS:
             if group.attrs.get(key) != attrs.get(key):
                 raise PosteriorStoreError(
@@ -92,7 +103,7 @@ def open_or_create(
     m = len(meta["image_index"])
     r = int(attrs["resolution"])
     s = int(attrs["n_samples"])
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group = zarr.open_group(zarr_store(path), mode="w", zarr_format=3)
     for name, dtype in (("image_index", "int64"), ("halo_id", "int64"), ("log10_m200m_msun_h", "float64")):
         arr = group.create_array(name, shape=(m,), chunks=(max(m, 1),), dtype=dtype, dimension_names=["image"])
         arr[:] = np.asarray(meta[name], dtype=dtype)
@@ -124,7 +135,8 @@ def open_posterior(results: str | os.PathLike[str], require_complete: bool = Fal
     path = posterior_path(results)
     if not path.exists():
         raise PosteriorStoreError(f"{path}: no posterior store (run `cmpipe infer` first)")
-    group = zarr.open_group(str(path), mode="r+" if writable else "r", use_consolidated=False)
+    group = zarr.open_group(zarr_store(path, read_only=not writable), mode="r+" if writable else "r",
+                            use_consolidated=False)
     version = group.attrs.get("cmpipe_posterior_schema_version")
     if version != POSTERIOR_SCHEMA_VERSION:
         raise PosteriorStoreError(f"{path}: schema version {version}, this cmpipe reads {POSTERIOR_SCHEMA_VERSION}")
@@ -153,11 +165,39 @@ def mark_not_done(results: str | os.PathLike[str], images: set[int]) -> None:
         group["done"][int(row)] = 0
 
 
+def write_images(group, rows: Sequence[int], images: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Write several images' ``truth``, ``condition``, ``mean``, ``std`` (and ``samples``, if the
+    store keeps them), then mark them done.
+
+    Each array is opened once and the images' chunks (one image per chunk) are written together,
+    concurrently by zarr: a few requests per batch on an object store, not a few per image. The
+    ``done`` flags are written after every map of the batch.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The posterior store, writable (:func:`open_posterior`).
+    rows : sequence of int
+        The images' positions in the posterior store (distinct).
+    images : sequence of mappings
+        One per row: array name -> that image's array (cast to float32).
+    """
+    if len(rows) == 0:
+        return
+    index = np.asarray(rows, dtype=np.int64)
+    for name in images[0]:
+        try:
+            array = group[name]
+        except KeyError:
+            if name == "samples":  # not kept (infer.save_samples false)
+                continue
+            raise
+        array.oindex[index] = np.stack([np.asarray(image[name], dtype=np.float32) for image in images])
+    group["done"].oindex[index] = np.ones(len(index), dtype=np.uint8)
+
+
 def write_image(group, row: int, arrays: Mapping[str, np.ndarray]) -> None:
     """Write one image's ``truth``, ``condition``, ``mean``, ``std`` (and ``samples``), then
-    mark it done. ``row`` is the image's position in the posterior store."""
-    for name, value in arrays.items():
-        if name == "samples" and "samples" not in group:
-            continue
-        group[name][row] = np.asarray(value, dtype=np.float32)
-    group["done"][row] = 1
+    mark it done (:func:`write_images` of one image). ``row`` is the image's position in the
+    posterior store."""
+    write_images(group, [row], [arrays])

@@ -38,19 +38,29 @@ write the same tables under ``RESULTS/baselines/<name>/tables/``.
 ``input_<condition>``, one per condition channel of the model (``model.conditions``; by
 default ``input_sz_y`` / ``input_xray_sb``, with ``kappa`` also ``input_kappa``): the condition
 map against the truth, the paper's linear baseline; ``b`` is NaN there, the maps have other units.
+
+Every ``RESULTS`` may be an object-store URL (:mod:`cmpipe.store.location`). A part is written
+whole or not at all: a temporary file renamed into place on disk, one PUT of the final object on
+an object store (:func:`cmpipe.store.location.write_bytes_atomic`); no rename is used there. Which
+parts exist is decided by listing ``tables/<table>/`` afresh (:func:`refreshed`: fsspec's listing
+cache is dropped first, since Ray actors in other processes write the parts), and a part is kept
+only if it reads whole (:func:`remove_parts_not_done`): so exactly-once rows rest on the atomic
+PUT and on S3's strong list-after-write consistency, not on POSIX ``rename``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
 
 #: Version of every table's schema; bump on any change.
 TABLE_SCHEMA_VERSION = 2
@@ -168,6 +178,24 @@ class TableError(ValueError):
     """A result table is missing, unreadable (corrupt Parquet), or its schema is not this cmpipe's."""
 
 
+def refreshed(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """``path`` (:func:`cmpipe.store.location.as_path`), with fsspec's cached listings of it and
+    its parents dropped on an object store, so that ``exists``, ``is_file``, ``is_dir`` and
+    ``iterdir`` see what other processes (Ray actors, Train workers, an earlier run) wrote since
+    this process last listed there. Local paths: nothing to drop."""
+    path = as_path(path)
+    if is_remote(path):
+        path.fs.invalidate_cache(path.path)
+    return path
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of one Parquet file (pyarrow's defaults, as ``pq.write_table``)."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
 def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
     """``pyarrow.parquet.read_table``, a corrupt or truncated file raising :class:`TableError`
     that names it.
@@ -188,8 +216,10 @@ def read_parquet(path: str | os.PathLike[str], columns: Sequence[str] | None = N
     FileNotFoundError
         If there is no file at ``path``.
     """
+    path = as_path(path)
     try:
-        return pq.read_table(path, columns=None if columns is None else list(columns))
+        source = pa.BufferReader(path.read_bytes()) if is_remote(path) else path
+        return pq.read_table(source, columns=None if columns is None else list(columns))
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as exc:
@@ -223,28 +253,28 @@ def part_name(images: Sequence[int]) -> str:
     return f"part-{min(images):08d}-{max(images):08d}.parquet"
 
 
-def write_part(results: str | os.PathLike[str], name: str, table: pa.Table, images: Sequence[int]) -> Path:
-    """Write one part of table ``name`` atomically (temporary file, then rename)."""
-    directory = Path(results) / "tables" / name
-    directory.mkdir(parents=True, exist_ok=True)
+def write_part(results: str | os.PathLike[str], name: str, table: pa.Table, images: Sequence[int]) -> AnyPath:
+    """Write one part of table ``name`` whole: a temporary file renamed into place on disk, one
+    PUT of the final object on an object store (:func:`cmpipe.store.location.write_bytes_atomic`)."""
+    directory = as_path(results) / "tables" / name
+    if not is_remote(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     path = directory / part_name(images)
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, _parquet_bytes(table))
     return path
 
 
 def part_images(path: str | os.PathLike[str]) -> range:
     """The store images a part's name spans, ``first ..= last`` (a superset of its images)."""
-    match = _PART_RE.fullmatch(Path(path).name)
+    match = _PART_RE.fullmatch(as_path(path).name)
     if match is None:
         raise TableError(f"{path}: not a table part name (part-FIRST-LAST.parquet)")
     return range(int(match.group(1)), int(match.group(2)) + 1)
 
 
-def part_paths(results: str | os.PathLike[str], name: str) -> list[Path]:
-    """The parts of table ``name``, in file-name order."""
-    directory = Path(results) / "tables" / name
+def part_paths(results: str | os.PathLike[str], name: str) -> list[AnyPath]:
+    """The parts of table ``name``, in file-name order (listed afresh: :func:`refreshed`)."""
+    directory = refreshed(as_path(results) / "tables" / name)
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if _PART_RE.fullmatch(p.name))
@@ -260,7 +290,7 @@ def read_table(results: str | os.PathLike[str], name: str) -> pa.Table:
     """
     parts = part_paths(results, name)
     if not parts:
-        raise TableError(f"{Path(results) / 'tables' / name}: no Parquet parts (run `cmpipe infer` first)")
+        raise TableError(f"{as_path(results) / 'tables' / name}: no Parquet parts (run `cmpipe infer` first)")
     tables = []
     for path in parts:
         table = read_parquet(path)
@@ -272,18 +302,17 @@ def read_table(results: str | os.PathLike[str], name: str) -> pa.Table:
     return table.sort_by([("image_index", "ascending")])
 
 
-def images_path(results: str | os.PathLike[str]) -> Path:
-    return Path(results) / "images.parquet"
+def images_path(results: str | os.PathLike[str]) -> AnyPath:
+    """``RESULTS/images.parquet`` (its fsspec listing cache dropped: :func:`refreshed`)."""
+    return refreshed(as_path(results) / "images.parquet")
 
 
-def write_images_table(results: str | os.PathLike[str], columns: Mapping[str, Sequence[Any]]) -> Path:
-    """Write ``RESULTS/images.parquet`` (:data:`IMAGES_SCHEMA`) atomically."""
+def write_images_table(results: str | os.PathLike[str], columns: Mapping[str, Sequence[Any]]) -> AnyPath:
+    """Write ``RESULTS/images.parquet`` (:data:`IMAGES_SCHEMA`) whole (as :func:`write_part`)."""
     path = images_path(results)
     table = pa.table({f: pa.array(columns[f], type=IMAGES_SCHEMA.field(f).type) for f in IMAGES_SCHEMA.names},
                      schema=IMAGES_SCHEMA)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, _parquet_bytes(table))
     return path
 
 
@@ -301,7 +330,45 @@ def read_images_table(results: str | os.PathLike[str]) -> pa.Table:
     return read_parquet(path).cast(IMAGES_SCHEMA)
 
 
-def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tuple[list[Path], set[int]]:
+def _read_parts(results: str | os.PathLike[str]) -> tuple[dict[AnyPath, set[int]], list[AnyPath]]:
+    """Every part of every table, listed afresh: ``(readable part -> its images, corrupt parts)``.
+    A part is readable only if every column decodes (:func:`read_parquet`)."""
+    parts: dict[AnyPath, set[int]] = {}
+    corrupt: list[AnyPath] = []
+    for name in SCHEMAS:
+        for p in part_paths(results, name):
+            try:
+                parts[p] = set(read_parquet(p).column("image_index").to_pylist())
+            except TableError as exc:
+                reason = str(exc)
+            except KeyError:
+                reason = f"{p}: no image_index column"
+            else:
+                continue
+            logger.warning("%s; removed with its batch-mates, whose images are sampled again", reason)
+            corrupt.append(p)
+    return parts, corrupt
+
+
+def _incomplete_batches(tables_dir: AnyPath, parts: Mapping[AnyPath, set[int]], corrupt: Sequence[AnyPath]) -> set[int]:
+    """Images of the batches whose part is missing from a table that has parts (one batch writes
+    one part of each table, the same name in each; a part deleted since, by hand or by a bucket's
+    lifecycle rule, leaves its batch-mates without it)."""
+    tables = {p.parent.name for p in (*parts, *corrupt)}
+    found: dict[str, dict[str, set[int]]] = {}
+    for p in (*parts, *corrupt):
+        found.setdefault(p.name, {})[p.parent.name] = parts.get(p, set())
+    lost: set[int] = set()
+    for name, by_table in sorted(found.items()):
+        missing = sorted(tables - set(by_table))
+        if missing:
+            logger.warning("%s: no part %s in table(s) %s; its batch's parts are removed and its images sampled again",
+                           tables_dir, name, ", ".join(missing))
+            lost |= set().union(*by_table.values())
+    return lost
+
+
+def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tuple[list[AnyPath], set[int]]:
     """Delete every table part that holds an image not in ``done`` (left by a killed run).
 
     A part is written before its images are marked done, so after a crash a part may exist for
@@ -314,31 +381,23 @@ def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tu
     removed the same way, with a warning naming the file: its images are those of its
     batch-mates, the parts of the same name in the other tables (one batch writes one part per
     table); where none of them can be read either, every image its name spans
-    (:func:`part_images`, a superset: redoing more images is safe).
+    (:func:`part_images`, a superset: redoing more images is safe). A batch whose part is missing
+    from one of the tables (deleted since it was written) goes the same way, with a warning.
+
+    On an object store the parts are listed afresh (:func:`part_paths`) and each is one object
+    written in one PUT: a part exists whole or not at all, and no temporary object is ever left
+    (on disk, the temporary files of a killed writer are deleted here).
 
     Returns
     -------
-    removed : list of Path
+    removed : list of path
     redo : set of int
         Images of ``done`` whose rows were removed.
     """
-    removed: list[Path] = []
-    lost: set[int] = set()
-    tables_dir = Path(results) / "tables"
-    parts: dict[Path, set[int]] = {}
-    corrupt: list[Path] = []
-    for name in SCHEMAS:
-        for p in part_paths(results, name):
-            try:  # every column decoded: a part is kept only if it is whole
-                parts[p] = set(read_parquet(p).column("image_index").to_pylist())
-            except TableError as exc:
-                reason = str(exc)
-            except KeyError:
-                reason = f"{p}: no image_index column"
-            else:
-                continue
-            logger.warning("%s; removed with its batch-mates, whose images are sampled again", reason)
-            corrupt.append(p)
+    removed: list[AnyPath] = []
+    tables_dir = as_path(results) / "tables"
+    parts, corrupt = _read_parts(results)
+    lost = _incomplete_batches(tables_dir, parts, corrupt)
     for p in corrupt:
         mates = [images for q, images in parts.items() if q.name == p.name]
         p.unlink()
@@ -354,6 +413,7 @@ def remove_parts_not_done(results: str | os.PathLike[str], done: set[int]) -> tu
                 del parts[path]
                 lost |= images
                 changed = True
-    for tmp in tables_dir.glob("*/.part-*.tmp") if tables_dir.is_dir() else []:
-        tmp.unlink()
+    if not is_remote(tables_dir) and tables_dir.is_dir():
+        for tmp in tables_dir.glob("*/.part-*.tmp"):
+            tmp.unlink()
     return removed, lost & done
