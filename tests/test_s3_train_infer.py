@@ -16,8 +16,8 @@ count (one torch thread, as a Ray Train worker with one CPU and the inference ac
   serial stage on disk (the sampling time aside); a rerun samples nothing; after a deleted part
   and an interrupted image, a serial rerun on the bucket redoes exactly their batches and every
   table again equals the local one: each image's rows once.
-* Report: ``cmpipe report`` reading and writing the bucket writes the local report's text and
-  tables, byte for byte, and prints its headline numbers.
+* Report: checked end to end in ``tests/test_s3_pipeline.py`` (``cmpipe pipeline`` to a bucket
+  writes the local run's report, byte for byte).
 * A missing bucket: ``cmpipe train``, ``infer`` and ``report`` stop with one line naming the URL.
 """
 
@@ -248,25 +248,3 @@ def test_reruns_in_a_bucket_write_each_images_rows_once(results, caplog):
     clusters = read_table(url, "clusters").to_pydict()
     assert all(clusters["image_index"].count(i) == 2 for i in set(clusters["image_index"]))  # 2 channels, once
     assert open_posterior(url, require_complete=True)["done"][:].all()
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def test_report_in_a_bucket_equals_the_local_report(results, capsys):
-    from cmpipe.cli import main
-    from cmpipe.stages.report import run as report_run
-
-    local, url, *_ = results
-    mine = report_run(None, {"results": local})
-    assert main(["report", "--results", url, "--out", f"{url}/report"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1] == f"{url}/report/report.md"
-    remote = {name: (as_path(url) / "report" / name).read_bytes() for name in _objects(f"{url}/report")}
-    on_disk = {p.name: p.read_bytes() for p in (local / "report").iterdir()}
-    assert sorted(remote) == sorted(on_disk)
-    texts = [n for n in on_disk if n.endswith((".md", ".csv"))]
-    assert "report.md" in texts and "table1.csv" in texts
-    for name in texts:
-        assert remote[name] == on_disk[name], name
-    assert "\n".join(out[:-1]) == mine["headline_text"]  # the CLI prints the headline numbers
