@@ -279,3 +279,17 @@ def test_kappa_joins_the_inputs_of_a_kappa_model(sky_run, tmp_path):
     assert fits.getheader(result["fits"], "MEAN")["CONDS"] == "sz_y,xray_sb,kappa"
     with pytest.raises(FitsError, match=r"conditions sz_y, xray_sb, kappa: give --kappa \(kappa\)"):
         reconstruct(run, sz, xray, tmp_path / "k2.fits", n_samples=2, sampler=sampler, infer_cfg=infer)
+
+
+def test_batch_inputs_pick_up_kappa_partners(tmp_path):
+    # Oracle: the documented names: <name>kappa<rest>.fits joins its cluster where it exists ('' where
+    # not), and a table's optional kappa column (relative to the table) is read the same.
+    from cmpipe.pipeline.reconstruct import find_fits_pairs
+
+    for name in ("a_sz_y.fits", "a_xray_sb.fits", "a_kappa.fits", "b_sz_y.fits", "b_xray_sb.fits"):
+        (tmp_path / name).write_bytes(b"")
+    pairs = find_fits_pairs(tmp_path)
+    assert [(p["name"], p["kappa"]) for p in pairs] == [("a_", str(tmp_path / "a_kappa.fits")), ("b_", "")]
+    table = tmp_path / "clusters.csv"
+    table.write_text("name,sz,xray,kappa\na_,a_sz_y.fits,a_xray_sb.fits,a_kappa.fits\nb_,b_sz_y.fits,b_xray_sb.fits,\n")
+    assert find_fits_pairs(table) == pairs

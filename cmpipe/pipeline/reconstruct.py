@@ -7,11 +7,12 @@ The inputs are pairs of FITS maps, one y and one S_X map per cluster, found by
 listed in a table (CSV or Parquet with columns ``name``, ``sz``, ``xray`` and optionally
 ``kappa``; relative paths are relative to the table). Maps on the sky (a celestial WCS) are
 placed with each cluster's own ``REDSHIFT`` header keyword and central pixel
-(:func:`cmpipe.stages.reconstruct.reconstruct`). :func:`reconstruct_many` hands the clusters whose output does not exist yet to a Ray Data
-actor pool (``infer.actors``, ``infer.cpus_per_actor``, ``infer.gpus_per_actor``); each actor
-loads the model once and runs :func:`cmpipe.stages.reconstruct.reconstruct` per cluster, writing
-``OUT/<name>recon.fits`` and its PNG. Cluster ``i`` of the sorted list samples from seed
-``seed + i``. A rerun skips clusters already written; ``OUT/reconstructions.csv`` lists them all.
+(:func:`cmpipe.stages.reconstruct.reconstruct`). :func:`reconstruct_many` hands the clusters
+whose output does not exist yet to a Ray Data actor pool (``infer.actors``,
+``infer.cpus_per_actor``, ``infer.gpus_per_actor``); each actor loads the model once and runs
+:func:`cmpipe.stages.reconstruct.reconstruct` per cluster, writing ``OUT/<name>recon.fits`` and
+its PNG. Cluster ``i`` of the sorted list samples from seed ``seed + i``. A rerun skips clusters
+already written; ``OUT/reconstructions.csv`` lists them all.
 
 Nothing is lost and one bad cluster does not stop the others: before Ray starts, the outputs are
 checked (none may be an input; an existing file in a directory cmpipe did not make is kept unless

@@ -1,9 +1,13 @@
 """Reconstruct gas and dark-matter maps from SZ and X-ray FITS images (no Ray).
 
-:func:`reconstruct` reads a Compton-y map and an X-ray surface-brightness map (FITS with a
-physical-length WCS, :mod:`cmpipe.store.fits`), puts them on the model's grid, draws posterior
-samples of (gas_sigma, dm_sigma) with a trained checkpoint and writes the posterior mean and
-std (and optionally the samples) as FITS, with a PNG quick look beside it.
+:func:`reconstruct` reads a Compton-y map and an X-ray surface-brightness map (and a
+convergence map, for models trained with a ``kappa`` condition), puts them on the model's grid,
+draws posterior samples of (gas_sigma, dm_sigma) with a trained checkpoint and writes the
+posterior mean and std (and optionally the samples) as FITS, with a PNG quick look beside it.
+The maps have a physical-length WCS about the halo, or a celestial one (RA/Dec, any projection
+astropy.wcs reads) with the cluster's redshift: those are reprojected onto the model grid's
+TAN projection at the cluster, its pixel ``model pixel [Mpc] / D_A(z)`` with colossus' D_A in
+the model's cosmology (:mod:`cmpipe.store.fits`, "Maps on the sky").
 :func:`export_store_fits` writes images of an image store as FITS files, the inputs
 :func:`reconstruct` takes.
 
@@ -29,6 +33,37 @@ the range, flags the inputs: a one-line warning, or with ``strict`` a refusal
 (:class:`OutOfDistributionError`) before sampling. The FITS headers record ``OODFLAG``,
 ``OODMAXF``, ``OODFRAC1``/``OODFRAC2`` (sz_y, xray_sb), ``TOTALY``/``TOTALX`` and
 ``OODTOTY``/``OODTOTX`` (undefined when unknown).
+
+The output FITS
+---------------
+Each HDU with maps (``MEAN``, ``STD``, ``SAMPLES``; the empty primary repeats the keywords but the
+WCS, ``BUNIT`` and ``ARCMINPX``) carries:
+
+==========================  ===================================================================
+keyword                     value
+==========================  ===================================================================
+WCS                         sky inputs: TAN at the cluster (``CRVAL``), north up, east left,
+                            the input's frame (``RADESYS``), ``CDELT`` [deg] = ``PIXMPC`` /
+                            ``DA_MPC``, and the grid in Mpc as alternate WCS ``P``; physical
+                            inputs: linear ``X``, ``Y`` in Mpc (:mod:`cmpipe.store.fits`)
+``BUNIT``                   ``''`` (dimensionless: ``Sigma / (rho_bar L)``, the model's units)
+                            or ``'solMass Mpc-2'`` (``physical_units``)
+``RHOLn``                   ``rho_bar L`` of plane n [Msun Mpc^-2]: mean density of the
+                            component at ``ZMODEL`` times the projection depth ``DEPTHMPC``
+``MSUNMPCn``, ``MSUNSRn``   Msun Mpc^-2 and Msun sr^-1 per data unit of plane n
+                            (``MSUNSRn = MSUNMPCn * DA_MPC**2``; without a redshift, no
+                            ``MSUNSRn``)
+``REDSHIFT``, ``DA_MPC``    the cluster's redshift and angular diameter distance [Mpc]
+``ARCMINPX``, ``PIXMPC``    the model pixel [arcmin] and [Mpc]
+``H0``, ``OM0``, ``OB0``,   the cosmology, named as ``astropy.cosmology.FlatLambdaCDM``'s
+``TCMB0``, ``NEFF``         parameters (massless neutrinos: ``m_nu=0``), and ``SIGMA8``,
+                            ``NS``, ``ZMODEL``
+``CONDS``                   the model's conditions, in order
+==========================  ===================================================================
+
+``astropy.nddata.CCDData.read(path, hdu="MEAN")`` reads the cube with its unit and WCS;
+``reproject`` takes a plane or the cube with the celestial part of the WCS:
+``reproject_exact((hdu.data, WCS(hdu.header).celestial), target)``.
 
 Outputs are checked before any work (:func:`cmpipe.store.outputs.check_output_file`): never an
 input, and an existing file (the FITS or its PNG) is kept unless ``overwrite``.
@@ -645,7 +680,8 @@ def _sky_grid(grid: ModelGrid, images: Mapping[str, Any], cosmology: Any, z: flo
         said = "given"
     wcs = sky_grid_wcs(grid.npix, pixel_deg, where, first.wcs)
     messages.append(f"sky grid: z = {z:g}, D_A = {d_a:.6g} Mpc, model pixel {grid.pixel_mpc:g} Mpc = "
-                    f"{pixel_deg * 60:.5g} arcmin; centre ({wcs.wcs.crval[0]:.6f}, {wcs.wcs.crval[1]:.6f}) deg ({said})")
+                    f"{pixel_deg * 60:.5g} arcmin; centre ({wcs.wcs.crval[0]:.6f}, {wcs.wcs.crval[1]:.6f}) deg "
+                    f"({said})")
     return wcs
 
 

@@ -36,6 +36,23 @@ Reading (:func:`read_map_fits`) understands ``CDELTi`` (with or without ``PCi_j`
 (flipped back so that ``x`` grows with ``ix``), and refuses, naming the file, a missing pixel
 scale or length unit, non-square or rotated pixels, and unparseable units.
 :func:`check_and_resample` converts a map's unit to a channel's and puts it on a model's grid.
+
+Maps on the sky
+---------------
+A map whose WCS has celestial axes (RA/Dec, Galactic, ecliptic; TAN, SIN, CAR, ... any
+projection and rotation ``astropy.wcs`` reads) is a :class:`SkyImage`
+(:func:`read_input_fits` tells the two kinds apart). :func:`sky_grid_wcs` builds a model grid
+on the sky: a TAN projection at the cluster, north up and east left, its pixel the model pixel
+[Mpc] over the angular diameter distance (given by the caller: this module does no physics).
+:func:`reproject_to_grid` carries the model pixels' corners to the input's pixels through both
+WCSs (with a frame transformation if needed) and takes each model pixel as the exact
+area-weighted mean of the input over its footprint (:func:`polygon_resample`, polygon
+clipping in the input's pixel plane): y and S_X are intensities (a line integral per
+sightline; a brightness per steradian), so surface brightness is kept pixel by pixel and the
+flux of the field is conserved. This is what ``reproject.reproject_exact`` computes (it clips
+on the sphere; the two agree to about 1e-6 on a rotated SIN map), without its dependencies
+(dask, dask-image, pyavm). Outputs on such a grid carry :func:`sky_wcs_cards`: the celestial
+WCS, and the model grid in Mpc as the alternate WCS ``P``.
 """
 
 from __future__ import annotations
@@ -828,7 +845,8 @@ def sky_wcs_cards(wcs: Any, pixel_mpc: float) -> list[tuple[str, Any, str]]:
     for i, comment in ((0, "longitude"), (1, "latitude")):
         n = i + 1
         cards += [(f"CTYPE{n}", w.ctype[i], f"{comment}, gnomonic projection"), (f"CUNIT{n}", "deg", ""),
-                  (f"CRPIX{n}", float(w.crpix[i]), "halo centre"), (f"CRVAL{n}", float(w.crval[i]), "[deg] halo centre"),
+                  (f"CRPIX{n}", float(w.crpix[i]), "halo centre"),
+                  (f"CRVAL{n}", float(w.crval[i]), "[deg] halo centre"),
                   (f"CDELT{n}", float(w.cdelt[i]), "[deg] pixel size at the redshift")]
     if w.radesys:
         cards.append(("RADESYS", w.radesys, "celestial frame"))
