@@ -38,7 +38,7 @@ from cmpipe.store.schema import TARGET_CHANNELS as TARGETS
 __all__ = ["Reconstruction", "Reconstructor", "open_posterior", "open_store"]
 
 #: Condition channels the model takes, and the astropy unit string of each input array.
-INPUT_UNITS = {"sz_y": "", "xray_sb": "erg s-1 cm-2 sr-1"}
+INPUT_UNITS = {"sz_y": "", "xray_sb": "erg s-1 cm-2 sr-1", "kappa": ""}
 
 
 def _pixel_centres_mpc(npix: int, pixel_mpc: float) -> np.ndarray:
@@ -122,8 +122,9 @@ class Reconstruction:
         run's cosmology and projection depth); empty when the checkpoint's run is unknown.
     messages : list of str
         What was done to the inputs (unit conversion, resampling, crop).
-    condition : ndarray, shape (2, R, R)
-        The inputs on the model grid (sz_y [dimensionless], xray_sb [erg s-1 cm-2 sr-1]).
+    condition : ndarray, shape (C, R, R)
+        The inputs on the model grid, in the model's condition order (sz_y [dimensionless],
+        xray_sb [erg s-1 cm-2 sr-1], and kappa [dimensionless] for a model trained on it).
     """
 
     samples: np.ndarray
@@ -188,8 +189,10 @@ class Reconstructor:
         run = grid.config if grid is not None else None
         self.sigma_unit_msun_mpc2 = _sigma_units(run.cosmology, run.maps.depth_mpc) if run is not None else {}
 
-    def sample(self, y: Any, s_x: Any, *, pixel_mpc: float, n_samples: int = 50, seed: int = 0) -> Reconstruction:
-        """Posterior samples of (gas_sigma, dm_sigma) given a Compton-y and an X-ray map.
+    def sample(self, y: Any, s_x: Any, *, pixel_mpc: float, n_samples: int = 50, seed: int = 0,
+               kappa: Any = None) -> Reconstruction:
+        """Posterior samples of (gas_sigma, dm_sigma) given a Compton-y and an X-ray map (and a
+        convergence map, for a model trained with a ``kappa`` condition).
 
         Parameters
         ----------
@@ -204,6 +207,9 @@ class Reconstructor:
             Posterior samples (>= 2).
         seed : int
             The samples depend only on ``seed`` (as image 0 of ``cmpipe reconstruct``).
+        kappa : array, shape (H, W), optional
+            Weak-lensing convergence [dimensionless], on the grid of ``y``; needed exactly when
+            the model's conditions include ``kappa``.
         """
         from cmpipe.model.sampling import image_seed
 
@@ -211,8 +217,13 @@ class Reconstructor:
             raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
         model_pixel = self.model_pixel_mpc if self.model_pixel_mpc is not None else float(pixel_mpc)
         messages = [f"model grid: {self.resolution}x{self.resolution} pixels of {model_pixel:g} Mpc"]
+        given = {"sz_y": y, "xray_sb": s_x, "kappa": kappa}
+        conditions = tuple(self._sampler.conditions)
+        if (kappa is None) == ("kappa" in conditions):
+            raise ValueError(f"the model's conditions are {', '.join(conditions)}: "
+                             f"{'pass kappa=' if kappa is None else 'drop kappa='}")
         maps = []
-        for name, data in (("sz_y", y), ("xray_sb", s_x)):
+        for name, data in ((c, given[c]) for c in conditions):
             grid_map, notes = _on_model_grid(name, data, float(pixel_mpc), model_pixel, self.resolution)
             maps.append(grid_map)
             messages.extend(notes)

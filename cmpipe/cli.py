@@ -543,8 +543,20 @@ def _run_compare(args: argparse.Namespace, cfg: Config) -> int:
 def _add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     """A checkpoint and the observed maps as FITS: one cluster (--sz, --xray) or many (--inputs)."""
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint file or a run directory")
-    parser.add_argument("--sz", metavar="FITS", help="Compton-y map (dimensionless), with a WCS in Mpc or kpc")
+    parser.add_argument("--sz", metavar="FITS",
+                        help="Compton-y map (dimensionless), with a WCS in Mpc or kpc about the halo, or on the sky "
+                             "(RA/Dec, any standard projection) with --redshift or a REDSHIFT header keyword")
     parser.add_argument("--xray", metavar="FITS", help="X-ray surface brightness map (erg s-1 cm-2 sr-1)")
+    parser.add_argument("--kappa", metavar="FITS",
+                        help="weak-lensing convergence map, for a model trained with a kappa condition "
+                             "(model.conditions)")
+    parser.add_argument("--redshift", type=float, metavar="Z",
+                        help="the cluster's redshift (default: REDSHIFT or Z in the headers); needed for sky maps")
+    parser.add_argument("--centre", type=float, nargs=2, metavar=("LON", "LAT"),
+                        help="cluster centre [deg] in the sky map's frame (RA Dec); default: the map's central pixel")
+    parser.add_argument("--physical-units", action="store_true",
+                        help="write surface densities in Msun Mpc-2 (BUNIT solMass Mpc-2) instead of the model's "
+                             "dimensionless units (the factors are in the headers either way)")
     parser.add_argument("--inputs", metavar="DIR_OR_TABLE",
                         help="many clusters, through Ray Data: a directory of <name>sz_y*.fits / <name>xray_sb*.fits "
                              "pairs, or a CSV/Parquet table with columns name, sz, xray")
@@ -579,14 +591,17 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
     if not 0.0 <= max_fraction <= 1.0:
         raise ConfigError(f"--ood-max-fraction must be in [0, 1]; got {max_fraction}")
     if args.inputs:
-        if args.sz or args.xray:
-            raise ConfigError("--inputs reconstructs many clusters: drop --sz and --xray")
+        if args.sz or args.xray or args.kappa:
+            raise ConfigError("--inputs reconstructs many clusters: drop --sz, --xray and --kappa")
+        if args.redshift is not None or args.centre is not None:
+            raise ConfigError("--inputs: each cluster's redshift and centre come from its maps (REDSHIFT keyword, "
+                              "central pixel); drop --redshift and --centre")
         from cmpipe.pipeline.reconstruct import reconstruct_many
 
         summary = reconstruct_many(cfg, args.checkpoint, args.inputs, args.recon, n_samples=args.samples,
                                    seed=args.seed, pixel_mpc=args.pixel_mpc, save_samples=args.save_samples,
                                    address=args.address, overwrite=args.overwrite, strict=args.strict,
-                                   max_ood_fraction=max_fraction)
+                                   max_ood_fraction=max_fraction, physical_units=args.physical_units)
         print(summary["table"])
         print(f"{summary['clusters']} clusters: {summary['done_before']} done before, "
               f"{summary['reconstructed']} reconstructed, {len(summary['failed'])} failed, "
@@ -599,14 +614,17 @@ def _run_reconstruct(args: argparse.Namespace, cfg: Config) -> int:
                   f"errors in {summary['table']}, a rerun retries them", file=sys.stderr)
             return 1
         return 0
-    if not (args.sz and args.xray):
-        raise ConfigError("give --sz and --xray (one cluster) or --inputs (many)")
+    if not (args.sz or args.xray or args.kappa):
+        raise ConfigError("give --sz and --xray (and --kappa for a model trained on it) for one cluster, "
+                          "or --inputs for many")
     from cmpipe.stages import reconstruct
 
-    paths = {"checkpoint": args.checkpoint, "sz": args.sz, "xray": args.xray, "out": args.recon}
+    paths = {"checkpoint": args.checkpoint, "sz": args.sz, "xray": args.xray, "kappa": args.kappa, "out": args.recon}
     result = reconstruct.run(cfg, paths, n_samples=args.samples, seed=args.seed, pixel_mpc=args.pixel_mpc,
                              save_samples=args.save_samples, device=args.device, overwrite=args.overwrite,
-                             strict=args.strict, max_ood_fraction=max_fraction)
+                             strict=args.strict, max_ood_fraction=max_fraction, redshift=args.redshift,
+                             centre=None if args.centre is None else tuple(args.centre),
+                             physical_units=args.physical_units)
     for message in result["messages"]:
         print(f"cmpipe: {message}")
     print(result["fits"])

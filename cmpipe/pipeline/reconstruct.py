@@ -2,13 +2,17 @@
 
 The inputs are pairs of FITS maps, one y and one S_X map per cluster, found by
 :func:`find_fits_pairs` in a directory (``<name>sz_y<rest>.fits`` with its partner
-``<name>xray_sb<rest>.fits``, the names ``cmpipe generate --export-fits`` writes) or listed in a
-table (CSV or Parquet with columns ``name``, ``sz``, ``xray``; relative paths are relative to the
-table). :func:`reconstruct_many` hands the clusters whose output does not exist yet to a Ray Data
-actor pool (``infer.actors``, ``infer.cpus_per_actor``, ``infer.gpus_per_actor``); each actor
-loads the model once and runs :func:`cmpipe.stages.reconstruct.reconstruct` per cluster, writing
-``OUT/<name>recon.fits`` and its PNG. Cluster ``i`` of the sorted list samples from seed
-``seed + i``. A rerun skips clusters already written; ``OUT/reconstructions.csv`` lists them all.
+``<name>xray_sb<rest>.fits``, the names ``cmpipe generate --export-fits`` writes, and
+``<name>kappa<rest>.fits`` where it exists, for models trained with a ``kappa`` condition) or
+listed in a table (CSV or Parquet with columns ``name``, ``sz``, ``xray`` and optionally
+``kappa``; relative paths are relative to the table). Maps on the sky (a celestial WCS) are
+placed with each cluster's own ``REDSHIFT`` header keyword and central pixel
+(:func:`cmpipe.stages.reconstruct.reconstruct`). :func:`reconstruct_many` hands the clusters
+whose output does not exist yet to a Ray Data actor pool (``infer.actors``,
+``infer.cpus_per_actor``, ``infer.gpus_per_actor``); each actor loads the model once and runs
+:func:`cmpipe.stages.reconstruct.reconstruct` per cluster, writing ``OUT/<name>recon.fits`` and
+its PNG. Cluster ``i`` of the sorted list samples from seed ``seed + i``. A rerun skips clusters
+already written; ``OUT/reconstructions.csv`` lists them all.
 
 Nothing is lost and one bad cluster does not stop the others: before Ray starts, the outputs are
 checked (none may be an input; an existing file in a directory cmpipe did not make is kept unless
@@ -45,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 
 def find_fits_pairs(source: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The clusters of a directory or table: ``[{name, sz, xray}]``, sorted by name.
+    """The clusters of a directory or table: ``[{name, sz, xray, kappa}]`` (``kappa`` '' when absent),
+    sorted by name.
 
     Raises
     ------
@@ -70,7 +75,9 @@ def _directory_pairs(source: AnyPath) -> list[dict[str, str]]:
         xray = sz.with_name(sz.name.replace("sz_y", "xray_sb", 1))
         if not xray.is_file():
             raise FileNotFoundError(f"{sz}: no X-ray partner {xray.name} in {source}")
-        pairs.append({"name": sz.name.replace("sz_y", "", 1).removesuffix(".fits"), "sz": str(sz), "xray": str(xray)})
+        kappa = sz.with_name(sz.name.replace("sz_y", "kappa", 1))
+        pairs.append({"name": sz.name.replace("sz_y", "", 1).removesuffix(".fits"), "sz": str(sz), "xray": str(xray),
+                      "kappa": str(kappa) if kappa.is_file() else ""})
     if not pairs:
         raise ValueError(f"{source}: no *sz_y*.fits maps (expected <name>sz_y.fits and <name>xray_sb.fits pairs)")
     return pairs
@@ -92,8 +99,10 @@ def _table_pairs(source: AnyPath) -> list[dict[str, str]]:
         missing = [c for c in ("name", "sz", "xray") if c not in row]
         if missing:
             raise ValueError(f"{source}: row {i} lacks the columns {missing} (need name, sz, xray)")
-        item = {"name": str(row["name"])}
-        for key in ("sz", "xray"):
+        item = {"name": str(row["name"]), "kappa": ""}
+        for key in ("sz", "xray", "kappa"):
+            if key == "kappa" and not row.get("kappa"):
+                continue
             value = str(row[key])
             path = as_path(value) if is_url(value) or Path(value).is_absolute() else source.parent / value
             if not path.is_file():
@@ -112,7 +121,7 @@ def output_path(out_dir: str | os.PathLike[str], name: str) -> AnyPath:
 #: Columns of ``reconstructions.csv``, in order: the cluster, its status (``done`` or
 #: ``failed``), the error of a failed one, the out-of-distribution warning, then the flags of
 #: :meth:`cmpipe.stages.reconstruct.DistributionCheck.columns` (empty for failed clusters).
-TABLE_COLUMNS = ("name", "sz", "xray", "recon", "seed", "status", "error", "warning", "ood",
+TABLE_COLUMNS = ("name", "sz", "xray", "kappa", "recon", "seed", "status", "error", "warning", "ood",
                  "ood_frac_sz_y", "total_sz_y_mpc2", "ood_total_sz_y",
                  "ood_frac_xray_sb", "total_xray_sb_mpc2", "ood_total_xray_sb")
 _OOD_COLUMNS = TABLE_COLUMNS[TABLE_COLUMNS.index("ood"):]
@@ -171,7 +180,8 @@ class ReconstructActor:
     """
 
     def __init__(self, cfg: Config, checkpoint: str, out_dir: str, n_samples: int, pixel_mpc: float | None,
-                 save_samples: bool, strict: bool = False, max_ood_fraction: float | None = None) -> None:
+                 save_samples: bool, strict: bool = False, max_ood_fraction: float | None = None,
+                 physical_units: bool = False) -> None:
         os.environ["OMP_NUM_THREADS"] = str(cfg.infer.threads_per_actor)
         import dataclasses
 
@@ -186,7 +196,7 @@ class ReconstructActor:
         self.sampler = load_posterior_sampler(checkpoint, self.infer_cfg, self.device)
         self.checkpoint, self.out_dir = checkpoint, out_dir
         self.n_samples, self.pixel_mpc, self.save_samples = n_samples, pixel_mpc, save_samples
-        self.strict = bool(strict)
+        self.strict, self.physical_units, self.cosmology = bool(strict), bool(physical_units), cfg.cosmology
         self.max_ood_fraction = OOD_MAX_FRACTION if max_ood_fraction is None else float(max_ood_fraction)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -194,7 +204,7 @@ class ReconstructActor:
 
         rows: list[dict[str, str]] = []
         seconds = []
-        for name, sz, xray, seed in zip(batch["name"], batch["sz"], batch["xray"], batch["seed"]):
+        for name, sz, xray, kappa, seed in zip(*(batch[k] for k in ("name", "sz", "xray", "kappa", "seed"))):
             t0 = time.perf_counter()
             row = {"name": str(name), "fits": "", "status": "done", "error": "", "warning": "", "messages": "",
                    **dict.fromkeys(_OOD_COLUMNS, "")}
@@ -203,7 +213,8 @@ class ReconstructActor:
                                      n_samples=self.n_samples, seed=int(seed), pixel_mpc=self.pixel_mpc,
                                      save_samples=self.save_samples, device=self.device, infer_cfg=self.infer_cfg,
                                      overwrite=True, sampler=self.sampler, strict=self.strict,
-                                     max_ood_fraction=self.max_ood_fraction, warn=False)
+                                     max_ood_fraction=self.max_ood_fraction, warn=False, kappa_path=str(kappa) or None,
+                                     cosmology=self.cosmology, physical_units=self.physical_units)
             except _user_errors() as exc:
                 row.update(status="failed", error=_one_line(exc))
             else:
@@ -225,7 +236,8 @@ def _preflight(pairs: list[dict[str, Any]], source: AnyPath, out_dir: AnyPath, o
     from cmpipe.store.outputs import OutputError, artifact_kind, check_output_dir, mark_directory, same_path
 
     check_output_dir(out_dir, what="--recon")
-    inputs = [as_path(p[k]) for p in pairs for k in ("sz", "xray")] + ([source] if source.is_file() else [])
+    inputs = [as_path(p[k]) for p in pairs for k in ("sz", "xray", "kappa") if p[k]]
+    inputs += [source] if source.is_file() else []
     table = out_dir / "reconstructions.csv"
     owned = artifact_kind(out_dir) == "reconstructions"
     for item, path in [(None, table)] + [(p, f) for p in pairs
@@ -266,7 +278,8 @@ def _write_table(table: AnyPath, pairs: list[dict[str, Any]], out_dir: AnyPath,
     writer = csv.writer(text)
     writer.writerow(TABLE_COLUMNS)
     for p in pairs:
-        row = {"name": p["name"], "sz": p["sz"], "xray": p["xray"], "recon": str(output_path(out_dir, p["name"])),
+        row = {"name": p["name"], "sz": p["sz"], "xray": p["xray"], "kappa": p["kappa"],
+               "recon": str(output_path(out_dir, p["name"])),
                "seed": p["seed"], **rows[p["name"]]}
         writer.writerow([row.get(c, "") for c in TABLE_COLUMNS])
     write_text_atomic(table, text.getvalue())
@@ -286,6 +299,7 @@ def reconstruct_many(
     overwrite: bool = False,
     strict: bool = False,
     max_ood_fraction: float | None = None,
+    physical_units: bool = False,
 ) -> dict[str, Any]:
     """Reconstruct every cluster of ``source`` not yet written to ``out_dir``, with Ray Data.
 
@@ -306,6 +320,8 @@ def reconstruct_many(
     max_ood_fraction : float, optional
         Pixel-fraction threshold of that check (default
         :data:`cmpipe.stages.reconstruct.OOD_MAX_FRACTION`).
+    physical_units : bool
+        Write surface densities in Msun Mpc^-2 (:func:`cmpipe.stages.reconstruct.reconstruct`).
 
     Returns
     -------
@@ -351,7 +367,7 @@ def reconstruct_many(
                 ReconstructActor,
                 fn_constructor_kwargs={"cfg": cfg, "checkpoint": ckpt, "out_dir": str(out_dir), "n_samples": n_samples,
                                        "pixel_mpc": pixel_mpc, "save_samples": save_samples, "strict": strict,
-                                       "max_ood_fraction": max_ood_fraction},
+                                       "max_ood_fraction": max_ood_fraction, "physical_units": physical_units},
                 batch_size=cfg.infer.images_per_batch, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=cfg.infer.actors),
                 num_cpus=cfg.infer.cpus_per_actor, num_gpus=cfg.infer.gpus_per_actor,

@@ -1,9 +1,13 @@
 """Reconstruct gas and dark-matter maps from SZ and X-ray FITS images (no Ray).
 
-:func:`reconstruct` reads a Compton-y map and an X-ray surface-brightness map (FITS with a
-physical-length WCS, :mod:`cmpipe.store.fits`), puts them on the model's grid, draws posterior
-samples of (gas_sigma, dm_sigma) with a trained checkpoint and writes the posterior mean and
-std (and optionally the samples) as FITS, with a PNG quick look beside it.
+:func:`reconstruct` reads a Compton-y map and an X-ray surface-brightness map (and a
+convergence map, for models trained with a ``kappa`` condition), puts them on the model's grid,
+draws posterior samples of (gas_sigma, dm_sigma) with a trained checkpoint and writes the
+posterior mean and std (and optionally the samples) as FITS, with a PNG quick look beside it.
+The maps have a physical-length WCS about the halo, or a celestial one (RA/Dec, any projection
+astropy.wcs reads) with the cluster's redshift: those are reprojected onto the model grid's
+TAN projection at the cluster, its pixel ``model pixel [Mpc] / D_A(z)`` with colossus' D_A in
+the model's cosmology (:mod:`cmpipe.store.fits`, "Maps on the sky").
 :func:`export_store_fits` writes images of an image store as FITS files, the inputs
 :func:`reconstruct` takes.
 
@@ -30,6 +34,37 @@ the range, flags the inputs: a one-line warning, or with ``strict`` a refusal
 ``OODMAXF``, ``OODFRAC1``/``OODFRAC2`` (sz_y, xray_sb), ``TOTALY``/``TOTALX`` and
 ``OODTOTY``/``OODTOTX`` (undefined when unknown).
 
+The output FITS
+---------------
+Each HDU with maps (``MEAN``, ``STD``, ``SAMPLES``; the empty primary repeats the keywords but the
+WCS, ``BUNIT`` and ``ARCMINPX``) carries:
+
+==========================  ===================================================================
+keyword                     value
+==========================  ===================================================================
+WCS                         sky inputs: TAN at the cluster (``CRVAL``), north up, east left,
+                            the input's frame (``RADESYS``), ``CDELT`` [deg] = ``PIXMPC`` /
+                            ``DA_MPC``, and the grid in Mpc as alternate WCS ``P``; physical
+                            inputs: linear ``X``, ``Y`` in Mpc (:mod:`cmpipe.store.fits`)
+``BUNIT``                   ``''`` (dimensionless: ``Sigma / (rho_bar L)``, the model's units)
+                            or ``'solMass Mpc-2'`` (``physical_units``)
+``RHOLn``                   ``rho_bar L`` of plane n [Msun Mpc^-2]: mean density of the
+                            component at ``ZMODEL`` times the projection depth ``DEPTHMPC``
+``MSUNMPCn``, ``MSUNSRn``   Msun Mpc^-2 and Msun sr^-1 per data unit of plane n
+                            (``MSUNSRn = MSUNMPCn * DA_MPC**2``; without a redshift, no
+                            ``MSUNSRn``)
+``REDSHIFT``, ``DA_MPC``    the cluster's redshift and angular diameter distance [Mpc]
+``ARCMINPX``, ``PIXMPC``    the model pixel [arcmin] and [Mpc]
+``H0``, ``OM0``, ``OB0``,   the cosmology, named as ``astropy.cosmology.FlatLambdaCDM``'s
+``TCMB0``, ``NEFF``         parameters (massless neutrinos: ``m_nu=0``), and ``SIGMA8``,
+                            ``NS``, ``ZMODEL``
+``CONDS``                   the model's conditions, in order
+==========================  ===================================================================
+
+``astropy.nddata.CCDData.read(path, hdu="MEAN")`` reads the cube with its unit and WCS;
+``reproject`` takes a plane or the cube with the celestial part of the WCS:
+``reproject_exact((hdu.data, WCS(hdu.header).celestial), target)``.
+
 Outputs are checked before any work (:func:`cmpipe.store.outputs.check_output_file`): never an
 input, and an existing file (the FITS or its PNG) is kept unless ``overwrite``.
 
@@ -49,7 +84,10 @@ from typing import Any
 
 import numpy as np
 
-from cmpipe.store.fits import FITS_UNITS, FitsError, check_and_resample, read_map_fits, write_map_fits
+from cmpipe.store.fits import (
+    FITS_UNITS, FitsError, SkyImage, check_and_resample, header_redshift, read_input_fits, reproject_to_grid,
+    write_map_fits,
+)
 from cmpipe.store.location import AnyPath, as_path, check_reachable, save_figure
 from cmpipe.store.schema import TARGET_CHANNELS as _TARGET
 
@@ -58,17 +96,20 @@ __all__ = [
     "DistributionCheck",
     "ModelGrid",
     "OutOfDistributionError",
+    "SURFACE_DENSITY_UNIT",
+    "TargetUnits",
     "check_distribution",
+    "cosmology_cards",
     "export_split_fits",
     "export_store_fits",
     "model_grid",
     "reconstruct",
     "run",
+    "target_units",
 ]
 
 logger = logging.getLogger(__name__)
 
-_CONDITION = ("sz_y", "xray_sb")
 
 #: Default threshold of the out-of-distribution check: a condition map with more than this
 #: fraction of its pixels outside the training split's range is flagged (:func:`check_distribution`).
@@ -311,13 +352,20 @@ def _default_infer_cfg(cfg: Any, n_samples: int) -> Any:
     return dataclasses.replace(infer, n_samples=int(n_samples))
 
 
-def _quicklook(path: AnyPath, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray, pixel_mpc: float) -> AnyPath:
-    """PNG of the inputs, posterior means and stds (log10 of positive values), written whole."""
+#: Quick-look titles of the condition maps.
+_INPUT_TITLES = {"sz_y": "log10 y (input)", "xray_sb": "log10 S_X [erg s-1 cm-2 sr-1] (input)",
+                 "kappa": "log10 kappa (input)"}
+
+
+def _quicklook(path: AnyPath, inputs: np.ndarray, mean: np.ndarray, std: np.ndarray, pixel_mpc: float,
+               conditions: Sequence[str] = ("sz_y", "xray_sb")) -> AnyPath:
+    """PNG of the first two inputs, posterior means and stds (log10 of positive values), written whole."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    first = [(inputs[i], _INPUT_TITLES.get(c, f"log10 {c} (input)")) for i, c in enumerate(conditions[:2])]
     panels = [
-        (inputs[0], "log10 y (input)"), (inputs[1], "log10 S_X [erg s-1 cm-2 sr-1] (input)"),
+        *first, *([(np.zeros_like(inputs[0]), "log10 (no second condition)")] if len(first) < 2 else []),
         (mean[0], "log10 mean gas_sigma"), (mean[1], "log10 mean dm_sigma"),
         (std[0] / np.where(mean[0] > 0, mean[0], np.nan), "std / mean gas_sigma"),
         (std[1] / np.where(mean[1] > 0, mean[1], np.nan), "std / mean dm_sigma"),
@@ -342,10 +390,11 @@ def _quicklook(path: AnyPath, inputs: np.ndarray, mean: np.ndarray, std: np.ndar
 
 def reconstruct(
     checkpoint: str | os.PathLike[str],
-    sz_path: str | os.PathLike[str],
-    xray_path: str | os.PathLike[str],
+    sz_path: str | os.PathLike[str] | None,
+    xray_path: str | os.PathLike[str] | None,
     out_path: str | os.PathLike[str],
     *,
+    kappa_path: str | os.PathLike[str] | None = None,
     n_samples: int = 50,
     seed: int = 0,
     pixel_mpc: float | None = None,
@@ -355,25 +404,37 @@ def reconstruct(
     quicklook: bool = True,
     sz_hdu: int | str | None = None,
     xray_hdu: int | str | None = None,
+    kappa_hdu: int | str | None = None,
     overwrite: bool = False,
     sampler: Any = None,
     strict: bool = False,
     max_ood_fraction: float = OOD_MAX_FRACTION,
     warn: bool = True,
+    redshift: float | None = None,
+    centre: tuple[float, float] | None = None,
+    cosmology: Any = None,
+    physical_units: bool = False,
 ) -> dict[str, Any]:
-    """Posterior (gas_sigma, dm_sigma) maps of one cluster from its y and X-ray FITS maps.
+    """Posterior (gas_sigma, dm_sigma) maps of one cluster from its y and X-ray FITS maps (and
+    its convergence map, for a model trained with a ``kappa`` condition).
 
     Parameters
     ----------
     checkpoint : str or path-like
         A checkpoint file or a run directory (its latest checkpoint).
-    sz_path, xray_path : str or path-like
-        FITS maps of ``sz_y`` [dimensionless] and ``xray_sb`` [erg s^-1 cm^-2 sr^-1, or any unit
-        convertible to it], centred (world (0, 0)) on the halo, with a length WCS.
+    sz_path, xray_path, kappa_path : str or path-like, optional
+        FITS maps of the model's conditions (its ``channels.cond``; by default ``sz_y`` and
+        ``xray_sb``): ``sz_y`` [dimensionless], ``xray_sb`` [erg s^-1 cm^-2 sr^-1, or any unit
+        convertible to it], ``kappa`` [dimensionless]. Each with a physical-length WCS centred
+        (world (0, 0)) on the halo, or with a celestial WCS (RA/Dec, any projection astropy.wcs
+        reads) and the cluster's ``redshift``; all maps of one kind. A map the model does not
+        take, or a missing one it does, is an error.
     out_path : str or path-like
         The output FITS: empty primary HDU, ``MEAN`` and ``STD`` ``(2, R, R)`` (gas_sigma,
         dm_sigma; std with ddof 1), and with ``save_samples`` ``SAMPLES`` ``(S, 2, R, R)``
-        float32; each with the model grid's WCS. ``REDSHIFT`` of the SZ map's header is copied.
+        float32; each with the model grid's WCS (celestial, TAN at the cluster, for sky inputs),
+        ``BUNIT``, the factors to Msun Mpc^-2 and Msun sr^-1, the cosmology and the redshift
+        (the module docstring lists the keywords).
     n_samples : int
         Posterior samples (>= 2 for a std).
     seed : int
@@ -388,7 +449,7 @@ def reconstruct(
         the demo config's; ``n_samples`` is always set from the argument.
     quicklook : bool
         Write ``<out_path stem>.png``.
-    sz_hdu, xray_hdu : int or str, optional
+    sz_hdu, xray_hdu, kappa_hdu : int or str, optional
         HDUs to read (default: the first with data).
     overwrite : bool
         Replace an existing ``out_path`` (and its PNG); never an input, whatever this says.
@@ -402,13 +463,26 @@ def reconstruct(
         The pixel fraction above which a map is out of distribution (default 1 %).
     warn : bool
         Log a one-line warning for out-of-distribution inputs (the batch driver logs its own).
+    redshift : float, optional
+        The cluster's redshift; default: ``REDSHIFT`` (else ``Z``) of the input headers. Needed
+        for sky maps (the angular diameter distance), optional for physical ones (then it gives
+        ``ARCMINPX`` and the factor to Msun sr^-1).
+    centre : (float, float), optional
+        The cluster centre [deg] (longitude, latitude in the frame of the first map's WCS: RA,
+        Dec for an equatorial map); default: the sky position of that map's central pixel.
+    cosmology : cmpipe.config.CosmologyConfig, optional
+        Used when the checkpoint's run records none (a bare checkpoint); the run's own wins.
+    physical_units : bool
+        Write surface densities in Msun Mpc^-2 (``BUNIT = 'solMass Mpc-2'``) instead of the
+        model's dimensionless units (needs a cosmology).
 
     Returns
     -------
     dict
         ``fits`` (path), ``png`` (path or None), ``messages`` (list of str: what was done to the
         inputs), ``model_pixel_mpc``, ``resolution``, ``grid_source``, ``checkpoint``, ``ood``
-        (:class:`DistributionCheck`, also written to the FITS headers).
+        (:class:`DistributionCheck`, also written to the FITS headers), ``redshift``, ``wcs``
+        (the output's celestial ``astropy.wcs.WCS``, None for physical inputs).
 
     Raises
     ------
@@ -416,26 +490,32 @@ def reconstruct(
         Before any work: ``out_path`` (or its PNG) is an input, exists without ``overwrite``,
         or cannot be written.
     FitsError
-        Unusable inputs (not FITS, units, scale, field of view) or no model pixel size.
+        Unusable inputs (not FITS, units, scale, field of view, sky maps without a redshift,
+        maps that do not match the model's conditions) or no model pixel size.
     OutOfDistributionError
         With ``strict``, inputs outside the training distribution (before sampling).
     """
-    from cmpipe.model.inference import load_posterior_sampler, resolve_checkpoint
+    from cmpipe.model.inference import checkpoint_conditions, load_posterior_sampler, resolve_checkpoint
 
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 for a posterior std; got {n_samples}")
+    given = {"sz_y": (sz_path, sz_hdu), "xray_sb": (xray_path, xray_hdu), "kappa": (kappa_path, kappa_hdu)}
     check_reachable(as_path(checkpoint), "--checkpoint")
-    out_path, png_path = _check_outputs(out_path, (sz_path, xray_path), quicklook, overwrite)
+    named = {_INPUT_OPTION[c]: path for c, (path, _) in given.items() if path is not None}
+    out_path, png_path = _check_outputs(out_path, named, quicklook, overwrite)
     ckpt = resolve_checkpoint(checkpoint)
     hyperparameters = sampler.hyperparameters if sampler is not None else _checkpoint_meta(ckpt)["hyperparameters"]
     grid = model_grid(ckpt, hyperparameters=hyperparameters, pixel_mpc=pixel_mpc)
+    conditions = checkpoint_conditions(hyperparameters)
+    inputs = _condition_inputs(conditions, given, ckpt)
 
     messages: list[str] = [f"model grid: {grid.npix}x{grid.npix} pixels of {grid.pixel_mpc:g} Mpc ({grid.source})"]
-    condition, images = _read_inputs(((sz_path, sz_hdu), (xray_path, xray_hdu)), grid, messages)
-    ood = check_distribution(condition[0], _CONDITION, hyperparameters.get("normalisation"), grid.pixel_mpc,
+    cosmo = _model_cosmology(grid, cosmology, messages)
+    placed = _place_inputs(inputs, grid, cosmo, redshift, centre, messages)
+    ood = check_distribution(placed.condition[0], conditions, hyperparameters.get("normalisation"), grid.pixel_mpc,
                              max_ood_fraction)
     if ood.flagged:
-        _flag(ood, f"{sz_path}, {xray_path}", out_path, messages, strict=strict, warn=warn)
+        _flag(ood, ", ".join(str(p) for p, _ in inputs.values()), out_path, messages, strict=strict, warn=warn)
 
     if infer_cfg is None:
         infer_cfg = _default_infer_cfg(grid.config, n_samples)
@@ -443,52 +523,306 @@ def reconstruct(
         sampler = load_posterior_sampler(ckpt, infer_cfg, device)
     if sampler.resolution != grid.npix:
         raise FitsError(f"{ckpt}: sampler resolution {sampler.resolution} != model grid {grid.npix}")
-    samples = _sample(sampler, condition, n_samples, seed)
+    samples = _sample(sampler, placed.condition, n_samples, seed)
+    units = target_units(grid, hyperparameters, cosmo, placed.redshift, physical=physical_units)
+    samples = samples * units.data_scale[None, :, None, None]
     mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
 
     extra = {"CKPT": (ckpt.name, "checkpoint"), "NSAMPLES": (int(n_samples), "posterior samples"),
              "SEED": (int(seed), "cmpipe reconstruct seed"), "SAMPLER": (infer_cfg.sampler, "sampler"),
-             "STEPS": (int(infer_cfg.steps), "sampler steps"), **ood.header()}
-    _write_outputs(out_path, samples, mean, std, grid, redshift=images[0].header.get("REDSHIFT"), extra=extra,
-                   save_samples=save_samples, overwrite=overwrite)
-    png = _quicklook(png_path, condition[0], mean, std, grid.pixel_mpc) if quicklook else None
+             "STEPS": (int(infer_cfg.steps), "sampler steps"),
+             "CONDS": (",".join(conditions), "model conditions, in order"), **ood.header(), **units.header()}
+    _write_outputs(out_path, samples, mean, std, grid, redshift=placed.redshift, cosmology=cosmo, extra=extra,
+                   save_samples=save_samples, overwrite=overwrite, sky_wcs=placed.wcs, bunit=units.bunit)
+    png = _quicklook(png_path, placed.condition[0], mean, std, grid.pixel_mpc, conditions) if quicklook else None
     for m in messages:
         logger.info("%s", m)
     return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
-            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood}
+            "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood,
+            "redshift": placed.redshift, "wcs": placed.wcs}
 
 
-def _check_outputs(out_path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], quicklook: bool,
+#: The option naming each condition's input map (in messages).
+_INPUT_OPTION = {"sz_y": "--sz", "xray_sb": "--xray", "kappa": "--kappa"}
+
+
+def _condition_inputs(conditions: Sequence[str], given: Mapping[str, tuple[Any, Any]],
+                      ckpt: AnyPath) -> dict[str, tuple[Any, Any]]:
+    """``{condition: (path, hdu)}`` in the model's condition order.
+
+    Raises
+    ------
+    FitsError
+        A condition without a map, a map the model does not take, or a condition cmpipe
+        cannot read from FITS.
+    """
+    takes = ", ".join(conditions)
+    unknown = [c for c in conditions if c not in given]
+    if unknown:
+        raise FitsError(f"{ckpt}: the model's conditions ({takes}) include {unknown}, which cmpipe reconstruct "
+                        "takes no FITS map for")
+    missing = [c for c in conditions if given[c][0] is None]
+    if missing:
+        what = ", ".join(f"{_INPUT_OPTION[c]} ({c})" for c in missing)
+        raise FitsError(f"{ckpt}: the model was trained with the conditions {takes}: give {what}")
+    extra = [c for c, (path, _) in given.items() if path is not None and c not in conditions]
+    if extra:
+        what = ", ".join(f"{_INPUT_OPTION[c]} ({c})" for c in extra)
+        raise FitsError(f"{ckpt}: the model takes no {what} condition (its conditions: {takes}); drop {what}")
+    return {c: given[c] for c in conditions}
+
+
+def _model_cosmology(grid: ModelGrid, cosmology: Any, messages: list[str]) -> Any:
+    """The cosmology of the model's units and distances: the run's (its config.resolved.yaml),
+    else the caller's (None when neither is known)."""
+    if grid.config is not None:
+        if cosmology is not None and cosmology != grid.config.cosmology:
+            messages.append("cosmology: the checkpoint's run's (config.resolved.yaml), not the differing one given")
+        return grid.config.cosmology
+    if cosmology is not None:
+        messages.append("cosmology: the one given (--config); the checkpoint's run records none")
+    return cosmology
+
+
+@dataclasses.dataclass(frozen=True)
+class _Placed:
+    """The condition maps on the model grid ``(1, C, R, R)``, the redshift used (None if none),
+    and the grid's celestial WCS (None for physical inputs)."""
+
+    condition: np.ndarray
+    redshift: float | None
+    wcs: Any = None
+
+
+def _place_inputs(inputs: Mapping[str, tuple[Any, Any]], grid: ModelGrid, cosmology: Any, redshift: float | None,
+                  centre: tuple[float, float] | None, messages: list[str]) -> _Placed:
+    """Read the condition maps and put them on the model's grid: physical maps as
+    :func:`cmpipe.store.fits.check_and_resample`; sky maps reprojected onto the grid's TAN
+    projection at the cluster (pixel ``grid.pixel_mpc / D_A(z)``:
+    :func:`cmpipe.store.fits.reproject_to_grid`)."""
+    images = {}
+    for name, (path, hdu) in inputs.items():
+        image = read_input_fits(path, hdu=hdu, channel=name)
+        if image.channel is not None and image.channel != name:
+            messages.append(f"{path}: CHANNEL is {image.channel!r}, used as {name}")
+        images[name] = image
+    sky = [isinstance(im, SkyImage) for im in images.values()]
+    if any(sky) and not all(sky):
+        kinds = ", ".join(f"{im.path} ({'sky' if s else 'physical'})" for im, s in zip(images.values(), sky))
+        raise FitsError(f"the input maps mix celestial and physical-length WCSs ({kinds}): give them all on the sky "
+                        "or all in Mpc")
+    z = _redshift(redshift, images, required=all(sky), messages=messages)
+    wcs = _sky_grid(grid, images, cosmology, z, centre, messages) if all(sky) else None
+    maps = []
+    for name, image in images.items():
+        if wcs is not None:
+            out, notes = reproject_to_grid(image, channel=name, expected_unit=FITS_UNITS[name], grid_wcs=wcs,
+                                           model_npix=grid.npix, model_pixel_mpc=grid.pixel_mpc)
+        else:
+            out, notes = check_and_resample(image, channel=name, expected_unit=FITS_UNITS[name],
+                                            model_pixel_mpc=grid.pixel_mpc, model_npix=grid.npix)
+        maps.append(out)
+        messages.extend(notes)
+    return _Placed(np.stack(maps)[None], z, wcs)
+
+
+def _redshift(given: float | None, images: Mapping[str, Any], *, required: bool, messages: list[str]) -> float | None:
+    """The cluster's redshift: ``given``, else the maps' ``REDSHIFT`` (or ``Z``) keyword, which
+    must agree between maps.
+
+    Raises
+    ------
+    FitsError
+        Maps that disagree, or none known where ``required`` (sky maps), or a negative one.
+    """
+    recorded = {im.path: z for im in images.values() if (z := header_redshift(im.header)) is not None}
+    if given is not None:
+        z = float(given)
+        differing = {p: v for p, v in recorded.items() if abs(v - z) > 1e-9 * max(1.0, z)}
+        if differing:
+            messages.append(f"redshift {z:g} given; the headers' {differing} are not used")
+    elif len(set(recorded.values())) > 1:
+        raise FitsError(f"the input maps disagree on the redshift ({recorded}); pass --redshift")
+    elif recorded:
+        z = next(iter(recorded.values()))
+    elif required:
+        names = ", ".join(im.path for im in images.values())
+        raise FitsError(f"{names}: maps on the sky need the cluster's redshift (for the angular diameter distance): "
+                        "pass --redshift or write a REDSHIFT keyword in the headers")
+    else:
+        return None
+    if not np.isfinite(z) or z < 0 or (required and z == 0):
+        raise FitsError(f"redshift must be {'> 0 for maps on the sky' if required else '>= 0'}; got {z}")
+    return z
+
+
+def _sky_grid(grid: ModelGrid, images: Mapping[str, Any], cosmology: Any, z: float,
+              centre: tuple[float, float] | None, messages: list[str]) -> Any:
+    """The model grid's celestial WCS: TAN at the cluster centre with pixels of
+    ``grid.pixel_mpc / D_A(z)`` (colossus, :func:`cmpipe.physics.cosmology.angular_diameter_distance_mpc`)."""
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    from cmpipe.physics.cosmology import angular_diameter_distance_mpc
+    from cmpipe.store.fits import sky_grid_wcs
+
+    if cosmology is None:
+        raise FitsError("maps on the sky need a cosmology for the angular diameter distance, and the checkpoint's "
+                        "run records none: pass a config (--config) with the model's cosmology section")
+    first = next(iter(images.values()))
+    d_a = angular_diameter_distance_mpc(z, cosmology)
+    pixel_deg = float(np.degrees(grid.pixel_mpc / d_a))
+    if centre is None:
+        where = first.centre()
+        said = f"the central pixel of {first.path}"
+    else:
+        where = SkyCoord(float(centre[0]), float(centre[1]), unit="deg", frame=wcs_to_celestial_frame(first.wcs))
+        said = "given"
+    wcs = sky_grid_wcs(grid.npix, pixel_deg, where, first.wcs)
+    messages.append(f"sky grid: z = {z:g}, D_A = {d_a:.6g} Mpc, model pixel {grid.pixel_mpc:g} Mpc = "
+                    f"{pixel_deg * 60:.5g} arcmin; centre ({wcs.wcs.crval[0]:.6f}, {wcs.wcs.crval[1]:.6f}) deg "
+                    f"({said})")
+    return wcs
+
+
+#: ``BUNIT`` of surface density maps (``--physical-units``).
+SURFACE_DENSITY_UNIT = "solMass Mpc-2"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetUnits:
+    """How the output maps relate to physical surface density.
+
+    Attributes
+    ----------
+    rho_l_msun_mpc2 : tuple of float, or None
+        Per target (gas_sigma, dm_sigma), the model's unit ``rho_bar L`` [Msun Mpc^-2]: the
+        cosmic mean density of the component at the training redshift (``cosmology.redshift``)
+        times the projection depth; None without a cosmology or depth.
+    physical : bool
+        The maps are written in Msun Mpc^-2 (else in the model's dimensionless units).
+    d_a_mpc : float or None
+        Angular diameter distance at the cluster's redshift [Mpc] (None without one, or at z = 0).
+    depth_mpc : float or None
+        The projection depth L [Mpc].
+    cosmology : cmpipe.config.CosmologyConfig or None
+    """
+
+    rho_l_msun_mpc2: tuple[float, ...] | None
+    physical: bool
+    d_a_mpc: float | None
+    depth_mpc: float | None
+    cosmology: Any
+
+    @property
+    def data_scale(self) -> np.ndarray:
+        """Factor from the model's units to the written values, per target."""
+        return np.asarray(self.rho_l_msun_mpc2) if self.physical else np.ones(len(_TARGET))
+
+    @property
+    def bunit(self) -> str:
+        """``BUNIT`` of the written maps (``''``: dimensionless)."""
+        return SURFACE_DENSITY_UNIT if self.physical else ""
+
+    def msun_mpc2(self) -> tuple[float, ...] | None:
+        """Per target, Msun Mpc^-2 per unit of the written values."""
+        if self.rho_l_msun_mpc2 is None:
+            return None
+        return tuple(1.0 for _ in _TARGET) if self.physical else self.rho_l_msun_mpc2
+
+    def msun_sr(self) -> tuple[float, ...] | None:
+        """Per target, Msun sr^-1 per unit of the written values (``msun_mpc2 * D_A^2``: one
+        steradian at the cluster spans ``D_A^2`` Mpc^2)."""
+        per_mpc2 = self.msun_mpc2()
+        if per_mpc2 is None or self.d_a_mpc is None:
+            return None
+        return tuple(f * self.d_a_mpc**2 for f in per_mpc2)
+
+    def header(self) -> dict[str, tuple[Any, str]]:
+        """FITS cards: per plane n ``RHOLn``, ``MSUNMPCn``, ``MSUNSRn``; ``DA_MPC``,
+        ``DEPTHMPC``, and the cosmology (``H0``, ``OM0``, ``OB0``, ``TCMB0``, ``NEFF``,
+        ``SIGMA8``, ``NS``, ``ZMODEL``)."""
+        cards: dict[str, tuple[Any, str]] = {}
+        factors = (self.rho_l_msun_mpc2, self.msun_mpc2(), self.msun_sr())
+        for i, name in enumerate(_TARGET):
+            n = i + 1
+            for key, values, comment in (("RHOL", factors[0], f"[Msun Mpc-2] rho_bar L, model unit of {name}"),
+                                         ("MSUNMPC", factors[1], f"[Msun Mpc-2] per data unit of {name}"),
+                                         ("MSUNSR", factors[2], f"[Msun sr-1] per data unit of {name}")):
+                if values is not None:
+                    cards[f"{key}{n}"] = (float(values[i]), comment)
+        if self.d_a_mpc is not None:
+            cards["DA_MPC"] = (float(self.d_a_mpc), "[Mpc] angular diameter distance at REDSHIFT")
+        if self.depth_mpc is not None:
+            cards["DEPTHMPC"] = (float(self.depth_mpc), "[Mpc] projection depth L of the model maps")
+        cards.update(cosmology_cards(self.cosmology))
+        return cards
+
+
+def cosmology_cards(cosmology: Any) -> dict[str, tuple[Any, str]]:
+    """FITS cards of a flat LCDM cosmology section, named as astropy's parameters:
+    ``FlatLambdaCDM(H0=H0, Om0=OM0, Ob0=OB0, Tcmb0=TCMB0, Neff=NEFF, m_nu=0)`` gives the
+    distances cmpipe uses (colossus, radiation included). Empty for None."""
+    from cmpipe.physics.cosmology import colossus_cosmology
+
+    if cosmology is None:
+        return {}
+    cosmo = colossus_cosmology(cosmology)
+    return {
+        "COSMO": ("FlatLambdaCDM", "flat LCDM (colossus); massless neutrinos"),
+        "H0": (100.0 * float(cosmology.h), "[km s-1 Mpc-1] Hubble constant"),
+        "OM0": (float(cosmology.omega_m), "matter density parameter at z = 0"),
+        "OB0": (float(cosmology.omega_b), "baryon density parameter at z = 0"),
+        "TCMB0": (float(cosmo.Tcmb0), "[K] CMB temperature at z = 0"),
+        "NEFF": (float(cosmo.Neff), "effective number of neutrino species"),
+        "SIGMA8": (float(cosmology.sigma8), "sigma8 at z = 0"),
+        "NS": (float(cosmology.ns), "primordial spectral index"),
+        "ZMODEL": (float(cosmology.redshift), "redshift of rho_bar in RHOLn"),
+    }
+
+
+def target_units(grid: ModelGrid, hyperparameters: Mapping[str, Any], cosmology: Any, redshift: float | None, *,
+                 physical: bool = False) -> TargetUnits:
+    """The :class:`TargetUnits` of a model: ``rho_bar L`` from ``cosmology`` (at its
+    ``redshift``) and the depth the checkpoint records (``hyperparameters["maps"]``, else the
+    run's ``maps.depth_mpc``); ``D_A`` at the cluster's ``redshift`` (colossus).
+
+    Raises
+    ------
+    FitsError
+        ``physical`` without a cosmology or depth.
+    """
+    from cmpipe.physics.cosmology import angular_diameter_distance_mpc, mean_densities
+
+    maps = hyperparameters.get("maps") or {}
+    depth = maps.get("depth_mpc")
+    if depth is None and grid.config is not None:
+        depth = grid.config.maps.depth_mpc
+    rho_l = None
+    if cosmology is not None and depth is not None:
+        means = mean_densities(cosmology)
+        rho_l = (float(means.baryon) * float(depth), float(means.dark_matter) * float(depth))
+    elif physical:
+        raise FitsError("--physical-units needs the model's cosmology and projection depth, and neither the "
+                        "checkpoint nor its run records them: pass a config (--config) with the model's sections")
+    d_a = angular_diameter_distance_mpc(redshift, cosmology) if cosmology is not None and redshift else None
+    return TargetUnits(rho_l, bool(physical), d_a, None if depth is None else float(depth), cosmology)
+
+
+def _check_outputs(out_path: str | os.PathLike[str], named: Mapping[str, str | os.PathLike[str]], quicklook: bool,
                    overwrite: bool) -> tuple[AnyPath, AnyPath]:
     """The output FITS and its PNG, checked before any work (:func:`cmpipe.store.outputs.check_output_file`);
-    the inputs' buckets, if URLs, must be reachable."""
+    the inputs' (``{option: path}``) buckets, if URLs, must be reachable."""
     from cmpipe.store.outputs import check_output_file
 
-    for name, path in (*zip(("--sz", "--xray"), inputs), ("output", out_path)):
+    for name, path in (*named.items(), ("output", out_path)):
         check_reachable(as_path(path), name)
+    inputs = tuple(named.values())
     out_path = check_output_file(out_path, overwrite=overwrite, inputs=inputs, what="output")
     png_path = out_path.with_suffix(".png")
     if quicklook:
         check_output_file(png_path, overwrite=overwrite, inputs=(*inputs, out_path), what="quick-look PNG")
     return out_path, png_path
-
-
-def _read_inputs(inputs: Sequence[tuple[str | os.PathLike[str], int | str | None]], grid: ModelGrid,
-                 messages: list[str]) -> tuple[np.ndarray, list[Any]]:
-    """The y and S_X maps ``(path, hdu)`` on the model's grid, shape (1, 2, R, R), and the FITS
-    images read; what was done to them is appended to ``messages``."""
-    maps_in = []
-    images = []
-    for name, (path, hdu) in zip(_CONDITION, inputs):
-        image = read_map_fits(path, hdu=hdu, channel=name)
-        if image.channel is not None and image.channel != name:
-            messages.append(f"{path}: CHANNEL is {image.channel!r}, used as {name}")
-        maps, notes = check_and_resample(image, channel=name, expected_unit=FITS_UNITS[name],
-                                         model_pixel_mpc=grid.pixel_mpc, model_npix=grid.npix)
-        maps_in.append(maps)
-        images.append(image)
-        messages.extend(notes)
-    return np.stack(maps_in)[None], images
 
 
 def _flag(ood: DistributionCheck, inputs: str, out_path: AnyPath, messages: list[str], *, strict: bool,
@@ -521,17 +855,22 @@ def fits_arcmin_per_pixel(pixel_mpc: float, redshift: Any, cosmology: Any) -> fl
 
 
 def _write_outputs(out_path: AnyPath, samples: np.ndarray, mean: np.ndarray, std: np.ndarray, grid: ModelGrid, *,
-                   redshift: Any, extra: dict[str, Any], save_samples: bool, overwrite: bool) -> None:
+                   redshift: Any, cosmology: Any, extra: dict[str, Any], save_samples: bool, overwrite: bool,
+                   sky_wcs: Any = None, bunit: str = "") -> None:
     """The output FITS: ``MEAN`` and ``STD`` ``(2, R, R)`` of the ``samples`` ``(S, 2, R, R)``, and
-    with ``save_samples`` the ``SAMPLES`` as float32."""
-    cosmology = grid.config.cosmology if grid.config is not None else None
+    with ``save_samples`` the ``SAMPLES`` as float32; the sky grid's WCS (with the physical one
+    as alternate ``P``) for sky inputs, else the linear Mpc WCS."""
+    from cmpipe.store.fits import sky_wcs_cards
+
     arcmin = fits_arcmin_per_pixel(grid.pixel_mpc, redshift, cosmology)
     extensions = {"MEAN": mean, "STD": std}
     if save_samples:
         extensions["SAMPLES"] = samples.astype(np.float32)
+    extra = {"PIXMPC": (float(grid.pixel_mpc), "[Mpc] model pixel size"), **extra}
     write_map_fits(out_path, None, pixel_mpc=grid.pixel_mpc, channel_names=list(_TARGET),
-                   units=[FITS_UNITS[c] for c in _TARGET], redshift=redshift, arcmin_per_pixel=arcmin,
-                   extra_header=extra, extensions=extensions, overwrite=overwrite)
+                   units=[bunit] * len(_TARGET), redshift=redshift, arcmin_per_pixel=arcmin,
+                   extra_header=extra, extensions=extensions, overwrite=overwrite, bunit=bunit,
+                   wcs_cards=None if sky_wcs is None else sky_wcs_cards(sky_wcs, grid.pixel_mpc))
 
 
 def export_store_fits(
@@ -608,13 +947,16 @@ def export_split_fits(store: str | os.PathLike[str], split: str, out_dir: str | 
 
 def run(cfg: Any, paths: Mapping[str, Any], *, n_samples: int | None = None, seed: int = 0,
         pixel_mpc: float | None = None, save_samples: bool = False, device: str = "cpu", overwrite: bool = False,
-        strict: bool = False, max_ood_fraction: float = OOD_MAX_FRACTION) -> dict[str, Any]:
+        strict: bool = False, max_ood_fraction: float = OOD_MAX_FRACTION, redshift: float | None = None,
+        centre: tuple[float, float] | None = None, physical_units: bool = False) -> dict[str, Any]:
     """The reconstruct stage for one cluster: :func:`reconstruct` of ``paths["checkpoint"]``,
-    ``paths["sz"]`` and ``paths["xray"]`` into ``paths["out"]`` (a FITS file), with the sampler of
-    ``cfg.infer`` (``n_samples`` default: ``cfg.infer.n_samples``). Many clusters on Ray:
+    ``paths["sz"]``, ``paths["xray"]`` (and ``paths["kappa"]``, if given) into ``paths["out"]`` (a FITS
+    file), with the sampler of ``cfg.infer`` (``n_samples`` default: ``cfg.infer.n_samples``) and
+    ``cfg.cosmology`` where the checkpoint's run records none. Many clusters on Ray:
     :func:`cmpipe.pipeline.reconstruct.reconstruct_many`."""
     n = int(cfg.infer.n_samples if n_samples is None else n_samples)
-    return reconstruct(paths["checkpoint"], paths["sz"], paths["xray"], paths["out"], n_samples=n, seed=seed,
-                       pixel_mpc=pixel_mpc, save_samples=save_samples, device=device,
-                       infer_cfg=dataclasses.replace(cfg.infer, n_samples=n), overwrite=overwrite,
-                       strict=strict, max_ood_fraction=max_ood_fraction)
+    return reconstruct(paths["checkpoint"], paths.get("sz"), paths.get("xray"), paths["out"],
+                       kappa_path=paths.get("kappa"), n_samples=n, seed=seed, pixel_mpc=pixel_mpc,
+                       save_samples=save_samples, device=device, infer_cfg=dataclasses.replace(cfg.infer, n_samples=n),
+                       overwrite=overwrite, strict=strict, max_ood_fraction=max_ood_fraction, redshift=redshift,
+                       centre=centre, cosmology=cfg.cosmology, physical_units=physical_units)
