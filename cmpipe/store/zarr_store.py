@@ -671,8 +671,9 @@ def validate_store(path: str | os.PathLike[str], require_complete: bool = True) 
         **{name: (dtype, (n, 3, 3) if name == "rotation" else (n,)) for name, (dtype, _, _) in PLAN_ARRAYS.items()},
     }
     if attrs["cmpipe_store_schema_version"] >= 2:
-        expected.update({"image": ("int64", (n,)), "channel": ("StringDType()", (c,)),
-                         "channel_units": ("StringDType()", (c,)), "x": ("float64", (npix,)), "y": ("float64", (npix,))})
+        strings = "StringDType()"  # zarr's variable-length UTF-8, as numpy's StringDType
+        expected.update({"image": ("int64", (n,)), "channel": (strings, (c,)), "channel_units": (strings, (c,)),
+                         "x": ("float64", (npix,)), "y": ("float64", (npix,))})
     names = set(group.array_keys())
     for name, (dtype, shape) in expected.items():
         if name not in names:
