@@ -41,36 +41,43 @@ __all__ = ["Reconstruction", "Reconstructor", "open_posterior", "open_store"]
 INPUT_UNITS = {"sz_y": "", "xray_sb": "erg s-1 cm-2 sr-1", "kappa": ""}
 
 
-def _pixel_centres_mpc(npix: int, pixel_mpc: float) -> np.ndarray:
-    """Pixel centres [Mpc] of an ``npix``-pixel axis centred on the halo."""
-    return (np.arange(npix) + 0.5 - npix / 2) * pixel_mpc
-
-
 def _grid_coords(npix: int, pixel_mpc: float) -> dict[str, Any]:
-    """``x`` and ``y`` coordinates [Mpc] of a map grid centred on the halo."""
-    centres = _pixel_centres_mpc(npix, pixel_mpc)
+    """``x`` and ``y`` coordinates [Mpc] of a map grid centred on the halo (version-1 stores)."""
+    from cmpipe.store.zarr_store import pixel_centres_mpc
+
+    centres = pixel_centres_mpc(npix, pixel_mpc)
     return {"x": ("x", centres, {"units": "Mpc"}), "y": ("y", centres, {"units": "Mpc"})}
+
+
+def _open_zarr(path: Any, consolidated: bool, **kwargs: Any):
+    """``xarray.open_zarr`` of a local path or URL, lazy without dask (``chunks=None``)."""
+    import xarray as xr
+
+    from cmpipe.store.location import as_path, zarr_store
+
+    return xr.open_zarr(zarr_store(as_path(path), read_only=True), consolidated=consolidated, chunks=None, **kwargs)
 
 
 def open_store(path: str | os.PathLike[str]):
     """The image store (``images.zarr``) as a lazy :class:`xarray.Dataset`.
 
-    Variables are the store's arrays (``maps`` ``(image, channel, y, x)`` in the store's units,
-    ``halo_id``, ``log10_m200m_msun_h``, ``split``, ...); coordinates ``channel`` (names), ``x``
-    and ``y`` (pixel centres [Mpc]). The store is validated first (schema version).
+    ``xarray.open_zarr(path)`` of the store (:mod:`cmpipe.store.schema`): ``maps`` ``(image,
+    channel, y, x)`` in the store's units, coordinates ``channel`` (names) with ``channel_units``,
+    ``x`` and ``y`` (pixel centres [Mpc]), ``image`` with ``halo_id``, ``log10_m200m_msun_h``,
+    ``rotation_index``, ``axis`` and ``split``. The store's schema version is checked first; a
+    version-1 store (no coordinate arrays) gets ``channel``, ``x`` and ``y`` here.
 
     Raises
     ------
     cmpipe.store.StoreError
-        If ``path`` holds no cmpipe image store of this schema version.
+        If ``path`` holds no cmpipe image store of a schema version this cmpipe reads.
     """
-    import xarray as xr
-
     from cmpipe.store import open_store as open_group
-    from cmpipe.store.location import as_path, zarr_store
 
     attrs = dict(open_group(path).attrs)
-    ds = xr.open_zarr(zarr_store(as_path(path), read_only=True), consolidated=False, chunks=None)
+    if attrs["cmpipe_store_schema_version"] >= 2:
+        return _open_zarr(path, consolidated=True)
+    ds = _open_zarr(path, consolidated=False)
     coords = {"channel": ("channel", list(attrs["channels"])), **_grid_coords(attrs["npix"], attrs["pixel_mpc"])}
     return ds.assign_coords(coords)
 
@@ -78,28 +85,29 @@ def open_store(path: str | os.PathLike[str]):
 def open_posterior(results: str | os.PathLike[str]):
     """The posterior store (``RESULTS/posterior.zarr``) as a lazy :class:`xarray.Dataset`.
 
-    ``truth``, ``mean``, ``std`` (and ``samples``) have dimension ``target`` (gas_sigma,
-    dm_sigma); ``condition`` has ``condition_channel`` (the model's condition channels): two
-    dimensions, because the model may take more conditions than it has targets. Coordinates ``x``, ``y``
-    are pixel centres [Mpc] of the model grid.
+    ``xarray.open_zarr`` of the store (:mod:`cmpipe.store.posterior`): ``truth``, ``mean``,
+    ``std`` (and ``samples``) have dimension ``target`` (gas_sigma, dm_sigma); ``condition`` has
+    ``condition_channel`` (the model's condition channels): two dimensions, because the model may
+    take more conditions than it has targets. Coordinates ``x``, ``y`` are pixel centres [Mpc] of
+    the model grid; ``image`` is the image's index in the image store. A version-1 store (one
+    ``channel`` dimension, no coordinate arrays) is given the same dimensions and coordinates here.
 
     Raises
     ------
     cmpipe.store.posterior.PosteriorStoreError
-        If ``results`` holds no posterior store of this schema version.
+        If ``results`` holds no posterior store of a schema version this cmpipe reads.
     """
-    import xarray as xr
-
-    from cmpipe.store.location import as_path, zarr_store
+    from cmpipe.store.location import as_path
     from cmpipe.store.posterior import open_posterior as open_group
 
     group = open_group(results)
     attrs, names = dict(group.attrs), list(group.array_keys())
-    path = zarr_store(as_path(results) / "posterior.zarr", read_only=True)  # posterior_path, at a URL too
-    ds = xr.open_zarr(path, consolidated=False, chunks=None, drop_variables=["condition"])
-    ds = ds.rename_dims({"channel": "target"})
+    path = as_path(results) / "posterior.zarr"  # posterior_path, at a URL too
+    if attrs["cmpipe_posterior_schema_version"] >= 2:
+        return _open_zarr(path, consolidated=True)
+    ds = _open_zarr(path, consolidated=False, drop_variables=["condition"]).rename_dims({"channel": "target"})
     others = [n for n in names if n != "condition"]
-    cond = xr.open_zarr(path, consolidated=False, chunks=None, drop_variables=others)["condition"]
+    cond = _open_zarr(path, consolidated=False, drop_variables=others)["condition"]
     ds["condition"] = cond.rename({"channel": "condition_channel"})
     coords = {"target": ("target", list(attrs.get("targets", TARGETS))),
               "condition_channel": ("condition_channel", list(attrs["conditions"])),

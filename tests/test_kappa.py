@@ -43,7 +43,7 @@ def test_kappa_map_integrates_to_the_projected_mass(nfw):
     dm_sigma maps (each times its rho_bar L pixel area) to rel 1e-10, and the halo's particle mass
     (all inside the slab and the map) to rel 1e-3."""
     cfg, halo, _, maps = nfw
-    assert maps.channels[-1] == "kappa" and maps.units[-1] == CHANNEL_UNITS["kappa"] == "dimensionless"
+    assert maps.channels[-1] == "kappa" and maps.units[-1] == CHANNEL_UNITS["kappa"] == "1"
     rho = mean_densities(cfg.cosmology)
     area = cfg.maps.pixel_mpc**2
     sigma_crit = sigma_crit_msun_mpc2(cfg.lensing.z_lens, cfg.lensing.z_source, cfg.cosmology)

@@ -172,7 +172,7 @@ def test_channel_order_units_and_npz_round_trip(isothermal_plummer, tmp_path):
     maps = isothermal_plummer["maps"]
     assert maps.channels == CHANNELS
     assert maps.units == tuple(CHANNEL_UNITS[c] for c in CHANNELS)
-    assert maps.units[1] == "erg s^-1 cm^-2 sr^-1"
+    assert maps.units[1] == "erg s-1 cm-2 sr-1"  # astropy unit strings (issue 21)
     back = HaloMaps.load_npz(maps.save_npz(tmp_path / "m.npz"))
     np.testing.assert_array_equal(back.data, maps.data)
     assert (back.channels, back.pixel_mpc, back.depth_mpc, back.halo_id, back.axis) == (

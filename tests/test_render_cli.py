@@ -45,7 +45,7 @@ def test_render_halo_from_hdf5_writes_png_npz_and_config(halo_file, tmp_path, ca
     assert (out / "config.resolved.yaml").exists()
     maps = HaloMaps.load_npz(out / f"{stem}.npz")
     assert maps.data.shape == (4, 32, 32) and maps.pixel_mpc == 0.2 and maps.axis == 1
-    assert maps.units[1] == "erg s^-1 cm^-2 sr^-1"
+    assert maps.units[1] == "erg s-1 cm-2 sr-1"
     assert str(out / f"{stem}.png") in capsys.readouterr().out
     with h5py.File(halo_file) as f:
         dm_mass_internal = f["PartType1/Masses"][:].sum()  # written in Msun (writer's default)

@@ -80,7 +80,7 @@ def test_plan_is_flat_capped_and_split_by_halo(tmp_path):
     gen = _gen()
     plan = make_plan(catalog, gen)
     assert plan.schema.equals(PLAN_SCHEMA)
-    assert plan.schema.field("log10_m200m_msun_h").metadata[b"unit"] == b"log10(Msun/h)"
+    assert plan.schema.field("log10_m200m_msun_h").metadata[b"unit"] == b"dex(solMass / littleh)"
     need = math.ceil(gen.images_per_0p1dex / gen.axes_per_rotation)
     bins, n_halos = np.unique(mass_bins(logm), return_counts=True)
     per_bin = dict(zip(*np.unique(plan["mass_bin"].to_numpy(), return_counts=True)))

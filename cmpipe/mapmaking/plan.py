@@ -58,21 +58,25 @@ One row per image, in ``image_index`` order, none null; unit in each field's met
 (``b"unit"``). Parquet key-value metadata: ``cmpipe.plan_schema_version``, ``cmpipe.generate``
 (the ``generate`` settings as JSON) and, when given, ``cmpipe.config_fingerprint``.
 
-=========================  ===================  ================================================
-field                      unit                 meaning
-=========================  ===================  ================================================
-``image_index`` (int64)    -                    0 .. N - 1, the row and the store's image index
-``chunk_index`` (int32)    -                    ``image_index // generate.chunk_images``
-``halo_id`` (int64)        -                    halo within the source
-``log10_m200m_msun_h``     log10(Msun/h)        log10 M200m of the halo (float64)
-``mass_bin`` (int32)       0.1 dex              ``floor(10 log10 M200m)``
-``rotation_index`` (int32) -                    0 .. rotations of the halo - 1
-``axis`` (int8)            -                    line of sight after the rotation: 0, 1, 2
-``split`` (int8)           -                    0 train, 1 val, 2 test
-``seed`` (uint64)          -                    seed of the rotation (see above)
-``rotation``               -                    fixed-size list of 9 float64: the rotation
-                                                matrix ``R``, row-major (``x' = R x``)
-=========================  ===================  ================================================
+==========================  ======================  ================================================
+field                       unit                    meaning
+==========================  ======================  ================================================
+``image_index`` (int64)     ""                      0 .. N - 1, the row and the store's image index
+``chunk_index`` (int32)     ""                      ``image_index // generate.chunk_images``
+``halo_id`` (int64)         ""                      halo within the source
+``log10_m200m_msun_h``      dex(solMass / littleh)  log10 M200m of the halo (float64)
+``mass_bin`` (int32)        0.1 dex                 ``floor(10 log10 M200m)``
+``rotation_index`` (int32)  ""                      0 .. rotations of the halo - 1
+``axis`` (int8)             ""                      line of sight after the rotation: 0, 1, 2
+``split`` (int8)            ""                      0 train, 1 val, 2 test
+``seed`` (uint64)           ""                      seed of the rotation (see above)
+``rotation``                ""                      fixed-size list of 9 float64: the rotation
+                                                    matrix ``R``, row-major (``x' = R x``)
+==========================  ======================  ================================================
+
+Units are astropy unit strings (``""``: dimensionless; little h is astropy's ``littleh``, see
+:mod:`cmpipe.store.schema`); the file also carries astropy's Parquet header
+(:func:`cmpipe.store.tables.with_astropy_header`).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ import numpy as np
 import pyarrow as pa
 
 from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
-from cmpipe.store.schema import SPLIT_NAMES
+from cmpipe.store.schema import LOG10_MSUN_H, SPLIT_NAMES
 
 __all__ = [
     "PLAN_SCHEMA",
@@ -121,16 +125,16 @@ def _field(name: str, type_: pa.DataType, unit: str, description: str) -> pa.Fie
 
 PLAN_SCHEMA = pa.schema(
     [
-        _field("image_index", pa.int64(), "-", "row and store image index, 0 .. N-1"),
-        _field("chunk_index", pa.int32(), "-", "image_index // generate.chunk_images"),
-        _field("halo_id", pa.int64(), "-", "halo within the source"),
-        _field("log10_m200m_msun_h", pa.float64(), "log10(Msun/h)", "log10 M200m"),
+        _field("image_index", pa.int64(), "", "row and store image index, 0 .. N-1"),
+        _field("chunk_index", pa.int32(), "", "image_index // generate.chunk_images"),
+        _field("halo_id", pa.int64(), "", "halo within the source"),
+        _field("log10_m200m_msun_h", pa.float64(), LOG10_MSUN_H, "log10 M200m"),
         _field("mass_bin", pa.int32(), "0.1 dex", "floor(10 log10 M200m)"),
-        _field("rotation_index", pa.int32(), "-", "rotation of the halo, 0 .. n_rot-1"),
-        _field("axis", pa.int8(), "-", "line-of-sight axis after the rotation"),
-        _field("split", pa.int8(), "-", "0 train, 1 val, 2 test"),
-        _field("seed", pa.uint64(), "-", "seed of the rotation, SeedSequence([seed, halo, r])"),
-        _field("rotation", pa.list_(pa.float64(), 9), "-", "rotation matrix R, row-major, x' = R x"),
+        _field("rotation_index", pa.int32(), "", "rotation of the halo, 0 .. n_rot-1"),
+        _field("axis", pa.int8(), "", "line-of-sight axis after the rotation"),
+        _field("split", pa.int8(), "", "0 train, 1 val, 2 test"),
+        _field("seed", pa.uint64(), "", "seed of the rotation, SeedSequence([seed, halo, r])"),
+        _field("rotation", pa.list_(pa.float64(), 9), "", "rotation matrix R, row-major, x' = R x"),
     ]
 )
 
@@ -378,12 +382,14 @@ def write_plan(plan: pa.Table, path: str | os.PathLike[str] | AnyPath) -> AnyPat
 
     import pyarrow.parquet as pq
 
+    from cmpipe.store.tables import with_astropy_header
+
     path = as_path(path)
     if not is_remote(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     table = _conform(plan, "plan to write")
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(with_astropy_header(table), buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return path
 

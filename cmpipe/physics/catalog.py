@@ -60,48 +60,53 @@ the field's metadata (``b"unit"``). The Parquet file's key-value metadata holds
 ``cmpipe.catalog_schema_version``, ``cmpipe.config_fingerprint`` (of the resolved
 configuration that made it) and ``cmpipe.config`` (that configuration as YAML).
 
-===============================  =============  =================================================
-field                            unit           meaning
-===============================  =============  =================================================
-``halo_id`` (int64)              -              0 .. n_halos - 1; the seed of the halo's draws
-``m200m_msun_h``                 Msun/h         M200m
-``log10_m200m_msun_h``           log10(Msun/h)  log10 M200m (the drawn value; M200m = 10^this)
-``r200m_mpc``                    Mpc            R200m, physical
-``c200m``                        -              NFW concentration R200m / r_s, with scatter
-``m500c_msun_h``                 Msun/h         M500c of the same NFW profile (colossus)
-``r500c_mpc``                    Mpc            R500c, physical
-``shape_s``                      -              s = c/a (minor / major axis), in [0.2, 1]
-``shape_q``                      -              q = b/a (intermediate / major), in [s, 1]
-``orient_w`` .. ``orient_z``     -              unit quaternion (scalar first, w >= 0) of the
-                                                rotation taking the halo's principal frame
-                                                (a, b, c along x, y, z) to the catalog frame
-``f_sub``                        -              mass fraction in subhalos, in [0.02, 0.3]
-``gas_fraction_factor``          -              multiplies the gas fraction (log-normal)
-``pressure_factor``              -              multiplies the pressure normalisation P0
-``clumping_c0``                  -              C0 of the clumping factor 1 + C0 (r/R200m)^2
-``gas_misalignment_deg``         deg            gas axes' tilt from the DM axes
-``is_merger`` (bool)             -              an ongoing merger
-``merger_mass_ratio``            -              xi = M_secondary / M200m, in [0.1, 1]
-``merger_separation_r200m``      R200m          centre distance of the secondary
-``merger_gas_lag_fraction``      -              gas-DM offset of the secondary / separation
-``merger_mach``                  -              Mach number of the merger shock
-``merger_dir_x`` .. ``_z``       -              unit vector from the primary to the secondary
-``is_cool_core`` (bool)          -              pressure from the Arnaud et al. (2010) cool-core
-                                                fit (else the morphologically disturbed one)
-``pressure_c500_factor``         -              multiplies the pressure family's c500
-``nonthermal_radius_factor``     -              multiplies B of the Nelson et al. (2014) f_nt(r)
-``is_post_pericentre`` (bool)    -              a merger seen after pericentre (false if none)
-``fgas500_factor``               -              multiplies the mean f_gas,500(M500c) relation
-===============================  =============  =================================================
+===============================  ======================  =================================================
+field                            unit                    meaning
+===============================  ======================  =================================================
+``halo_id`` (int64)              ""                      0 .. n_halos - 1; the seed of the halo's draws
+``m200m_msun_h``                 solMass / littleh       M200m
+``log10_m200m_msun_h``           dex(solMass / littleh)  log10 M200m (the drawn value; M200m = 10^this)
+``r200m_mpc``                    Mpc                     R200m, physical
+``c200m``                        ""                      NFW concentration R200m / r_s, with scatter
+``m500c_msun_h``                 solMass / littleh       M500c of the same NFW profile (colossus)
+``r500c_mpc``                    Mpc                     R500c, physical
+``shape_s``                      ""                      s = c/a (minor / major axis), in [0.2, 1]
+``shape_q``                      ""                      q = b/a (intermediate / major), in [s, 1]
+``orient_w`` .. ``orient_z``     ""                      unit quaternion (scalar first, w >= 0) of the
+                                                         rotation taking the halo's principal frame
+                                                         (a, b, c along x, y, z) to the catalog frame
+``f_sub``                        ""                      mass fraction in subhalos, in [0.02, 0.3]
+``gas_fraction_factor``          ""                      multiplies the gas fraction (log-normal)
+``pressure_factor``              ""                      multiplies the pressure normalisation P0
+``clumping_c0``                  ""                      C0 of the clumping factor 1 + C0 (r/R200m)^2
+``gas_misalignment_deg``         deg                     gas axes' tilt from the DM axes
+``is_merger`` (bool)             ""                      an ongoing merger
+``merger_mass_ratio``            ""                      xi = M_secondary / M200m, in [0.1, 1]
+``merger_separation_r200m``      ""                      centre distance of the secondary / R200m
+``merger_gas_lag_fraction``      ""                      gas-DM offset of the secondary / separation
+``merger_mach``                  ""                      Mach number of the merger shock
+``merger_dir_x`` .. ``_z``       ""                      unit vector from the primary to the secondary
+``is_cool_core`` (bool)          ""                      pressure from the Arnaud et al. (2010) cool-core
+                                                         fit (else the morphologically disturbed one)
+``pressure_c500_factor``         ""                      multiplies the pressure family's c500
+``nonthermal_radius_factor``     ""                      multiplies B of the Nelson et al. (2014) f_nt(r)
+``is_post_pericentre`` (bool)    ""                      a merger seen after pericentre (false if none)
+``fgas500_factor``               ""                      multiplies the mean f_gas,500(M500c) relation
+===============================  ======================  =================================================
 
 The merger columns are NaN when ``is_merger`` is false (the variates are still drawn). The
 lag's cap at 300 kpc (SPEC section 4) is applied by the particle generator, not here.
 
 Units follow :mod:`cmpipe.physics.halo`: radii physical Mpc (no little h); masses Msun/h where
-the name says ``_msun_h``. Model references: Tinker et al. 2008 (mass function), Diemer & Joyce
-2019 (median c200m, tabulated every 0.01 dex in log M and interpolated with a cubic spline),
-Allgood et al. 2006 (s, with M200m and M* = colossus ``nonLinearMass``), Jing & Suto 2002
-(q given s).
+the name says ``_msun_h``. Each field's ``unit`` is an astropy unit string (``""``: dimensionless);
+little h is astropy's ``littleh`` (:mod:`astropy.cosmology.units`, h = ``cosmology.h``; enable it
+with ``u.add_enabled_units(astropy.cosmology.units)``), never ``Msun/h`` (astropy's ``h`` is the
+hour). The file also carries astropy's Parquet header
+(:func:`cmpipe.store.tables.with_astropy_header`): ``astropy.table.Table.read`` gives the units.
+
+Model references: Tinker et al. 2008 (mass function), Diemer & Joyce 2019 (median c200m,
+tabulated every 0.01 dex in log M and interpolated with a cubic spline), Allgood et al. 2006 (s,
+with M200m and M* = colossus ``nonLinearMass``), Jing & Suto 2002 (q given s).
 """
 
 from __future__ import annotations
@@ -117,6 +122,7 @@ import numpy as np
 import pyarrow as pa
 
 from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
+from cmpipe.store.schema import LOG10_MSUN_H, MSUN_H
 
 if TYPE_CHECKING:  # pragma: no cover
     from cmpipe.config import CatalogConfig, CosmologyConfig
@@ -217,37 +223,37 @@ _F64 = pa.float64()
 #: The catalog's Arrow schema (version :data:`CATALOG_SCHEMA_VERSION`); units in each field's
 #: metadata under ``b"unit"``. Tables are cast to it explicitly before writing.
 CATALOG_SCHEMA: pa.Schema = pa.schema([
-    _field("halo_id", pa.int64(), "-", "halo id; seeds SeedSequence([catalog.seed, halo_id])"),
-    _field("m200m_msun_h", _F64, "Msun/h", "M200m"),
-    _field("log10_m200m_msun_h", _F64, "log10(Msun/h)", "log10 M200m"),
+    _field("halo_id", pa.int64(), "", "halo id; seeds SeedSequence([catalog.seed, halo_id])"),
+    _field("m200m_msun_h", _F64, MSUN_H, "M200m"),
+    _field("log10_m200m_msun_h", _F64, LOG10_MSUN_H, "log10 M200m"),
     _field("r200m_mpc", _F64, "Mpc", "R200m, physical"),
-    _field("c200m", _F64, "-", "NFW concentration R200m / r_s, with log-normal scatter"),
-    _field("m500c_msun_h", _F64, "Msun/h", "M500c of the same NFW profile"),
+    _field("c200m", _F64, "", "NFW concentration R200m / r_s, with log-normal scatter"),
+    _field("m500c_msun_h", _F64, MSUN_H, "M500c of the same NFW profile"),
     _field("r500c_mpc", _F64, "Mpc", "R500c, physical"),
-    _field("shape_s", _F64, "-", "s = c/a, minor over major axis"),
-    _field("shape_q", _F64, "-", "q = b/a, intermediate over major axis"),
-    _field("orient_w", _F64, "-", "orientation quaternion, scalar part (>= 0)"),
-    _field("orient_x", _F64, "-", "orientation quaternion, x"),
-    _field("orient_y", _F64, "-", "orientation quaternion, y"),
-    _field("orient_z", _F64, "-", "orientation quaternion, z"),
-    _field("f_sub", _F64, "-", "mass fraction in subhalos"),
-    _field("gas_fraction_factor", _F64, "-", "log-normal factor on the gas fraction"),
-    _field("pressure_factor", _F64, "-", "log-normal factor on the pressure normalisation"),
-    _field("clumping_c0", _F64, "-", "C0 of the clumping factor 1 + C0 (r/R200m)^2"),
+    _field("shape_s", _F64, "", "s = c/a, minor over major axis"),
+    _field("shape_q", _F64, "", "q = b/a, intermediate over major axis"),
+    _field("orient_w", _F64, "", "orientation quaternion, scalar part (>= 0)"),
+    _field("orient_x", _F64, "", "orientation quaternion, x"),
+    _field("orient_y", _F64, "", "orientation quaternion, y"),
+    _field("orient_z", _F64, "", "orientation quaternion, z"),
+    _field("f_sub", _F64, "", "mass fraction in subhalos"),
+    _field("gas_fraction_factor", _F64, "", "log-normal factor on the gas fraction"),
+    _field("pressure_factor", _F64, "", "log-normal factor on the pressure normalisation"),
+    _field("clumping_c0", _F64, "", "C0 of the clumping factor 1 + C0 (r/R200m)^2"),
     _field("gas_misalignment_deg", _F64, "deg", "tilt of the gas axes from the DM axes"),
-    _field("is_merger", pa.bool_(), "-", "an ongoing merger"),
-    _field("merger_mass_ratio", _F64, "-", "xi = M_secondary / M200m; NaN if not a merger"),
-    _field("merger_separation_r200m", _F64, "R200m", "separation of the secondary; NaN if not"),
-    _field("merger_gas_lag_fraction", _F64, "-", "gas-DM lag / separation; NaN if not a merger"),
-    _field("merger_mach", _F64, "-", "Mach number of the merger shock; NaN if not a merger"),
-    _field("merger_dir_x", _F64, "-", "unit vector to the secondary, x; NaN if not a merger"),
-    _field("merger_dir_y", _F64, "-", "unit vector to the secondary, y; NaN if not a merger"),
-    _field("merger_dir_z", _F64, "-", "unit vector to the secondary, z; NaN if not a merger"),
-    _field("is_cool_core", pa.bool_(), "-", "Arnaud et al. 2010 cool-core pressure (else disturbed)"),
-    _field("pressure_c500_factor", _F64, "-", "log-normal factor on the pressure family's c500"),
-    _field("nonthermal_radius_factor", _F64, "-", "log-normal factor on B of Nelson et al. 2014 f_nt(r)"),
-    _field("is_post_pericentre", pa.bool_(), "-", "a merger after pericentre; false if not a merger"),
-    _field("fgas500_factor", _F64, "-", "log-normal factor on the mean f_gas,500(M500c)"),
+    _field("is_merger", pa.bool_(), "", "an ongoing merger"),
+    _field("merger_mass_ratio", _F64, "", "xi = M_secondary / M200m; NaN if not a merger"),
+    _field("merger_separation_r200m", _F64, "", "separation of the secondary / R200m; NaN if not a merger"),
+    _field("merger_gas_lag_fraction", _F64, "", "gas-DM lag / separation; NaN if not a merger"),
+    _field("merger_mach", _F64, "", "Mach number of the merger shock; NaN if not a merger"),
+    _field("merger_dir_x", _F64, "", "unit vector to the secondary, x; NaN if not a merger"),
+    _field("merger_dir_y", _F64, "", "unit vector to the secondary, y; NaN if not a merger"),
+    _field("merger_dir_z", _F64, "", "unit vector to the secondary, z; NaN if not a merger"),
+    _field("is_cool_core", pa.bool_(), "", "Arnaud et al. 2010 cool-core pressure (else disturbed)"),
+    _field("pressure_c500_factor", _F64, "", "log-normal factor on the pressure family's c500"),
+    _field("nonthermal_radius_factor", _F64, "", "log-normal factor on B of Nelson et al. 2014 f_nt(r)"),
+    _field("is_post_pericentre", pa.bool_(), "", "a merger after pericentre; false if not a merger"),
+    _field("fgas500_factor", _F64, "", "log-normal factor on the mean f_gas,500(M500c)"),
 ])
 
 
@@ -762,13 +768,15 @@ def write_catalog(table: pa.Table, path: str | os.PathLike[str] | AnyPath) -> An
 
     import pyarrow.parquet as pq
 
+    from cmpipe.store.tables import with_astropy_header
+
     path = as_path(path)
     _check_metadata(table.schema.metadata, "catalog table")
     table = _conform(table, "catalog table")
     if not is_remote(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(with_astropy_header(table), buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return path
 

@@ -94,9 +94,9 @@ def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[
     Returns
     -------
     dict
-        ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``r200m_mpc`` [physical Mpc],
-        ``r500c_mpc`` [physical Mpc] and ``m500c_msun`` [Msun] (NFW with the halo's
-        concentration, :func:`halo_concentrations`), in ascending store order.
+        ``image_index``, ``halo_id``, ``log10_m200m_msun_h``, ``rotation_index``, ``axis``,
+        ``r200m_mpc`` [physical Mpc], ``r500c_mpc`` [physical Mpc] and ``m500c_msun`` [Msun] (NFW
+        with the halo's concentration, :func:`halo_concentrations`), in ascending store order.
 
     Raises
     ------
@@ -123,6 +123,8 @@ def select_test_images(cfg: Config, store_path: str | os.PathLike[str]) -> dict[
     r500c, m500c = r500c_from_m200m(m_msun, halo_concentrations(cfg, halo_id, log10m[index]), cfg.cosmology)
     return {"image_index": index.astype(np.int64), "halo_id": halo_id,
             "log10_m200m_msun_h": log10m[index].astype(np.float64),
+            "rotation_index": group["rotation_index"][:][index].astype(np.int32),
+            "axis": group["axis"][:][index].astype(np.int8),
             "r200m_mpc": np.asarray(r200m_mpc(m_msun, cfg.cosmology), dtype=np.float64),
             "r500c_mpc": np.asarray(r500c, dtype=np.float64), "m500c_msun": np.asarray(m500c, dtype=np.float64)}
 

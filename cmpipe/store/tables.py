@@ -4,7 +4,7 @@
 batch, named by the store indices of its images); ``cmpipe report`` reads each table directory
 as one table (:func:`read_table`). Every part is cast to the schema below before it is written
 (:func:`to_table`), so the parts never drift. Units are in each field's metadata (key
-``unit``) and below. ``channel`` is a target channel, ``gas_sigma`` or ``dm_sigma``
+``unit``; see "Units" below) and below. ``channel`` is a target channel, ``gas_sigma`` or ``dm_sigma``
 (:data:`cmpipe.model.dataset.TARGET_CHANNELS`), on the model's grid (``model.resolution``
 pixels of ``pixel_mpc`` = the store's ``pixel_mpc * npix / resolution``). "Posterior mean" is the
 mean of the ``n_samples`` samples of one image. Masses are ``Sigma`` summed over pixels times the
@@ -39,6 +39,21 @@ write the same tables under ``RESULTS/baselines/<name>/tables/``.
 default ``input_sz_y`` / ``input_xray_sb``, with ``kappa`` also ``input_kappa``): the condition
 map against the truth, the paper's linear baseline; ``b`` is NaN there, the maps have other units.
 
+Units
+-----
+Each field's ``unit`` is an astropy unit string (``astropy.units.Unit(unit)`` parses it); ``""``
+is dimensionless (ratios, counts of nothing physical, ids, names and flags). Little h is
+astropy's ``littleh`` (:mod:`astropy.cosmology.units`; enable it with
+``u.add_enabled_units(astropy.cosmology.units)``): ``log10_m200m_msun_h`` is in
+``dex(solMass / littleh)``, h the run's ``cosmology.h`` (never ``Msun/h``, which astropy reads
+as solar masses per hour). The targets' maps are dimensionless (:data:`cmpipe.store.schema.CHANNEL_UNITS`),
+so their profiles and errors are too. ``spectra.p_other`` and ``p_cross`` have no ``unit``: it
+depends on the row (Mpc2 times the compared map's unit squared, resp. its unit: ``Mpc2`` for
+``posterior_mean``, ``sample`` and ``input_sz_y``, ``Mpc2 erg2 s-2 cm-4 sr-2`` (resp. ``Mpc2 erg
+s-1 cm-2 sr-1``) for ``input_xray_sb``). Every file also carries astropy's own header
+(:func:`with_astropy_header`), so ``astropy.table.Table.read(part)`` gives columns with units and
+descriptions.
+
 Every ``RESULTS`` may be an object-store URL (:mod:`cmpipe.store.location`). A part is written
 whole or not at all: a temporary file renamed into place on disk, one PUT of the final object on
 an object store (:func:`cmpipe.store.location.write_bytes_atomic`); no rename is used there. Which
@@ -61,6 +76,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cmpipe.store.location import AnyPath, as_path, is_remote, write_bytes_atomic
+from cmpipe.store.schema import LOG10_MSUN_H
 
 #: Version of every table's schema; bump on any change.
 TABLE_SCHEMA_VERSION = 2
@@ -68,14 +84,16 @@ TABLE_SCHEMA_VERSION = 2
 logger = logging.getLogger(__name__)
 
 
-def _f(name: str, type_: pa.DataType, unit: str, doc: str) -> pa.Field:
-    return pa.field(name, type_, nullable=False, metadata={"unit": unit, "doc": doc})
+def _f(name: str, type_: pa.DataType, unit: str | None, doc: str) -> pa.Field:
+    """A field with its ``unit`` (an astropy string; None: none, it depends on the row) and ``doc``."""
+    metadata = {"doc": doc} if unit is None else {"unit": unit, "doc": doc}
+    return pa.field(name, type_, nullable=False, metadata=metadata)
 
 
 _KEY = [
     _f("image_index", pa.int64(), "", "image index in the image store"),
     _f("halo_id", pa.int64(), "", "halo within the source"),
-    _f("log10_m200m_msun_h", pa.float64(), "log10(Msun/h)", "log10 M200m of the halo"),
+    _f("log10_m200m_msun_h", pa.float64(), LOG10_MSUN_H, "log10 M200m of the halo"),
     _f("channel", pa.string(), "", "target channel: gas_sigma | dm_sigma"),
 ]
 
@@ -116,19 +134,19 @@ SCHEMAS: dict[str, pa.Schema] = {
         *_KEY,
         _f("bin", pa.int32(), "", "radial bin"),
         _f("r_mpc", pa.float64(), "Mpc", "mid radius of the annulus"),
-        _f("true", pa.float64(), "channel unit", "mean of the true map in the annulus"),
-        _f("pred_mean", pa.float64(), "channel unit", "mean of the posterior-mean map in the annulus"),
-        _f("pred_std", pa.float64(), "channel unit", "std over samples of the sample profiles"),
+        _f("true", pa.float64(), "", "mean of the true map in the annulus (the target's unit)"),
+        _f("pred_mean", pa.float64(), "", "mean of the posterior-mean map in the annulus (the target's unit)"),
+        _f("pred_std", pa.float64(), "", "std over samples of the sample profiles (the target's unit)"),
         _f("frac_error", pa.float64(), "", "(pred_mean - true) / true"),
     ]),
     "spectra": pa.schema([
         *_KEY,
         _f("comparison", pa.string(), "", "posterior_mean | sample | input_<condition> (input_sz_y, input_xray_sb, ...)"),
         _f("bin", pa.int32(), "", "k bin (integer |k| / k_F)"),
-        _f("k_mpc_inv", pa.float64(), "Mpc^-1", "mean |k| of the bin's modes"),
-        _f("p_true", pa.float64(), "Mpc^2", "P(k) of the mean-subtracted true map"),
-        _f("p_other", pa.float64(), "Mpc^2 (other map unit^2)", "P(k) of the compared map"),
-        _f("p_cross", pa.float64(), "Mpc^2 (other map unit)", "cross spectrum"),
+        _f("k_mpc_inv", pa.float64(), "Mpc-1", "mean |k| of the bin's modes"),
+        _f("p_true", pa.float64(), "Mpc2", "P(k) of the mean-subtracted true map"),
+        _f("p_other", pa.float64(), None, "P(k) of the compared map [Mpc2 times its unit squared]"),
+        _f("p_cross", pa.float64(), None, "cross spectrum [Mpc2 times the compared map's unit]"),
         _f("b", pa.float64(), "", "sqrt(p_other / p_true); NaN for inputs"),
         _f("r", pa.float64(), "", "p_cross / sqrt(p_other p_true)"),
     ]),
@@ -136,8 +154,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         *_KEY,
         _f("n", pa.int32(), "count", "samples used"),
         _f("ratio", pa.float64(), "", "median over pixels within R200m of (sigma / sqrt(n)) / |mean_n - true|"),
-        _f("mc_error", pa.float64(), "channel unit", "median over pixels within R200m of sigma / sqrt(n)"),
-        _f("mean_error", pa.float64(), "channel unit", "median over pixels within R200m of |mean_n - true|"),
+        _f("mc_error", pa.float64(), "", "median over pixels within R200m of sigma / sqrt(n) (the target's unit)"),
+        _f("mean_error", pa.float64(), "", "median over pixels within R200m of |mean_n - true| (the target's unit)"),
     ]),
     "zhist": pa.schema([
         *_KEY,
@@ -167,7 +185,7 @@ for _name, _schema in SCHEMAS.items():
 IMAGES_SCHEMA = pa.schema([
     _f("image_index", pa.int64(), "", "image index in the image store"),
     _f("halo_id", pa.int64(), "", "halo within the source"),
-    _f("log10_m200m_msun_h", pa.float64(), "log10(Msun/h)", "log10 M200m of the halo"),
+    _f("log10_m200m_msun_h", pa.float64(), LOG10_MSUN_H, "log10 M200m of the halo"),
     _f("split", pa.string(), "", "train | val | test"),
     _f("failed", pa.bool_(), "", "the image's halo failed to project"),
     _f("selected", pa.bool_(), "", "a test image within evaluate.test_log10_m_* (sampled by cmpipe infer)"),
@@ -189,10 +207,44 @@ def refreshed(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
     return path
 
 
+#: The Parquet key-value metadata astropy reads its table header from (``astropy.io.misc.parquet``).
+ASTROPY_HEADER_KEY = b"table_meta_yaml"
+
+
+def with_astropy_header(table: pa.Table) -> pa.Table:
+    """``table`` with astropy's own Parquet header added to its schema metadata (the rest kept).
+
+    ``astropy.table.Table.read(path)`` of a Parquet file takes each column's ``unit`` and
+    ``description`` from the YAML under :data:`ASTROPY_HEADER_KEY`, and each string column's
+    width from ``table::len::NAME`` (else it warns): both are written here, from the fields'
+    metadata (``unit``, when not empty, and ``doc`` or ``description``). The data are unchanged.
+    """
+    import pyarrow.compute as pc
+    import yaml
+
+    columns = []
+    extra: dict[bytes, bytes] = {}
+    for field in table.schema:
+        meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+        entry = {"name": field.name}
+        if meta.get("unit"):
+            entry["unit"] = meta["unit"]
+        description = meta.get("doc") or meta.get("description")
+        if description:
+            entry["description"] = description
+        columns.append(entry)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            longest = pc.max(pc.utf8_length(table.column(field.name))).as_py() if table.num_rows else None
+            extra[f"table::len::{field.name}".encode()] = str(max(int(longest or 0), 1)).encode()
+    header = yaml.safe_dump({"datatype": columns}, sort_keys=False, width=1000).encode()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), ASTROPY_HEADER_KEY: header, **extra})
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
-    """``table`` as the bytes of one Parquet file (pyarrow's defaults, as ``pq.write_table``)."""
+    """``table`` as the bytes of one Parquet file (pyarrow's defaults, as ``pq.write_table``),
+    with astropy's header (:func:`with_astropy_header`)."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(with_astropy_header(table), buffer)
     return buffer.getvalue()
 
 

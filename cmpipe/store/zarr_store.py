@@ -48,7 +48,8 @@ from cmpipe.store.outputs import (
     OutputError, artifact_kind, check_output_dir, check_removable, describe_contents, remove_owned,
 )
 from cmpipe.store.schema import (
-    CHANNEL_UNITS, PLAN_ARRAY_CHUNK, PLAN_ARRAYS, SPLIT_NAMES, SPLIT_TRAIN, STORE_SCHEMA_VERSION,
+    CHANNEL_LONG_NAMES, CHANNEL_UNITS, MAPS_COORDINATES, PLAN_ARRAY_CHUNK, PLAN_ARRAYS, READABLE_STORE_SCHEMA_VERSIONS,
+    SPLIT_NAMES, SPLIT_TRAIN, STORE_SCHEMA_VERSION, VARIABLE_ATTRS,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,15 +63,18 @@ __all__ = [
     "chunks_to_write",
     "clear_normalisation",
     "compute_normalisation",
+    "consolidate",
     "create_store",
     "creation_interrupted",
     "creation_marker",
     "failed_chunks",
     "missing_chunks",
     "open_store",
+    "pixel_centres_mpc",
     "record_failures",
     "require_fingerprint",
     "validate_store",
+    "write_coordinate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,8 +102,10 @@ def _zarr(path: AnyPath, read_only: bool) -> Any:
     return store
 
 
-def _consolidate(path: str | os.PathLike[str] | AnyPath) -> None:
-    """Re-write zarr's consolidated metadata (xarray reads it; zarr warns it is not in spec v3)."""
+def consolidate(path: str | os.PathLike[str] | AnyPath) -> None:
+    """Re-write zarr's consolidated metadata of the group at ``path`` (xarray reads it; zarr warns
+    it is not in spec v3). Call it after every change of the group's metadata (arrays, attributes),
+    never while another process changes them."""
     import zarr
 
     with warnings.catch_warnings():
@@ -148,7 +154,9 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     ------
     StoreError
         If there is no cmpipe store at ``path``, its creation was interrupted
-        (:func:`creation_interrupted`) or its schema version differs.
+        (:func:`creation_interrupted`), or its schema version is not one this cmpipe reads
+        (:data:`cmpipe.store.schema.READABLE_STORE_SCHEMA_VERSIONS`) or, with ``mode="r+"``, not
+        the one it writes (the message names both).
     """
     import zarr
 
@@ -165,8 +173,14 @@ def open_store(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
     except FileNotFoundError:  # on an object store: no zarr.json (zarr.errors.GroupNotFoundError)
         raise StoreError(f"{path}: no Zarr store here") from None
     version = group.attrs.get("cmpipe_store_schema_version")
-    if version != STORE_SCHEMA_VERSION:
-        raise StoreError(f"{path}: store schema version {version!r}, this cmpipe reads {STORE_SCHEMA_VERSION}")
+    if version not in READABLE_STORE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_STORE_SCHEMA_VERSIONS)
+        raise StoreError(f"{path}: store schema version {version!r}; this cmpipe reads versions {readable}")
+    if mode != "r" and version != STORE_SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: store schema version {version!r}; this cmpipe reads it but writes only version "
+            f"{STORE_SCHEMA_VERSION}: make the store again (cmpipe generate --overwrite) to resume or renormalise it"
+        )
     return group
 
 
@@ -285,6 +299,7 @@ def create_store(
         "config_yaml": config_yaml,
         "channels": list(channels),
         "channel_units": {c: CHANNEL_UNITS[c] for c in channels},
+        "channel_long_names": {c: CHANNEL_LONG_NAMES[c] for c in channels},
         "npix": npix,
         "pixel_mpc": pixel_mpc,
         "depth_mpc": depth_mpc,
@@ -310,9 +325,9 @@ def _create_and_rename(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
     if tmp.exists():
         shutil.rmtree(tmp)
-    group = _create_arrays(tmp, plan, channels, npix, k)
+    group = _create_arrays(tmp, plan, channels, npix, k, float(attrs["pixel_mpc"]))
     group.update_attributes(attrs)  # one write of zarr.json, not one per key
-    _consolidate(tmp)
+    consolidate(tmp)
     os.replace(tmp, path)
 
 
@@ -323,9 +338,9 @@ def _create_in_place(
     ``path`` (arrays, plan values, attributes, consolidated metadata), the marker deleted last."""
     marker = creation_marker(path)
     write_text_atomic(marker, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}))
-    group = _create_arrays(path, plan, channels, npix, k)
+    group = _create_arrays(path, plan, channels, npix, k, float(attrs["pixel_mpc"]))
     group.update_attributes(attrs)
-    _consolidate(path)
+    consolidate(path)
     marker.unlink()
     _fresh(path)
 
@@ -350,8 +365,11 @@ def _reopen_for_resume(path: AnyPath, plan: pa.Table, fingerprint: str) -> zarr.
     return group
 
 
-def _create_arrays(where: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int) -> zarr.Group:
-    """A new Zarr 3 group at ``where`` with every array of the schema, the plan's written."""
+def _create_arrays(
+    where: AnyPath, plan: pa.Table, channels: tuple[str, ...], npix: int, k: int, pixel_mpc: float
+) -> zarr.Group:
+    """A new Zarr 3 group at ``where`` with every array of the schema, the plan's and the
+    coordinates written (each array's metadata, its CF attributes included, written once)."""
     import zarr
 
     n = plan.num_rows
@@ -360,25 +378,64 @@ def _create_arrays(where: AnyPath, plan: pa.Table, channels: tuple[str, ...], np
         "maps", shape=(n, len(channels), npix, npix), dtype="float32",
         shards=(k, len(channels), npix, npix), chunks=(1, len(channels), npix, npix),
         fill_value=float("nan"), dimension_names=("image", "channel", "y", "x"),
-        attributes={"channels": list(channels), "units": [CHANNEL_UNITS[c] for c in channels]},
+        attributes={**VARIABLE_ATTRS["maps"], "coordinates": " ".join(MAPS_COORDINATES)},
     )
     block = min(n, PLAN_ARRAY_CHUNK)
     values = {name: plan[name].to_numpy() for name in PLAN_ARRAYS if name != "rotation"}
     # the plan's rotation column (fixed-size lists of 9) as (N, 3, 3)
     flat = plan["rotation"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     values["rotation"] = np.asarray(flat, dtype=np.float64).reshape(-1, 3, 3)
-    for name, (dtype, fill, unit) in PLAN_ARRAYS.items():
+    values["image"] = np.arange(n, dtype=np.int64)
+    for name, (dtype, fill) in {"image": ("int64", -1), **{m: v[:2] for m, v in PLAN_ARRAYS.items()}}.items():
         shape = (n, 3, 3) if name == "rotation" else (n,)
         dims = ("image", "row", "col") if name == "rotation" else ("image",)
-        arr = group.create_array(  # attributes at creation: each array's metadata written once
-            name, shape=shape, dtype=dtype, chunks=(block, *shape[1:]), fill_value=fill, dimension_names=dims,
-            attributes={"unit": unit},
-        )
-        arr[...] = np.asarray(values[name], dtype=dtype)
+        write_coordinate(group, name, np.asarray(values[name], dtype=dtype), dims, VARIABLE_ATTRS[name],
+                         chunks=(block, *shape[1:]), fill_value=fill)
+    write_coordinate(group, "channel", list(channels), ("channel",), VARIABLE_ATTRS["channel"])
+    write_coordinate(group, "channel_units", [CHANNEL_UNITS[c] for c in channels], ("channel",),
+                     VARIABLE_ATTRS["channel_units"])
+    for axis in ("x", "y"):
+        write_coordinate(group, axis, pixel_centres_mpc(npix, pixel_mpc), (axis,), VARIABLE_ATTRS[axis])
     n_chunks = math.ceil(n / k)
-    group.create_array("image_failed", shape=(n,), dtype="uint8", chunks=(k,), fill_value=0, dimension_names=("image",))
-    group.create_array("chunk_done", shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0, dimension_names=("chunk",))
+    group.create_array("image_failed", shape=(n,), dtype="uint8", chunks=(k,), fill_value=0, dimension_names=("image",),
+                       attributes=VARIABLE_ATTRS["image_failed"])
+    group.create_array("chunk_done", shape=(n_chunks,), dtype="uint8", chunks=(1,), fill_value=0,
+                       dimension_names=("chunk",), attributes=VARIABLE_ATTRS["chunk_done"])
     return group
+
+
+def pixel_centres_mpc(npix: int, pixel_mpc: float) -> np.ndarray:
+    """Pixel centres [Mpc] of an ``npix``-pixel map axis centred on the halo, float64 (npix,):
+    those of :class:`cmpipe.sph.projection.MapGrid`, ``(i + 0.5) pixel_mpc - npix pixel_mpc / 2``."""
+    return (np.arange(npix) + 0.5) * float(pixel_mpc) - 0.5 * npix * float(pixel_mpc)
+
+
+def write_coordinate(
+    group: zarr.Group, name: str, values: Any, dims: Sequence[str], attributes: Mapping[str, Any], *,
+    chunks: Sequence[int] | None = None, fill_value: Any = None,
+) -> zarr.Array:
+    """Create array ``name`` of ``group`` holding ``values`` whole (a coordinate or other array
+    written once, by the single writer that creates the group).
+
+    Parameters
+    ----------
+    values : array-like
+        Numbers (their dtype is kept) or strings (stored as zarr's variable-length UTF-8 strings).
+    dims : sequence of str
+        Its ``dimension_names`` (an array named as its one dimension is xarray's index of it).
+    attributes : mapping
+        Its CF attributes (``long_name``, ``units``, ...).
+    chunks : sequence of int, optional
+        Default: one chunk.
+    """
+    strings = isinstance(values, (list, tuple))
+    data = np.asarray(values, dtype=np.dtypes.StringDType()) if strings else np.asarray(values)
+    array = group.create_array(
+        name, shape=data.shape, dtype=str if strings else data.dtype, chunks=tuple(chunks or data.shape),
+        fill_value=fill_value, dimension_names=tuple(dims), attributes=dict(attributes),
+    )
+    array[...] = data
+    return array
 
 
 def chunk_slice(group: zarr.Group, chunk_index: int) -> slice:
@@ -415,7 +472,7 @@ def record_failures(store_path: str | os.PathLike[str], results: Iterable[Mappin
     merged = sorted(kept + [f for r in results for f in r["failures"]], key=lambda f: (f["chunk"], f["halo_id"]))
     if merged != group.attrs.get("failures", []):
         group.attrs["failures"] = merged
-        _consolidate(store_path)
+        consolidate(store_path)
     return merged
 
 
@@ -480,7 +537,7 @@ def clear_normalisation(store_path: str | os.PathLike[str], chunks: Iterable[int
         sl = slice(int(chunk) * k, min(n, (int(chunk) + 1) * k))
         if np.any((failed[sl] != 0) & (split[sl] == SPLIT_TRAIN)):
             group.attrs["normalisation"] = None
-            _consolidate(store_path)
+            consolidate(store_path)
             logger.info("%s: normalisation cleared (failed train images are retried); recomputed when done", store_path)
             return True
     return False
@@ -563,12 +620,25 @@ def compute_normalisation(
         # Range of each map's total (sum x pixel area) over the train images: what
         # cmpipe.stages.reconstruct compares an observed map's total with (out-of-distribution flags).
         "totals": {name: {"min": float(total_lo[i]), "max": float(total_hi[i])} for i, name in enumerate(channels)},
-        "totals_unit": "channel unit x Mpc^2",
+        "totals_units": {name: _times_mpc2(_channel_unit(group.attrs, name)) for name in channels},
     }
     if group.attrs.get("normalisation") != record:
         group.attrs["normalisation"] = record
-        _consolidate(store_path)
+        consolidate(store_path)
     return record
+
+
+def _channel_unit(attrs: Mapping[str, Any], channel: str) -> str:
+    """A channel's astropy unit string from a store's root attributes (``channel_units``: a mapping)."""
+    from cmpipe.store.schema import astropy_unit_string
+
+    units = attrs.get("channel_units") or {}
+    return astropy_unit_string(str(units[channel])) if isinstance(units, Mapping) else CHANNEL_UNITS[channel]
+
+
+def _times_mpc2(unit: str) -> str:
+    """The astropy unit string of ``unit`` times Mpc^2 (a map's sum times the pixel area)."""
+    return "Mpc2" if unit in ("", "1") else f"{unit} Mpc2"
 
 
 def validate_store(path: str | os.PathLike[str], require_complete: bool = True) -> dict[str, Any]:
@@ -600,6 +670,10 @@ def validate_store(path: str | os.PathLike[str], require_complete: bool = True) 
         "chunk_done": ("uint8", (n_chunks,)),
         **{name: (dtype, (n, 3, 3) if name == "rotation" else (n,)) for name, (dtype, _, _) in PLAN_ARRAYS.items()},
     }
+    if attrs["cmpipe_store_schema_version"] >= 2:
+        strings = "StringDType()"  # zarr's variable-length UTF-8, as numpy's StringDType
+        expected.update({"image": ("int64", (n,)), "channel": (strings, (c,)), "channel_units": (strings, (c,)),
+                         "x": ("float64", (npix,)), "y": ("float64", (npix,))})
     names = set(group.array_keys())
     for name, (dtype, shape) in expected.items():
         if name not in names:
