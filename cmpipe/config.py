@@ -984,6 +984,13 @@ class TrainConfig(_Section):
         "evaluate on the same test images as a baseline (`RESULTS/baselines/unet/`); 0: none",
         Range(ge=0),
     )
+    tracking: str = _key(
+        "none", "-",
+        "experiment tracking by rank 0, beside `metrics.csv` and `loss.png`: `tensorboard` (event files "
+        "in `RUN/tensorboard/`), `mlflow` (a run in `$MLFLOW_TRACKING_URI`; needs the `mlflow` package), "
+        "`none` (:mod:`cmpipe.model.tracking`)",
+        OneOf(("none", "tensorboard", "mlflow")),
+    )
 
 
 @_document_keys

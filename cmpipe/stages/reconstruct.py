@@ -452,8 +452,8 @@ def reconstruct(
     _write_outputs(out_path, samples, mean, std, grid, redshift=images[0].header.get("REDSHIFT"), extra=extra,
                    save_samples=save_samples, overwrite=overwrite)
     png = _quicklook(png_path, condition[0], mean, std, grid.pixel_mpc) if quicklook else None
-    for m in messages:
-        logger.info("%s", m)
+    for m in messages:  # returned: the caller shows them (cmpipe reconstruct prints each once)
+        logger.debug("%s", m)
     return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
             "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood}
 
@@ -612,9 +612,10 @@ def run(cfg: Any, paths: Mapping[str, Any], *, n_samples: int | None = None, see
     """The reconstruct stage for one cluster: :func:`reconstruct` of ``paths["checkpoint"]``,
     ``paths["sz"]`` and ``paths["xray"]`` into ``paths["out"]`` (a FITS file), with the sampler of
     ``cfg.infer`` (``n_samples`` default: ``cfg.infer.n_samples``). Many clusters on Ray:
-    :func:`cmpipe.pipeline.reconstruct.reconstruct_many`."""
+    :func:`cmpipe.pipeline.reconstruct.reconstruct_many`. The out-of-distribution note is in the
+    returned ``messages`` only (not also logged): ``cmpipe reconstruct`` prints each message once."""
     n = int(cfg.infer.n_samples if n_samples is None else n_samples)
     return reconstruct(paths["checkpoint"], paths["sz"], paths["xray"], paths["out"], n_samples=n, seed=seed,
                        pixel_mpc=pixel_mpc, save_samples=save_samples, device=device,
                        infer_cfg=dataclasses.replace(cfg.infer, n_samples=n), overwrite=overwrite,
-                       strict=strict, max_ood_fraction=max_ood_fraction)
+                       strict=strict, max_ood_fraction=max_ood_fraction, warn=False)

@@ -82,6 +82,9 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
     device : str
         Torch device.
 
+    Progress of the steps, with the loss per dimension, on standard error
+    (:class:`cmpipe.progress.Progress`).
+
     Returns
     -------
     dict
@@ -90,8 +93,16 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
         (:func:`~cmpipe.model.training.train_loop`).
     """
     from cmpipe.model.training import WorkerContext
+    from cmpipe.progress import Progress
 
-    return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps, worker=WorkerContext(device=device))
+    steps = cfg.train.max_steps if max_steps is None else int(max_steps)
+    check = validate(cfg, paths["store"], paths["run"])
+    with Progress(steps, "train", "steps", initial=0 if check.state is None else check.state.step) as bar:
+        def on_step(row: Mapping[str, Any]) -> None:
+            bar.moveto(int(row["step"]), loss=float(row["loss_per_dim"]))
+
+        return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps,
+                             worker=WorkerContext(device=device, on_step=on_step))
 
 
 def plot_loss(run_dir: str | os.PathLike[str]) -> Any:
