@@ -126,9 +126,13 @@ def quiet_ray_data() -> None:
     ``print_on_execution_start`` off; the console handler of the ``ray.data`` logger at ERROR
     (the file handlers keep everything). Set on the driver, where Ray Data's executor runs, before
     a dataset is made (it copies the context): :func:`start_ray` does it first."""
+    import warnings
+
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
+    with warnings.catch_warnings():  # Ray 2.60 warns about its own defaults while making the context
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
+        ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     for handler in logging.getLogger("ray.data").handlers:
