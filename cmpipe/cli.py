@@ -925,11 +925,13 @@ def configure_logging(level: str, *, quiet: bool = False, verbose: bool = False)
     """The one logging set-up of the ``cmpipe`` command, and its verbosity
     (:func:`cmpipe.progress.set_verbosity`).
 
-    One handler on the root logger, to standard error, at ``level`` (``run.log_level``), DEBUG
-    with ``verbose``, ERROR with ``quiet``. A handler of an earlier call is replaced, never added
-    to (``main`` may run several times in one process): every record is printed once.
-    Ray's loggers keep their own handlers and do not propagate here; below ``verbose`` Ray is
-    quietened where it starts (:func:`cmpipe.pipeline.session.start_ray`).
+    cmpipe's loggers at ``level`` (``run.log_level``; DEBUG with ``verbose``, ERROR with
+    ``quiet``); other libraries' (botocore, fsspec, ...) at WARNING (INFO with ``verbose``, ERROR
+    with ``quiet``). One handler on the root logger, to standard error; a handler of an earlier
+    call is replaced, never added to (``main`` may run several times in one process), so every
+    record is printed once; as :func:`logging.basicConfig`, none is added where the host process
+    has its own (pytest's). Ray's loggers keep their own handlers and do not propagate here; below
+    ``verbose`` Ray is quietened where it starts (:func:`cmpipe.pipeline.session.start_ray`).
     """
     from cmpipe.progress import NORMAL, QUIET, VERBOSE, set_verbosity
 
@@ -937,10 +939,12 @@ def configure_logging(level: str, *, quiet: bool = False, verbose: bool = False)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(handler)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root.addHandler(handler)
-    root.setLevel("DEBUG" if verbose else "ERROR" if quiet else level)
+    if not root.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel("INFO" if verbose else "ERROR" if quiet else "WARNING")
+    logging.getLogger("cmpipe").setLevel("DEBUG" if verbose else "ERROR" if quiet else level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1099,7 +1099,8 @@ class RunConfig(_Section):
         "output directory: a local path or an object-store URL (`s3://bucket/run`; `--out` overrides it)", NonEmpty(),
     )
     log_level: str = _key(
-        "INFO", "-", "logging level (any case; stored upper-case)", OneOf(LOG_LEVELS), convert=str.upper
+        "INFO", "-", "level of cmpipe's log on standard error (any case; stored upper-case); other libraries "
+        "log at WARNING; `-q`: ERROR, `-v`: DEBUG", OneOf(LOG_LEVELS), convert=str.upper
     )
 
 

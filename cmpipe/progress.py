@@ -56,6 +56,14 @@ def progress_every_s() -> float:
     return value if value > 0 else PROGRESS_EVERY_S
 
 
+def _has_width(stream: TextIO) -> bool:
+    """True if ``stream`` is a terminal that reports a width."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(max(seconds, 0.0)))
     h, rest = divmod(seconds, 3600)
@@ -112,8 +120,10 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
+            sized = _has_width(self._stream)  # a pseudo-terminal may report 0 columns: tqdm then draws nothing
             self._bar = tqdm(total=self.total, initial=self.initial, desc=desc, unit=unit.rstrip("s") or unit,
-                             file=self._stream, dynamic_ncols=True)
+                             file=self._stream, dynamic_ncols=sized, ncols=None if sized else 100,
+                             nrows=None if sized else 20)
 
     def update(self, n: int = 1, **fields: Any) -> None:
         """Advance by ``n`` units; ``fields`` are shown beside the count."""

@@ -124,18 +124,22 @@ def test_last_metrics_row_skips_a_row_being_written(tmp_path):
 # ------------------------------------------------------------------------------ logging set-up
 
 
-def test_logging_is_set_up_once_however_often_main_runs(capsys):
+def test_logging_is_set_up_once_however_often_main_runs(capsys, monkeypatch):
     import logging
 
     from cmpipe.cli import _StderrHandler, configure_logging, main
 
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh process (not pytest's)
     for _ in range(3):
         assert main(["config", "--set", "run.log_level=INFO"]) == 0
     capsys.readouterr()
     root = logging.getLogger()
     assert sum(isinstance(h, _StderrHandler) for h in root.handlers) == 1
     logging.getLogger("cmpipe.test_terminal").warning("said once")
-    assert capsys.readouterr().err.count("said once") == 1
+    logging.getLogger("cmpipe.test_terminal").info("cmpipe's info")
+    logging.getLogger("botocore.test_terminal").info("a library's info")
+    err = capsys.readouterr().err
+    assert err.count("said once") == 1 and "cmpipe's info" in err and "a library's info" not in err
     configure_logging("INFO", quiet=True)
     logging.getLogger("cmpipe.test_terminal").warning("not said")
     logging.getLogger("cmpipe.test_terminal").error("an error")

@@ -401,7 +401,8 @@ def reconstruct(
     max_ood_fraction : float
         The pixel fraction above which a map is out of distribution (default 1 %).
     warn : bool
-        Log a one-line warning for out-of-distribution inputs (the batch driver logs its own).
+        Log a one-line warning for out-of-distribution inputs (the batch driver logs its own);
+        False: the note goes into ``messages`` instead (each said once).
 
     Returns
     -------
@@ -493,13 +494,15 @@ def _read_inputs(inputs: Sequence[tuple[str | os.PathLike[str], int | str | None
 
 def _flag(ood: DistributionCheck, inputs: str, out_path: AnyPath, messages: list[str], *, strict: bool,
           warn: bool) -> None:
-    """Inputs out of the training distribution: refused under ``strict``, else noted (and logged if ``warn``)."""
+    """Inputs out of the training distribution: refused under ``strict``, else logged as one
+    warning if ``warn``, or else noted in ``messages`` (the batch driver's table): said once."""
     what = f"{inputs}: out of the training distribution: {'; '.join(ood.reasons())}"
     if strict:
         raise OutOfDistributionError(f"{what}; refused (--strict)")
-    messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
     if warn:
         logger.warning("%s; reconstructed anyway (OODFLAG = T in %s)", what, out_path)
+    else:
+        messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
 
 
 def _sample(sampler: Any, condition: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
@@ -612,10 +615,9 @@ def run(cfg: Any, paths: Mapping[str, Any], *, n_samples: int | None = None, see
     """The reconstruct stage for one cluster: :func:`reconstruct` of ``paths["checkpoint"]``,
     ``paths["sz"]`` and ``paths["xray"]`` into ``paths["out"]`` (a FITS file), with the sampler of
     ``cfg.infer`` (``n_samples`` default: ``cfg.infer.n_samples``). Many clusters on Ray:
-    :func:`cmpipe.pipeline.reconstruct.reconstruct_many`. The out-of-distribution note is in the
-    returned ``messages`` only (not also logged): ``cmpipe reconstruct`` prints each message once."""
+    :func:`cmpipe.pipeline.reconstruct.reconstruct_many`."""
     n = int(cfg.infer.n_samples if n_samples is None else n_samples)
     return reconstruct(paths["checkpoint"], paths["sz"], paths["xray"], paths["out"], n_samples=n, seed=seed,
                        pixel_mpc=pixel_mpc, save_samples=save_samples, device=device,
                        infer_cfg=dataclasses.replace(cfg.infer, n_samples=n), overwrite=overwrite,
-                       strict=strict, max_ood_fraction=max_ood_fraction, warn=False)
+                       strict=strict, max_ood_fraction=max_ood_fraction)

@@ -96,13 +96,20 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
     from cmpipe.progress import Progress
 
     steps = cfg.train.max_steps if max_steps is None else int(max_steps)
-    check = validate(cfg, paths["store"], paths["run"])
-    with Progress(steps, "train", "steps", initial=0 if check.state is None else check.state.step) as bar:
-        def on_step(row: Mapping[str, Any]) -> None:
-            bar.moveto(int(row["step"]), loss=float(row["loss_per_dim"]))
+    bars: list[Progress] = []
 
+    def on_step(row: Mapping[str, Any]) -> None:
+        step = int(row["step"])
+        if not bars:  # the first step of this run: a resumed run starts from its checkpoint's step
+            bars.append(Progress(steps, "train", "steps", initial=step - 1))
+        bars[0].moveto(step, loss=float(row["loss_per_dim"]))
+
+    try:
         return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps,
                              worker=WorkerContext(device=device, on_step=on_step))
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def plot_loss(run_dir: str | os.PathLike[str]) -> Any:
