@@ -6,7 +6,8 @@ Every subcommand takes the same configuration options::
 
 ``--config`` is a shipped name (``demo``, the default, or ``paper``) or a YAML path; ``--set``
 overrides one key (repeatable, applied in order); ``--out`` overrides ``run.out``. Logging is
-configured here, and only here, at ``run.log_level``.
+configured here, and only here (:func:`configure_logging`), at ``run.log_level``; ``-q`` leaves
+errors and the final summary, ``-v`` adds debug logging and Ray's own logs (:mod:`cmpipe.progress`).
 
 Adding a subcommand
 -------------------
@@ -194,15 +195,15 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_pipeline(args: argparse.Namespace, cfg: Config) -> int:
     """Every stage (catalog, generate, train, infer, report) into ``--out`` (a local directory or an
     object-store URL), then where things are."""
-    from cmpipe.pipeline.run import run_pipeline
+    from cmpipe.pipeline.run import STAGES, run_pipeline
+    from cmpipe.progress import QUIET, verbosity
     from cmpipe.store.location import is_remote
 
     t0 = time.perf_counter()
-    from cmpipe.pipeline.run import STAGES
-
     stages = [s.strip() for s in getattr(args, "stages", ",".join(STAGES)).split(",") if s.strip()]
+    echo = (lambda *a, **k: None) if verbosity() <= QUIET else print
     result = run_pipeline(cfg, cfg.run.out, address=getattr(args, "address", None),
-                          train_workers=getattr(args, "workers", 1), stages=stages)
+                          train_workers=getattr(args, "workers", 1), stages=stages, echo=echo)
     paths = result["paths"]
     table1 = paths["report"] / "table1.md"
     if is_remote(table1):
@@ -212,9 +213,27 @@ def _run_pipeline(args: argparse.Namespace, cfg: Config) -> int:
         print(f"  figures and report:  {paths['report']}/report.md")
         print(f"  tables (Parquet):    {paths['results']}/tables/")
         print(f"  posterior maps:      {paths['results']}/posterior.zarr")
-        print(f"  Table 1:             {table1}\n")
+        print(f"  Table 1:             {table1}")
+    _print_logs_line(result.get("ray_logs"))
+    if table1.is_file():
+        print()
         print(table1.read_text(encoding="utf-8"))
     return 0
+
+
+def _ray_logs() -> str | None:
+    """:func:`cmpipe.pipeline.session.ray_logs_dir` (None if no Ray ran here)."""
+    from cmpipe.pipeline.session import ray_logs_dir
+
+    return ray_logs_dir()
+
+
+def _print_logs_line(logs: str | None) -> None:
+    """Where Ray's worker logs are (the summary's last line of paths), if a Ray session ran."""
+    from cmpipe.progress import VERBOSE, verbosity
+
+    if logs:
+        print(f"  Ray's worker logs:   {logs}" + ("" if verbosity() >= VERBOSE else " (-v prints them here)"))
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,6 +335,8 @@ def _run_generate(args: argparse.Namespace, cfg: Config) -> int:
         f"{summary['chunks_written']} chunks written at {summary['images_per_s']:.2f} images/s; "
         f"{summary['failed_images']} images failed"
     )
+    if not args.serial:
+        _print_logs_line(_ray_logs())
     if _generation_failed(summary):
         return 1
     if args.export_fits:
@@ -398,6 +419,8 @@ def _run_extract_halos(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{summary['written']} halos written, {summary['skipped']} skipped, {summary['failed']} failed in "
           f"{summary['seconds']:.1f} s ({summary['particles_per_s']:.3g} particles/s) to {cfg.run.out}; "
           f"ignored: {', '.join(summary['ignored']) or 'nothing'}")
+    if not args.serial:
+        _print_logs_line(_ray_logs())
     for w in summary["warnings"]:
         print(f"cmpipe: warning: {w}", file=sys.stderr)
     for failure in summary["failures"]:
@@ -445,6 +468,8 @@ def _run_train(args: argparse.Namespace, cfg: Config) -> int:
     train_stage.plot_loss(run)
     print(summary["checkpoint"])
     print(f"steps {summary['start_step']} -> {summary['step']}; {summary['s_per_step'] or 0.0:.3f} s/step")
+    if not args.serial and summary["s_per_step"] is not None:  # None: nothing to train, no Ray
+        _print_logs_line(_ray_logs())
     return 0
 
 
@@ -480,6 +505,8 @@ def _run_infer(args: argparse.Namespace, cfg: Config) -> int:
           f"({summary['sampler']}, {summary['steps']} steps, {summary['n_samples']} samples); "
           f"{summary['s_per_image']:.2f} s/image {'sampling' if args.serial else 'in the actors'}, "
           f"{summary['wall_s']:.1f} s wall")
+    if not args.serial and summary["sampled"]:
+        _print_logs_line(_ray_logs())
     return 0
 
 
@@ -737,8 +764,12 @@ def _common_options() -> argparse.ArgumentParser:
         help="override one key, value parsed as YAML (repeatable, applied in order)",
     )
     group.add_argument("--out", metavar="DIR", help="output directory (overrides run.out)")
-    common.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logging, and the traceback of an error (a user error is otherwise one line)")
+    loudness = common.add_argument_group("verbosity").add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="print only errors and the final summary (no progress, no log)")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="debug logging, Ray's own logs (worker output, Ray Data progress) on the terminal, "
+                               "and the traceback of an error (a user error is otherwise one line)")
     return common
 
 
@@ -896,6 +927,44 @@ def user_error_message(exc: BaseException) -> str | None:
     return None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to the current ``sys.stderr`` (tests and tqdm swap it), marked as cmpipe's."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+def configure_logging(level: str, *, quiet: bool = False, verbose: bool = False) -> None:
+    """The one logging set-up of the ``cmpipe`` command, and its verbosity
+    (:func:`cmpipe.progress.set_verbosity`).
+
+    cmpipe's loggers at ``level`` (``run.log_level``; DEBUG with ``verbose``, ERROR with
+    ``quiet``); other libraries' (botocore, fsspec, ...) at WARNING (INFO with ``verbose``, ERROR
+    with ``quiet``). One handler on the root logger, to standard error; a handler of an earlier
+    call is replaced, never added to (``main`` may run several times in one process), so every
+    record is printed once; as :func:`logging.basicConfig`, none is added where the host process
+    has its own (pytest's). Ray's loggers keep their own handlers and do not propagate here; below
+    ``verbose`` Ray is quietened where it starts (:func:`cmpipe.pipeline.session.start_ray`).
+    """
+    from cmpipe.progress import NORMAL, QUIET, VERBOSE, set_verbosity
+
+    set_verbosity(VERBOSE if verbose else QUIET if quiet else NORMAL)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    if not root.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel("INFO" if verbose else "ERROR" if quiet else "WARNING")
+    logging.getLogger("cmpipe").setLevel("DEBUG" if verbose else "ERROR" if quiet else level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cmpipe`` command.
 
@@ -922,8 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.out is not None:
             cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=args.out))
-        level = "DEBUG" if verbose else cfg.run.log_level
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        configure_logging(cfg.run.log_level, quiet=bool(getattr(args, "quiet", False)), verbose=verbose)
         logger.debug(
             "cmpipe %s %s: config %s, fingerprint %s",
             __version__, args.command, args.config, config_fingerprint(cfg),

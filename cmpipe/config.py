@@ -984,6 +984,13 @@ class TrainConfig(_Section):
         "evaluate on the same test images as a baseline (`RESULTS/baselines/unet/`); 0: none",
         Range(ge=0),
     )
+    tracking: str = _key(
+        "none", "-",
+        "experiment tracking by rank 0, beside `metrics.csv` and `loss.png`: `tensorboard` (event files "
+        "in `RUN/tensorboard/`), `mlflow` (a run in `$MLFLOW_TRACKING_URI`; needs the `mlflow` package), "
+        "`none` (:mod:`cmpipe.model.tracking`)",
+        OneOf(("none", "tensorboard", "mlflow")),
+    )
 
 
 @_document_keys
@@ -1092,7 +1099,8 @@ class RunConfig(_Section):
         "output directory: a local path or an object-store URL (`s3://bucket/run`; `--out` overrides it)", NonEmpty(),
     )
     log_level: str = _key(
-        "INFO", "-", "logging level (any case; stored upper-case)", OneOf(LOG_LEVELS), convert=str.upper
+        "INFO", "-", "level of cmpipe's log on standard error (any case; stored upper-case); other libraries "
+        "log at WARNING; `-q`: ERROR, `-v`: DEBUG", OneOf(LOG_LEVELS), convert=str.upper
     )
 
 

@@ -75,7 +75,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -885,9 +885,14 @@ class MetricsLog:
     :func:`train_loop` calls before every checkpoint; also at most every :data:`METRICS_FLUSH_S`
     seconds, and on :meth:`close`. Either way the file holds every row up to the latest
     checkpoint, the same bytes on disk and in a bucket.
+
+    ``sinks``: callables given each row after it is written (experiment trackers,
+    :mod:`cmpipe.model.tracking`; a progress display), closed by :meth:`close` if they have a
+    ``close`` method.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], start: int) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], start: int, sinks: Sequence[Callable[..., Any]] = ()) -> None:
+        self.sinks = list(sinks)
         self.path = as_path(run_dir) / METRICS_NAME
         self._remote = is_remote(self.path)
         if not self._remote:
@@ -910,10 +915,18 @@ class MetricsLog:
                 "grad_norm": result.grad_norm, "val_loss": val_loss, "images_per_s": images / max(seconds, 1e-12)}
 
     def write(self, row: Mapping[str, Any]) -> None:
-        """Add one row (:meth:`row`): flushed at once on disk, within :data:`METRICS_FLUSH_S` on an object store."""
+        """Add one row (:meth:`row`): flushed at once on disk, within :data:`METRICS_FLUSH_S` on an
+        object store; then handed to each sink (a sink that raises is dropped with a warning)."""
         self._writer.writerow(row)
         if not self._remote or time.monotonic() - self._flushed >= METRICS_FLUSH_S:
             self.flush()
+        for sink in list(self.sinks):
+            try:
+                sink(row)
+            except Exception as exc:  # noqa: BLE001 - tracking is optional, the training goes on
+                logger.warning("%s: %s failed (%s: %s); it gets no more rows", self.path, type(sink).__name__,
+                               type(exc).__name__, exc)
+                self.sinks.remove(sink)
 
     def flush(self) -> None:
         """Make every row written so far durable: flush the file, or rewrite the whole object."""
@@ -927,6 +940,10 @@ class MetricsLog:
         if self._remote and not self._file.closed:
             self.flush()
         self._file.close()
+        for sink in self.sinks:
+            if hasattr(sink, "close"):
+                sink.close()
+        self.sinks = []
 
     def __enter__(self) -> MetricsLog:
         return self
@@ -967,6 +984,9 @@ class WorkerContext:
         ``report(metrics, checkpoint)``, on every rank at every checkpoint step
         (``checkpoint``: the path or URL of the checkpoint rank 0 wrote; None on the other
         ranks), and once when there is nothing to train (rank 0: the checkpoint resumed from).
+    on_step : callable or None
+        ``on_step(row)`` on rank 0 after each step, with its ``metrics.csv`` row (a progress
+        display: ``cmpipe train --serial``).
     """
 
     rank: int = 0
@@ -975,18 +995,24 @@ class WorkerContext:
     wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None
     mean_over_ranks: Callable[[float], float] | None = None
     report: Callable[[dict[str, Any], AnyPath | None], None] | None = None
+    on_step: Callable[[Mapping[str, Any]], None] | None = None
 
 
-def _open_run_dir(run_dir: AnyPath, start: int, resolved_config: str | None) -> MetricsLog:
+def _open_run_dir(run_dir: AnyPath, start: int, resolved_config: str | None, tracking: str = "none",
+                  hyperparameters: Mapping[str, Any] | None = None,
+                  on_step: Callable[[Mapping[str, Any]], None] | None = None) -> MetricsLog:
     """Mark ``run_dir`` as a run, write ``config.resolved.yaml`` (``resolved_config``, if given)
-    and open its :class:`MetricsLog` from step ``start``."""
+    and open its :class:`MetricsLog` from step ``start``, with the tracker of ``tracking``
+    (:func:`cmpipe.model.tracking.open_tracker`) and ``on_step`` as its sinks."""
     from cmpipe.config import RESOLVED_CONFIG_NAME
+    from cmpipe.model.tracking import open_tracker
     from cmpipe.store.outputs import mark_directory
 
     mark_directory(run_dir, "run")
     if resolved_config is not None:
         write_text_atomic(run_dir / RESOLVED_CONFIG_NAME, resolved_config)
-    return MetricsLog(run_dir, start)
+    tracker = open_tracker(tracking, run_dir, start, hyperparameters or {})
+    return MetricsLog(run_dir, start, sinks=[s for s in (tracker, on_step) if s is not None])
 
 
 def _metrics_row(step: int, result: StepResult, batch: tuple[torch.Tensor, torch.Tensor], worker: WorkerContext,
@@ -1027,7 +1053,9 @@ def train_loop(
     the run directory: its marker, ``config.resolved.yaml``, ``metrics.csv`` (every step; the
     loss averaged over the ranks), the validation loss (EMA weights, every ``train.val_every``
     steps) and a checkpoint every ``train.checkpoint_every`` steps and at ``max_steps`` (the
-    last ``train.keep_checkpoints`` kept). ``worker.report`` is called at those steps.
+    last ``train.keep_checkpoints`` kept). ``worker.report`` is called at those steps. Rank 0
+    also hands each row to the tracker of ``train.tracking`` (:mod:`cmpipe.model.tracking`) and
+    to ``worker.on_step``.
 
     Parameters
     ----------
@@ -1060,7 +1088,8 @@ def train_loop(
                                                restore_rng=False)
     train_loader, val_loader = make_loaders(train_cfg, setup, start, max_steps, rank=worker.rank,
                                             world_size=worker.world_size)
-    log = _open_run_dir(run_dir, start, resolved_config) if worker.rank == 0 else None
+    log = _open_run_dir(run_dir, start, resolved_config, train_cfg.tracking, setup.hyperparameters,
+                        worker.on_step) if worker.rank == 0 else None
     if log is not None and val_loader is None:
         logger.warning("%s has no val images: val_loss stays empty", run_dir)
     schedule = WarmupSchedule(train_cfg.lr, train_cfg.warmup_steps)

@@ -63,12 +63,14 @@ def extract_with_ray(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapsh
     Returns
     -------
     dict
-        The summary (also written to ``extraction.json``), rows in catalog order.
+        The summary (also written to ``extraction.json``), rows in catalog order. Progress of
+        the halos on the driver (:class:`cmpipe.progress.Progress`) as the tasks finish.
     """
     import ray
 
     from cmpipe.physics.snapshots.extract import open_snapshot, select_halos, summarise
     from cmpipe.pipeline.session import start_ray
+    from cmpipe.progress import Progress
     from cmpipe.stages.extract import extraction_settings, write_summary
     from cmpipe.store.location import as_path, is_url
 
@@ -88,8 +90,17 @@ def extract_with_ray(cfg: Config, paths: Mapping[str, Path], *, fmt: str, snapsh
     reader_ref = ray.put(reader)
     remote = ray.remote(_extract_task).options(num_cpus=1)
     batches = [selected[i:i + halos_per_task] for i in range(0, len(selected), halos_per_task)]
-    refs = [remote.remote(reader_ref, batch, str(out), settings) for batch in batches]
-    rows = [row for batch in ray.get(refs) for row in batch]
+    pending = {remote.remote(reader_ref, batch, str(out), settings): k for k, batch in enumerate(batches)}
+    results: dict[int, list[dict[str, Any]]] = {}
+    failed = 0
+    with Progress(len(selected), "extract", "halos") as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            k = pending.pop(done[0])
+            results[k] = ray.get(done[0])
+            failed += sum(r["status"] == "failed" for r in results[k])
+            bar.update(len(results[k]), failed=failed)
+    rows = [row for k in range(len(batches)) for row in results[k]]
     summary = summarise(rows, reader, time.perf_counter() - t0)
     write_summary(summary, out)
     return summary

@@ -233,13 +233,14 @@ def _record_crash(run: _Run, chunk: int, exc: Exception) -> dict[str, Any]:
 
 
 def _collect_results(run: _Run, pending: dict[Any, int], n_images: int, progress: bool) -> None:
-    """Wait for every task, recording each result's failures as it arrives (driver only)."""
+    """Wait for every task, recording each result's failures as it arrives (driver only); a
+    :class:`cmpipe.progress.Progress` of chunks (with the images written) if ``progress``."""
     import ray
-    from tqdm import tqdm
 
+    from cmpipe.progress import Progress
     from cmpipe.store.zarr_store import record_failures
 
-    with tqdm(total=n_images, desc="images", unit="img", disable=None if progress else True) as bar:
+    with Progress(len(pending), "generate", "chunks", enabled=progress) as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             chunk = pending.pop(done[0])
@@ -251,7 +252,7 @@ def _collect_results(run: _Run, pending: dict[Any, int], n_images: int, progress
                 run.images_written += result["images"]
                 for key in _SECONDS:
                     run.seconds[key] += result["seconds"][key]
-                bar.update(result["images"])
+            bar.update(1, images=f"{run.images_written}/{n_images}")
             record_failures(run.store_path, [result])
 
 
@@ -313,7 +314,8 @@ def generate_with_ray(
     address : str, optional
         Ray cluster address (``auto``, ``ray://host:10001``, ``host:6379``).
     progress : bool
-        A tqdm bar of images on the driver (terminals only): done, rate, ETA.
+        Progress on the driver (:class:`cmpipe.progress.Progress`): a bar of chunks (and images
+        written) on a terminal, else a line every ``$CMPIPE_PROGRESS_S`` seconds.
     max_retries : int
         Retries of a chunk whose worker died.
     max_chunks : int, optional

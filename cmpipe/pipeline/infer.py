@@ -81,10 +81,12 @@ def _check_gpus(cfg: Config) -> None:
 
 
 def _sample_with_ray(plan: InferPlan, address: str | None, loader: Callable[..., Any] | None) -> list[float]:
-    """Run :class:`InferenceActor` over ``plan.todo`` on an actor pool; the sampling time of each image [s]."""
+    """Run :class:`InferenceActor` over ``plan.todo`` on an actor pool; the sampling time of each image [s].
+    Progress of images and samples on the driver (:class:`cmpipe.progress.Progress`)."""
     import ray
 
     from cmpipe.pipeline.session import start_ray
+    from cmpipe.progress import Progress
 
     cfg, icfg, todo = plan.cfg, plan.cfg.infer, plan.todo
     seconds: list[float] = []
@@ -100,8 +102,10 @@ def _sample_with_ray(plan: InferPlan, address: str | None, loader: Callable[...,
             compute=ray.data.ActorPoolStrategy(size=icfg.actors),
             num_cpus=icfg.cpus_per_actor, num_gpus=icfg.gpus_per_actor,
         )
-        for row in out.iter_rows():
-            seconds.append(float(row["seconds"]))
+        with Progress(len(todo), "infer", "images") as bar:
+            for row in out.iter_rows():  # one row per image, as its actor finishes it
+                seconds.append(float(row["seconds"]))
+                bar.update(1, samples=len(seconds) * icfg.n_samples)
     finally:
         if started:
             ray.shutdown()

@@ -90,7 +90,7 @@ def _stage_train(cfg: Config, paths: dict[str, AnyPath], address: str | None, wo
         runs.append((unet_baseline_config(cfg), paths["run_unet"], "U-Net baseline "))
     for run_cfg, run_dir, label in runs:
         summary = train_with_ray(run_cfg, paths["store"], run_dir, num_workers=workers, address=address,
-                                 cpus_per_worker=cpus_per_worker)
+                                 cpus_per_worker=cpus_per_worker, progress_label="train" + (" U-Net" if label else ""))
         plot_loss(run_dir)
         line += ("; " if line else "") + (
             f"{label}steps {summary['start_step']} -> {summary['step']} on {workers} worker(s), "
@@ -153,12 +153,14 @@ def run_pipeline(
     -------
     dict
         ``paths`` (:func:`pipeline_paths`: URL paths for an object-store ``out``), ``seconds`` per
-        stage, ``lines`` (the stage summaries).
+        stage, ``lines`` (the stage summaries), ``ray_logs`` (the log directory of the Ray
+        session, where the workers' output went: :func:`cmpipe.pipeline.session.ray_logs_dir`;
+        None if no stage used Ray).
     """
     import ray
 
     from cmpipe.config import save_resolved_config
-    from cmpipe.pipeline.session import start_ray
+    from cmpipe.pipeline.session import ray_logs_dir, start_ray
     from cmpipe.store.location import as_path, check_reachable, is_remote
     from cmpipe.store.outputs import claim_directory
 
@@ -173,7 +175,9 @@ def run_pipeline(
     todo = [s for s in STAGES if s in stages]
     seconds: dict[str, float] = {}
     lines: dict[str, str] = {}
-    started = start_ray(address) if any(s in ("generate", "train", "infer") for s in todo) else False
+    uses_ray = any(s in ("generate", "train", "infer") for s in todo)
+    started = start_ray(address) if uses_ray else False
+    ray_logs = ray_logs_dir() if uses_ray else None
     try:
         for k, stage in enumerate(todo, 1):
             echo(f"[{k}/{len(todo)}] {stage} ...", flush=True)
@@ -194,4 +198,4 @@ def run_pipeline(
     finally:
         if started:
             ray.shutdown()
-    return {"paths": paths, "seconds": seconds, "lines": lines}
+    return {"paths": paths, "seconds": seconds, "lines": lines, "ray_logs": ray_logs}

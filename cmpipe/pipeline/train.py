@@ -46,12 +46,14 @@ ignores ``AWS_ENDPOINT_URL``).
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,16 @@ def _check_split(batch_size: int, num_workers: int) -> None:
         )
 
 
+def _check_gpus(num_workers: int) -> None:
+    """A :class:`TrainError` unless the Ray cluster has a GPU for each of ``num_workers``."""
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    if gpus < num_workers:
+        raise TrainError(f"train.use_gpu is true but the Ray cluster has {gpus:g} GPUs for {num_workers} workers: "
+                         "set train.use_gpu=false (CPU training) or use a cluster with GPUs")
+
+
 def _mean_over_ranks(value: float, device: Any, world_size: int) -> float:
     """``value``'s mean over the ranks (a float64 all-reduce over the process group)."""
     import torch
@@ -110,12 +122,88 @@ def _report(metrics: dict[str, Any], path: Any | None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def last_metrics_row(path: Any) -> dict[str, str] | None:
+    """The last complete row of a ``metrics.csv`` (a path or URL) as ``{column: text}``, from its
+    last few KiB only; None if it has no row yet (or does not exist)."""
+    from cmpipe.model.training import METRICS_COLUMNS
+    from cmpipe.store.tables import refreshed
+
+    path = refreshed(path)
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4096))
+            tail = f.read().decode("utf-8", errors="replace")
+    except (FileNotFoundError, OSError):
+        return None
+    lines = tail.split("\n")[:-1]  # what follows the last newline is not a whole row yet
+    for line in reversed(lines):
+        cells = next(csv.reader([line.strip()]), [])
+        if len(cells) == len(METRICS_COLUMNS) and cells[0].isdigit():
+            return dict(zip(METRICS_COLUMNS, cells))
+    return None
+
+
+class _TrainProgress:
+    """The training's progress on the driver while ``fit()`` runs: a thread reads the last row of
+    rank 0's ``metrics.csv`` every ``poll_s`` seconds (rank 0 writes a row per step; on an object
+    store the object is rewritten every ``METRICS_FLUSH_S`` seconds) and moves a
+    :class:`cmpipe.progress.Progress` of steps to it, with the loss per dimension. Nothing to do
+    with the training itself: a row it cannot read is skipped."""
+
+    def __init__(self, run_dir: Any, start: int, max_steps: int, desc: str) -> None:
+        from cmpipe.model.training import METRICS_NAME
+        from cmpipe.progress import Progress
+        from cmpipe.store.location import is_remote
+
+        self.path = run_dir / METRICS_NAME
+        self.poll_s = 10.0 if is_remote(run_dir) else 1.0
+        self.bar = Progress(max_steps, desc, "steps", initial=start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="cmpipe-train-progress", daemon=True)
+
+    def _poll(self) -> None:
+        row = last_metrics_row(self.path)
+        if row is not None:
+            try:
+                self.bar.moveto(int(row["step"]), loss=float(row["loss_per_dim"]))
+            except ValueError:
+                pass
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._poll()
+
+    def __enter__(self) -> _TrainProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self._poll()
+        self.bar.close()
+
+
 def _absolute(path: str | os.PathLike[str]) -> Any:
     """An absolute local path (every worker finds it), or the object-store URL's path as is."""
     from cmpipe.store.location import as_path, is_remote
 
     path = as_path(path)
     return path if is_remote(path) else Path(path).resolve()
+
+
+#: Environment variables a Ray Train worker gets from the driver when set there (where MLflow
+#: runs, for ``train.tracking: mlflow``). Credentials are never passed through Ray (as for object
+#: stores: :mod:`cmpipe.pipeline.session`): a tracking server's token comes from the nodes' own environment.
+FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
+
+
+def _worker_env(cpus_per_worker: int) -> dict[str, str]:
+    """The Train workers' extra environment: ``OMP_NUM_THREADS``, and :data:`FORWARDED_ENV` as set here."""
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    return {**env, "OMP_NUM_THREADS": str(max(1, cpus_per_worker))}
 
 
 def _train_worker(config: dict[str, Any]) -> None:
@@ -156,6 +244,7 @@ def train_with_ray(
     address: str | None = None,
     cpus_per_worker: int = 1,
     name: str = "train",
+    progress_label: str = "train",
 ) -> dict[str, Any]:
     """Train the score model on ``num_workers`` Ray Train workers (DDP), resuming from ``run_dir``.
 
@@ -180,6 +269,9 @@ def train_with_ray(
         CPUs reserved per worker, also its torch / OpenMP threads.
     name : str
         ``RunConfig(name)``; Ray's files go to ``<run_dir>/ray_results/<name>``.
+    progress_label : str
+        The name of the training's progress display on the driver (:class:`cmpipe.progress.Progress`
+        of steps, with the loss per dimension, from rank 0's ``metrics.csv``).
 
     Returns
     -------
@@ -203,6 +295,7 @@ def train_with_ray(
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from cmpipe.model.tracking import check_tracking
     from cmpipe.model.training import latest_checkpoint
     from cmpipe.stages.train import validate
     from cmpipe.store.location import arrow_filesystem, is_remote
@@ -215,6 +308,7 @@ def train_with_ray(
     # What a worker would find after Ray's ~20 s start, found here in about a second (user errors
     # become one line); the checkpoint chosen here is the one every rank resumes from.
     check = validate(cfg, store_path, run_dir)
+    check_tracking(tcfg.tracking)  # rank 0 opens the tracker: its package and settings checked here
     resume = check.latest
     if check.state is not None and check.state.step >= max_steps:  # done before: no Ray, no trainer
         logger.info("%s: the latest checkpoint is at step %d >= %d; nothing to train", run_dir, check.state.step,
@@ -224,12 +318,7 @@ def train_with_ray(
     started = start_ray(address)
     try:
         if use_gpu:
-            gpus = ray.cluster_resources().get("GPU", 0.0)
-            if gpus < num_workers:
-                raise TrainError(
-                    f"train.use_gpu is true but the Ray cluster has {gpus:g} GPUs for {num_workers} workers: "
-                    "set train.use_gpu=false (CPU training) or use a cluster with GPUs"
-                )
+            _check_gpus(num_workers)
         resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
         # Ray Train's run state, through cmpipe's fsspec filesystem on an object store.
         storage_fs, storage_path = arrow_filesystem(run_dir / RAY_RESULTS) if is_remote(run_dir) else (
@@ -243,11 +332,12 @@ def train_with_ray(
             run_config=RunConfig(
                 name=name, storage_path=storage_path, storage_filesystem=storage_fs,
                 checkpoint_config=CheckpointConfig(num_to_keep=tcfg.keep_checkpoints),  # pointers only
-                worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, cpus_per_worker))}},
+                worker_runtime_env={"env_vars": _worker_env(cpus_per_worker)},
             ),
         )
         t0 = time.perf_counter()
-        result = trainer.fit()
+        with _TrainProgress(run_dir, 0 if check.state is None else check.state.step, max_steps, progress_label):
+            result = trainer.fit()
         wall = time.perf_counter() - t0
     finally:
         if started:

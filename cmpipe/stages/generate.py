@@ -222,7 +222,8 @@ def generate_serial(
     overwrite : bool
         Start over, deleting a store made by another config.
     progress : bool
-        A tqdm bar over chunks (shown on terminals only).
+        Progress of the chunks (:class:`cmpipe.progress.Progress`: a bar on a terminal, else a
+        line every ``$CMPIPE_PROGRESS_S`` seconds).
     retry_failed : bool
         Also redo the failed images of chunks already done (default); False leaves them failed.
 
@@ -234,9 +235,8 @@ def generate_serial(
         chunks' ``particles``, ``smoothing``, ``projection``, ``writing``; ``wall``) and
         ``images_per_s`` (images written / wall seconds of the chunk loop; 0 if none).
     """
-    from tqdm import tqdm
-
     from cmpipe.mapmaking.generate import write_chunk
+    from cmpipe.progress import Progress
     from cmpipe.stages.source import open_source
     from cmpipe.store.zarr_store import chunks_to_write, clear_normalisation, missing_chunks, record_failures
 
@@ -252,12 +252,14 @@ def generate_serial(
     seconds = dict.fromkeys(SECONDS, 0.0)
     images_written = 0
     t0 = time.perf_counter()
-    for chunk in tqdm(todo, desc="chunks", unit="chunk", disable=None if progress else True):
-        result = write_chunk(store_path, chunk, settings, fingerprint, source)
-        images_written += result["images"]
-        for key in seconds:
-            seconds[key] += result["seconds"][key]
-        record_failures(store_path, [result])
+    with Progress(len(todo), "generate", "chunks", enabled=progress) as bar:
+        for chunk in todo:
+            result = write_chunk(store_path, chunk, settings, fingerprint, source)
+            images_written += result["images"]
+            for key in seconds:
+                seconds[key] += result["seconds"][key]
+            record_failures(store_path, [result])
+            bar.update(1, images=images_written)
     wall = time.perf_counter() - t0
     failures = record_failures(store_path, [])
     normalise_store(store_path, cfg)

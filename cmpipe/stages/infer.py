@@ -578,8 +578,13 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, loader: Cal
         with _torch_threads(icfg.threads_per_actor):  # as an actor: the same threads, the same floats
             worker = load_worker(plan.cfg, plan.store_path, str(plan.results), plan.checkpoint, device=device,
                                  loader=loader)
-            for batch in _batches(plan.todo, icfg.images_per_batch):
-                seconds.extend(float(s) for s in infer_batch(worker, batch)["seconds"])
+            from cmpipe.progress import Progress
+
+            with Progress(len(plan.todo), "infer", "images") as bar:
+                for batch in _batches(plan.todo, icfg.images_per_batch):
+                    done = infer_batch(worker, batch)["seconds"]
+                    seconds.extend(float(s) for s in done)
+                    bar.update(len(done), samples=len(seconds) * icfg.n_samples)
     return finish(plan, seconds, time.perf_counter() - t0, baselines)
 
 

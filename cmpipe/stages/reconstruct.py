@@ -462,7 +462,8 @@ def reconstruct(
     max_ood_fraction : float
         The pixel fraction above which a map is out of distribution (default 1 %).
     warn : bool
-        Log a one-line warning for out-of-distribution inputs (the batch driver logs its own).
+        Log a one-line warning for out-of-distribution inputs (the batch driver logs its own);
+        False: the note goes into ``messages`` instead (each said once).
     redshift : float, optional
         The cluster's redshift; default: ``REDSHIFT`` (else ``Z``) of the input headers. Needed
         for sky maps (the angular diameter distance), optional for physical ones (then it gives
@@ -535,8 +536,8 @@ def reconstruct(
     _write_outputs(out_path, samples, mean, std, grid, redshift=placed.redshift, cosmology=cosmo, extra=extra,
                    save_samples=save_samples, overwrite=overwrite, sky_wcs=placed.wcs, bunit=units.bunit)
     png = _quicklook(png_path, placed.condition[0], mean, std, grid.pixel_mpc, conditions) if quicklook else None
-    for m in messages:
-        logger.info("%s", m)
+    for m in messages:  # returned: the caller shows them (cmpipe reconstruct prints each once)
+        logger.debug("%s", m)
     return {"fits": out_path, "png": png, "messages": messages, "model_pixel_mpc": grid.pixel_mpc,
             "resolution": grid.npix, "grid_source": grid.source, "checkpoint": ckpt, "ood": ood,
             "redshift": placed.redshift, "wcs": placed.wcs}
@@ -827,13 +828,15 @@ def _check_outputs(out_path: str | os.PathLike[str], named: Mapping[str, str | o
 
 def _flag(ood: DistributionCheck, inputs: str, out_path: AnyPath, messages: list[str], *, strict: bool,
           warn: bool) -> None:
-    """Inputs out of the training distribution: refused under ``strict``, else noted (and logged if ``warn``)."""
+    """Inputs out of the training distribution: refused under ``strict``, else logged as one
+    warning if ``warn``, or else noted in ``messages`` (the batch driver's table): said once."""
     what = f"{inputs}: out of the training distribution: {'; '.join(ood.reasons())}"
     if strict:
         raise OutOfDistributionError(f"{what}; refused (--strict)")
-    messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
     if warn:
         logger.warning("%s; reconstructed anyway (OODFLAG = T in %s)", what, out_path)
+    else:
+        messages.append(f"{what}; reconstructed anyway (OODFLAG = T in the FITS header)")
 
 
 def _sample(sampler: Any, condition: np.ndarray, n_samples: int, seed: int) -> np.ndarray:

@@ -82,6 +82,9 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
     device : str
         Torch device.
 
+    Progress of the steps, with the loss per dimension, on standard error
+    (:class:`cmpipe.progress.Progress`).
+
     Returns
     -------
     dict
@@ -90,8 +93,23 @@ def run(cfg: Config, paths: Mapping[str, str | os.PathLike[str]], *, max_steps: 
         (:func:`~cmpipe.model.training.train_loop`).
     """
     from cmpipe.model.training import WorkerContext
+    from cmpipe.progress import Progress
 
-    return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps, worker=WorkerContext(device=device))
+    steps = cfg.train.max_steps if max_steps is None else int(max_steps)
+    bars: list[Progress] = []
+
+    def on_step(row: Mapping[str, Any]) -> None:
+        step = int(row["step"])
+        if not bars:  # the first step of this run: a resumed run starts from its checkpoint's step
+            bars.append(Progress(steps, "train", "steps", initial=step - 1))
+        bars[0].moveto(step, loss=float(row["loss_per_dim"]))
+
+    try:
+        return train_process(cfg, paths["store"], paths["run"], max_steps=max_steps,
+                             worker=WorkerContext(device=device, on_step=on_step))
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def plot_loss(run_dir: str | os.PathLike[str]) -> Any:
