@@ -114,7 +114,7 @@ def _check_outputs(out: Path, stages: tuple[str, ...]) -> None:
         assert (out / "results" / "report" / "table1.csv").is_file()
 
 
-def _submit_job(submit: list[str], env: dict[str, str], wait_s: float = 90.0) -> subprocess.CompletedProcess:
+def _submit_job(submit: list[str], env: dict[str, str], wait_s: float = 300.0) -> subprocess.CompletedProcess:
     """Run ``ray job submit``; while the head's job agent is still starting (a loaded machine: the
     dashboard answers before its agent registers, "No available agent to submit job"), no job was
     created, so submit again until ``wait_s`` has passed."""
