@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/cmpipe demo --config demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PIP) install -e ".[bench]"

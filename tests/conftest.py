@@ -4,9 +4,9 @@ tests that ask for them."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
+from buckets import new_bucket
 
 #: The S3 environment every boto/fsspec client of this session (and the Ray workers, which
 #: inherit it) reads: moto's server on localhost, fake credentials.
@@ -44,11 +44,7 @@ def s3_server(tmp_path_factory):
 @pytest.fixture
 def s3_bucket(s3_server) -> str:
     """A new, empty bucket on :func:`s3_server`; yields its URL ``s3://NAME``."""
-    import boto3
-
-    name = f"cmpipe-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return f"s3://{name}"
+    return new_bucket(s3_server)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from buckets import new_bucket
 import zarr
 from tiny_stores import TINY_INFER, TINY_MODEL
 
@@ -66,13 +67,7 @@ def _zarr_arrays(path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def runs(s3_server, tmp_path_factory):
     """The tiny pipeline on local disk and in a new bucket: (local out, bucket out, seconds each)."""
-    import uuid
-
-    import boto3
-
-    bucket = f"cmpipe-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
-    local, remote = tmp_path_factory.mktemp("pipeline") / "out", as_path(f"s3://{bucket}/run")
+    local, remote = tmp_path_factory.mktemp("pipeline") / "out", as_path(f"{new_bucket(s3_server)}/run")
     seconds = (_pipeline(str(local)), _pipeline(str(remote)))
     print(f"\ntiny pipeline: local {seconds[0]:.1f} s, bucket {seconds[1]:.1f} s "
           f"({seconds[1] / seconds[0]:.2f}x)")

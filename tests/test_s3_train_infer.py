@@ -29,6 +29,7 @@ import uuid
 
 import numpy as np
 import pytest
+from buckets import new_bucket
 import torch
 from tensor_oracles import tensors_equal
 from tiny_stores import inference_config, make_store
@@ -58,11 +59,7 @@ def _cfg():
 @pytest.fixture(scope="module")
 def bucket(s3_server) -> str:
     """One bucket for the module (the steps build on each other)."""
-    import boto3
-
-    name = f"cmpipe-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return f"s3://{name}"
+    return new_bucket(s3_server)
 
 
 @pytest.fixture(scope="module")
