@@ -44,8 +44,14 @@ STORE = [
 TRAIN = ["train.num_workers=0", "train.checkpoint_every=1000000", "train.val_every=1000000", "train.use_gpu=false"]
 
 
-def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
-    """s/step and images/s of the ``paper`` model on random 128x128 batches (one warm-up step)."""
+def paper_model_rate(steps: int, batch: int, device: str, threads: int, precision: str = "fp32") -> dict:
+    """s/step and images/s of the ``paper`` model on random 128x128 batches (one warm-up step).
+
+    ``precision``: ``fp32``, or ``bf16`` = the forward and backward passes under
+    ``torch.autocast(dtype=torch.bfloat16)`` with fp32 weights and optimizer (mixed precision; what
+    bf16 training would cost; cmpipe's own training runs in fp32)."""
+    import contextlib
+
     import torch
 
     from cmpipe.config import load_config
@@ -61,12 +67,17 @@ def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     data = (torch.rand(batch, 2, res, res, generator=gen), torch.rand(batch, 2, res, res, generator=gen))
     schedule = WarmupSchedule(cfg.train.lr, cfg.train.warmup_steps)
-    train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=0)  # warm-up, untimed
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    with autocast:
+        train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=0)  # warm-up, untimed
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=step)
+        with autocast:
+            train_step(sm, opt, ema, data, cfg.train.clip_norm, schedule, step=step)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     s_per_step = (time.perf_counter() - t0) / steps
@@ -76,11 +87,13 @@ def paper_model_rate(steps: int, batch: int, device: str, threads: int) -> dict:
     paper_images = cfg.train.max_steps * cfg.train.batch_size
     hours = paper_images / images_per_s / 3600.0
     out = {"parameters": count_parameters(sm.model), "resolution": res, "batch": batch, "device": device,
-           "device_name": device_name(device), "threads": threads, "steps": steps, "s_per_step": s_per_step,
+           "device_name": device_name(device), "precision": precision, "threads": threads, "steps": steps,
+           "s_per_step": s_per_step,
            "images_per_s": images_per_s, "paper_steps": cfg.train.max_steps, "paper_batch": cfg.train.batch_size,
            "paper_training_hours": hours, "extrapolated_batch": batch != cfg.train.batch_size}
     print(f"paper model: {out['parameters']} parameters, {res}x{res}, nf={cfg.model.nf}, "
-          f"ch_mult={list(cfg.model.ch_mult)}, {cfg.model.num_res_blocks} res blocks, batch {batch} on {device} "
+          f"ch_mult={list(cfg.model.ch_mult)}, {cfg.model.num_res_blocks} res blocks, batch {batch}, {precision} "
+          f"on {device} "
           f"({out['device_name']}): {s_per_step:.2f} s/step, {images_per_s:.3f} images/s")
     unit = "GPU-hours" if device.startswith("cuda") else f"hours on {threads} CPU threads"
     note = (f" (measured at batch {batch}, not {cfg.train.batch_size}: images/s assumed constant)"
@@ -102,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-batch", type=int, default=1, help="images per step of the paper model (default 1)")
     parser.add_argument("--device", default="cpu", help="device of the paper model (default cpu)")
     parser.add_argument("--paper-only", action="store_true", help="only the paper-scale model (bench/gpu.sh)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="paper model: fp32, or bf16 autocast (mixed precision; default fp32)")
     args = parser.parse_args(argv)
     if args.paper_only:
-        paper = paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads)
+        paper = paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads, args.precision)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"paper": paper}, indent=2) + "\n")
@@ -159,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['run']:40s} {r['s_per_step']:8.3f} {r['images_per_s']:9.1f} {wall}")
     one, two = rows[1]["images_per_s"], rows[2]["images_per_s"]
     print(f"DDP 1 -> 2 workers (same total CPUs): rate ratio {two / one:.2f}")
-    paper = None if args.no_paper else paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads)
+    paper = (None if args.no_paper else
+             paper_model_rate(args.paper_steps, args.paper_batch, args.device, args.threads, args.precision))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"steps": args.steps, "batch": batch, "threads": args.threads, "rows": rows,
