@@ -18,8 +18,8 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from buckets import new_bucket
 import zarr
+from buckets import new_bucket
 from tiny_stores import TINY_INFER, TINY_MODEL
 
 from cmpipe.cli import main

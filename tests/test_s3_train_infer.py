@@ -29,8 +29,8 @@ import uuid
 
 import numpy as np
 import pytest
-from buckets import new_bucket
 import torch
+from buckets import new_bucket
 from tensor_oracles import tensors_equal
 from tiny_stores import inference_config, make_store
 
