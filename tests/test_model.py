@@ -322,7 +322,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(store, tmp_path):
     import sys
     import time
 
-    steps = 24
+    steps = 12
     sets = [a for s in [*STORE_OVERRIDES, *TINY_MODEL, *TRAIN, "train.checkpoint_every=1", "train.keep_checkpoints=2"]
             for a in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
