@@ -47,8 +47,8 @@ from cmpipe.model.sampling import (
 
 S, SIGMA_MIN, SIGMA_MAX = 0.5, 0.2, 30.0
 A, C = 0.8, -0.1
-STEPS = {"em": 500, "pc": 200, "heun": 40, "dpm2m": 30, "edm": 120}
-SDE_SAMPLERS = {"em", "pc", "edm"}  # edm: the churn mixes towards the true marginals
+STEPS = {"em": 500, "pc": 200, "heun": 40, "dpm2m": 30, "edm": 120, "dpm2m_sde": 40}
+SDE_SAMPLERS = {"em", "pc", "edm", "dpm2m_sde"}  # edm: the churn mixes towards the true marginals
 
 
 class GaussianScore:
@@ -145,7 +145,8 @@ def test_network_evaluations_counted(sampler: str, denoise: bool) -> None:
     # One batch of all rows: each call evaluates every row once.
     sample_posterior(score, _cond(2, 4), 3, sampler=sampler, steps=steps, seeds=[0, 1], denoise=denoise, batch_size=6)
     assert score.calls == network_evaluations(sampler, steps, denoise)
-    expected = {"em": steps, "pc": 2 * steps, "heun": 2 * steps, "dpm2m": steps, "edm": 2 * steps}[sampler] + int(denoise)
+    expected = {"em": steps, "pc": 2 * steps, "heun": 2 * steps, "dpm2m": steps, "edm": 2 * steps,
+                "dpm2m_sde": steps}[sampler] + int(denoise)
     assert network_evaluations(sampler, steps, denoise) == expected
 
 
