@@ -1,8 +1,9 @@
 """Quality against cost of the samplers: the same test images, checkpoint and seeds for each.
 
 For every (sampler, steps) of ``--grid`` (default: Euler-Maruyama 1000 / 200 / 100 / 50,
-predictor-corrector 100 / 50, Heun 32 / 16, DPM-Solver++(2M) 40 / 20 / 10), ``--samples``
-posterior samples of each of the first ``--images`` test images of a store (within
+predictor-corrector 100 / 50, Heun 32 / 16, DPM-Solver++(2M) 40 / 20 / 10, EDM 49 / 20,
+SDE-DPM-Solver++(2M) 39), ``--samples`` posterior samples of each of ``--images`` test images
+(``--split val``: validation images, to tune on) of a store, spread over the mass range (within
 ``evaluate.test_log10_m_*``) are drawn in this process (no Ray) through
 :class:`cmpipe.model.inference.PosteriorSampler` with a trained checkpoint, evaluated with
 :func:`cmpipe.evaluation.image.evaluate_image` (the actors' code), and summarised:
@@ -17,10 +18,15 @@ posterior samples of each of the first ``--images`` test images of a store (with
   over images (0: calibrated).
 
 An entry may add sampler options, ``edm:20:s_churn=80:s_noise=1.003`` (keyword arguments of
-:func:`cmpipe.model.sampling.sample_posterior`: EDM's churn schedule, ``snr`` of ``pc``, ``rho``).
+:func:`cmpipe.model.sampling.sample_posterior`: EDM's churn schedule and ``euler_last``, ``eta``,
+``s_noise``, ``heun`` of ``dpm2m_sde``, ``snr`` of ``pc``, ``rho``).
 The reference is the first entry (Euler-Maruyama with 1000 steps, the paper's sampler); a row
 "matches" it when every metric is within ``--tolerance`` (relative; 0.02 absolute for r and
-coverage) of the reference's. Prints figures, never asserts them. ``--out FILE.json`` saves them.
+coverage) of the reference's; a row that does not match names the metrics that miss and their
+limits. ``--reference-cache FILE.json`` reuses the reference row computed by an earlier run on
+the same store, checkpoint, split, images, samples, seeds and device (it is the slowest row).
+The goal line: a match with at most ``--goal-nfe`` (40) evaluations. Prints figures, never
+asserts them. ``--out FILE.json`` saves them.
 
     .venv/bin/python bench/sampler_quality.py --store runs/demo/images.zarr --checkpoint runs/demo/run
 """
@@ -34,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_GRID = "em:1000,em:200,em:100,em:50,pc:100,pc:50,heun:32,heun:16,dpm2m:40,dpm2m:20,dpm2m:10"
+DEFAULT_GRID = ("em:1000,em:200,em:100,em:50,pc:100,pc:50,heun:32,heun:16,dpm2m:40,dpm2m:20,dpm2m:10,edm:49,edm:20,"
+                "dpm2m_sde:39")
 
 
 def _summary(rows: list[dict], grid) -> dict[str, float]:

@@ -506,8 +506,9 @@ def sample_posterior(
     progress : bool
         A tqdm bar over batches (stderr).
     **sampler_options
-        Passed to the sampler (``snr`` for ``pc``, ``rho`` for ``heun``, ``dpm2m`` and ``edm``,
-        ``s_churn``, ``s_noise``, ``s_tmin``, ``s_tmax`` for ``edm``).
+        Passed to the sampler (``snr`` for ``pc``, ``rho`` for ``heun``, ``dpm2m``, ``edm`` and
+        ``dpm2m_sde``, ``s_churn``, ``s_noise``, ``s_tmin``, ``s_tmax``, ``euler_last`` for ``edm``,
+        ``eta``, ``s_noise``, ``heun`` for ``dpm2m_sde``).
 
     Returns
     -------
