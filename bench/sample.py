@@ -13,8 +13,9 @@ run comes first (not timed).
 ``--cost-evals`` times on ``--batch`` rows (after a warm-up), for rows per second; from it the
 hours to sample the paper's whole test split (``paper`` config: the test images of its plan
 within ``evaluate.test_log10_m_*``, ``infer.n_samples`` samples each) with the paper's
-Euler-Maruyama at ``infer.steps`` and with the stochastic EDM sampler at 49 steps (99
-evaluations, the sampler that matched it on the demo model, ``bench/sampler_quality.py``).
+Euler-Maruyama at ``infer.steps``, with the stochastic EDM sampler at 49 steps (99 evaluations)
+and with SDE-DPM-Solver++(2M) at 39 steps (40 evaluations), the samplers that matched it on the
+demo model (``bench/sampler_quality.py``).
 
 Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
 """
@@ -29,8 +30,9 @@ from pathlib import Path
 
 from _machine import device_name  # bench/ is on sys.path when run as a script
 
-#: sampler -> step counts of the default run (about 1,400 batched evaluations in all).
-DEFAULT_STEPS = {"em": [100, 500], "pc": [50, 250], "heun": [10, 32], "dpm2m": [10, 20, 40]}
+#: sampler -> step counts of the default run (about 1,600 batched evaluations in all).
+DEFAULT_STEPS = {"em": [100, 500], "pc": [50, 250], "heun": [10, 32], "dpm2m": [10, 20, 40], "edm": [20, 49],
+                 "dpm2m_sde": [39]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +173,7 @@ def paper_sampling_cost(device_arg: str, threads: int, batch: int, evals: int, o
               "test_images": n_test, "n_samples": n_samples, "samplers": []}
     print(f"paper model: {result['parameters']} parameters, 128x128, batch {batch} on {device} ({name}): "
           f"{1e3 * s_per_eval:.1f} ms per batched evaluation, {rows_per_s:.2f} rows/s", flush=True)
-    for sampler, steps in ((cfg.infer.sampler, cfg.infer.steps), ("edm", 49)):
+    for sampler, steps in ((cfg.infer.sampler, cfg.infer.steps), ("edm", 49), ("dpm2m_sde", 39)):
         nfe = network_evaluations(sampler, steps, denoise=cfg.infer.denoise)
         samples_per_s = rows_per_s / nfe
         hours = n_test * n_samples / samples_per_s / 3600.0

@@ -1005,7 +1005,7 @@ class InferConfig(_Section):
         "em", "-",
         "`em` reverse-SDE Euler-Maruyama (the paper's), `pc` predictor-corrector, `heun` "
         "probability-flow ODE (Heun, EDM schedule), `dpm2m` DPM-Solver++(2M), `edm` the stochastic EDM "
-        "sampler (Heun with churn) (:mod:`cmpipe.model.sampling`)",
+        "sampler (Heun with churn), `dpm2m_sde` SDE-DPM-Solver++(2M) (:mod:`cmpipe.model.sampling`)",
         OneOf(_sampler_names, "a name in :data:`cmpipe.model.sampling.SAMPLERS`"),
     )
     steps: int = _key(1000, "count", "sampler steps", Range(ge=1))

@@ -47,7 +47,7 @@ EXPECTED = {
                                 split_fractions=(0.65, 0.1, 0.25), test_images_per_halo=1),
         model=ModelConfig(resolution=32, nf=16, num_res_blocks=1, attention=False),
         train=TrainConfig(batch_size=8, warmup_steps=20, max_steps=1600, checkpoint_every=200, val_every=200),
-        infer=InferConfig(sampler="edm", steps=49, batch_size=100, images_per_batch=2, gpus_per_actor=0.0,
+        infer=InferConfig(sampler="dpm2m_sde", steps=39, batch_size=100, images_per_batch=2, gpus_per_actor=0.0,
                           threads_per_actor=2),
         evaluate=EvaluateConfig(test_log10_m_min_msun_h=13.5, test_log10_m_max_msun_h=15.0),
     ),
