@@ -18,12 +18,16 @@
    (``--paper-masses``, one-halo flat catalogs in a +-0.005 dex window, after a numba warm-up);
    ``t_write`` per image is the Ray run's, scaled by the pixel count. Sum / 3600 = core-hours.
 
+``--compare-previous`` repeats part 2 with the previous k-NN (scipy cKDTree, ``bench/knn.py``)
+patched into :mod:`cmpipe.sph.smoothing`, so the new and old core-hours come from one run.
+
 Prints figures, never asserts them (shared machines are noisy). ``--out FILE.json`` saves them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -69,8 +73,8 @@ def _split(summary: dict) -> str:
     return ", ".join(f"{p} {s[p]:.1f} s ({100 * s[p] / tot:.0f} %)" for p in parts)
 
 
-def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
-    """(load + prepare, one sightline) seconds of one mock halo of this mass, one thread."""
+def _time_halo(cfg, log10_m: float) -> tuple[float, float, float]:
+    """(load, prepare, one sightline) seconds of one mock halo of this mass, one thread."""
     from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
     from cmpipe.stages.generate import map_settings
     from cmpipe.stages.source import mock_source
@@ -80,10 +84,12 @@ def _time_halo(cfg, log10_m: float) -> tuple[float, float]:
     one = dataclasses_replace(cfg, catalog=cat)
     src = mock_source(one)
     t0 = time.perf_counter()
-    prepared = prepare_halo_with_config(src.load(0), map_settings(one))
+    halo = src.load(0)
+    tl = time.perf_counter()
+    prepared = prepare_halo_with_config(halo, map_settings(one))
     t1 = time.perf_counter()
     sightline_maps_with_config(prepared, map_settings(one), None, 2)
-    return t1 - t0, time.perf_counter() - t1
+    return tl - t0, t1 - tl, time.perf_counter() - t1
 
 
 def dataclasses_replace(obj, **kw):
@@ -108,9 +114,11 @@ def paper_core_hours(masses: list[float], t_write_per_image_px: float) -> dict:
     _time_halo(warm, 12.5)  # numba warm-up, not timed
     rows = []
     for m in masses:
-        th, tp = _time_halo(cfg, m)
-        rows.append({"log10_m200m_msun_h": m, "halo_s": th, "sightline_s": tp})
-        print(f"  paper m_pair {cfg.mock.pair_mass_msun_h:g}: log10 M {m:.2f}: load + prepare {th:.2f} s, one sightline {tp:.2f} s",
+        tl, tq, tp = _time_halo(cfg, m)
+        th = tl + tq
+        rows.append({"log10_m200m_msun_h": m, "halo_s": th, "load_s": tl, "prepare_s": tq, "sightline_s": tp})
+        print(f"  paper m_pair {cfg.mock.pair_mass_msun_h:g}: log10 M {m:.2f}: load + prepare {th:.2f} s "
+              f"(load: particles + gas k-NN {tl:.2f} s, prepare: DM k-NN {tq:.2f} s), one sightline {tp:.2f} s",
               flush=True)
     x = np.array(masses)
     fit_h = np.polyfit(x, np.log10([r["halo_s"] for r in rows]), 1)
@@ -134,19 +142,86 @@ def paper_core_hours(masses: list[float], t_write_per_image_px: float) -> dict:
     }
 
 
+@contextlib.contextmanager
+def previous_knn():
+    """Patch the previous implementation (cKDTree) into cmpipe.sph.smoothing (this process)."""
+    import numpy as np
+
+    from cmpipe.sph import smoothing
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from knn import ckdtree_previous
+
+    saved = smoothing.smoothing_lengths, smoothing.smoothing_lengths_and_density
+
+    def lengths(pos, n_neighbours=32, num_threads=0):
+        pos = np.ascontiguousarray(pos, dtype=np.float64)
+        return ckdtree_previous(pos, None, min(n_neighbours, pos.shape[0]), num_threads or -1)[0]
+
+    def with_density(pos, mass, n_neighbours=32, num_threads=0):
+        pos = np.ascontiguousarray(pos, dtype=np.float64)
+        return ckdtree_previous(pos, np.asarray(mass, dtype=np.float64), min(n_neighbours, pos.shape[0]),
+                                num_threads or -1)
+
+    smoothing.smoothing_lengths, smoothing.smoothing_lengths_and_density = lengths, with_density
+    try:
+        yield
+    finally:
+        smoothing.smoothing_lengths, smoothing.smoothing_lengths_and_density = saved
+
+
+def _print_paper(paper: dict, label: str) -> None:
+    print(f"paper plan ({label}): {paper['plan_images']} images of {paper['plan_halos']} halos "
+          f"({paper['halo_loads']} halo loads, chunks of 64); "
+          f"t_halo = 10^({paper['fit_halo_log10s'][0]:.2f} log10 M {paper['fit_halo_log10s'][1]:+.2f}) s, "
+          f"t_sightline = 10^({paper['fit_sightline_log10s'][0]:.2f} log10 M {paper['fit_sightline_log10s'][1]:+.2f}) s")
+    print(f"  estimate ({label}): {paper['seconds_per_image']:.2f} core-s per image, {paper['core_hours']:.1f} "
+          f"core-hours (one thread per task); goal <= 8: {'MET' if paper['core_hours'] <= 8 else 'NOT MET'}")
+
+
+def _small_store(cfg, warm, work: Path) -> tuple[dict, float]:
+    """Part 1: serial, Ray 1 and Ray 2 workers; returns the figures and t_write per image px."""
+    import numpy as np
+
+    from cmpipe.stages.generate import generate_serial
+    from cmpipe.store import open_store
+
+    runs = {}
+    runs["serial"] = generate_serial(cfg, work / "serial.zarr")
+    runs["ray_1cpu"] = _ray_run(cfg, warm, work / "ray1.zarr", 1)
+    runs["ray_2cpu"] = _ray_run(cfg, warm, work / "ray2.zarr", 2)
+    ref = open_store(work / "serial.zarr")["maps"][:]
+    identical = {name: bool(np.array_equal(open_store(work / f)["maps"][:], ref, equal_nan=True))
+                 for name, f in (("ray_1cpu", "ray1.zarr"), ("ray_2cpu", "ray2.zarr"))}
+    s = runs["serial"]
+    print(f"small store: {s['images']} images of {s['halos']} halos in {s['chunks']} chunks, "
+          f"{cfg.maps.npix} px, m_pair {cfg.mock.pair_mass_msun_h:g} Msun/h")
+    for name, r in runs.items():
+        print(f"  {name:<9} {r['images_per_s']:6.2f} images/s  wall {r['seconds']['wall']:6.1f} s  split: {_split(r)}")
+    eff = runs["ray_2cpu"]["images_per_s"] / (2 * runs["ray_1cpu"]["images_per_s"])
+    print(f"  scaling efficiency 2 vs 1 workers: {eff:.2f} (goal >= 0.90: {'MET' if eff >= 0.9 else 'NOT MET'}); "
+          f"Ray 2 workers / serial: {runs['ray_2cpu']['images_per_s'] / s['images_per_s']:.2f}x; "
+          f"maps bit-identical to serial: {identical}")
+    r2 = runs["ray_2cpu"]
+    t_write_px = r2["seconds"]["writing"] / max(r2["images"], 1) / cfg.maps.npix**2
+    return {"runs": runs, "scaling_efficiency": eff,
+            "maps_identical": identical}, t_write_px
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra override of the small config")
     parser.add_argument("--paper-masses", default="13.5,14.0,14.5,15.0",
                         help="log10 M200m [Msun/h] of the halos timed at the paper's particle mass ('' to skip)")
     parser.add_argument("--out", help="save the figures as JSON")
+    parser.add_argument("--compare-previous", action="store_true",
+                        help="also cost the paper with the previous k-NN (cKDTree), in this run")
+    parser.add_argument("--skip-small", action="store_true",
+                        help="skip part 1 (t_write then taken as 2e-6 s per image per 128^2 px)")
     args = parser.parse_args(argv)
-
-    import numpy as np
 
     from cmpipe.config import load_config
     from cmpipe.stages.generate import generate_serial
-    from cmpipe.store import open_store
 
     cfg = load_config("demo", [*SMALL, *args.overrides])
     work = Path(tempfile.mkdtemp(prefix="cmpipe-bench-gen-"))
@@ -154,35 +229,24 @@ def main(argv=None) -> int:
     try:
         warm = load_config("demo", [*SMALL, *WARM])
         generate_serial(warm, work / "warm.zarr")  # imports and numba compile, not timed
-        runs = {}
-        runs["serial"] = generate_serial(cfg, work / "serial.zarr")
-        runs["ray_1cpu"] = _ray_run(cfg, warm, work / "ray1.zarr", 1)
-        runs["ray_2cpu"] = _ray_run(cfg, warm, work / "ray2.zarr", 2)
-        ref = open_store(work / "serial.zarr")["maps"][:]
-        identical = {name: bool(np.array_equal(open_store(work / f)["maps"][:], ref, equal_nan=True))
-                     for name, f in (("ray_1cpu", "ray1.zarr"), ("ray_2cpu", "ray2.zarr"))}
-        s = runs["serial"]
-        print(f"small store: {s['images']} images of {s['halos']} halos in {s['chunks']} chunks, "
-              f"{cfg.maps.npix} px, m_pair {cfg.mock.pair_mass_msun_h:g} Msun/h")
-        for name, r in runs.items():
-            print(f"  {name:<9} {r['images_per_s']:6.2f} images/s  wall {r['seconds']['wall']:6.1f} s  split: {_split(r)}")
-        eff = runs["ray_2cpu"]["images_per_s"] / (2 * runs["ray_1cpu"]["images_per_s"])
-        print(f"  scaling efficiency 2 vs 1 workers: {eff:.2f}; Ray 2 workers / serial: "
-              f"{runs['ray_2cpu']['images_per_s'] / s['images_per_s']:.2f}x; maps bit-identical to serial: {identical}")
-        results = {"config_overrides": [*SMALL, *args.overrides], "runs": runs, "scaling_efficiency": eff,
-                   "maps_identical": identical}
+        if args.skip_small:
+            results = {"config_overrides": [*SMALL, *args.overrides]}
+            t_write_px = 2e-6 / 128**2
+        else:
+            results, t_write_px = _small_store(cfg, warm, work)
+            results["config_overrides"] = [*SMALL, *args.overrides]
         masses = [float(m) for m in args.paper_masses.split(",") if m.strip()]
         if masses:
-            r2 = runs["ray_2cpu"]
-            t_write_px = r2["seconds"]["writing"] / max(r2["images"], 1) / cfg.maps.npix**2
             paper = paper_core_hours(masses, t_write_px)
             results["paper"] = paper
-            print(f"paper plan: {paper['plan_images']} images of {paper['plan_halos']} halos "
-                  f"({paper['halo_loads']} halo loads, chunks of 64); "
-                  f"t_halo = 10^({paper['fit_halo_log10s'][0]:.2f} log10 M {paper['fit_halo_log10s'][1]:+.2f}) s, "
-                  f"t_sightline = 10^({paper['fit_sightline_log10s'][0]:.2f} log10 M {paper['fit_sightline_log10s'][1]:+.2f}) s")
-            print(f"  estimate: {paper['seconds_per_image']:.2f} core-s per image, {paper['core_hours']:.0f} core-hours "
-                  f"(one thread per task)")
+            _print_paper(paper, "new k-NN")
+            if args.compare_previous:
+                with previous_knn():
+                    old = paper_core_hours(masses, t_write_px)
+                results["paper_previous_knn"] = old
+                _print_paper(old, "previous k-NN, cKDTree")
+                print(f"  core-hours new / previous: {paper['core_hours']:.1f} / {old['core_hours']:.1f} "
+                      f"({old['core_hours'] / paper['core_hours']:.2f}x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.out:

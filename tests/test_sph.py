@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from cmpipe.sph import smoothing
 from cmpipe.sph.kernels import (
+    _C3D,
     projected_from_table,
     projected_table,
     wendland_c2_3d,
@@ -197,9 +197,9 @@ def test_smoothing_length_is_kth_neighbour_distance(k):
     np.testing.assert_allclose(support, want, rtol=1e-12)
 
 
-def test_smoothing_lengths_independent_of_order_chunks_and_threads(monkeypatch):
+def test_smoothing_lengths_independent_of_order_and_threads():
     """Oracle: the unshuffled result. Shuffling the input permutes the output and nothing else;
-    so does querying in chunks of 37 (the chunk loop) and one worker instead of all (bit-equal)."""
+    so does one thread instead of all (bit-equal)."""
     rng = np.random.default_rng(2)
     pos = rng.uniform(-1.0, 1.0, (2000, 3))
     mass = rng.uniform(0.5, 1.5, 2000)
@@ -209,13 +209,80 @@ def test_smoothing_lengths_independent_of_order_chunks_and_threads(monkeypatch):
     np.testing.assert_array_equal(smoothing_lengths(pos[perm], 16), ref[perm])
     h, rho = smoothing_lengths_and_density(pos[perm], mass[perm], 16)
     np.testing.assert_array_equal(h, ref_h[perm])
-    np.testing.assert_allclose(rho, ref_rho[perm], rtol=1e-14)  # neighbour sums may reorder
+    np.testing.assert_array_equal(rho, ref_rho[perm])
     np.testing.assert_array_equal(smoothing_lengths(pos, 16, num_threads=1), ref)
-    monkeypatch.setattr(smoothing, "_QUERY_CHUNK", 37)
-    np.testing.assert_array_equal(smoothing_lengths(pos, 16), ref)
-    h, rho = smoothing_lengths_and_density(pos, mass, 16)
+    h, rho = smoothing_lengths_and_density(pos, mass, 16, num_threads=1)
     np.testing.assert_array_equal(h, ref_h)
-    np.testing.assert_allclose(rho, ref_rho, rtol=1e-14)
+    np.testing.assert_array_equal(rho, ref_rho)
+
+
+def _ckdtree_oracle(pos: np.ndarray, mass: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The previous implementation: scipy cKDTree's k nearest (self included), H floored at
+    MIN_SUPPORT_MPC, and the gather density summed in cKDTree's (ascending distance) order with
+    the same floating-point expression, in numpy."""
+    from scipy.spatial import cKDTree
+
+    k = min(k, pos.shape[0])
+    dist, nbr = cKDTree(pos).query(pos, k=k)
+    h = np.maximum(dist[:, -1], MIN_SUPPORT_MPC)
+    inv_h = 1.0 / h
+    acc = np.zeros(pos.shape[0])
+    for c in range(k):
+        q = dist[:, c] * inv_h
+        a = 1.0 - q
+        term = mass[nbr[:, c]] * a * a * a * a * (1.0 + 4.0 * q)
+        keep = (nbr[:, c] != np.arange(pos.shape[0])) & (q < 1.0)
+        acc = np.where(keep, acc + term, acc)
+    return h, _C3D * acc * inv_h * inv_h * inv_h
+
+
+def _knn_sets(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded particle sets [Mpc] and masses for the cKDTree comparison."""
+    if name == "clustered":  # a cusp, dense clumps and a thin background: H spans 3 decades
+        r = 0.3 * rng.uniform(0, 1, 6000) ** 3
+        vec = rng.normal(size=(6000, 3))
+        halo = vec * (r / np.linalg.norm(vec, axis=1))[:, None]
+        clumps = [c + rng.normal(0, 0.005, (400, 3)) for c in rng.uniform(-0.5, 0.5, (5, 3))]
+        pos = np.concatenate([halo, *clumps, rng.uniform(-2, 2, (300, 3))])
+        return pos, rng.uniform(0.5, 1.5, pos.shape[0])
+    if name == "uniform":
+        return rng.uniform(0, 1, (5000, 3)), rng.uniform(0.5, 1.5, 5000)
+    if name == "duplicates":  # pairs and triples of coincident points, and a lattice (equidistant ties)
+        base = rng.uniform(0, 1, (800, 3))
+        lattice = np.stack(np.meshgrid(*[np.arange(8) * 0.01 + 2.0] * 3), -1).reshape(-1, 3)
+        pos = np.concatenate([base, base[:400], base[:200], lattice])
+        return pos, np.ones(pos.shape[0])  # equal masses: tied terms may be summed in either order
+    pos = rng.normal(size=(20, 3))  # "few": N < k
+    return pos, rng.uniform(0.5, 1.5, 20)
+
+
+@pytest.mark.parametrize("name", ["clustered", "uniform", "duplicates", "few"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_knn_equals_ckdtree(name, threads):
+    """Oracle: scipy's cKDTree (the previous implementation), bit for bit: H on every set, and
+    the gather density too (same neighbours summed in the same ascending-distance order)."""
+    pos, mass = _knn_sets(name, np.random.default_rng([7, len(name)]))
+    want_h, want_rho = _ckdtree_oracle(pos, mass, 32)
+    np.testing.assert_array_equal(smoothing_lengths(pos, 32, threads), want_h)
+    h, rho = smoothing_lengths_and_density(pos, mass, 32, threads)
+    np.testing.assert_array_equal(h, want_h)
+    np.testing.assert_array_equal(rho, want_rho)
+
+
+def test_knn_more_coincident_than_k():
+    """Oracle: 40 coincident particles with k = 32 (and 500 others): H is the floor
+    MIN_SUPPORT_MPC, equal to cKDTree's; their density holds k - 1 or k terms m W(0, H)
+    (whether the particle itself is among the k tied nearest is arbitrary, in cKDTree too)."""
+    rng = np.random.default_rng(8)
+    pos = np.concatenate([np.full((40, 3), 0.25), rng.uniform(0, 1, (500, 3))])
+    mass = np.ones(pos.shape[0])
+    want_h, want_rho = _ckdtree_oracle(pos, mass, 32)
+    h, rho = smoothing_lengths_and_density(pos, mass, 32)
+    np.testing.assert_array_equal(h, want_h)
+    np.testing.assert_array_equal(smoothing_lengths(pos, 32), want_h)
+    np.testing.assert_array_equal(rho[40:], want_rho[40:])
+    w0 = _C3D / MIN_SUPPORT_MPC**3
+    assert np.all(np.isclose(rho[:40], 31 * w0, rtol=1e-12) | np.isclose(rho[:40], 32 * w0, rtol=1e-12))
 
 
 def test_smoothing_length_caps_k_and_floors_coincident_particles():

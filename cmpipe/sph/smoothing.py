@@ -10,26 +10,26 @@ inside are uniform in the sphere, so ``E[rho_i] = m (k - 2) E[1 / V_k] = rho`` f
 density, whereas the self term adds ``14 / (k - 2)`` of it (+47 % at k = 32, measured). Glass-like
 simulation particles carry their own ``Density``, which the reader keeps.
 
-The search uses scipy's cKDTree on all cores and queries in the tree's own spatial order
-(``pos[tree.indices]``), which keeps each worker's queries in cache (3x faster than random
-order on 4e6 particles, identical results; ``../shared/NOTES-SPH.md``). Smoothing lengths do not
-change under rotation: compute them once per halo and reuse them for every sightline.
+The search is :func:`cmpipe.sph.knn.knn_support_density`: a k-d tree of leaf buckets whose
+particles share one candidate list, with distances computed as scipy's cKDTree computes them, so
+``H`` and the densities are bitwise equal to the cKDTree query it replaced (the tests' oracle)
+and 2-3x faster (``bench/knn.py``). Smoothing lengths do not change under rotation: compute them
+once per halo and reuse them for every sightline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
-from scipy.spatial import cKDTree
 
-from .kernels import _C3D
+from .knn import LEAF_SIZE, knn_support_density
 
 __all__ = ["MIN_SUPPORT_MPC", "knn_volume_density", "smoothing_lengths", "smoothing_lengths_and_density"]
 
 #: Floor on H [Mpc], so coincident particles never give a zero-size kernel.
 MIN_SUPPORT_MPC = 1e-6
-#: Particles queried per call: bounds the (chunk, k) distance and index arrays in memory.
-_QUERY_CHUNK = 500_000
 
 
 def _effective_k(n_particles: int, n_neighbours: int) -> int:
@@ -40,33 +40,28 @@ def _effective_k(n_particles: int, n_neighbours: int) -> int:
     return min(n_neighbours, n_particles)
 
 
-def _workers(num_threads: int) -> int:
-    return -1 if num_threads <= 0 else num_threads
+def _with_threads(num_threads: int, fn: Callable[[], tuple]) -> tuple:
+    """``fn()`` on ``num_threads`` numba threads (0: numba's current setting)."""
+    if num_threads <= 0:
+        return fn()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(num_threads, int(numba.config.NUMBA_NUM_THREADS)))
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(previous)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _gather_density(dist, nbr, idx, support, mass, out):  # pragma: no cover - compiled
-    """``out[idx[r]] = sum_j m_nbr W(dist, H)`` over row r's neighbours, the particle itself
-    (which the query returns among them, at distance 0) excluded."""
-    for r in numba.prange(dist.shape[0]):
-        i = idx[r]
-        inv_h = 1.0 / support[r]
-        acc = 0.0
-        for c in range(dist.shape[1]):
-            j = nbr[r, c]
-            q = dist[r, c] * inv_h
-            if j != i and q < 1.0:
-                a = 1.0 - q
-                acc += mass[j] * a * a * a * a * (1.0 + 4.0 * q)
-        out[i] = _C3D * acc * inv_h * inv_h * inv_h
-
-
-def _tree_order_chunks(pos: np.ndarray) -> tuple[cKDTree, list[np.ndarray]]:
-    """The tree of ``pos`` and its particle indices in the tree's spatial order, in chunks of
-    at most ``_QUERY_CHUNK`` (querying in this order keeps each worker's walk in cache)."""
-    tree = cKDTree(pos)
-    order = tree.indices
-    return tree, [order[start : start + _QUERY_CHUNK] for start in range(0, order.size, _QUERY_CHUNK)]
+def _search(pos_mpc: np.ndarray, mass: np.ndarray | None, n_neighbours: int, num_threads: int) -> tuple:
+    pos = np.ascontiguousarray(pos_mpc, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"pos_mpc must have shape (N, 3), got {pos.shape}")
+    k = _effective_k(pos.shape[0], n_neighbours)
+    want = mass is not None
+    m = np.ascontiguousarray(mass, dtype=np.float64) if want else np.zeros(0)
+    kth, density, _ = _with_threads(
+        num_threads, lambda: knn_support_density(pos, k, m, want, MIN_SUPPORT_MPC, LEAF_SIZE))
+    return np.maximum(kth, MIN_SUPPORT_MPC), density
 
 
 def smoothing_lengths(pos_mpc: np.ndarray, n_neighbours: int = 32, num_threads: int = 0) -> np.ndarray:
@@ -79,21 +74,14 @@ def smoothing_lengths(pos_mpc: np.ndarray, n_neighbours: int = 32, num_threads: 
     n_neighbours : int
         Neighbours inside the support, the particle itself included (capped at N).
     num_threads : int
-        cKDTree query workers; 0 uses every core.
+        Threads of the search (numba's); 0 uses numba's current setting (every core by default).
 
     Returns
     -------
     (N,) float64
         ``H`` [Mpc], at least :data:`MIN_SUPPORT_MPC`.
     """
-    pos = np.ascontiguousarray(pos_mpc, dtype=np.float64)
-    k = _effective_k(pos.shape[0], n_neighbours)
-    tree, chunks = _tree_order_chunks(pos)
-    support = np.empty(pos.shape[0])
-    for idx in chunks:
-        dist, _ = tree.query(pos[idx], k=[k], workers=_workers(num_threads))
-        support[idx] = dist[:, 0]
-    return np.maximum(support, MIN_SUPPORT_MPC)
+    return _search(pos_mpc, None, n_neighbours, num_threads)[0]
 
 
 def smoothing_lengths_and_density(
@@ -110,7 +98,7 @@ def smoothing_lengths_and_density(
     n_neighbours : int
         Neighbours inside the support, the particle itself included (capped at N).
     num_threads : int
-        cKDTree query workers; 0 uses every core.
+        Threads of the search (numba's); 0 uses numba's current setting (every core by default).
 
     Returns
     -------
@@ -119,18 +107,10 @@ def smoothing_lengths_and_density(
     density_msun_mpc3 : (N,) float64
         ``rho_i = sum_{j != i} m_j W(r_ij, H_i)`` [Msun Mpc^-3].
     """
-    pos = np.ascontiguousarray(pos_mpc, dtype=np.float64)
     mass = np.asarray(mass_msun, dtype=np.float64)
-    k = _effective_k(pos.shape[0], n_neighbours)
-    tree, chunks = _tree_order_chunks(pos)
-    support = np.empty(pos.shape[0])
-    density = np.empty(pos.shape[0])
-    for idx in chunks:
-        dist, nbr = tree.query(pos[idx], k=k, workers=_workers(num_threads))
-        h = np.maximum(dist[:, -1], MIN_SUPPORT_MPC)
-        support[idx] = h
-        _gather_density(dist, nbr, idx, h, mass, density)
-    return support, density
+    if mass.shape != (np.shape(pos_mpc)[0],):
+        raise ValueError(f"mass_msun has shape {mass.shape}, expected ({np.shape(pos_mpc)[0]},)")
+    return _search(pos_mpc, mass, n_neighbours, num_threads)
 
 
 def knn_volume_density(support_mpc: np.ndarray, mass_msun: np.ndarray | float, n_neighbours: int) -> np.ndarray:
