@@ -31,6 +31,7 @@ from cmpipe.sph import smoothing
 from cmpipe.sph.kernels import (
     projected_from_table,
     projected_table,
+    separable_factor_tables,
     wendland_c2_3d,
     wendland_c2_marginal_cdf,
     wendland_c2_projected,
@@ -629,8 +630,9 @@ def test_huge_kernel_conserves_mass_fast():
     """A kernel of H = 50 pixels. Oracles: on a 128-pixel map it lies wholly inside and deposits
     its weight (rtol 1e-10); on a 16-pixel map centred on it, it deposits the fraction of the
     projected kernel inside the 16 x 16 px square, by dblquad of :func:`wendland_c2_projected`
-    (0.20269; tolerance 1e-6 absolute: fast averages large kernels over each pixel with the
-    corrected midpoint rule, whose O(pixel^4 / H^4) error is ~1e-8 here)."""
+    (0.20269; tolerance 1e-4 absolute: fast integrates large kernels exactly over each pixel,
+    but integrates a rank-4 non-negative separable approximation of the kernel whose L1 error
+    is 3.6e-4 of its mass; measured 5.9e-5 here)."""
     for x0, y0 in ((0.0, 0.0), (0.0123, -0.0371)):
         wide = MapGrid(npix=128, pixel_mpc=0.1, depth_mpc=1.0)
         assert deposited("fast", x0, y0, 0.0, 5.0, wide) == pytest.approx(1.0, rel=1e-10)
@@ -640,7 +642,7 @@ def test_huge_kernel_conserves_mass_fast():
         0.0, half_side, 0.0, half_side, epsabs=0.0, epsrel=1e-12,
     )[0]
     got = deposited("fast", 0.0, 0.0, 0.0, 5.0, MapGrid(npix=16, pixel_mpc=0.1, depth_mpc=1.0))
-    assert got == pytest.approx(4.0 * quarter, abs=1e-6)
+    assert got == pytest.approx(4.0 * quarter, abs=1e-4)
 
 
 def test_knn_volume_density_gives_unbiased_volumes():
@@ -659,3 +661,27 @@ def test_knn_volume_density_gives_unbiased_volumes():
     assert np.mean(mass[inner] / gather[inner]) * n > 1.10
     with pytest.raises(ValueError, match="n_neighbours"):
         knn_volume_density(support, mass, 1)
+
+
+def test_separable_factor_tables_approximate_the_projected_kernel():
+    """Oracle: the projected kernel's closed form, integrated over square pixels of H / 4, H / 16
+    and H / 64 by 6 x 6 Gauss-Legendre points. The rank-4 separable approximation that ``fast``
+    uses for large kernels: L1 < 6e-4 of the mass (measured 2.5e-4, 3.6e-4, 4.3e-4), total mass
+    1 within 2e-4 (1 + 8.9e-5), every pixel weight >= 0 and the cumulative tables
+    non-decreasing."""
+    cum_y, cum_x = separable_factor_tables()
+    assert np.all(np.diff(cum_y, axis=0) >= 0.0) and np.all(np.diff(cum_x, axis=0) >= 0.0)
+    assert float(np.dot(cum_y[-1], cum_x[-1])) == pytest.approx(1.0, abs=2e-4)
+    size = cum_y.shape[0] - 1
+    g, wg = np.polynomial.legendre.leggauss(6)
+    for n in (8, 32, 128):
+        edges = np.linspace(-1.0, 1.0, n + 1)
+        nodes = np.round((edges + 1.0) / 2.0 * size).astype(int)
+        approx = np.diff(cum_y[nodes], axis=0) @ np.diff(cum_x[nodes], axis=0).T
+        step = 2.0 / n
+        pts = (edges[:-1, None] + 0.5 * step * (g[None, :] + 1.0)).ravel()
+        wts = np.tile(wg, n) * 0.5 * step
+        f = wendland_c2_projected(np.hypot(pts[None, :], pts[:, None]), 1.0) * wts[None, :] * wts[:, None]
+        exact = f.reshape(n, 6, n, 6).sum(axis=(1, 3))
+        assert np.all(approx >= 0.0)
+        assert np.abs(approx - exact).sum() / exact.sum() < 6e-4, n
