@@ -43,10 +43,10 @@ Backends
     marginal CDF (a polynomial), and the product of the two as the pixel's fraction (exact
     across a single pixel edge; 0.1-1.4 % of the particle misplaced, from H = 0.5 to 3 px).
     Larger kernels get the exact pixel integrals of a rank-4 non-negative separable
-    approximation of the projected kernel, ``F(r) ~ sum_k b_k(y) a_k(x)``
-    (:func:`~cmpipe.sph.kernels.separable_factor_tables`; 3.6e-4 of the kernel's mass
-    misplaced, whatever H): per particle, 4 cumulative-table lookups per pixel edge along each
-    axis, then 4 multiply-adds per pixel. The pixel integrals telescope, so the whole stencil's
+    approximation of the projected kernel, ``F(r) ~ sum_k b_k(y) a_k(x)``, symmetrised in x
+    and y (:func:`~cmpipe.sph.kernels.separable_factor_tables`; 3.6e-4 of the kernel's mass
+    misplaced, whatever H): per particle, 8 cumulative-table lookups per pixel edge along each
+    axis, then 8 multiply-adds per pixel. The pixel integrals telescope, so the whole stencil's
     total is a constant and there is no normalisation pass. Particles are taken in blocks of
     ``FAST_BLOCK``, path by path within a block, on fixed stencils for the small kernels inside
     the map, which keeps branches and loop counts predictable.
@@ -196,17 +196,18 @@ def _factor_fractions(cum, start, inv_h, n, edges, frac):  # pragma: no cover - 
         t = min(max((start + j) * inv_h + 1.0, 0.0), 2.0) * half
         k = min(int(t), size - 1)
         f = t - k
-        for r in range(4):
+        for r in range(8):
             edges[r, j] = cum[k, r] + f * (cum[k + 1, r] - cum[k, r])
-    for r in range(4):
+    for r in range(8):
         for b in range(n):
             frac[r, b] = edges[r, b + 1] - edges[r, b]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _deposit_large(out, tid, w, i, ui, vi, hi, npix, cum_y, cum_x, inv_total, ex, ey, px, py):  # pragma: no cover
-    """Kernels of H >= FAST_SEPARABLE_BELOW_PIX: the exact pixel integrals of the rank-4
-    non-negative separable approximation of the projected kernel, on the in-map pixels only; the
+    """Kernels of H >= FAST_SEPARABLE_BELOW_PIX: the exact pixel integrals of the 8-term
+    (symmetrised rank-4) non-negative separable approximation of the projected kernel, on the
+    in-map pixels only; the
     whole stencil's total is the constant ``1 / inv_total``, so no normalisation pass."""
     nch = w.shape[0]
     inv_h = 1.0 / hi
@@ -228,9 +229,16 @@ def _deposit_large(out, tid, w, i, ui, vi, hi, npix, cum_y, cum_x, inv_total, ex
             c1 = wc * py[1, a]
             c2 = wc * py[2, a]
             c3 = wc * py[3, a]
+            c4 = wc * py[4, a]
+            c5 = wc * py[5, a]
+            c6 = wc * py[6, a]
+            c7 = wc * py[7, a]
             iy = iy0 + by0 + a
             for b in range(nx):
-                out[tid, ch, iy, jx + b] += c0 * px[0, b] + c1 * px[1, b] + c2 * px[2, b] + c3 * px[3, b]
+                out[tid, ch, iy, jx + b] += (
+                    c0 * px[0, b] + c1 * px[1, b] + c2 * px[2, b] + c3 * px[3, b]
+                    + c4 * px[4, b] + c5 * px[5, b] + c6 * px[6, b] + c7 * px[7, b]
+                )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -324,10 +332,10 @@ def _fast_kernel(x, y, z, support, w, npix, pixel, half_depth, cdf_coeffs, h_sep
     for tid in numba.prange(nslots):
         fx = np.empty(nbuf)
         fy = np.empty(nbuf)
-        ex = np.empty((4, npix + 1))
-        ey = np.empty((4, npix + 1))
-        px = np.empty((4, npix))
-        py = np.empty((4, npix))
+        ex = np.empty((8, npix + 1))
+        ey = np.empty((8, npix + 1))
+        px = np.empty((8, npix))
+        py = np.empty((8, npix))
         cls = np.empty(block, np.int64)
         order = np.empty(block, np.int64)
         count = np.empty(nclass + 1, np.int64)
@@ -611,8 +619,8 @@ def project_fast(x, y, z, support, weights, grid, num_threads=0):
     if len(coeffs) != 9:
         raise RuntimeError("the C2 marginal CDF is a degree-8 polynomial; the fast backend unrolls 9 terms")
     cum_y, cum_x = separable_factor_tables()
-    if cum_y.shape[1] != 4 or cum_x.shape[1] != 4:
-        raise RuntimeError("the fast backend unrolls a rank-4 separable kernel")
+    if cum_y.shape[1] != 8 or cum_x.shape[1] != 8:
+        raise RuntimeError("the fast backend unrolls 8 separable terms (the symmetrised rank-4 fit)")
     inv_total = 1.0 / float(np.dot(cum_y[-1], cum_x[-1]))
     w = np.ascontiguousarray(weights, dtype=np.float64)
 
