@@ -16,7 +16,6 @@ the reader (``H = 1.936492 h`` for 3D C2); inside cmpipe every smoothing length 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
@@ -31,9 +30,6 @@ __all__ = [
     "marginal_cdf_coefficients",
     "projected_laplacian_table",
     "wendland_c2_marginal_cdf",
-    "SEPARABLE_RANK",
-    "separable_factor_tables",
-    "fit_separable_factors",
 ]
 
 #: SWIFT / swiftsimio store h = 2 sigma; the 3D C2 kernel's support radius is H = 1.936492 h.
@@ -42,11 +38,6 @@ SWIFT_H_TO_SUPPORT = 1.936492
 PYNBODY_H_TO_SUPPORT = 2.0
 #: Entries of the projected-kernel table, uniform in q^2 = (R / H)^2 on [0, 1].
 PROJECTED_TABLE_SIZE = 4096
-#: Terms of the non-negative separable approximation of the projected kernel.
-SEPARABLE_RANK = 4
-#: Intervals of the cumulative factor tables on [-1, 1] (unit support).
-SEPARABLE_TABLE_SIZE = 4096
-_FACTORS_FILE = Path(__file__).with_name("c2_projected_factors.npz")
 
 _C3D = 21.0 / (2.0 * np.pi)
 _C2D = 7.0 / (4.0 * np.pi)
@@ -195,74 +186,3 @@ def projected_laplacian_table(size: int = PROJECTED_TABLE_SIZE) -> np.ndarray:
     lap[-1] = 0.0
     lap.setflags(write=False)
     return lap
-
-
-def fit_separable_factors(rank: int = SEPARABLE_RANK, cells: int = 200, iterations: int = 300_000, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative separable approximation ``F(sqrt(u^2 + v^2)) ~ sum_k b_k(v) a_k(u)`` of the
-    projected kernel on the square ``[-1, 1]^2`` (unit support), by non-negative matrix
-    factorisation (Lee & Seung's multiplicative updates) of ``F`` sampled at the centres of
-    ``cells x cells`` square cells.
-
-    How ``c2_projected_factors.npz`` was made (``rank=4``, the defaults: about 15 s; L1 of the
-    approximation 3.6e-4 of the kernel's mass, largest error 4e-4 of the peak). Non-negative
-    factors make every pixel weight >= 0 and let the pixel integral of each term be a difference
-    of a monotone cumulative table.
-
-    Returns
-    -------
-    b, a : (rank, cells) float64
-        The factors along y (rows) and x (columns) at the cell centres [1 / H], even in u.
-    """
-    u = (np.arange(cells) + 0.5) / cells * 2.0 - 1.0
-    f = wendland_c2_projected(np.hypot(u[None, :], u[:, None]), 1.0)
-    rng = np.random.default_rng(seed)
-    w = rng.uniform(0.1, 1.0, (cells, rank))
-    w = 0.5 * (w + w[::-1])
-    h = w.T.copy()
-    for _ in range(iterations):
-        h *= (w.T @ f) / (w.T @ w @ h + 1e-300)
-        w *= (f @ h.T) / (w @ (h @ h.T) + 1e-300)
-    return np.ascontiguousarray(0.5 * (w + w[::-1]).T), np.ascontiguousarray(0.5 * (h + h[:, ::-1]))
-
-
-@lru_cache(maxsize=2)
-def separable_factor_tables(size: int = SEPARABLE_TABLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative integrals ``A_k(t) = int_-1^t a_k`` of the separable factors (unit support).
-
-    The factors stored in ``c2_projected_factors.npz`` (:func:`fit_separable_factors`) are
-    interpolated linearly between cell centres (0 at ``|u| = 1``) and integrated on ``size``
-    equal intervals of ``[-1, 1]``: node ``j`` is ``t = -1 + 2 j / size``. The pixel integral of
-    term ``k`` over ``[x0, x1] x [y0, y1]`` (in units of H) is
-    ``(B_k(y1) - B_k(y0)) (A_k(x1) - A_k(x0))``.
-
-    The fit ``sum_k b_k(v) a_k(u)`` is not symmetric under ``u <-> v``, so the tables hold its
-    symmetrised form ``(sum_k b_k(v) a_k(u) + a_k(v) b_k(u)) / 2``, as ``2 rank`` terms: the
-    kernel stays invariant under quarter turns (as accurate as the fit, since F is symmetric).
-
-    Returns
-    -------
-    cum_y, cum_x : (size + 1, 2 rank) float64
-        Non-decreasing in the node index, read-only; ``sum_k cum_y[-1, k] cum_x[-1, k]`` is the
-        approximation's total mass (1 within 2e-4); ``cum_y = 2 ** -0.5 [B, A]`` and
-        ``cum_x = 2 ** -0.5 [A, B]``.
-    """
-    with np.load(_FACTORS_FILE) as data:
-        factors = (data["y"], data["x"])
-    out = []
-    edges = np.linspace(-1.0, 1.0, size + 1)
-    mids = 0.5 * (edges[1:] + edges[:-1])
-    for fac in factors:
-        cells = fac.shape[1]
-        centres = (np.arange(cells) + 0.5) / cells * 2.0 - 1.0
-        knots = np.concatenate([[-1.0], centres, [1.0]])
-        cum = np.zeros((size + 1, fac.shape[0]))
-        for k, row in enumerate(fac):
-            dens = np.interp(mids, knots, np.concatenate([[0.0], row, [0.0]]))
-            cum[1:, k] = np.cumsum(dens) * (2.0 / size)
-        out.append(cum)
-    b_cum, a_cum = out
-    cum_y = np.ascontiguousarray(np.concatenate([b_cum, a_cum], axis=1) * 0.5**0.5)
-    cum_x = np.ascontiguousarray(np.concatenate([a_cum, b_cum], axis=1) * 0.5**0.5)
-    cum_y.setflags(write=False)
-    cum_x.setflags(write=False)
-    return cum_y, cum_x
