@@ -281,10 +281,25 @@ def _small_store(cfg, warm, work: Path) -> tuple[dict, float]:
     print(f"  scaling efficiency 2 vs 1 workers: {eff:.2f} (goal >= 0.90: {'MET' if eff >= 0.9 else 'NOT MET'}); "
           f"Ray 2 workers / serial: {runs['ray_2cpu']['images_per_s'] / s['images_per_s']:.2f}x; "
           f"maps bit-identical to serial: {identical}")
+    parts = _scaling_parts(runs["ray_1cpu"], runs["ray_2cpu"])
+    print(f"  scaling = utilisation x task speed: the 2 workers spent {parts['utilisation']:.2f} of the wall in "
+          f"tasks (the rest: Ray's scheduling, the last chunks' tail); a task ran {parts['task_speed']:.2f}x as fast "
+          f"as with 1 worker (below 1: the two shared the cores with each other and with other jobs); "
+          f"load average {os.getloadavg()[0]:.1f}")
     r2 = runs["ray_2cpu"]
     t_write_px = r2["seconds"]["writing"] / max(r2["images"], 1) / cfg.maps.npix**2
-    return {"runs": runs, "scaling_efficiency": eff,
+    return {"runs": runs, "scaling_efficiency": eff, "scaling_parts": parts,
             "maps_identical": identical}, t_write_px
+
+
+def _scaling_parts(one: dict, two: dict) -> dict:
+    """Scaling efficiency 2 vs 1 workers as a product: the 2 workers' utilisation (task
+    seconds / (2 x wall)) times the task speed (task seconds per image with 1 worker over with 2).
+    Tasks of 1 worker fill its wall (utilisation 1 assumed: its gaps are Ray's, as with 2)."""
+    u2 = two["seconds"]["total"] / (2.0 * two["seconds"]["wall"])
+    u1 = one["seconds"]["total"] / one["seconds"]["wall"]
+    speed = (one["seconds"]["total"] / max(one["images"], 1)) / (two["seconds"]["total"] / max(two["images"], 1))
+    return {"utilisation": u2 / u1, "task_speed": speed, "utilisation_1_worker": u1}
 
 
 def main(argv=None) -> int:  # long: argument handling and the three optional comparisons in sequence
