@@ -45,6 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# One thread per task, as in a Ray task (Ray sets OMP_NUM_THREADS=1 in the worker of a
+# num_cpus=1 task; numpy's OpenBLAS reads it): without it the mock's (N, 3) x (3, 3) rotations
+# run on 2 BLAS threads, 10-30x slower than on one when the other core is busy. Set before
+# numpy is imported (this module imports it lazily).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 SMALL = [
     "source.kind=mock", "catalog.mode=flat", "catalog.n_halos=24", "catalog.log10_m_min_msun_h=13.5",
     "catalog.log10_m_max_msun_h=14.7", "generate.images_per_0p1dex=6", "generate.max_rotations_per_halo=2",
