@@ -291,6 +291,9 @@ def _small_store(cfg, warm, work: Path) -> tuple[dict, float]:
           f"tasks (the rest: Ray's scheduling, the last chunks' tail); a task ran {parts['task_speed']:.2f}x as fast "
           f"as with 1 worker (below 1: the two shared the cores with each other and with other jobs); "
           f"load average {os.getloadavg()[0]:.1f}")
+    print(f"  in CPU seconds a task ran {parts['task_speed_cpu']:.2f}x as fast with 2 workers as with 1 (caches and "
+          f"memory shared by the two); task wall / CPU seconds {parts['wall_per_cpu_1_worker']:.2f} with 1 worker, "
+          f"{parts['wall_per_cpu_2_workers']:.2f} with 2 (above 1: the cores taken by other jobs)")
     r2 = runs["ray_2cpu"]
     t_write_px = r2["seconds"]["writing"] / max(r2["images"], 1) / cfg.maps.npix**2
     return {"runs": runs, "scaling_efficiency": eff, "scaling_parts": parts,
@@ -304,7 +307,10 @@ def _scaling_parts(one: dict, two: dict) -> dict:
     u2 = two["seconds"]["total"] / (2.0 * two["seconds"]["wall"])
     u1 = one["seconds"]["total"] / one["seconds"]["wall"]
     speed = (one["seconds"]["total"] / max(one["images"], 1)) / (two["seconds"]["total"] / max(two["images"], 1))
-    return {"utilisation": u2 / u1, "task_speed": speed, "utilisation_1_worker": u1}
+    cpu = (one["seconds"]["cpu"] / max(one["images"], 1)) / (two["seconds"]["cpu"] / max(two["images"], 1))
+    return {"utilisation": u2 / u1, "task_speed": speed, "utilisation_1_worker": u1, "task_speed_cpu": cpu,
+            "wall_per_cpu_1_worker": one["seconds"]["total"] / one["seconds"]["cpu"],
+            "wall_per_cpu_2_workers": two["seconds"]["total"] / two["seconds"]["cpu"]}
 
 
 def main(argv=None) -> int:  # long: argument handling and the three optional comparisons in sequence
