@@ -817,3 +817,20 @@ def test_neighbour_temperatures_equal_the_scalar_formula():
     want = np.array([virial_temperature_k(mi, ri, mu) for mi, ri in zip(m, r)])
     np.testing.assert_array_equal(virial_temperatures_k(m, r, mu), want)
     assert virial_temperatures_k(np.zeros(0), np.zeros(0), mu).shape == (0,)
+
+
+def test_stable_argsort_matches_numpy_stable():
+    """Oracle: ``np.argsort(kind="stable")``, exact equality: distinct values (the fast path),
+    ties (host particles at equal radii fall back to the stable order) and a NaN."""
+    from cmpipe.physics.mock.components import _stable_argsort
+
+    rng = np.random.default_rng(4)
+    distinct = rng.random(5000)
+    ties = np.round(rng.random(5000), 2)
+    with_nan = distinct.copy()
+    with_nan[[7, 99]] = np.nan
+    for x in (distinct, ties, with_nan, np.zeros(0), np.ones(1)):
+        order, xs = _stable_argsort(x)
+        want = np.argsort(x, kind="stable")
+        np.testing.assert_array_equal(order, want)
+        np.testing.assert_array_equal(xs, x[want])
