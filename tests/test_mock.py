@@ -747,3 +747,90 @@ def test_shock_only_for_mergers():
         np.testing.assert_allclose((on.gas.temperature_k / off.gas.temperature_k)[hot],
                                    ((shock.pressure_jump / shock.compression) ** w)[hot], rtol=1e-10)
     assert n_merger == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-halo speed-ups (issue 22): each must leave every number as it was.
+
+
+def test_ball_members_equal_ckdtree():
+    """Oracle: scipy's ``cKDTree.query_ball_point`` (sorted), exact equality of the member sets:
+    a clustered plus uniform cloud with balls from 0 to 1.5 Mpc (some beyond the cloud), and a
+    lattice with members exactly at distance r (the boundary is inclusive in both)."""
+    from scipy.spatial import cKDTree
+
+    from cmpipe.physics.mock.balls import ball_members
+
+    rng = np.random.default_rng(5)
+    pos = np.concatenate([rng.normal(size=(3000, 3)) * 0.4, rng.uniform(-6.0, 6.0, size=(3000, 3))])
+    centres = np.concatenate([rng.uniform(-7.0, 7.0, size=(60, 3)), [[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]]])
+    radii = np.concatenate([10 ** rng.uniform(-1.5, 0.2, 60), [0.0, 1.0]])
+    g = np.arange(-4, 5) * 0.25
+    lattice = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    lat_centres, lat_radii = np.array([[0.0, 0.0, 0.0], [0.25, -0.5, 0.0], [0.125, 0.125, 0.125]]), np.array([0.5, 0.75, 0.25])
+    for p, c, r in ((pos, centres, radii), (lattice, lat_centres, lat_radii)):
+        tree = cKDTree(p)
+        got = ball_members(p, c, r)
+        assert len(got) == len(c)
+        for members, ci, ri in zip(got, c, r):
+            want = np.sort(np.asarray(tree.query_ball_point(ci, ri), dtype=np.int64))
+            np.testing.assert_array_equal(members, want)
+    assert sum(m.size for m in ball_members(lattice, lat_centres, lat_radii)) > 0
+    assert ball_members(pos, np.zeros((0, 3)), np.zeros(0)) == []
+
+
+def test_companion_pressure_equals_the_sum_over_every_particle():
+    """Oracle: the companions' pressure summed over every gas particle (each companion's
+    density is zero beyond its truncation radius), companion by companion in the same order:
+    exact equality with the sum over each ball's members only (the neighbours of a demo halo
+    of 10^14.3 Msun/h, gas uniform and clustered about them)."""
+    from cmpipe.physics.mock.components import companion_pressure_kev_cm3
+    from cmpipe.physics.mock.profiles import _units
+
+    cfg = mock_config(14.2, 14.4, 1, "mock.neighbour_min_particles=20")
+    src = mock_source(cfg)
+    companions = src.neighbours(0)
+    assert len(companions) > 5
+    rng = np.random.default_rng(2)
+    centres = np.array([c.gas_centre_mpc for c in companions])
+    gas = np.concatenate([rng.uniform(-4.0, 4.0, size=(20000, 3)),
+                          (centres[:, None, :] + 0.3 * rng.normal(size=(len(companions), 300, 3))).reshape(-1, 3)])
+    k, (_, _, to_g_cm3) = constants(), _units()
+    mu = Plasma().mean_molecular_weight
+    want = np.zeros(gas.shape[0])
+    for comp in companions:
+        rho = comp.gas_density_msun_mpc3(np.linalg.norm(gas - comp.gas_centre_mpc, axis=1))
+        want += rho * to_g_cm3 / (mu * k.proton_mass_g) * k.boltzmann_kev_per_k * comp.virial_temperature_k
+    got = companion_pressure_kev_cm3(gas, companions, cfg.plasma)
+    assert np.count_nonzero(got) > 100
+    np.testing.assert_array_equal(got, want)
+
+
+def test_neighbour_temperatures_equal_the_scalar_formula():
+    """Oracle: :func:`cmpipe.physics.analytic.virial_temperature_k`, one halo at a time: the
+    vectorised astropy expression is bitwise equal (same operations in the same order)."""
+    from cmpipe.physics.mock.components import virial_temperatures_k
+
+    rng = np.random.default_rng(3)
+    m, r = 10 ** rng.uniform(10.0, 15.5, 200), rng.uniform(0.05, 3.0, 200)
+    mu = Plasma().mean_molecular_weight
+    want = np.array([virial_temperature_k(mi, ri, mu) for mi, ri in zip(m, r)])
+    np.testing.assert_array_equal(virial_temperatures_k(m, r, mu), want)
+    assert virial_temperatures_k(np.zeros(0), np.zeros(0), mu).shape == (0,)
+
+
+def test_stable_argsort_matches_numpy_stable():
+    """Oracle: ``np.argsort(kind="stable")``, exact equality: distinct values (the fast path),
+    ties (host particles at equal radii fall back to the stable order) and a NaN."""
+    from cmpipe.physics.mock.components import _stable_argsort
+
+    rng = np.random.default_rng(4)
+    distinct = rng.random(5000)
+    ties = np.round(rng.random(5000), 2)
+    with_nan = distinct.copy()
+    with_nan[[7, 99]] = np.nan
+    for x in (distinct, ties, with_nan, np.zeros(0), np.ones(1)):
+        order, xs = _stable_argsort(x)
+        want = np.argsort(x, kind="stable")
+        np.testing.assert_array_equal(order, want)
+        np.testing.assert_array_equal(xs, x[want])

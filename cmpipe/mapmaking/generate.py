@@ -169,12 +169,13 @@ def write_chunk(
     -------
     dict
         ``chunk``, ``images``, ``halos``, ``seconds`` (``particles``, ``smoothing``,
-        ``projection``, ``writing``, ``total``) and ``failures`` (``{chunk, halo_id, images,
-        error}`` per failed halo).
+        ``projection``, ``writing``, ``total``, and ``cpu``: the CPU seconds of this process
+        during the task, which other jobs on the cores do not inflate) and ``failures``
+        (``{chunk, halo_id, images, error}`` per failed halo).
     """
     from cmpipe.store.zarr_store import chunk_slice, open_store, require_fingerprint
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     group = open_store(store_path, mode="r+")
     require_fingerprint(group, store_fingerprint, store_path)
     sl = chunk_slice(group, chunk_index)
@@ -200,5 +201,6 @@ def write_chunk(
     group["chunk_done"][chunk_index] = 1
     seconds["writing"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
+    seconds["cpu"] = time.process_time() - cpu_start
     images = int(sum(np.count_nonzero(halo_ids == h) for h in halos))
     return {"chunk": int(chunk_index), "images": images, "halos": len(halos), "seconds": seconds, "failures": failures}

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 BYTES_PER_PARTICLE = 150
 #: Baseline of a worker process with cmpipe, numpy, numba, zarr loaded (about 330 MB), rounded up.
 MEMORY_FLOOR_BYTES = 512 * 2**20
-_SECONDS = ("particles", "smoothing", "projection", "writing", "total")
+_SECONDS = ("particles", "smoothing", "projection", "writing", "total", "cpu")
 
 
 def chunk_memory_bytes(
