@@ -8,6 +8,8 @@ to many pixels, as in a real cluster), then times
 2. every backend in :data:`cmpipe.sph.projection.BACKENDS` on 4 weight channels and on 1, with
    all threads and with 1, after a warm-up call that pays numba's compilation;
 3. swiftsimio's low-level ``scatter`` backends (when installed) on the mass channel;
+4. the previous ``fast`` (before issue 22, ``bench/fast_previous.py``) on 1 channel and 1 thread
+   and on 4 channels, for fast / previous per core in the same run;
 
 and measures each map's L1 distance from the ``exact`` backend and its total mass relative to
 ``exact``. It prints figures and never asserts them: timings on a shared machine are noisy.
