@@ -8,6 +8,8 @@ to many pixels, as in a real cluster), then times
 2. every backend in :data:`cmpipe.sph.projection.BACKENDS` on 4 weight channels and on 1, with
    all threads and with 1, after a warm-up call that pays numba's compilation;
 3. swiftsimio's low-level ``scatter`` backends (when installed) on the mass channel;
+4. the previous ``fast`` (before issue 22, ``bench/fast_previous.py``) on 1 channel and 1 thread
+   and on 4 channels, for fast / previous per core in the same run;
 
 and measures each map's L1 distance from the ``exact`` backend and its total mass relative to
 ``exact``. It prints figures and never asserts them: timings on a shared machine are noisy.
@@ -32,6 +34,11 @@ import numpy as np
 from cmpipe.sph.projection import BACKENDS, MapGrid, default_num_threads, project
 from cmpipe.sph.smoothing import smoothing_lengths, smoothing_lengths_and_density
 
+try:  # run as a script (bench/ on sys.path) or imported from the repository root
+    from fast_previous import project_fast_previous
+except ImportError:  # pragma: no cover - depends on how it is run
+    from bench.fast_previous import project_fast_previous
+
 #: swiftsimio's 2D Wendland C2 convention: kernel support = KERNEL_GAMMA * h.
 SWIFT_2D_KERNEL_GAMMA = 1.897367
 #: Neighbours per smoothing length.
@@ -48,9 +55,11 @@ SLOW_ONCE_ABOVE = 1e6
 SWIFT_BACKENDS = {"fast": np.inf, "renormalised": np.inf, "subsampled": 1e6}
 #: The issue's goals.
 GOAL_SPEEDUP_PER_CORE = 2.0
-GOAL_L1 = 0.005
+GOAL_L1 = 0.001
 GOAL_SMOOTHING_N = 1_000_000
-GOAL_SMOOTHING_S = 2.0
+GOAL_SMOOTHING_S = 1.5
+#: The previous ``fast`` (before issue 22), timed beside the current one under this name.
+PREVIOUS = "fast-previous"
 
 
 @dataclass
@@ -285,6 +294,28 @@ def bench_cmpipe(
     return rows, maps
 
 
+def bench_previous(
+    pos: np.ndarray, support: np.ndarray, weights: np.ndarray, grid: MapGrid, threads: int, maps: dict[str, np.ndarray]
+) -> list[Row]:
+    """Time the previous ``fast`` (``bench/fast_previous.py``) like the current one: 1 channel on
+    1 thread, and 4 channels on ``threads`` (that map joins ``maps`` for the accuracy)."""
+    n = pos.shape[0]
+    x, y, z = (np.ascontiguousarray(c) for c in pos.T)
+    sl = slice(0, WARMUP_PARTICLES)
+    project_fast_previous(x[sl], y[sl], z[sl], support[sl], weights[:1, sl], grid, 1)
+    rows = []
+    for channels, nthreads in ((1, 1), (4, threads)):
+        w = np.ascontiguousarray(weights[:channels])
+        seconds, out = timed(lambda: project_fast_previous(x, y, z, support, w, grid, nthreads))
+        if channels == 4:
+            maps[PREVIOUS] = out
+        rows.append(Row(n, PREVIOUS, nthreads, channels, seconds, n / seconds))
+        print(f"  {PREVIOUS:>13}  {nthreads} thr  {channels} ch  {seconds:8.3f} s  {n / seconds / 1e6:8.2f} M/s", flush=True)
+    if "fast" in maps:
+        print(f"  L1 of fast vs {PREVIOUS}, mass channel: {l1_distance(maps['fast'][0], out[0]):.4%}")
+    return rows
+
+
 def accuracy(rows: list[Row], maps: dict[str, np.ndarray]) -> None:
     """Fill each row's L1 distance from ``exact`` (mass channel) and mass ratio, and print the
     L1 distance of every channel."""
@@ -363,8 +394,10 @@ def _rate(rows: list[Row], n: int, backend: str, threads: int, channels: int = 1
 
 
 def speed_ratios(rows: list[Row], n: int, threads: int) -> dict[str, float | None]:
-    """cmpipe fast / swiftsimio fast particle rates on 1 channel, per core and on all cores."""
-    out = {}
+    """cmpipe fast / swiftsimio fast particle rates on 1 channel, per core and on all cores, and
+    cmpipe fast / the previous fast per core."""
+    a, b = _rate(rows, n, "fast", 1), _rate(rows, n, PREVIOUS, 1)
+    out = {"vs_previous_per_core": a / b if a and b else None}
     for key, ours, theirs in (("per_core", 1, "swift-fast"), ("all_cores", threads, "swift-fast-par")):
         a, b = _rate(rows, n, "fast", ours), _rate(rows, n, theirs, 1 if key == "per_core" else threads)
         out[key] = a / b if a and b else None
@@ -463,6 +496,7 @@ def main(argv: list[str] | None = None) -> dict:
         compile_s = warm_up_cmpipe(pos, support, weights, grid)
         print("  first call (compile or cache load) [s]: " + "  ".join(f"{k} {v:.2f}" for k, v in compile_s.items()))
         n_rows, maps = bench_cmpipe(pos, support, weights, grid, threads, run_exact=n <= args.skip_exact_above)
+        n_rows += bench_previous(pos, support, weights, grid, threads, maps)
         accuracy(n_rows, maps)
         s_rows, s_compile = bench_swiftsimio(pos, support, mass, grid, threads, maps.get("exact"))
         if s_compile:
@@ -470,7 +504,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows += n_rows + s_rows
         ratios[n] = speed_ratios(rows, n, threads)
         print(f"  cmpipe fast / swiftsimio fast, 1 channel: per core {_fmt(ratios[n]['per_core'], '.2f')}x,"
-              f" all cores {_fmt(ratios[n]['all_cores'], '.2f')}x (cmpipe projects 4 channels in one pass)")
+              f" all cores {_fmt(ratios[n]['all_cores'], '.2f')}x (cmpipe projects 4 channels in one pass);"
+              f" fast / {PREVIOUS} per core {_fmt(ratios[n]['vs_previous_per_core'], '.2f')}x")
         extras[n] = {"support_over_pixel": quant, "compile_s": {**compile_s, **s_compile}}
     total = time.perf_counter() - t_start
 
@@ -480,7 +515,8 @@ def main(argv: list[str] | None = None) -> dict:
           " L1 compares the same particles)")
     print("\n=== speed ratio cmpipe fast / swiftsimio fast, 1 channel (cmpipe does 4 channels in one pass) ===")
     for n, r in ratios.items():
-        print(f"N={n:.0e}: per core {_fmt(r['per_core'], '.2f')}x, all {threads} cores {_fmt(r['all_cores'], '.2f')}x")
+        print(f"N={n:.0e}: per core {_fmt(r['per_core'], '.2f')}x, all {threads} cores {_fmt(r['all_cores'], '.2f')}x;"
+              f" fast / {PREVIOUS} per core {_fmt(r['vs_previous_per_core'], '.2f')}x")
     print("\n=== smoothing lengths (k = 32) ===")
     print_smoothing(smoothing)
     print("\n=== goals ===")

@@ -542,9 +542,9 @@ def clustered():
     return x, y, z, support, mass, ref
 
 
-@pytest.mark.parametrize(("backend", "max_l1"), [("fast", 5e-3), ("mesh3d", 2e-2), ("exact", 0.0)])
+@pytest.mark.parametrize(("backend", "max_l1"), [("fast", 1e-3), ("mesh3d", 2e-2), ("exact", 0.0)])
 def test_backends_against_exact_on_clustered_set(clustered, backend, max_l1):
-    """Oracle: the ``exact`` backend. L1 = sum|a - b| / sum|b|: fast < 5e-3, the issue's goal
+    """Oracle: the ``exact`` backend. L1 = sum|a - b| / sum|b|: fast < 1e-3, issue 22's goal
     (measured 5.5e-4), mesh3d < 2e-2 (measured 1.16 %: its cubic cells of one pixel sample the sub-pixel and 1-4 px kernels of 2e4
     particles coarsely -- the notes' 0.1-0.9 % came from 4e6 particles whose overlap averages
     these errors out). Totals equal sum(m) to rtol 1e-10 for every backend: every kernel lies
@@ -726,3 +726,91 @@ def test_knn_volume_density_gives_unbiased_volumes():
     assert np.mean(mass[inner] / gather[inner]) * n > 1.10
     with pytest.raises(ValueError, match="n_neighbours"):
         knn_volume_density(support, mass, 1)
+
+
+# ----------------------------------------------------------------------------- fast (issue 22)
+
+
+def test_fast_cdf_and_large_kernel_polynomials():
+    """Oracles: :func:`wendland_c2_marginal_cdf` and the closed form :func:`wendland_c2_projected`.
+    fast's CDF (written from its tail) equals the power series to 1e-14 and is exactly 0 and 1
+    at and beyond the support's edges; the large kernels' polynomial F(1 - s) misplaces < 1e-5
+    of the mass (int |error| dA over the unit disc; measured 1.4e-6) and vanishes at R = 1."""
+    from cmpipe.sph.projection import _cdf_c2, _cdf_tail_coefficients, _large_kernel_coefficients
+
+    tail = _cdf_tail_coefficients()
+    x = np.linspace(-1.0, 1.0, 2001)
+    got = np.array([_cdf_c2(v, tail) for v in x])
+    np.testing.assert_allclose(got, wendland_c2_marginal_cdf(x, 1.0), rtol=0.0, atol=1e-14)
+    assert [_cdf_c2(v, tail) for v in (-1.0, -1.5, 1.0, 1.5)] == [0.0, 0.0, 1.0, 1.0]
+    p, _ = _large_kernel_coefficients()
+    radius = np.linspace(0.0, 1.0, 20001)
+    poly = np.polynomial.polynomial.polyval(1.0 - radius, (0.0, *p))
+    error = np.abs(poly - wendland_c2_projected(radius, 1.0))
+    assert integrate.trapezoid(error * 2.0 * np.pi * radius, radius) < 1e-5
+    assert poly[-1] == 0.0
+
+
+@pytest.mark.parametrize("h_pix", (0.1, 0.3, 0.49, 0.7, 1.3, 2.2, 2.9, 3.0, 4.5, 8.0, 13.0))
+def test_fast_kernel_compact_support(h_pix):
+    """Oracle: geometry. ``fast`` puts exactly 0 in every pixel its kernel cannot reach, at 12
+    random positions per H, some straddling the map's edge (an earlier separable large-kernel
+    path leaked 1e-27 of a kernel beyond H, which changed maps far from any particle; the
+    previous small path put 5e-15 in a column beyond u + H). Kernels of H >= 3 px: every pixel
+    whose centre lies outside the disc of radius H. Smaller ones (separable fractions, a product
+    of the two marginals): every pixel outside the square [u - H, u + H] x [v - H, v + H]; the
+    square's corners beyond the disc do get a share (the separable approximation's own error).
+    The mass inside the map stays <= 1."""
+    rng = np.random.default_rng(22)
+    centres = np.arange(GRID1.npix) + 0.5  # pixel centres in pixel units
+    for k in range(12):
+        u, v = rng.uniform(-h_pix, GRID1.npix + h_pix, 2) if k % 3 == 0 else rng.uniform(8.0, 24.0, 2)
+        x, y = (u - 0.5 * GRID1.npix) * P1, (v - 0.5 * GRID1.npix) * P1
+        one = lambda val: np.array([val])  # noqa: E731
+        got = project(one(x), one(y), one(0.0), one(h_pix * P1), np.ones(1), GRID1, backend="fast", num_threads=1)
+        if h_pix >= FAST_SEPARABLE_BELOW_PIX:
+            reach = (centres[:, None] - v) ** 2 + (centres[None, :] - u) ** 2 < h_pix**2
+        else:
+            gap_x = np.abs(centres - u) - 0.5
+            gap_y = np.abs(centres - v) - 0.5
+            reach = (gap_y[:, None] < h_pix) & (gap_x[None, :] < h_pix)
+        assert np.all(got[~reach] == 0.0), (h_pix, u, v, np.abs(got[~reach]).max())
+        assert np.all(got >= 0.0) and got.sum() * GRID1.pixel_area_mpc2 <= 1.0 + 1e-12
+
+
+def test_fast_blocks_equal_single_particles():
+    """Oracle: linearity. ``fast`` sorts each block of particles by path (fixed stencils, map
+    edge, large kernels); 2500 particles (two blocks) of H = 0.05-12 px, some across the map's
+    edge, off the map or outside the slab, give the sum of their single-particle maps
+    (rtol 1e-12, atol 1e-13 of the peak)."""
+    rng = np.random.default_rng(23)
+    n = 2500
+    x, y = rng.uniform(-0.6, 0.6, (2, n)) * GRID1.extent_mpc
+    z = rng.uniform(-0.6, 0.6, n) * GRID1.depth_mpc
+    support = np.exp(rng.uniform(np.log(0.05), np.log(12.0), n)) * P1
+    w = rng.uniform(0.5, 1.5, (2, n))
+    got = project(x, y, z, support, w, GRID1, backend="fast", num_threads=1)
+    want = np.zeros_like(got)
+    for i in range(n):
+        want += project(x[i:i + 1], y[i:i + 1], z[i:i + 1], support[i:i + 1], w[:, i:i + 1], GRID1, backend="fast",
+                        num_threads=1)
+    assert np.count_nonzero(want) > 0.5 * want.size
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * float(want.max()))
+
+
+def test_fast_kernel_beyond_the_buffer():
+    """A kernel of H = 300 px (> FAST_BUFFER_MAX_PIX: its pixel values are evaluated twice, not
+    buffered) centred on a 16-pixel map deposits the fraction of the projected kernel inside the
+    16 x 16 px square. Oracle: dblquad of :func:`wendland_c2_projected` (tolerance 1e-6 of the
+    fraction; measured 2.6e-7: the polynomial fit and the midpoint rule)."""
+    from cmpipe.sph.projection import FAST_BUFFER_MAX_PIX
+
+    h_pix = 300.0
+    assert h_pix > FAST_BUFFER_MAX_PIX
+    half_side = 8.0 / h_pix
+    quarter = integrate.dblquad(
+        lambda yy, xx: float(wendland_c2_projected(np.hypot(xx, yy), 1.0)),
+        0.0, half_side, 0.0, half_side, epsabs=0.0, epsrel=1e-12,
+    )[0]
+    got = deposited("fast", 0.0, 0.0, 0.0, h_pix * 0.1, MapGrid(npix=16, pixel_mpc=0.1, depth_mpc=1.0))
+    assert got == pytest.approx(4.0 * quarter, rel=1e-6)
