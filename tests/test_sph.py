@@ -287,6 +287,36 @@ def test_knn_more_coincident_than_k(n_same):
     assert np.all(np.isclose(rho[:n_same], 31 * w0, rtol=1e-12) | np.isclose(rho[:n_same], 32 * w0, rtol=1e-12))
 
 
+@pytest.mark.parametrize("n", [20, 300, 5000])
+def test_knn_tree_nodes_partition_their_particles(n):
+    """Oracle: the definition of the tree, checked in numpy. perm is a permutation with
+    xyz = pos[perm]; each node's box is the tight box of its range; children split the range
+    at its middle; leaves hold at most LEAF_SIZE particles and tile 0..N; every node is reached
+    once from the root (the parallel build's packing loses or duplicates none)."""
+    pos = np.random.default_rng([10, n]).normal(size=(n, 3)) ** 3  # uneven density
+    perm, xyz, start, end, child, box = knn.build_tree(pos, knn.LEAF_SIZE)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+    np.testing.assert_array_equal(xyz, pos[perm])
+    seen, stack, leaves = np.zeros(start.size, int), [0], []
+    while stack:
+        nd = stack.pop()
+        seen[nd] += 1
+        part = xyz[start[nd]:end[nd]]
+        np.testing.assert_array_equal(box[nd], np.concatenate([part.min(0), part.max(0)]))
+        if child[nd] < 0:
+            assert child[nd] == -1 and end[nd] - start[nd] <= knn.LEAF_SIZE
+            leaves.append((start[nd], end[nd]))
+            continue
+        a, b = child[nd], child[nd] + 1
+        mid = (start[nd] + end[nd]) // 2
+        assert (start[a], end[a], start[b], end[b]) == (start[nd], mid, mid, end[nd])
+        stack += [a, b]
+    np.testing.assert_array_equal(seen, 1)
+    bounds = np.array(sorted(leaves))
+    np.testing.assert_array_equal(bounds[1:, 0], bounds[:-1, 1])
+    assert bounds[0, 0] == 0 and bounds[-1, 1] == n
+
+
 def test_knn_bucket_sort_equals_sort_and_declines_crowded_buckets():
     """Oracle: numpy's stable sort. The bucket sort returns the k smallest squared distances
     ascending with their indices (ties in input order); with more than BIN_LIMIT candidates in

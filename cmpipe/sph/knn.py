@@ -37,6 +37,8 @@ __all__ = ["LEAF_SIZE", "build_tree", "knn_support_density"]
 LEAF_SIZE = 16
 #: Search radius guess = GUESS_FACTOR x the radius holding k particles at the leaf's density.
 GUESS_FACTOR = 1.3
+#: Levels of the tree split serially; the 2^TOP_DEPTH subtrees below are built in parallel.
+TOP_DEPTH = 3
 #: Buckets of ``d^2 / r^2`` that order a particle's candidates inside the search radius.
 N_BINS = 32
 #: Most candidates the bucket sort handles; beyond, quickselect (:func:`_smallest`).
@@ -72,47 +74,85 @@ def _nth_element(perm, xyz, dim, lo, hi, nth):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def build_tree(pos, leaf_size):  # pragma: no cover - compiled
-    """k-d tree of ``pos`` (N, 3): ``perm`` (tree order of the particles), ``xyz = pos[perm]``
-    and per node ``start, end`` (its range of ``perm``), ``child`` (first child, the second
-    follows; -1 at a leaf) and ``box`` (tight bounds lo xyz, hi xyz). Coincident particles stay
-    in one leaf."""
-    n = pos.shape[0]
-    perm = np.arange(n)
-    xyz = pos.copy()
-    cap = 4 * (n // max(leaf_size // 2, 1)) + 4
-    start = np.empty(cap, np.int64)
-    end = np.empty(cap, np.int64)
-    child = np.full(cap, -1, np.int64)
-    box = np.empty((cap, 6))
-    stack = np.empty(cap, np.int64)
-    start[0], end[0], n_nodes, top = 0, n, 1, 1
-    stack[0] = 0
+def _split_nodes(perm, xyz, root, first, leaf_size, max_depth, start, end, child, box):  # pragma: no cover - compiled
+    """Split node ``root`` (its ``start, end`` set) and its descendants, depth first, numbering
+    new nodes from ``first``: bounds, then a median split of the widest side, down to
+    ``leaf_size`` particles or a box of zero extent (a leaf, ``child = -1``). A splittable node
+    ``max_depth`` levels below ``root`` is left for later (``child = -2``). Returns the next
+    free node number."""
+    stack, depth = np.empty(256, np.int64), np.empty(256, np.int64)
+    stack[0], depth[0], top, n_nodes = root, 0, 1, first
     while top > 0:
         top -= 1
-        nd = stack[top]
+        nd, dep = stack[top], depth[top]
         s, e = start[nd], end[nd]
-        for d in range(3):
-            box[nd, d], box[nd, 3 + d] = np.inf, -np.inf
+        lx, ly, lz, hx, hy, hz = np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf
         for t in range(s, e):
-            for d in range(3):
-                v = xyz[t, d]
-                box[nd, d] = min(box[nd, d], v)
-                box[nd, 3 + d] = max(box[nd, 3 + d], v)
+            x, y, z = xyz[t, 0], xyz[t, 1], xyz[t, 2]
+            lx, ly, lz, hx, hy, hz = min(lx, x), min(ly, y), min(lz, z), max(hx, x), max(hy, y), max(hz, z)
+        box[nd, 0], box[nd, 1], box[nd, 2], box[nd, 3], box[nd, 4], box[nd, 5] = lx, ly, lz, hx, hy, hz
         dim = 0
         for d in range(1, 3):
             if box[nd, 3 + d] - box[nd, d] > box[nd, 3 + dim] - box[nd, dim]:
                 dim = d
+        child[nd] = -1
         if e - s <= leaf_size or box[nd, 3 + dim] == box[nd, dim]:
+            continue
+        if dep == max_depth:
+            child[nd] = -2
             continue
         mid = (s + e) >> 1
         _nth_element(perm, xyz, dim, s, e, mid)
         child[nd] = n_nodes
         start[n_nodes], end[n_nodes], start[n_nodes + 1], end[n_nodes + 1] = s, mid, mid, e
         stack[top], stack[top + 1] = n_nodes + 1, n_nodes
+        depth[top], depth[top + 1] = dep + 1, dep + 1
         top += 2
         n_nodes += 2
-    return perm, xyz, start[:n_nodes].copy(), end[:n_nodes].copy(), child[:n_nodes].copy(), box[:n_nodes].copy()
+    return n_nodes
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def build_tree(pos, leaf_size):  # pragma: no cover - compiled
+    """k-d tree of ``pos`` (N, 3): ``perm`` (tree order of the particles), ``xyz = pos[perm]``
+    and per node ``start, end`` (its range of ``perm``), ``child`` (first child, the second
+    follows; -1 at a leaf) and ``box`` (tight bounds lo xyz, hi xyz). Coincident particles stay
+    in one leaf. The top :data:`TOP_DEPTH` levels are split serially; the subtrees below are
+    built in parallel, each in its own slot of the node arrays, then packed."""
+    n = pos.shape[0]
+    perm = np.arange(n)
+    xyz = pos.copy()
+    cap = 4 * (n // max(leaf_size // 2, 1)) + 4 + 6 * (1 << TOP_DEPTH)  # + the top nodes' and slots' slack
+    start, end = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    child, box = np.empty(cap, np.int64), np.empty((cap, 6))
+    start[0], end[0] = 0, n
+    n_top = _split_nodes(perm, xyz, 0, 1, leaf_size, TOP_DEPTH, start, end, child, box)
+    roots = np.nonzero(child[:n_top] == -2)[0]
+    slot = np.empty(roots.size + 1, np.int64)  # node numbers reserved for each subtree
+    slot[0] = n_top
+    for r in range(roots.size):
+        slot[r + 1] = slot[r] + 4 * ((end[roots[r]] - start[roots[r]]) // max(leaf_size // 2, 1)) + 4
+    used = np.empty(roots.size, np.int64)
+    for r in numba.prange(roots.size):
+        used[r] = _split_nodes(perm, xyz, roots[r], slot[r], leaf_size, 64, start, end, child, box) - slot[r]
+    packed = np.empty(roots.size + 1, np.int64)
+    packed[0] = n_top
+    for r in range(roots.size):
+        packed[r + 1] = packed[r] + used[r]
+    n_nodes = packed[-1]
+    out_start, out_end = np.empty(n_nodes, np.int64), np.empty(n_nodes, np.int64)
+    out_child, out_box = np.empty(n_nodes, np.int64), np.empty((n_nodes, 6))
+    for r in numba.prange(roots.size + 1):  # r = 0: the top nodes; r > 0: subtree r - 1
+        lo, hi = (0, n_top) if r == 0 else (slot[r - 1], slot[r - 1] + used[r - 1])
+        for nd in range(lo, hi):
+            sub = r - 1 if r > 0 else np.searchsorted(roots, nd)  # whose slot the children are in
+            to = nd if r == 0 else nd - slot[sub] + packed[sub]
+            c = child[nd]
+            out_child[to] = c - slot[sub] + packed[sub] if c >= n_top else c
+            out_start[to], out_end[to] = start[nd], end[nd]
+            for d in range(6):
+                out_box[to, d] = box[nd, d]
+    return perm, xyz, out_start, out_end, out_child, out_box
 
 
 @numba.njit(cache=True, nogil=True)
@@ -148,13 +188,14 @@ def _gather(xyz, start, end, child, box, lo, hi, cand, hits):  # pragma: no cove
 
 @numba.njit(cache=True, nogil=True)
 def _copy_inside(xyz, start, end, hits, lo, hi, cand):  # pragma: no cover - compiled
+    """Copy (without branches: every particle is written, the count advances for those inside)."""
     nc = 0
+    lx, ly, lz, hx, hy, hz = lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]
     for h in range(hits.size):
         for t in range(start[hits[h]], end[hits[h]]):
             x, y, z = xyz[t, 0], xyz[t, 1], xyz[t, 2]
-            if lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1] and lo[2] <= z <= hi[2]:
-                cand[0, nc], cand[1, nc], cand[2, nc], cand[3, nc] = x, y, z, t
-                nc += 1
+            cand[0, nc], cand[1, nc], cand[2, nc], cand[3, nc] = x, y, z, t
+            nc += (lx <= x) & (x <= hx) & (ly <= y) & (y <= hy) & (lz <= z) & (z <= hz)
     return nc
 
 
