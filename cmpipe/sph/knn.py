@@ -200,17 +200,20 @@ def _copy_inside(xyz, start, end, hits, lo, hi, cand):  # pragma: no cover - com
 
 
 @numba.njit(cache=True, nogil=True)
-def _within(qx, qy, qz, cand, nc, r2, buf_d, buf_j):  # pragma: no cover - compiled
-    """Squared distances from ``(qx, qy, qz)`` to the first ``nc`` candidates; those at most
-    ``r2`` into ``buf_d, buf_j`` (capacity at least ``nc``; written without branches: every
-    distance is stored, the count advances only for those inside). Returns their count."""
+def _within(qx, qy, qz, cand, nc, r2, buf_d, buf_j, tmp):  # pragma: no cover - compiled
+    """Squared distances from ``(qx, qy, qz)`` to the first ``nc`` candidates (into ``tmp``, a
+    loop the compiler vectorises); those at most ``r2`` into ``buf_d, buf_j`` (written without
+    branches: every distance is stored, the count advances only for those inside; capacities
+    at least ``nc``). Returns their count."""
     cx, cy, cz, cj = cand[0], cand[1], cand[2], cand[3]
-    nb = 0
     for c in range(nc):
         dx = qx - cx[c]
         dy = qy - cy[c]
         dz = qz - cz[c]
-        d2 = dx * dx + dy * dy + dz * dz
+        tmp[c] = dx * dx + dy * dy + dz * dz
+    nb = 0
+    for c in range(nc):
+        d2 = tmp[c]
         buf_d[nb] = d2
         buf_j[nb] = np.int64(cj[c])
         nb += d2 <= r2
@@ -317,7 +320,7 @@ def _one(tt, xyz, cand, nc, r2, k, want_density, min_support, mass_t, kth, densi
     """k-th distance (and density) of the particle at tree position ``tt`` from the first
     ``nc`` candidates; ``buf_d, buf_j, out_d, out_j`` (capacities >= ``nc``) and ``cnt`` are scratch.
     Returns the count within ``sqrt(r2)``; nothing is written when it is below ``k``."""
-    nb = _within(xyz[tt, 0], xyz[tt, 1], xyz[tt, 2], cand, nc, r2, buf_d, buf_j)
+    nb = _within(xyz[tt, 0], xyz[tt, 1], xyz[tt, 2], cand, nc, r2, buf_d, buf_j, out_d)  # out_d: scratch here
     if nb < k:
         return nb
     if _k_smallest_binned(buf_d, buf_j, nb, k, r2, out_d, out_j, cnt):
