@@ -40,7 +40,7 @@ GUESS_FACTOR = 1.3
 #: Levels of the tree split serially; the 2^TOP_DEPTH subtrees below are built in parallel.
 TOP_DEPTH = 3
 #: Buckets of ``d^2 / r^2`` that order a particle's candidates inside the search radius.
-N_BINS = 32
+N_BINS = 64
 #: Most candidates the bucket sort handles; beyond, quickselect (:func:`_smallest`).
 BIN_LIMIT = 256
 
