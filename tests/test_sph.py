@@ -270,6 +270,22 @@ def test_knn_equals_ckdtree(name, threads):
     np.testing.assert_array_equal(rho, want_rho)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_knn_when_every_first_radius_is_too_small(threads):
+    """Oracle: cKDTree, bit for bit. Two clumps of 20 particles 10 Mpc apart with k = 32: every
+    leaf's first radius (from its clump's density) misses the other clump, so every leaf is
+    searched again, its radius growing ~30 times (the retry count says all were)."""
+    rng = np.random.default_rng(11)
+    pos = np.concatenate([rng.normal(0, 1e-3, (20, 3)), rng.normal(10, 1e-3, (20, 3))])
+    mass = rng.uniform(0.5, 1.5, 40)
+    want_h, want_rho = _ckdtree_oracle(pos, mass, 32)
+    h, rho = smoothing_lengths_and_density(pos, mass, 32, threads)
+    np.testing.assert_array_equal(h, want_h)
+    np.testing.assert_array_equal(rho, want_rho)
+    child = knn.build_tree(pos, knn.LEAF_SIZE)[4]
+    assert knn.knn_support_density(pos, 32, mass, True, MIN_SUPPORT_MPC, knn.LEAF_SIZE)[2] == np.sum(child < 0)
+
+
 @pytest.mark.parametrize("n_same", [40, 300])  # 300 > knn.BIN_LIMIT: the quickselect fallback
 def test_knn_more_coincident_than_k(n_same):
     """Oracle: n_same coincident particles with k = 32 (and 500 others): H is the floor

@@ -379,7 +379,7 @@ def knn_support_density(pos, k, mass, want_density, min_support, leaf_size):  # 
                     n_fail += 1
                     grow = max(grow, 2.0 if nb == 0 else 1.2 * (k / nb) ** (1.0 / 3.0))
             todo = todo[:n_fail]
-            retries[li] += n_fail > 0
+            retries[li] |= n_fail > 0
             r = max(grow * r, r_min)
     kth = np.empty(n)
     density = np.empty(n if want_density else 0)
