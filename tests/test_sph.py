@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
+from cmpipe.sph import knn
 from cmpipe.sph.kernels import (
     _C3D,
     projected_from_table,
@@ -269,20 +270,84 @@ def test_knn_equals_ckdtree(name, threads):
     np.testing.assert_array_equal(rho, want_rho)
 
 
-def test_knn_more_coincident_than_k():
-    """Oracle: 40 coincident particles with k = 32 (and 500 others): H is the floor
+@pytest.mark.parametrize("threads", [1, 2])
+def test_knn_when_every_first_radius_is_too_small(threads):
+    """Oracle: cKDTree, bit for bit. Two clumps of 20 particles 10 Mpc apart with k = 32: every
+    leaf's first radius (from its clump's density) misses the other clump, so every leaf is
+    searched again, its radius growing ~30 times (the retry count says all were)."""
+    rng = np.random.default_rng(11)
+    pos = np.concatenate([rng.normal(0, 1e-3, (20, 3)), rng.normal(10, 1e-3, (20, 3))])
+    mass = rng.uniform(0.5, 1.5, 40)
+    want_h, want_rho = _ckdtree_oracle(pos, mass, 32)
+    h, rho = smoothing_lengths_and_density(pos, mass, 32, threads)
+    np.testing.assert_array_equal(h, want_h)
+    np.testing.assert_array_equal(rho, want_rho)
+    child = knn.build_tree(pos, knn.LEAF_SIZE)[4]
+    assert knn.knn_support_density(pos, 32, mass, True, MIN_SUPPORT_MPC, knn.LEAF_SIZE)[2] == np.sum(child < 0)
+
+
+@pytest.mark.parametrize("n_same", [40, 300])  # 300 > knn.BIN_LIMIT: the quickselect fallback
+def test_knn_more_coincident_than_k(n_same):
+    """Oracle: n_same coincident particles with k = 32 (and 500 others): H is the floor
     MIN_SUPPORT_MPC, equal to cKDTree's; their density holds k - 1 or k terms m W(0, H)
     (whether the particle itself is among the k tied nearest is arbitrary, in cKDTree too)."""
     rng = np.random.default_rng(8)
-    pos = np.concatenate([np.full((40, 3), 0.25), rng.uniform(0, 1, (500, 3))])
+    pos = np.concatenate([np.full((n_same, 3), 0.25), rng.uniform(0, 1, (500, 3))])
     mass = np.ones(pos.shape[0])
     want_h, want_rho = _ckdtree_oracle(pos, mass, 32)
     h, rho = smoothing_lengths_and_density(pos, mass, 32)
     np.testing.assert_array_equal(h, want_h)
     np.testing.assert_array_equal(smoothing_lengths(pos, 32), want_h)
-    np.testing.assert_array_equal(rho[40:], want_rho[40:])
+    np.testing.assert_array_equal(rho[n_same:], want_rho[n_same:])
     w0 = _C3D / MIN_SUPPORT_MPC**3
-    assert np.all(np.isclose(rho[:40], 31 * w0, rtol=1e-12) | np.isclose(rho[:40], 32 * w0, rtol=1e-12))
+    assert np.all(np.isclose(rho[:n_same], 31 * w0, rtol=1e-12) | np.isclose(rho[:n_same], 32 * w0, rtol=1e-12))
+
+
+@pytest.mark.parametrize("n", [20, 300, 5000])
+def test_knn_tree_nodes_partition_their_particles(n):
+    """Oracle: the definition of the tree, checked in numpy. perm is a permutation with
+    xyz = pos[perm]; each node's box is the tight box of its range; children split the range
+    at its middle; leaves hold at most LEAF_SIZE particles and tile 0..N; every node is reached
+    once from the root (the parallel build's packing loses or duplicates none)."""
+    pos = np.random.default_rng([10, n]).normal(size=(n, 3)) ** 3  # uneven density
+    perm, xyz, start, end, child, box = knn.build_tree(pos, knn.LEAF_SIZE)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+    np.testing.assert_array_equal(xyz, pos[perm])
+    seen, stack, leaves = np.zeros(start.size, int), [0], []
+    while stack:
+        nd = stack.pop()
+        seen[nd] += 1
+        part = xyz[start[nd]:end[nd]]
+        np.testing.assert_array_equal(box[nd], np.concatenate([part.min(0), part.max(0)]))
+        if child[nd] < 0:
+            assert child[nd] == -1 and end[nd] - start[nd] <= knn.LEAF_SIZE
+            leaves.append((start[nd], end[nd]))
+            continue
+        a, b = child[nd], child[nd] + 1
+        mid = (start[nd] + end[nd]) // 2
+        assert (start[a], end[a], start[b], end[b]) == (start[nd], mid, mid, end[nd])
+        stack += [a, b]
+    np.testing.assert_array_equal(seen, 1)
+    bounds = np.array(sorted(leaves))
+    np.testing.assert_array_equal(bounds[1:, 0], bounds[:-1, 1])
+    assert bounds[0, 0] == 0 and bounds[-1, 1] == n
+
+
+def test_knn_bucket_sort_equals_sort_and_declines_crowded_buckets():
+    """Oracle: numpy's stable sort. The bucket sort returns the k smallest squared distances
+    ascending with their indices (ties in input order); with more than BIN_LIMIT candidates in
+    the buckets up to the k-th (coincident points) it declines and the caller selects instead."""
+    rng = np.random.default_rng(9)
+    d2 = np.concatenate([rng.uniform(0, 1, 90) ** 2, [0.25, 0.25, 0.0, 1.0]])  # ties, 0 and r2
+    idx = rng.permutation(d2.size).astype(np.int64)
+    out_d, out_j, cnt = np.empty(d2.size), np.empty(d2.size, np.int64), np.empty(knn.N_BINS, np.int64)
+    assert knn._k_smallest_binned(d2.copy(), idx.copy(), d2.size, 32, 1.0, out_d, out_j, cnt)
+    order = np.argsort(d2, kind="stable")[:32]
+    np.testing.assert_array_equal(out_d[:32], d2[order])
+    np.testing.assert_array_equal(out_j[:32], idx[order])
+    same = np.zeros(knn.BIN_LIMIT + 1)
+    assert not knn._k_smallest_binned(same, np.arange(same.size), same.size, 32, 1.0, np.empty(same.size),
+                                      np.empty(same.size, np.int64), cnt)
 
 
 def test_smoothing_length_caps_k_and_floors_coincident_particles():
