@@ -231,7 +231,7 @@ def previous_knn():
     from cmpipe.sph import smoothing
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from knn import ckdtree_previous
+    from knn import ckdtree_oracle as ckdtree_previous
 
     saved = smoothing.smoothing_lengths, smoothing.smoothing_lengths_and_density
 
