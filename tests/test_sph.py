@@ -816,6 +816,19 @@ def test_fast_cdf_and_large_kernel_polynomials():
     assert poly[-1] == 0.0
 
 
+def test_large_kernel_coefficients_are_the_fit():
+    """Oracle: :func:`fit_large_kernel_coefficients` (least squares, in this process). The typed-in
+    coefficients (fixed so that every process, whatever its BLAS threads, gets the same bits) are
+    that fit: F and lap F agree to 1e-9 of their peaks over the whole support."""
+    from cmpipe.sph.projection import LARGE_KERNEL_P, LARGE_KERNEL_Q, fit_large_kernel_coefficients
+
+    s = np.linspace(0.0, 1.0, 4001)
+    for typed, fitted in zip((LARGE_KERNEL_P, LARGE_KERNEL_Q), fit_large_kernel_coefficients(), strict=True):
+        a = np.polynomial.polynomial.polyval(s, (0.0, *typed))
+        b = np.polynomial.polynomial.polyval(s, (0.0, *fitted))
+        assert np.abs(a - b).max() < 1e-9 * np.abs(b).max()
+
+
 @pytest.mark.parametrize("h_pix", (0.1, 0.3, 0.49, 0.7, 1.3, 2.2, 2.9, 3.0, 4.5, 8.0, 13.0))
 def test_fast_kernel_compact_support(h_pix):
     """Oracle: geometry. ``fast`` puts exactly 0 in every pixel its kernel cannot reach, at 12

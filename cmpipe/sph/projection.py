@@ -386,14 +386,41 @@ def _deposit_huge(out, tid, w, i, ui, vi, hi, npix, pc, qc):  # pragma: no cover
                 out[tid, ch, iy0 + a, ix0 + b] += w[ch, i] * f
 
 
-@lru_cache(maxsize=1)
+#: ``p_k`` (k = 1 .. 14) of ``F(R) ~ sum_k p_k s^k``, ``s = 1 - R`` (unit support), written out
+#: from :func:`fit_large_kernel_coefficients` run with one BLAS thread. Typed in, not fitted per
+#: process: LAPACK's least squares differs in the last bits with the number of BLAS threads
+#: (1e-10 relative in these coefficients), which made a serial store's maps differ from a Ray
+#: store's (one BLAS thread per task) in a few pixels. ``tests/test_sph.py`` checks them against
+#: a fresh fit.
+LARGE_KERNEL_P = (
+    -4.655141247388227e-05, 0.004269707978292292, -0.1613828342707206, 5.080037630009326,
+    19.724822798777563, -44.61516937312603, -5.065747474331737, 198.01479239668106,
+    -562.2352018739588, 915.7471649931165, -952.1386446272192, 625.526010855835,
+    -237.55878470971902, 39.90603461424895,
+)
+#: ``q_k`` of ``lap F(R) ~ sum_k q_k s^k`` (unit support), as :data:`LARGE_KERNEL_P`.
+LARGE_KERNEL_Q = (
+    -0.22427378462628425, 39.84757990717594, 662.4393878368049, -3420.825090350156,
+    5816.11107513337, 19304.643187678743, -183730.9854808877, 685365.6920068603,
+    -1558329.6007072136, 2335694.046509027, -2324868.121016616, 1482891.4650582522,
+    -549634.4630409399, 90143.00456969686,
+)
+
+
 def _large_kernel_coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(:data:`LARGE_KERNEL_P`, :data:`LARGE_KERNEL_Q`): the same bits in every process."""
+    return LARGE_KERNEL_P, LARGE_KERNEL_Q
+
+
+def fit_large_kernel_coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Coefficients ``p_k``, ``q_k`` (k = 1 .. 14) of ``F(R) ~ sum_k p_k s^k`` and
     ``lap F(R) ~ sum_k q_k s^k`` with ``s = 1 - R`` (unit support): least squares on 40001
     radii, weighted by sqrt(R) (the pixels at radius R number ~R), against the closed form
     and :func:`~cmpipe.sph.kernels.projected_laplacian_table`. No constant term: both vanish at
     the support's edge exactly. The misplaced mass, int |error| dA, is 3.8e-6 at H = 3 px and
-    1.1e-6 at 6 px (the table of F in q^2 that this replaces: 2.6e-7, plus its laplacian's)."""
+    1.1e-6 at 6 px (the table of F in q^2 that this replaces: 2.6e-7, plus its laplacian's).
+    The source of :data:`LARGE_KERNEL_P` and :data:`LARGE_KERNEL_Q`; its last bits depend on
+    the BLAS thread count."""
     radius = np.linspace(0.0, 1.0, 40001)
     s = 1.0 - radius
     design = np.stack([s**k for k in range(1, 15)], axis=1)
