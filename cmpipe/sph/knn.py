@@ -222,6 +222,17 @@ def _within(qx, qy, qz, cand, nc, r2, buf_d, buf_j, tmp):  # pragma: no cover - 
     return nb
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _insertion_sort(keys, values, n):  # pragma: no cover - compiled
+    """Sort ``keys[:n]`` ascending in place, moving ``values[:n]`` with them (stable)."""
+    for t in range(1, n):
+        v, w, u = keys[t], values[t], t
+        while u > 0 and keys[u - 1] > v:
+            keys[u], values[u] = keys[u - 1], values[u - 1]
+            u -= 1
+        keys[u], values[u] = v, w
+
+
 @numba.njit(cache=True, nogil=True)
 def _k_smallest_binned(buf_d, buf_j, nb, k, r2, out_d, out_j, cnt):  # pragma: no cover - compiled
     """The ``k`` smallest of ``buf_d[:nb]`` (all at most ``r2``), ascending, with ``buf_j``, into
@@ -246,12 +257,7 @@ def _k_smallest_binned(buf_d, buf_j, nb, k, r2, out_d, out_j, cnt):  # pragma: n
         t = min(np.int64(buf_d[c] * scale), N_BINS - 1)
         out_d[cnt[t]], out_j[cnt[t]] = buf_d[c], buf_j[c]
         cnt[t] += 1
-    for t in range(1, cnt[b]):  # insertion sort: only the inversions inside buckets remain
-        v, w, u = out_d[t], out_j[t], t
-        while u > 0 and out_d[u - 1] > v:
-            out_d[u], out_j[u] = out_d[u - 1], out_j[u - 1]
-            u -= 1
-        out_d[u], out_j[u] = v, w
+    _insertion_sort(out_d, out_j, cnt[b])  # only the inversions inside buckets remain
     return True
 
 
@@ -282,12 +288,7 @@ def _smallest(buf_d, buf_j, nb, k, ordered):  # pragma: no cover - compiled
             break
     kth = buf_d[k - 1]
     if ordered:
-        for t in range(1, k):
-            v, w, u = buf_d[t], buf_j[t], t
-            while u > 0 and buf_d[u - 1] > v:
-                buf_d[u], buf_j[u] = buf_d[u - 1], buf_j[u - 1]
-                u -= 1
-            buf_d[u], buf_j[u] = v, w
+        _insertion_sort(buf_d, buf_j, k)
     return kth
 
 

@@ -301,6 +301,17 @@ def _pixel_value(q2, c):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _large_box(ui, vi, hi):  # pragma: no cover - compiled
+    """The bounding box of a kernel at ``(ui, vi)`` with support ``hi`` [px]: its first pixel
+    ``ix0, iy0`` and its size ``nx, ny`` [px]."""
+    ix0 = int(math.floor(ui - hi))
+    iy0 = int(math.floor(vi - hi))
+    nx = int(math.floor(ui + hi)) - ix0 + 1
+    ny = int(math.floor(vi + hi)) - iy0 + 1
+    return ix0, iy0, nx, ny
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _deposit_large(flat, tid, w, i, ui, vi, hi, npix, pc, qc, buf, col):  # pragma: no cover - compiled
     """A kernel of H >= FAST_SEPARABLE_BELOW_PIX: the mean of the projected kernel over each pixel
     of its bounding box by the corrected midpoint rule ``F + lap F / (24 H^2)`` at the pixel
@@ -314,10 +325,7 @@ def _deposit_large(flat, tid, w, i, ui, vi, hi, npix, pc, qc, buf, col):  # prag
     nch = w.shape[0]
     inv_h2 = 1.0 / (hi * hi)
     c = _combined(pc, qc, inv_h2 * (1.0 / 24.0))
-    ix0 = int(math.floor(ui - hi))
-    iy0 = int(math.floor(vi - hi))
-    nx = int(math.floor(ui + hi)) - ix0 + 1
-    ny = int(math.floor(vi + hi)) - iy0 + 1
+    ix0, iy0, nx, ny = _large_box(ui, vi, hi)
     nbox = nx * ny
     # the flat loop runs over a multiple of FAST_FLAT_CHUNK pixels (the padding holds q^2 = 1,
     # so value 0): a vectorised loop then never falls into its slow scalar remainder
@@ -363,10 +371,7 @@ def _deposit_huge(out, tid, w, i, ui, vi, hi, npix, pc, qc):  # pragma: no cover
     nch = w.shape[0]
     inv_h2 = 1.0 / (hi * hi)
     c = _combined(pc, qc, inv_h2 * (1.0 / 24.0))
-    ix0 = int(math.floor(ui - hi))
-    iy0 = int(math.floor(vi - hi))
-    nx = int(math.floor(ui + hi)) - ix0 + 1
-    ny = int(math.floor(vi + hi)) - iy0 + 1
+    ix0, iy0, nx, ny = _large_box(ui, vi, hi)
     x0 = ix0 + 0.5 - ui
     total = 0.0
     for a in range(ny):
