@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import dataclasses
 import math
 import os
 import shutil
@@ -82,29 +81,29 @@ def _ray_run(cfg, warm, path: Path, num_cpus: int) -> dict:
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=200 * 2**20,
              _temp_dir=str(tmp), log_to_driver=False)
     try:
-        generate_with_ray(warm, path.with_name(path.name + ".warm"), progress=False)
-        _warm_every_worker(cfg, num_cpus)
+        warm_path = path.with_name(path.name + ".warm")
+        generate_with_ray(warm, warm_path, progress=False)
+        _warm_every_worker(cfg, num_cpus, warm_path)
         return generate_with_ray(cfg, path, progress=False)
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _warm_every_worker(cfg, num_cpus: int, log10_m: float = 13.0, hold_s: float = 1.0) -> None:
-    """One untimed low-mass halo of ``cfg`` (load, prepare, one sightline) on each of the
-    ``num_cpus`` workers: ``num_cpus`` one-CPU tasks at once, each holding its CPU ``hold_s``
-    after its halo, so no two share a worker. The warm-up store alone can leave a worker cold
-    (its few chunks all taken by one worker): that worker's first chunk then pays imports,
-    numba's cache loading and this config's tables (3-4 s measured), which the 1-worker run
-    pays in its warm-up."""
+def _warm_every_worker(cfg, num_cpus: int, store: Path, hold_s: float = 1.0) -> None:
+    """Halo 0 of ``cfg``'s own catalog (load, prepare, one sightline) and a read of ``store``'s
+    maps (zarr's lazily imported API), untimed, on each of the ``num_cpus`` workers: ``num_cpus`` one-CPU tasks at once, each holding its CPU ``hold_s``
+    after its halo, so no two share a worker. A worker's first halo of a config pays one-off
+    costs that the steady state does not: imports, numba's cache loading, and the per-process
+    tables keyed by the config, above all the concentration splines over the catalog's and the
+    neighbours' mass ranges (colossus every 0.01 dex, ~0.4 s each). The warm-up store alone
+    (another catalog, one chunk) had left them, and once a whole worker, to the timed run: a
+    py-spy profile of the 2-worker run showed 4x the 1-worker run's samples in colossus's
+    concentration, and a cold worker's first chunk took 3.4 s more."""
     import ray
 
-    cat = dataclasses.replace(cfg.catalog, mode="flat", n_halos=1, log10_m_min_msun_h=log10_m - WINDOW_DEX,
-                              log10_m_max_msun_h=log10_m + WINDOW_DEX)
-    one = dataclasses.replace(cfg, catalog=cat)
-
     @ray.remote(num_cpus=1)
-    def warm_one(one, hold_s: float) -> int:  # cmpipe imports only: this module is not on the workers' path
+    def warm_one(cfg, store: str, hold_s: float) -> int:  # cmpipe imports only: this module is not on the workers' path
         import os
         import time
 
@@ -114,14 +113,16 @@ def _warm_every_worker(cfg, num_cpus: int, log10_m: float = 13.0, hold_s: float 
         from cmpipe.mapmaking.maps import prepare_halo_with_config, sightline_maps_with_config
         from cmpipe.stages.generate import map_settings
         from cmpipe.stages.source import mock_source
+        from cmpipe.store import open_store
 
         numba.set_num_threads(1)
-        settings = map_settings(one)
-        sightline_maps_with_config(prepare_halo_with_config(mock_source(one).load(0), settings), settings, None, 0)
+        open_store(store)["maps"][:1]
+        settings = map_settings(cfg)
+        sightline_maps_with_config(prepare_halo_with_config(mock_source(cfg).load(0), settings), settings, None, 0)
         time.sleep(hold_s)
         return os.getpid()
 
-    pids = ray.get([warm_one.remote(one, hold_s) for _ in range(num_cpus)])
+    pids = ray.get([warm_one.remote(cfg, str(store), hold_s) for _ in range(num_cpus)])
     if len(set(pids)) != num_cpus:
         print(f"  warning: the warm-up reached {len(set(pids))} of {num_cpus} workers")
 

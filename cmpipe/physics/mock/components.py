@@ -14,6 +14,7 @@ from cmpipe.physics.mock.profiles import (
     _X_MIN,
     MockProfiles,
     _cumulative,
+    CONCENTRATION_TABLE_LOG10_M,
     _log_concentration_table,
     _units,
     neighbour_gas_depletion,
@@ -452,7 +453,9 @@ def make_subhalos(
     conc = np.zeros(0)
     if n:
         log_m = np.log10(mass * h)
-        conc = 10.0 ** _log_concentration_table(cosmology, float(np.floor(log_m.min())), float(np.ceil(log_m.max())))(log_m)
+        lo = min(CONCENTRATION_TABLE_LOG10_M[0], float(np.floor(log_m.min())))
+        hi = max(CONCENTRATION_TABLE_LOG10_M[1], float(np.ceil(log_m.max())))
+        conc = 10.0 ** _log_concentration_table(cosmology, lo, hi)(log_m)
     # Jacobi radius r_t = d [m / (3 M_host(<d))]^(1/3), at most the isolated R200m.
     m_host = m200m * nfw_mass_fraction(np.maximum(radius, _X_MIN * r200m) / r200m, c_host)
     r_t = np.minimum(radius * np.cbrt(mass / (3.0 * m_host)), r_iso)

@@ -124,6 +124,12 @@ def _xi_table(cosmo_cfg: CosmologyConfig) -> tuple[np.ndarray, np.ndarray]:
     return r, np.asarray(cosmo.correlationFunction(r, cosmo_cfg.redshift), dtype=np.float64)
 
 
+#: log10 M200m [Msun/h] range of the one concentration table a process needs: the gas fractions'
+#: and, unless a subhalo falls outside it, every halo's subhalos (one spline per process, not one
+#: per halo's subhalo mass range: each cost ~0.3 s of colossus in every worker).
+CONCENTRATION_TABLE_LOG10_M = (10.0, 17.0)
+
+
 @lru_cache(maxsize=16)
 def _log_concentration_table(cosmo_cfg: CosmologyConfig, lo: float, hi: float):
     """Cubic spline of log10 of the Diemer & Joyce (2019) median c200m against log10 M200m
@@ -164,7 +170,8 @@ def neighbour_gas_depletion(log10_m200m_msun_h: np.ndarray, cosmo_cfg: Cosmology
 
     lm = np.asarray(log10_m200m_msun_h, dtype=np.float64)
     m200m = 10.0**lm / cosmo_cfg.h
-    conc = 10.0 ** _log_concentration_table(cosmo_cfg, 10.0, 17.0)(np.clip(lm, 10.0, 17.0))
+    lo, hi = CONCENTRATION_TABLE_LOG10_M
+    conc = 10.0 ** _log_concentration_table(cosmo_cfg, lo, hi)(np.clip(lm, lo, hi))
     _, m500c = r500c_from_m200m(m200m, conc, cosmo_cfg)
     f_b = cosmo_cfg.omega_b / cosmo_cfg.omega_m
     return np.minimum(vikhlinin09_fgas500(m500c, cosmo_cfg.h) / f_b, 1.0)
